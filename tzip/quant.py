@@ -1,0 +1,212 @@
+"""Float model -> integer model: calibration, int8 weights, fixed-point multipliers.
+
+An IntModel is everything the integer engine needs and nothing else: int8 weight
+matrices (per-output-row scales folded into int64 multipliers), integer embeddings,
+per-channel norm steps, exp tables and shifts. It is saved as an .npz of plain arrays
+(no pickle); its identity is a sha256 over those arrays, so an archive can name the exact
+model that made it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import ByteTransformer, ModelConfig, alibi_slopes
+
+NORM_SHIFT = 16  # fixed-point bits of the per-channel norm multipliers
+ATT_ONE = 4096  # attention probabilities are integers summing to about this
+ATT_EXP_ONE = 1 << 13  # exp table top for attention (Kn * 2**13 < 2**24 for Kn <= 2048)
+OUT_ONE = 1 << 16  # top frequency of the output distribution; every byte gets >= 1
+UNITS = 256  # logits are integers in units of 1/256 nat
+RES_BITS = 22  # calibrated residual maximum maps to 2**22
+MULT_BITS = 24
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read or is not a tzip integer model."""
+
+
+@dataclass
+class IntModel:
+    cfg: ModelConfig
+    tensors: dict[str, torch.Tensor]
+    shifts: dict[str, int]
+    mlp_bits: int = 8
+    name: str = "unnamed"
+    info: dict = field(default_factory=dict)
+
+    def numeric_meta(self) -> dict:
+        return {"config": self.cfg.to_dict(), "shifts": self.shifts, "mlp_bits": self.mlp_bits,
+                "format": 1}
+
+    @property
+    def digest(self) -> bytes:
+        """sha256 over the numbers that define the engine (not the name or the card)."""
+        h = hashlib.sha256(json.dumps(self.numeric_meta(), sort_keys=True).encode())
+        for k in sorted(self.tensors):
+            a = _storage_array(k, self.tensors[k])
+            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.digest()
+
+    def num_params(self) -> int:
+        return sum(v.numel() for k, v in self.tensors.items() if _is_weight(k))
+
+    def save(self, path: Path) -> None:
+        meta = dict(self.numeric_meta(), name=self.name, info=self.info)
+        arrays = {k: _storage_array(k, v) for k, v in self.tensors.items()}
+        with open(path, "wb") as f:
+            np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "IntModel":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(z["__meta__"].tobytes())
+                tensors = {}
+                for k in z.files:
+                    if k == "__meta__":
+                        continue
+                    a = z[k]
+                    tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelFileError(f"{path}: not a readable tzip model ({e})") from None
+        if meta.get("format") != 1:
+            raise ModelFileError(f"{path}: unknown model format {meta.get('format')!r}")
+        return cls(ModelConfig.from_dict(meta["config"]), tensors, meta["shifts"],
+                   meta["mlp_bits"], meta.get("name", Path(path).stem), meta.get("info", {}))
+
+
+def _is_weight(key: str) -> bool:
+    return key == "head" or key.split(".")[-1] in ("wq", "wk", "wv", "wo", "w1", "w2")
+
+
+def _storage_array(key: str, t: torch.Tensor) -> np.ndarray:
+    a = t.cpu().numpy()
+    return a.astype(np.int8) if _is_weight(key) else a
+
+
+def _fixed(scale, bits: int = MULT_BITS) -> tuple[torch.Tensor, int]:
+    """Positive scale(s) -> (int64 multipliers, shift) with the largest multiplier < 2**bits."""
+    s = np.atleast_1d(np.asarray(scale, dtype=np.float64))
+    shift = bits - 1 - math.ceil(math.log2(s.max()))
+    shift = max(1, min(shift, 62 - 26))  # x * mult must stay below 2**62 for |x| < 2**26
+    mult = np.maximum(np.round(s * 2.0 ** shift), 1).astype(np.int64)
+    return torch.from_numpy(mult), shift
+
+
+def _quant_rows(w: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """(out, in) float weight -> ((in, out) int8-valued float32 for x @ w, per-row scales)."""
+    w = w.double()
+    s = (w.abs().amax(1) / 127).clamp_min(1e-12)
+    q = torch.round(w / s[:, None]).clamp(-127, 127)
+    return q.t().float().contiguous(), s.numpy()
+
+
+@torch.no_grad()
+def calibrate(model: ByteTransformer, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Maxima of every quantised activation, over windows tokens (B, T), in float64."""
+    model = model.double().eval()
+    c = model.cfg
+    T = tokens.shape[1]
+    from .model import alibi_bias
+    bias = alibi_bias(c.n_head, T, T, c.context).double()
+    st: dict[str, torch.Tensor] = {}
+
+    def upd(key, v):
+        st[key] = v if key not in st else torch.maximum(st[key], v)
+
+    def normed(x, key):
+        n = x / x.pow(2).mean(-1, keepdim=True).sqrt()
+        upd(key, n.abs().flatten(0, -2).amax(0))
+        return n
+
+    x = model.emb(tokens)
+    upd("res", x.abs().max())
+    for l, b in enumerate(model.blocks):
+        a = b.attn
+        h = normed(x, f"l{l}.n1") * b.norm1.weight
+        B = h.shape[0]
+        q = a.wq(h).view(B, T, c.n_head, c.head_dim).transpose(1, 2)
+        k = a.wk(h).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+        v = a.wv(h).view(B, T, c.n_kv_head, c.head_dim).transpose(1, 2)
+        for n, t in (("q", q), ("k", k), ("v", v)):
+            upd(f"l{l}.{n}", t.abs().max())
+        rep = c.n_head // c.n_kv_head
+        att = torch.softmax(q @ k.repeat_interleave(rep, 1).transpose(-1, -2) / math.sqrt(c.head_dim)
+                            + bias, -1)
+        o = (att @ v.repeat_interleave(rep, 1)).transpose(1, 2).reshape(B, T, -1)
+        upd(f"l{l}.o", o.abs().max())
+        x = x + a.wo(o)
+        upd("res", x.abs().max())
+        h = normed(x, f"l{l}.n2") * b.norm2.weight
+        r = torch.relu(b.mlp.w1(h))
+        upd(f"l{l}.h", r.flatten(0, -2).amax(0))
+        x = x + b.mlp.w2(r.square())
+        upd("res", x.abs().max())
+    normed(x, "nf")
+    model.float()
+    return st
+
+
+@torch.no_grad()
+def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
+            mlp_bits: int = 8, info: dict | None = None) -> IntModel:
+    """Quantise a trained float model using activation maxima measured on calib_tokens."""
+    st = calibrate(model, calib_tokens)
+    model = model.double()
+    c = model.cfg
+    P: dict[str, torch.Tensor] = {}
+    S: dict[str, int] = {"norm": NORM_SHIFT}
+    s_r = float(st["res"]) / 2 ** RES_BITS
+    P["emb"] = torch.round(model.emb.weight / s_r).long()
+
+    def norm_site(key: str, gain: torch.Tensor) -> torch.Tensor:
+        """Per-channel int8 steps of a norm's output; returns gain * step, to fold forward."""
+        step = (st[key].clamp_min(1e-3) / 127).numpy()
+        inv = np.round(2.0 ** NORM_SHIFT / step).astype(np.int64)
+        P[key + ".inv"] = torch.from_numpy(inv)
+        return gain * torch.from_numpy(2.0 ** NORM_SHIFT / inv)
+
+    def linear(key: str, w: torch.Tensor, in_scale, out_scale) -> None:
+        """Store int8 weights and the multiplier taking acc to units of out_scale."""
+        wq, s = _quant_rows(w * torch.as_tensor(in_scale, dtype=torch.float64))
+        P[key] = wq
+        P[key + ".m"], S[key] = _fixed(s / np.asarray(out_scale, dtype=np.float64))
+
+    for l, b in enumerate(model.blocks):
+        a = b.attn
+        fold = norm_site(f"l{l}.n1", b.norm1.weight)
+        sq, sk, sv = (float(st[f"l{l}.{n}"]) / 127 for n in "qkv")
+        linear(f"l{l}.wq", a.wq.weight, fold, sq)
+        linear(f"l{l}.wk", a.wk.weight, fold, sk)
+        linear(f"l{l}.wv", a.wv.weight, fold, sv)
+        P[f"l{l}.qk"] = torch.tensor(sq * sk * UNITS / math.sqrt(c.head_dim), dtype=torch.float32)
+        so = float(st[f"l{l}.o"]) / 127
+        P[f"l{l}.o_in"], S[f"l{l}.o_in"] = _fixed(sv / ATT_ONE / so)
+        linear(f"l{l}.wo", a.wo.weight, so, s_r)
+        fold = norm_site(f"l{l}.n2", b.norm2.weight)
+        s_a = (st[f"l{l}.h"].clamp_min(1e-6) / 4095).numpy()
+        linear(f"l{l}.w1", b.mlp.w1.weight, fold, s_a)
+        hmax = (1 << mlp_bits) - 1
+        m, sh = _fixed(hmax / 4095 ** 2)
+        P[f"l{l}.sq"], S[f"l{l}.sq"] = m, sh
+        c2 = torch.from_numpy(s_a ** 2) * 2.0 ** sh / float(m)  # real value of one unit of h
+        linear(f"l{l}.w2", b.mlp.w2.weight, c2, s_r)
+    fold = norm_site("nf", model.norm.weight)
+    linear("head", model.head.weight, fold, 1.0 / UNITS)
+    P["alibi"] = torch.tensor([round(s * UNITS) for s in alibi_slopes(c.n_head)], dtype=torch.long)
+    i = torch.arange(UNITS * 12, dtype=torch.float64)
+    P["att_exp"] = torch.cat([torch.round(ATT_EXP_ONE * torch.exp(-i / UNITS)), torch.zeros(1)]).float()
+    n_out = int(UNITS * math.log(OUT_ONE)) + 2
+    i = torch.arange(n_out, dtype=torch.float64)
+    P["out_exp"] = torch.round(OUT_ONE * torch.exp(-i / UNITS)).clamp_min(1).long()
+    model.float()
+    P = {k: (v.float() if v.dtype == torch.float64 else v) for k, v in P.items()}
+    return IntModel(c, P, S, mlp_bits, name, info or {})

@@ -1,0 +1,220 @@
+"""Train a ByteTransformer on the training text (bf16 + torch.compile on CUDA, fp32 on CPU).
+
+    python -m tzip.train --config models/tzip-small.json --out runs/small [--seconds 400]
+
+The run stops after `steps` optimizer steps, or after `seconds` of training when the
+config (or the command line) gives a time budget; the learning-rate schedule follows
+whichever is used. Weights are saved as a float npz (no pickle) that tzip.quant turns
+into a shippable integer model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import BOS, ByteTransformer, ModelConfig
+
+DEFAULT_TRAIN = {
+    "batch_size": 64,
+    "lr": 2e-3,
+    "min_lr_frac": 0.05,
+    "warmup": 200,
+    "weight_decay": 0.1,
+    "steps": 1000,
+    "seconds": None,
+    "bos_prob": 0.125,
+    "seed": 1234,
+    "eval_every": 250,
+    "val_bytes_per_file": 262144,
+}
+
+
+def load_text_files(paths: list[Path], val_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read .txt or .txt.xz files; the last val_bytes of each file form the validation slice."""
+    train, val = [], []
+    for p in sorted(paths):
+        raw = lzma.decompress(p.read_bytes()) if p.suffix == ".xz" else p.read_bytes()
+        arr = np.frombuffer(raw, dtype=np.uint8)
+        cut = max(len(arr) - val_bytes, len(arr) // 2)
+        train.append(arr[:cut])
+        val.append(arr[cut:])
+    return np.concatenate(train), np.concatenate(val)
+
+
+def training_files(data_dir: Path) -> list[Path]:
+    files = sorted(data_dir.glob("*.txt.xz")) + sorted(data_dir.glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(f"no *.txt or *.txt.xz training files in {data_dir}")
+    return files
+
+
+def get_batch(data: torch.Tensor, batch: int, T: int, bos_prob: float, gen: torch.Generator):
+    """Random windows; some start with BOS, as a stream's first bytes do."""
+    ix = torch.randint(0, len(data) - T - 1, (batch,), generator=gen, device=data.device)
+    win = data[ix[:, None] + torch.arange(T + 1, device=data.device)].long()
+    x, y = win[:, :-1].clone(), win[:, 1:]
+    bos = torch.rand(batch, generator=gen, device=data.device) < bos_prob
+    x[bos, 0] = BOS
+    return x, y
+
+
+def save_float(model: ByteTransformer, out: Path, meta: dict, shard_bytes: int = 12 << 20) -> None:
+    """Float16 weights as npz shards float-NN.npz (no pickle, each small enough to move
+    around), with config and meta as JSON inside every shard."""
+    meta = dict(meta, config=model.cfg.to_dict())
+    m = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    shards, cur, size = [], {}, 0
+    for k, v in model.state_dict().items():
+        a = v.detach().float().cpu().numpy().astype(np.float16)
+        if cur and size + a.nbytes > shard_bytes:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[k] = a
+        size += a.nbytes
+    shards.append(cur)
+    for old in out.glob("float-*.npz"):
+        old.unlink()
+    for i, sd in enumerate(shards):
+        tmp = out / f"float-{i:02d}.tmp.npz"
+        np.savez(tmp, __meta__=m, **sd)
+        os.replace(tmp, out / f"float-{i:02d}.npz")
+
+
+def load_float(folder: Path) -> tuple[ByteTransformer, dict]:
+    """Inverse of save_float: merge the shards in folder into a float32 model."""
+    sd, meta = {}, None
+    shards = sorted(Path(folder).glob("float-*.npz"))
+    if not shards:
+        raise FileNotFoundError(f"no float-*.npz weights in {folder}")
+    for p in shards:
+        with np.load(p, allow_pickle=False) as z:
+            meta = json.loads(z["__meta__"].tobytes())
+            sd.update({k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files if k != "__meta__"})
+    model = ByteTransformer(ModelConfig.from_dict(meta["config"]))
+    model.load_state_dict(sd)
+    return model, meta
+
+
+@torch.no_grad()
+def evaluate(model, data: torch.Tensor, T: int, batches: int, batch: int, amp) -> float:
+    """Mean bits per byte over fixed, evenly spaced windows of the validation slice."""
+    model.eval()
+    n = batches * batch
+    starts = torch.linspace(0, len(data) - T - 1, n, device=data.device).long()
+    total = 0.0
+    for i in range(batches):
+        ix = starts[i * batch:(i + 1) * batch]
+        win = data[ix[:, None] + torch.arange(T + 1, device=data.device)].long()
+        with amp():
+            logits = model(win[:, :-1])
+        total += F.cross_entropy(logits.float().reshape(-1, 256), win[:, 1:].reshape(-1)).item()
+    model.train()
+    return total / batches / math.log(2)
+
+
+def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
+          steps: int | None = None, device: str = "auto", log=print) -> Path:
+    tc = dict(DEFAULT_TRAIN, **config.get("train", {}))
+    if seconds is not None:
+        tc["seconds"] = seconds
+    if steps is not None:
+        tc["steps"] = steps
+    cfg = ModelConfig.from_dict(config["model"])
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    torch.manual_seed(tc["seed"])
+    gen = torch.Generator(device=dev).manual_seed(tc["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+
+    tr, va = load_text_files(training_files(data_dir), tc["val_bytes_per_file"])
+    log(f"train bytes {len(tr):,}  val bytes {len(va):,}  device {dev}")
+    tr_t, va_t = torch.from_numpy(tr).to(dev), torch.from_numpy(va).to(dev)
+
+    model = ByteTransformer(cfg).to(dev)
+    log(f"params {model.num_params():,}  config {cfg.to_dict()}")
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=tc["lr"], betas=(0.9, 0.95), fused=dev.type == "cuda")
+    fwd = model
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            fwd = torch.compile(model)
+        except Exception as e:  # compile is an optimisation only
+            log(f"torch.compile unavailable ({e}); running eager")
+
+    def amp():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else \
+            torch.autocast("cpu", enabled=False)
+
+    T, B = cfg.context, tc["batch_size"]
+    budget_s, max_steps = tc["seconds"], tc["steps"]
+    t0 = time.time()
+    step, seen = 0, 0
+    last_save = time.time()
+    while True:
+        elapsed = time.time() - t0
+        progress = elapsed / budget_s if budget_s else step / max_steps
+        if progress >= 1.0:
+            break
+        warm = min(1.0, (step + 1) / tc["warmup"])
+        decay_f = tc["min_lr_frac"] + (1 - tc["min_lr_frac"]) * 0.5 * (1 + math.cos(math.pi * progress))
+        for g in opt.param_groups:
+            g["lr"] = tc["lr"] * warm * decay_f
+        x, y = get_batch(tr_t, B, T, tc["bos_prob"], gen)
+        with amp():
+            logits = fwd(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += B * T
+        if step % 50 == 0:
+            log(f"step {step}  {time.time() - t0:7.1f}s  train {loss.item() / math.log(2):.4f} bpb"
+                f"  {seen / (time.time() - t0) / 1e6:.2f} MB/s")
+        if step % tc["eval_every"] == 0:
+            log(f"step {step}  val {evaluate(model, va_t, T, 8, B, amp):.4f} bpb")
+        if time.time() - last_save > 60:
+            save_float(model, out, {"steps": step, "bytes_seen": seen, "seconds": time.time() - t0})
+            last_save = time.time()
+    val = evaluate(model, va_t, T, 32, B, amp)
+    meta = {"steps": step, "bytes_seen": seen, "seconds": round(time.time() - t0, 1),
+            "val_bpb": round(val, 4), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
+            else "cpu", "train": tc, "name": config.get("name", "")}
+    save_float(model, out, meta)
+    log(f"done: {step} steps, {seen:,} bytes, {meta['seconds']}s, val {val:.4f} bpb -> {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, type=Path)
+    ap.add_argument("--data", type=Path, default=None, help="folder of *.txt[.xz] training files")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    from .corpora import train_dir
+    config = json.loads(a.config.read_text())
+    train(config, a.data or train_dir(), a.out, a.seconds, a.steps, a.device,
+          log=lambda s: print(s, flush=True, file=sys.stderr))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
