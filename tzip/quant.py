@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ class IntModel:
         return {"config": self.cfg.to_dict(), "shifts": self.shifts, "mlp_bits": self.mlp_bits,
                 "format": 1}
 
-    @property
+    @cached_property
     def digest(self) -> bytes:
         """sha256 over the numbers that define the engine (not the name or the card)."""
         h = hashlib.sha256(json.dumps(self.numeric_meta(), sort_keys=True).encode())
@@ -111,12 +112,12 @@ def _quant_rows(w: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
 
 @torch.no_grad()
 def calibrate(model: ByteTransformer, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Maxima of every quantised activation, over windows tokens (B, T), in float64."""
-    model = model.double().eval()
+    """Maxima of every quantised activation, over windows tokens (B, T)."""
+    model = model.float().eval()
     c = model.cfg
     T = tokens.shape[1]
     from .model import alibi_bias
-    bias = alibi_bias(c.n_head, T, T, c.context).double()
+    bias = alibi_bias(c.n_head, T, T, c.context)
     st: dict[str, torch.Tensor] = {}
 
     def upd(key, v):
@@ -210,3 +211,36 @@ def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
     model.float()
     P = {k: (v.float() if v.dtype == torch.float64 else v) for k, v in P.items()}
     return IntModel(c, P, S, mlp_bits, name, info or {})
+
+
+def calibration_windows(text: np.ndarray, T: int, n: int = 32) -> torch.Tensor:
+    """n evenly spaced windows of T bytes from text (the training run's validation slice)."""
+    starts = np.linspace(0, len(text) - T - 1, n).astype(np.int64)
+    return torch.from_numpy(np.stack([text[s:s + T] for s in starts]).astype(np.int64))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m tzip.quant RUN_DIR OUT.npz --name NAME: float training output -> int model."""
+    import argparse
+    import sys
+    from .corpora import train_dir
+    from .train import load_float, load_text_files, training_files
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--mlp-bits", type=int, default=8, choices=(8, 12))
+    a = ap.parse_args(argv)
+    model, meta = load_float(a.run)
+    _, val = load_text_files(training_files(a.data or train_dir()),
+                             meta.get("train", {}).get("val_bytes_per_file", 262144))
+    calib = calibration_windows(val, model.cfg.context)
+    im = convert(model, calib, a.name, a.mlp_bits, info={"training": meta})
+    im.save(a.out)
+    print(f"{a.out}: {im.num_params():,} weights, id {im.digest.hex()[:16]}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

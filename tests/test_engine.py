@@ -1,0 +1,108 @@
+"""The hard rule: identical integer frequency tables on every path and configuration."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tzip import coder
+from tzip.engine import Engine
+from tzip.model import BOS
+
+from conftest import make_model, ModelConfig
+
+
+def tables_parallel(engine: Engine, inp: torch.Tensor, chunk: int) -> torch.Tensor:
+    cache = engine.new_cache(inp.shape[0], ring=False)
+    return torch.cat([engine.forward_chunk(inp[:, t:t + chunk], cache)
+                      for t in range(0, inp.shape[1], chunk)], 1)
+
+
+def tables_incremental(engine: Engine, inp: torch.Tensor) -> torch.Tensor:
+    cache = engine.new_cache(inp.shape[0], ring=True)
+    return torch.stack([engine.step(inp[:, t], cache) for t in range(inp.shape[1])], 1)
+
+
+def inputs(text: bytes, S: int, L: int) -> torch.Tensor:
+    arr = np.frombuffer(text, dtype=np.uint8)[: S * L].astype(np.int64).reshape(S, L)
+    inp = torch.from_numpy(arr)
+    return torch.cat([torch.full((S, 1), BOS), inp[:, :-1]], 1)
+
+
+@pytest.mark.parametrize("S", [1, 3, 8])
+def test_parallel_equals_incremental(tiny, text, S):
+    """Longer than the context, so the sliding window and the ring buffer both wrap."""
+    e = Engine(tiny)
+    inp = inputs(text, S, 3 * tiny.cfg.context + 5)
+    par = tables_parallel(e, inp, chunk=tiny.cfg.context)
+    assert torch.equal(par, tables_incremental(e, inp))
+
+
+def test_chunk_size_and_batch_do_not_matter(tiny, text):
+    e = Engine(tiny)
+    inp = inputs(text, 4, 100)
+    ref = tables_parallel(e, inp, chunk=7)
+    assert torch.equal(ref, tables_parallel(e, inp, chunk=32))
+    assert torch.equal(ref, tables_parallel(e, inp, chunk=1))
+    alone = tables_parallel(e, inp[2:3], chunk=13)  # one stream alone vs inside a batch
+    assert torch.equal(alone[0], ref[2])
+
+
+def test_thread_count_does_not_matter(tiny, text):
+    e = Engine(tiny)
+    inp = inputs(text, 2, 80)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tables_parallel(e, inp, chunk=80)
+        torch.set_num_threads(max(2, before))
+        many = tables_parallel(e, inp, chunk=80)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, many)
+
+
+def test_frequencies_are_valid_integers(tiny, text):
+    f = tables_parallel(Engine(tiny), inputs(text, 2, 64), chunk=64)
+    assert f.dtype == torch.int64 and f.shape[-1] == 256
+    assert int(f.min()) >= 1 and int(f.max()) <= 1 << 16
+    assert int(f.sum(-1).max()) < 1 << 24  # exact as float32 in the coder
+
+
+def test_wide_mlp_path_matches(text):
+    """12-bit MLP activations take the split-matmul path; it must stay exact too."""
+    from conftest import TINY
+    from tzip.model import ByteTransformer
+    from tzip.quant import convert
+    torch.manual_seed(3)
+    m = convert(ByteTransformer(TINY), torch.randint(0, 256, (4, 32)), "w", mlp_bits=12)
+    e = Engine(m)
+    inp = inputs(text, 2, 70)
+    assert torch.equal(tables_parallel(e, inp, 32), tables_incremental(e, inp))
+
+
+def test_long_reductions_are_chunked_exactly(text):
+    """d_model * mlp_mult > 1024 exercises the K-split of exact matmuls."""
+    cfg = ModelConfig(d_model=272, n_layer=1, n_head=4, n_kv_head=2, mlp_mult=4, context=16)
+    m = make_model(4, "wide", cfg, text)
+    e = Engine(m)
+    inp = inputs(text, 2, 40)
+    assert torch.equal(tables_parallel(e, inp, 16), tables_incremental(e, inp))
+
+
+@pytest.mark.parametrize("S", [1, 5])
+def test_coder_roundtrip(tiny, text, S):
+    e = Engine(tiny)
+    data = text[:3000]
+    lengths = coder.split_streams(len(data), tiny.cfg.context, S)
+    assert sum(lengths) == len(data)
+    payload = coder.encode(e, data, lengths)
+    assert coder.decode(e, payload, lengths) == data
+
+
+def test_split_streams_depends_on_size_only():
+    assert coder.split_streams(0, 256) == []
+    assert coder.split_streams(10, 256) == [10]
+    assert coder.split_streams(10, 256, 4) == [3, 3, 3, 1]
+    big = coder.split_streams(10_000_000, 256)
+    assert len(big) == coder.MAX_STREAMS and sum(big) == 10_000_000

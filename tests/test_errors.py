@@ -1,0 +1,95 @@
+"""Damaged, truncated, foreign and mismatched archives: clear errors, never wrong output."""
+from __future__ import annotations
+
+import pytest
+
+import tzip
+from tzip.container import MAGIC
+
+
+@pytest.fixture(scope="module")
+def archive(small, text):
+    """An archive with a model block, so payload corruption reaches the range decoder."""
+    return tzip.compress(text[:3000], small, streams=8)
+
+
+def test_not_an_archive():
+    with pytest.raises(tzip.CorruptArchive, match="not a tzip archive"):
+        tzip.decompress(b"hello world, not compressed")
+
+
+def test_empty_input_is_not_an_archive():
+    with pytest.raises(tzip.CorruptArchive, match="truncated|not a tzip"):
+        tzip.decompress(b"")
+
+
+@pytest.mark.parametrize("cut", [2, 10, 30, 60, 200, -20, -5, -1])
+def test_truncated(archive, small, cut):
+    with pytest.raises(tzip.CorruptArchive):
+        tzip.decompress(archive[:cut], small)
+
+
+def test_flipped_payload_byte(archive, small):
+    i = tzip.info(archive)
+    assert i.blocks[0]["method"] == "model"
+    for pos in (len(archive) - 200, len(archive) // 2, 100):
+        bad = bytearray(archive)
+        bad[pos] ^= 0x10
+        with pytest.raises(tzip.CorruptArchive):
+            tzip.decompress(bytes(bad), small)
+
+
+@pytest.mark.parametrize("pos", [5, 8, 20, 40])
+def test_flipped_header_byte(archive, small, pos):
+    bad = bytearray(archive)
+    bad[pos] ^= 0x01
+    with pytest.raises(tzip.TzipError):
+        tzip.decompress(bytes(bad), small)
+
+
+def test_unknown_version(archive):
+    bad = bytearray(archive)
+    bad[len(MAGIC)] = 99
+    with pytest.raises(tzip.CorruptArchive, match="version 99"):
+        tzip.decompress(bytes(bad))
+
+
+def test_trailing_garbage(archive, small):
+    with pytest.raises(tzip.CorruptArchive, match="trailing"):
+        tzip.decompress(archive + b"x", small)
+
+
+def test_wrong_model_is_refused(tiny, tiny_b, text):
+    blob = tzip.compress(text[:3000], tiny, streams=4, block_size=1 << 20)
+    if tzip.info(blob).blocks[0]["method"] != "model":  # the random tiny model may lose
+        blob = _force_model_block(tiny, text[:3000])
+    with pytest.raises(tzip.WrongModel, match="tiny-a"):
+        tzip.decompress(blob, tiny_b)
+
+
+def test_missing_model_is_named(tiny, text, monkeypatch, tmp_path):
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path))
+    blob = _force_model_block(tiny, text[:2000])
+    with pytest.raises(tzip.ModelError, match="tiny-a.*not installed"):
+        tzip.decompress(blob)
+
+
+def test_model_found_by_id_in_models_dir(tiny, text, monkeypatch, tmp_path):
+    tiny.save(tmp_path / "renamed.npz")
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path))
+    data = text[:2000]
+    assert tzip.decompress(_force_model_block(tiny, data)) == data
+
+
+def _force_model_block(model, data: bytes) -> bytes:
+    """An archive whose only block is model-coded, whatever LZMA would have done."""
+    import zlib
+    from tzip import coder
+    from tzip.container import MODEL, NO_TRANSFORM, Block, Header, Trailer
+    from tzip.engine import Engine
+    lengths = coder.split_streams(len(data), model.cfg.context, 4)
+    payload = coder.encode(Engine(model), data, lengths)
+    crc = zlib.crc32(data)
+    return (Header(model.name, model.digest[:16]).pack()
+            + Block(MODEL, NO_TRANSFORM, len(data), crc, payload, lengths).pack()
+            + Trailer(len(data), crc).pack())

@@ -1,0 +1,106 @@
+"""Streams + one interleaved range coder: model frequencies in, bits out, and back.
+
+A block is split into S contiguous streams that the model reads in lockstep. All symbols
+go into one range-coded sequence in step-major order (step t: stream 0..S-1), so the
+decoder handles step t with one batched model call and one coder call.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import constriction
+import numpy as np
+import torch
+
+from .engine import Engine
+from .model import BOS
+
+SEGMENT_CONTEXTS = 64  # a stream's first `context` bytes cost more: keep streams >= 64 contexts
+MAX_STREAMS = 128
+CHUNK_ROWS = {"cpu": 4096, "cuda": 32768}  # positions x streams per parallel pass
+
+_FAMILY = constriction.stream.model.Categorical(perfect=False)
+
+Progress = Callable[[int], None] | None
+
+
+class CorruptPayload(ValueError):
+    """The range-coded payload could not be decoded."""
+
+
+def split_streams(n: int, context: int, streams: int | None = None) -> list[int]:
+    """Lengths of the contiguous streams a block of n bytes is cut into (sum = n).
+
+    Depends on n and the model's context only, never on the device, so archives are the
+    same everywhere."""
+    if n == 0:
+        return []
+    s = streams if streams else max(1, min(MAX_STREAMS, n // (SEGMENT_CONTEXTS * context)))
+    s = max(1, min(s, n))
+    seg = -(-n // s)
+    lengths = [seg] * (n // seg)
+    if n % seg:
+        lengths.append(n % seg)
+    return lengths
+
+
+def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, L) byte matrix of the streams (zero padded) and the (S, L) mask of real bytes."""
+    S, L = len(lengths), max(lengths)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    mat = np.zeros((S, L), dtype=np.int64)
+    off = 0
+    for i, n in enumerate(lengths):
+        mat[i, :n] = arr[off:off + n]
+        off += n
+    mask = np.arange(L)[None, :] < np.asarray(lengths)[:, None]
+    return mat, mask
+
+
+def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None) -> bytes:
+    """Range-code data (already split into streams of the given lengths) with the model."""
+    mat, mask = _layout(data, lengths)
+    S, L = mat.shape
+    dev = engine.device
+    inp = torch.from_numpy(np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)).to(dev)
+    chunk = max(1, min(engine.cfg.context, CHUNK_ROWS.get(dev.type, 4096) // S))
+    enc = constriction.stream.queue.RangeEncoder()
+    cache = engine.new_cache(S, ring=False)
+    for t0 in range(0, L, chunk):
+        freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).transpose(0, 1)  # (c, S, 256)
+        c = freqs.shape[0]
+        m = mask[:, t0:t0 + c].T
+        sym = mat[:, t0:t0 + c].T[m].astype(np.int32)
+        probs = freqs.cpu().numpy()[m].astype(np.float32)
+        enc.encode(sym, _FAMILY, probs)
+        if progress:
+            progress(int(m.sum()))
+    return enc.get_compressed().astype("<u4").tobytes()
+
+
+def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
+    """Inverse of encode: one model step and one coder call per stream position."""
+    if len(payload) % 4:
+        raise CorruptPayload("payload length is not a multiple of 4")
+    S, L = len(lengths), max(lengths)
+    active_until = np.asarray(lengths)
+    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    out = np.zeros((S, L), dtype=np.uint8)
+    cache = engine.new_cache(S, ring=True)
+    tok = torch.full((S,), BOS, dtype=torch.long, device=engine.device)
+    for t in range(L):
+        probs = engine.step(tok, cache).cpu().numpy().astype(np.float32)
+        act = active_until > t
+        try:
+            if act.all():
+                sym = dec.decode(_FAMILY, probs)
+            else:
+                sym = np.zeros(S, dtype=np.int32)
+                sym[act] = dec.decode(_FAMILY, probs[act])
+        except Exception as e:  # constriction raises on exhausted or invalid input
+            raise CorruptPayload(f"range decoder failed at step {t}: {e}") from None
+        out[:, t] = sym
+        tok = torch.from_numpy(sym.astype(np.int64)).to(engine.device)
+        if progress:
+            progress(int(act.sum()))
+    return b"".join(out[i, :n].tobytes() for i, n in enumerate(lengths))

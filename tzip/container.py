@@ -1,0 +1,158 @@
+"""The .tz container: header, blocks, trailer. See FORMAT.md for the byte layout.
+
+Everything that can be checked is checked: each header and block header carries a CRC32
+of its own bytes, each block the CRC32 of its original bytes, and the trailer the total
+length and CRC32 of the whole original.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+MAGIC = b"\x89TZP"
+VERSION = 1
+DIGEST_LEN = 16
+
+STORED, LZMA, MODEL = 0, 1, 2
+METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model"}
+NO_TRANSFORM, CRLF = 0, 1
+TAG_BLOCK, TAG_END = 1, 0
+
+
+class FormatError(ValueError):
+    """The input is not a valid .tz archive (wrong magic, corrupt, truncated...)."""
+
+
+def put_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class Reader:
+    """Reads fields from a binary stream, turning short reads into FormatError."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.seen = bytearray()  # bytes of the record being read, for its CRC
+
+    def take(self, n: int, what: str) -> bytes:
+        b = self.f.read(n)
+        if len(b) != n:
+            raise FormatError(f"truncated archive (while reading {what})")
+        self.seen += b
+        return b
+
+    def u8(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def u32(self, what: str) -> int:
+        return struct.unpack("<I", self.take(4, what))[0]
+
+    def varint(self, what: str) -> int:
+        n = shift = 0
+        while True:
+            b = self.u8(what)
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+            if shift > 63:
+                raise FormatError(f"corrupt archive (bad number in {what})")
+
+    def check_crc(self, what: str) -> None:
+        body = bytes(self.seen)
+        stored = self.u32(what + " checksum")
+        if zlib.crc32(body) != stored:
+            raise FormatError(f"corrupt archive ({what} checksum mismatch)")
+        self.seen = bytearray()
+
+
+@dataclass
+class Header:
+    model_name: str
+    model_digest: bytes
+
+    def pack(self) -> bytes:
+        name = self.model_name.encode()[:255]
+        body = MAGIC + bytes([VERSION, len(name)]) + name + self.model_digest
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def read(cls, r: Reader) -> "Header":
+        magic = r.f.read(len(MAGIC))
+        if magic != MAGIC:
+            if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
+                raise FormatError("truncated archive (while reading header)")
+            raise FormatError("not a tzip archive (bad magic)")
+        r.seen += magic
+        version = r.u8("header")
+        if version != VERSION:
+            raise FormatError(f"unsupported archive format version {version} "
+                              f"(this tzip reads version {VERSION}); upgrade tzip")
+        name = r.take(r.u8("header"), "header").decode("utf-8", "replace")
+        digest = r.take(DIGEST_LEN, "header")
+        r.check_crc("header")
+        return cls(name, digest)
+
+
+@dataclass
+class Block:
+    method: int
+    transform: int
+    raw_len: int
+    raw_crc: int
+    payload: bytes
+    streams: list[int] = field(default_factory=list)
+
+    def pack(self) -> bytes:
+        body = bytes([TAG_BLOCK, self.method, self.transform]) + put_varint(self.raw_len) \
+            + put_varint(len(self.payload)) + struct.pack("<I", self.raw_crc)
+        if self.method == MODEL:
+            body += put_varint(len(self.streams)) + b"".join(put_varint(n) for n in self.streams)
+        return body + struct.pack("<I", zlib.crc32(body)) + self.payload
+
+
+@dataclass
+class Trailer:
+    total_len: int
+    total_crc: int
+
+    def pack(self) -> bytes:
+        body = bytes([TAG_END]) + put_varint(self.total_len) + struct.pack("<I", self.total_crc)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+
+def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
+    """The next block, or the trailer."""
+    tag = r.u8("block header")
+    if tag == TAG_END:
+        total = r.varint("trailer")
+        crc = r.u32("trailer")
+        r.check_crc("trailer")
+        return Trailer(total, crc)
+    if tag != TAG_BLOCK:
+        raise FormatError("corrupt archive (bad block tag)")
+    method, transform = r.u8("block header"), r.u8("block header")
+    raw_len, n_payload = r.varint("block header"), r.varint("block header")
+    raw_crc = r.u32("block header")
+    streams: list[int] = []
+    if method == MODEL:
+        n = r.varint("block header")
+        if n > raw_len:
+            raise FormatError("corrupt archive (bad stream count)")
+        streams = [r.varint("block header") for _ in range(n)]
+    r.check_crc("block header")
+    if method not in METHODS or transform not in (NO_TRANSFORM, CRLF):
+        raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
+    if sum(streams) > raw_len or n_payload > max_payload:
+        raise FormatError("corrupt archive (bad block lengths)")
+    payload = r.take(n_payload, "block payload")
+    r.seen = bytearray()
+    return Block(method, transform, raw_len, raw_crc, payload, streams)
