@@ -20,7 +20,7 @@ def test_tiny_training_run(tmp_path, text):
     logs = []
     out = train(config, data, tmp_path / "run", steps=60, device="cpu", log=logs.append)
     losses = [float(l.split()[4]) for l in logs if " train " in l]
-    assert losses[-1] < losses[0] - 1.0, logs
+    assert losses and losses[-1] < 6.0, logs  # an untrained model costs about 8 bits a byte
     model, meta = load_float(out)
     assert meta["steps"] == 60 and meta["val_bpb"] < 7.0
     im = convert(model, calibration_windows(np.frombuffer(text, np.uint8), 32, 8), "t")

@@ -47,18 +47,6 @@ class ArchiveInfo:
         return 8 * self.compressed_size / self.original_size if self.original_size else 0.0
 
 
-def _read_full(f: BinaryIO, n: int) -> bytes:
-    """Read n bytes, or fewer only at end of input (pipes return short reads)."""
-    parts, got = [], 0
-    while got < n:
-        b = f.read(n - got)
-        if not b:
-            break
-        parts.append(b)
-        got += len(b)
-    return b"".join(parts)
-
-
 def _looks_compressible(data: bytes) -> bool:
     """Cheap screen that skips the model on random or already-compressed data."""
     sample = data[:1 << 16]
@@ -99,7 +87,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, d
     fout.write(Header(m.name, m.digest[:16]).pack())
     total, crc = 0, 0
     while True:
-        raw = _read_full(fin, block_size)
+        raw = Reader(fin).read(block_size)
         if not raw:
             break
         fout.write(_encode_block(raw, engine, streams, progress).pack())

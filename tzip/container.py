@@ -42,8 +42,19 @@ class Reader:
         self.f = f
         self.seen = bytearray()  # bytes of the record being read, for its CRC
 
+    def read(self, n: int) -> bytes:
+        """Up to n bytes; fewer only at the end of input (pipes may return short reads)."""
+        parts, got = [], 0
+        while got < n:
+            b = self.f.read(n - got)
+            if not b:
+                break
+            parts.append(b)
+            got += len(b)
+        return b"".join(parts)
+
     def take(self, n: int, what: str) -> bytes:
-        b = self.f.read(n)
+        b = self.read(n)
         if len(b) != n:
             raise FormatError(f"truncated archive (while reading {what})")
         self.seen += b
@@ -86,7 +97,7 @@ class Header:
 
     @classmethod
     def read(cls, r: Reader) -> "Header":
-        magic = r.f.read(len(MAGIC))
+        magic = r.read(len(MAGIC))
         if magic != MAGIC:
             if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
                 raise FormatError("truncated archive (while reading header)")
