@@ -8,7 +8,6 @@ import random
 import pytest
 
 import tzip
-from tzip.container import MODEL
 
 CASES = {
     "empty": b"",

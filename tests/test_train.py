@@ -1,8 +1,6 @@
 """Training end to end on text every clone has: loss falls, the model converts and codes."""
 from __future__ import annotations
 
-import json
-
 import tzip
 from tzip.quant import IntModel, calibration_windows, convert
 from tzip.train import load_float, train

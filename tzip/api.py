@@ -17,9 +17,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
-
-import torch
+from typing import BinaryIO, Callable, Union
 
 from . import coder, models, transform
 from .container import (CRLF, LZMA, METHODS, MODEL, NO_TRANSFORM, STORED, Block, FormatError,
@@ -30,7 +28,7 @@ from .quant import IntModel
 BLOCK_SIZE = 4 << 20
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
-ModelSpec = "str | Path | IntModel | None"
+ModelSpec = Union[str, Path, IntModel, None]  # a name in models/, a path, or a loaded model
 Progress = Callable[[int], None] | None
 
 
@@ -97,7 +95,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, d
     return total
 
 
-def _decode_block(blk: Block, header: Header, get_engine, progress: Progress) -> bytes:
+def _decode_block(blk: Block, get_engine, progress: Progress) -> bytes:
     if blk.method == STORED:
         data = blk.payload
     elif blk.method == LZMA:
@@ -153,7 +151,7 @@ def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *,
             rec = read_record(r)
             if isinstance(rec, Trailer):
                 break
-            data = _decode_block(rec, header, get_engine, progress)
+            data = _decode_block(rec, get_engine, progress)
             fout.write(data)
             total += len(data)
             crc = zlib.crc32(data, crc)
