@@ -178,13 +178,15 @@ def decompress(blob: bytes, model: ModelSpec = None, **kw) -> bytes:
     return out.getvalue()
 
 
-def _atomic_write(dst: Path, fill: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file beside dst, renamed into place only on success."""
+def atomic_write(dst: Path, fill: Callable[[BinaryIO], int]) -> int:
+    """Write through a temporary file beside dst, renamed into place only on success;
+    returns what fill returned."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
-            fill(f)
+            result = fill(f)
         os.replace(tmp, dst)
+        return result
     except BaseException:
         os.unlink(tmp)
         raise
@@ -196,7 +198,7 @@ def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSp
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.name + ".tz")
     with open(src, "rb") as fin:
-        _atomic_write(dst, lambda f: compress_stream(fin, f, model, **kw))
+        atomic_write(dst, lambda f: compress_stream(fin, f, model, **kw))
     return dst
 
 
@@ -210,7 +212,7 @@ def decompress_file(src: str | Path, dst: str | Path | None = None, model: Model
         dst = src.with_suffix("")
     dst = Path(dst)
     with open(src, "rb") as fin:
-        _atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw))
+        atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw))
     return dst
 
 

@@ -65,9 +65,7 @@ def _run_one(src: str, dst: str | None, to_stdout: bool, force: bool, quiet: boo
                 n_in = work(fin, sys.stdout.buffer, tick)
                 sys.stdout.buffer.flush()
             else:
-                holder = {}
-                api._atomic_write(Path(dst), lambda f: holder.setdefault("n", work(fin, f, tick)))
-                n_in = holder["n"]
+                n_in = api.atomic_write(Path(dst), lambda f: work(fin, f, tick))
     finally:
         if fin is not sys.stdin.buffer:
             fin.close()

@@ -91,17 +91,23 @@ class Engine:
         y = torch.div(2 * num + den, 2 * den, rounding_mode="floor")
         return y.clamp(-127, 127).float()
 
-    def _attend(self, l: int, q, K, V, qpos, kpos) -> torch.Tensor:
-        """q (S, C, H*hd); K, V (S, kv, Kn, hd); positions (C,), (Kn,) -> (S, C, H*hd) int8."""
+    def _alibi(self, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
+        """(kv, G*C, Kn) integer ALiBi penalties; 2**23 (weight 0) outside the window.
+        The same for every layer, so built once per forward."""
+        c = self.cfg
+        kv, G = c.n_kv_head, self.n_rep
+        dist = (qpos[:, None] - kpos[None, :]).float()  # (C, Kn)
+        valid = (dist >= 0) & (dist < c.context)
+        bias = self.slopes.view(kv, G, 1, 1) * dist  # (kv, G, C, Kn)
+        return torch.where(valid, bias, torch.full_like(bias, 2.0 ** 23)).view(kv, G * len(qpos), -1)
+
+    def _attend(self, l: int, q, K, V, bias) -> torch.Tensor:
+        """q (S, C, H*hd); K, V (S, kv, Kn, hd); bias from _alibi -> (S, C, H*hd) int8."""
         c = self.cfg
         S, C, _ = q.shape
         G, kv, hd = self.n_rep, c.n_kv_head, c.head_dim
         qh = q.view(S, C, kv, G, hd).permute(0, 2, 3, 1, 4).reshape(S, kv, G * C, hd)
         s = qh @ K.transpose(-1, -2)  # exact: hd * 127 * 127 < 2**24
-        dist = (qpos[:, None] - kpos[None, :]).float()  # (C, Kn)
-        valid = (dist >= 0) & (dist < c.context)
-        bias = self.slopes.view(kv, G, 1, 1) * dist  # (kv, G, C, Kn)
-        bias = torch.where(valid, bias, torch.full_like(bias, 2.0 ** 23)).view(kv, G * C, -1)
         z = torch.floor(s * self.p[f"l{l}.qk"]) - bias
         d = (z.amax(-1, keepdim=True) - z).clamp_(0, self.p["att_exp"].numel() - 1)
         e = self.p["att_exp"][d.long()]
@@ -148,12 +154,13 @@ class Engine:
         qpos = torch.arange(cache.t, cache.t + C, device=self.device)
         kpos = torch.cat([cache.pos, qpos])
         keep = c.context - 1
+        bias = self._alibi(qpos, kpos)
         res = self.p["emb"][tokens]
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
             K = torch.cat([cache.k[l], k.view(S, C, c.n_kv_head, c.head_dim).transpose(1, 2)], 2)
             V = torch.cat([cache.v[l], v.view(S, C, c.n_kv_head, c.head_dim).transpose(1, 2)], 2)
-            res = self._finish_layer(l, res, self._attend(l, q, K, V, qpos, kpos))
+            res = self._finish_layer(l, res, self._attend(l, q, K, V, bias))
             cache.k[l], cache.v[l] = K[:, :, -keep:], V[:, :, -keep:]
         cache.pos = kpos[-keep:]
         cache.t += C
@@ -166,12 +173,12 @@ class Engine:
         S = tokens.shape[0]
         slot = cache.t % c.context
         cache.pos[slot] = cache.t
-        qpos = cache.pos[slot:slot + 1]
+        bias = self._alibi(cache.pos[slot:slot + 1], cache.pos)
         res = self.p["emb"][tokens[:, None]]
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
             cache.k[l][:, :, slot] = k.view(S, c.n_kv_head, c.head_dim)
             cache.v[l][:, :, slot] = v.view(S, c.n_kv_head, c.head_dim)
-            res = self._finish_layer(l, res, self._attend(l, q, cache.k[l], cache.v[l], qpos, cache.pos))
+            res = self._finish_layer(l, res, self._attend(l, q, cache.k[l], cache.v[l], bias))
         cache.t += 1
         return self._freqs(res)[:, 0]
