@@ -27,3 +27,21 @@ def test_tiny_training_run(tmp_path, text):
     assert loaded.digest == im.digest
     sample = text[:2000]
     assert tzip.decompress(tzip.compress(sample, loaded, streams=4), loaded) == sample
+
+
+def test_resume_continues_counters_and_optimizer(tmp_path, text):
+    """A run resumed from a saved one carries its step/byte totals and AdamW moments."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "src.txt").write_bytes(text * 2)
+    config = {"name": "t", "model": {"d_model": 16, "n_layer": 1, "n_head": 2, "context": 16},
+              "train": {"batch_size": 4, "warmup": 2, "eval_every": 10**9, "val_bytes_per_file": 4096}}
+    first = train(config, data, tmp_path / "a", steps=5, device="cpu", log=lambda s: None,
+                  optimizer_state=True)
+    assert (first / "optim.npz").exists()
+    logs = []
+    second = train(config, data, tmp_path / "b", steps=3, device="cpu", log=logs.append, resume=first)
+    assert any("optimizer moments restored" in l for l in logs)
+    _, meta = load_float(second)
+    assert meta["steps"] == 3 and meta["total"]["steps"] == 8
+    assert meta["total"]["bytes_seen"] == 8 * 4 * 16

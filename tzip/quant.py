@@ -20,10 +20,11 @@ import torch
 
 from .model import ByteTransformer, ModelConfig, alibi_slopes
 
+FORMAT = 2  # engine semantics version: a model file of another format is refused
 NORM_SHIFT = 16  # fixed-point bits of the per-channel norm multipliers
-ATT_ONE = 4096  # attention probabilities are integers summing to about this
-ATT_EXP_ONE = 1 << 13  # exp table top for attention (Kn * 2**13 < 2**24 for Kn <= 2048)
+ATT_EXP_ONE = 1 << 13  # exp table top for attention weights (float64 sums stay exact)
 OUT_ONE = 1 << 16  # top frequency of the output distribution; every byte gets >= 1
+MLP_BITS = 8  # squared-ReLU activations are integers in [0, 255]
 UNITS = 256  # logits are integers in units of 1/256 nat
 RES_BITS = 22  # calibrated residual maximum maps to 2**22
 MULT_BITS = 24
@@ -38,13 +39,11 @@ class IntModel:
     cfg: ModelConfig
     tensors: dict[str, torch.Tensor]
     shifts: dict[str, int]
-    mlp_bits: int = 8
     name: str = "unnamed"
     info: dict = field(default_factory=dict)
 
     def numeric_meta(self) -> dict:
-        return {"config": self.cfg.to_dict(), "shifts": self.shifts, "mlp_bits": self.mlp_bits,
-                "format": 1}
+        return {"config": self.cfg.to_dict(), "shifts": self.shifts, "format": FORMAT}
 
     @cached_property
     def digest(self) -> bytes:
@@ -78,14 +77,15 @@ class IntModel:
                     tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
         except (OSError, ValueError, KeyError) as e:
             raise ModelFileError(f"{path}: not a readable tzip model ({e})") from None
-        if meta.get("format") != 1:
-            raise ModelFileError(f"{path}: unknown model format {meta.get('format')!r}")
+        if meta.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: model format {meta.get('format')!r}, this tzip reads "
+                                 f"format {FORMAT}; convert the float checkpoint again")
         return cls(ModelConfig.from_dict(meta["config"]), tensors, meta["shifts"],
-                   meta["mlp_bits"], meta.get("name", Path(path).stem), meta.get("info", {}))
+                   meta.get("name", Path(path).stem), meta.get("info", {}))
 
 
 def _is_weight(key: str) -> bool:
-    return key == "head" or key.split(".")[-1] in ("wq", "wk", "wv", "wo", "w1", "w2")
+    return key == "head" or key.split(".")[-1] in ("wqkv", "wo", "w1", "w2")
 
 
 def _storage_array(key: str, t: torch.Tensor) -> np.ndarray:
@@ -158,7 +158,7 @@ def calibrate(model: ByteTransformer, tokens: torch.Tensor) -> dict[str, torch.T
 
 @torch.no_grad()
 def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
-            mlp_bits: int = 8, info: dict | None = None) -> IntModel:
+            info: dict | None = None) -> IntModel:
     """Quantise a trained float model using activation maxima measured on calib_tokens."""
     st = calibrate(model, calib_tokens)
     model = model.double()
@@ -179,23 +179,23 @@ def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
         """Store int8 weights and the multiplier taking acc to units of out_scale."""
         wq, s = _quant_rows(w * torch.as_tensor(in_scale, dtype=torch.float64))
         P[key] = wq
-        P[key + ".m"], S[key] = _fixed(s / np.asarray(out_scale, dtype=np.float64))
+        P[key + ".m"], S[key] = _fixed(s / np.broadcast_to(np.asarray(out_scale, np.float64), s.shape))
 
     for l, b in enumerate(model.blocks):
         a = b.attn
         fold = norm_site(f"l{l}.n1", b.norm1.weight)
         sq, sk, sv = (float(st[f"l{l}.{n}"]) / 127 for n in "qkv")
-        linear(f"l{l}.wq", a.wq.weight, fold, sq)
-        linear(f"l{l}.wk", a.wk.weight, fold, sk)
-        linear(f"l{l}.wv", a.wv.weight, fold, sv)
+        w = torch.cat([a.wq.weight, a.wk.weight, a.wv.weight])  # one matmul for q, k and v
+        steps = np.repeat([sq, sk, sv], [a.wq.out_features, a.wk.out_features, a.wv.out_features])
+        linear(f"l{l}.wqkv", w, fold, steps)
         P[f"l{l}.qk"] = torch.tensor(sq * sk * UNITS / math.sqrt(c.head_dim), dtype=torch.float32)
         so = float(st[f"l{l}.o"]) / 127
-        P[f"l{l}.o_in"], S[f"l{l}.o_in"] = _fixed(sv / ATT_ONE / so)
+        P[f"l{l}.o_in"], S[f"l{l}.o_in"] = _fixed(sv / so)
         linear(f"l{l}.wo", a.wo.weight, so, s_r)
         fold = norm_site(f"l{l}.n2", b.norm2.weight)
         s_a = (st[f"l{l}.h"].clamp_min(1e-6) / 4095).numpy()
         linear(f"l{l}.w1", b.mlp.w1.weight, fold, s_a)
-        hmax = (1 << mlp_bits) - 1
+        hmax = (1 << MLP_BITS) - 1
         m, sh = _fixed(hmax / 4095 ** 2)
         P[f"l{l}.sq"], S[f"l{l}.sq"] = m, sh
         c2 = torch.from_numpy(s_a ** 2) * 2.0 ** sh / float(m)  # real value of one unit of h
@@ -204,19 +204,48 @@ def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
     linear("head", model.head.weight, fold, 1.0 / UNITS)
     P["alibi"] = torch.tensor([round(s * UNITS) for s in alibi_slopes(c.n_head)], dtype=torch.long)
     i = torch.arange(UNITS * 12, dtype=torch.float64)
-    P["att_exp"] = torch.cat([torch.round(ATT_EXP_ONE * torch.exp(-i / UNITS)), torch.zeros(1)]).float()
+    P["att_exp"] = torch.cat([torch.round(ATT_EXP_ONE * torch.exp(-i / UNITS)), torch.zeros(1)])
     n_out = int(UNITS * math.log(OUT_ONE)) + 2
     i = torch.arange(n_out, dtype=torch.float64)
-    P["out_exp"] = torch.round(OUT_ONE * torch.exp(-i / UNITS)).clamp_min(1).long()
+    P["out_exp"] = torch.round(OUT_ONE * torch.exp(-i / UNITS)).clamp_min(1).float()
     model.float()
-    P = {k: (v.float() if v.dtype == torch.float64 else v) for k, v in P.items()}
-    return IntModel(c, P, S, mlp_bits, name, info or {})
+    P = {k: (v.float() if v.dtype == torch.float64 and k != "att_exp" else v) for k, v in P.items()}
+    return IntModel(c, P, S, name, info or {})
 
 
 def calibration_windows(text: np.ndarray, T: int, n: int = 32) -> torch.Tensor:
     """n evenly spaced windows of T bytes from text (the training run's validation slice)."""
     starts = np.linspace(0, len(text) - T - 1, n).astype(np.int64)
     return torch.from_numpy(np.stack([text[s:s + T] for s in starts]).astype(np.int64))
+
+
+@torch.no_grad()
+def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, streams: int = 8,
+                      length: int = 2048, every: int = 16) -> tuple[float, float]:
+    """(float bpb, integer-engine bpb) on the same positions of the same streams of text,
+    each stream starting with BOS as a compressed stream does: the cost of quantising.
+    Past the first context, every `every`-th position is scored (a float pass per scored
+    position is slow on a CPU); the integer engine scores the same ones."""
+    from .engine import Engine
+    from .model import BOS
+    c = model.cfg.context
+    win = calibration_windows(text, length, streams)
+    inp = torch.cat([torch.full((streams, 1), BOS), win[:, :-1]], 1)
+    pos = [t for t in range(length) if t < c or t % every == 0]
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, inp, win = model.float().eval().to(dev), inp.to(dev), win.to(dev)
+    bits_f = 0.0
+    for t in pos:
+        logits = model(inp[:, max(0, t + 1 - c):t + 1])[:, -1]
+        bits_f += torch.nn.functional.cross_entropy(logits, win[:, t], reduction="sum").item()
+    model.cpu()
+    e = Engine(im, dev)
+    cache = e.new_cache(streams, ring=False)
+    f = torch.cat([e.forward_chunk(inp[:, t:t + 256], cache) for t in range(0, length, 256)], 1)
+    f = f[:, pos].double()
+    p = f.gather(-1, win[:, pos, None]).squeeze(-1) / f.sum(-1)
+    n = streams * len(pos)
+    return bits_f / math.log(2) / n, -p.log2().sum().item() / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,15 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--name", required=True)
     ap.add_argument("--data", type=Path, default=None)
-    ap.add_argument("--mlp-bits", type=int, default=8, choices=(8, 12))
     a = ap.parse_args(argv)
     model, meta = load_float(a.run)
     _, val = load_text_files(training_files(a.data or train_dir()),
                              meta.get("train", {}).get("val_bytes_per_file", 262144))
     calib = calibration_windows(val, model.cfg.context)
-    im = convert(model, calib, a.name, a.mlp_bits, info={"training": meta})
+    im = convert(model, calib, a.name, info={"training": meta})
+    fb, ib = quantisation_cost(model, im, val)
+    im.info["quantisation"] = {"float_bpb": round(fb, 4), "integer_bpb": round(ib, 4),
+                               "sample": "8 validation streams x 2,048 bytes"}
     im.save(a.out)
-    print(f"{a.out}: {im.num_params():,} weights, id {im.digest.hex()[:16]}", file=sys.stderr)
+    print(f"{a.out}: {im.num_params():,} weights, id {im.digest.hex()[:16]}; validation sample: "
+          f"float {fb:.4f} bpb, integer engine {ib:.4f} bpb ({100 * (ib / fb - 1):+.1f}%)",
+          file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,12 @@
 The run stops after `steps` optimizer steps, or after `seconds` of training when the
 config (or the command line) gives a time budget; the learning-rate schedule follows
 whichever is used. Weights are saved as a float npz (no pickle) that tzip.quant turns
-into a shippable integer model.
+into a shippable integer model; with `--optimizer-state` the AdamW moments are saved too.
+
+`--resume DIR` continues from a saved run: its weights, its step and byte counters, and
+its optimizer moments when DIR has them (otherwise they restart, after a short warmup).
+A new learning-rate schedule then runs over this run's own budget, so a model can keep
+training across several time-limited GPU sessions.
 """
 from __future__ import annotations
 
@@ -90,6 +95,27 @@ def save_float(model: ByteTransformer, out: Path, meta: dict, shard_bytes: int =
         os.replace(tmp, out / f"float-{i:02d}.npz")
 
 
+def save_optimizer(opt: torch.optim.Optimizer, out: Path) -> None:
+    """AdamW moments as float32 npz (no pickle), in parameter order."""
+    arrays = {}
+    for i, st in enumerate(opt.state.values()):
+        for k in ("exp_avg", "exp_avg_sq"):
+            arrays[f"{i}.{k}"] = st[k].float().cpu().numpy()
+        arrays[f"{i}.step"] = np.asarray(float(st["step"]))
+    tmp = out / "optim.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out / "optim.npz")
+
+
+def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    params = [p for g in opt.param_groups for p in g["params"]]
+    with np.load(path, allow_pickle=False) as z:
+        for i, p in enumerate(params):
+            opt.state[p] = {"step": torch.tensor(float(z[f"{i}.step"])),
+                            "exp_avg": torch.from_numpy(z[f"{i}.exp_avg"]).to(p.device, p.dtype),
+                            "exp_avg_sq": torch.from_numpy(z[f"{i}.exp_avg_sq"]).to(p.device, p.dtype)}
+
+
 def load_float(folder: Path) -> tuple[ByteTransformer, dict]:
     """Inverse of save_float: merge the shards in folder into a float32 model."""
     sd, meta = {}, None
@@ -123,7 +149,8 @@ def evaluate(model, data: torch.Tensor, T: int, batches: int, batch: int, amp) -
 
 
 def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
-          steps: int | None = None, device: str = "auto", log=print) -> Path:
+          steps: int | None = None, device: str = "auto", log=print, resume: Path | None = None,
+          optimizer_state: bool = False) -> Path:
     tc = dict(DEFAULT_TRAIN, **config.get("train", {}))
     if seconds is not None:
         tc["seconds"] = seconds
@@ -140,13 +167,23 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
     log(f"train bytes {len(tr):,}  val bytes {len(va):,}  device {dev}")
     tr_t, va_t = torch.from_numpy(tr).to(dev), torch.from_numpy(va).to(dev)
 
-    model = ByteTransformer(cfg).to(dev)
+    model, before = ByteTransformer(cfg), {"steps": 0, "bytes_seen": 0, "seconds": 0.0}
+    if resume:
+        model, prev = load_float(resume)
+        if model.cfg != cfg:
+            raise ValueError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
+        before = {k: prev.get("total", prev).get(k, 0) for k in before}
+        log(f"resuming from {resume}: {before['steps']} steps, {before['bytes_seen']:,} bytes so far")
+    model = model.to(dev)
     log(f"params {model.num_params():,}  config {cfg.to_dict()}")
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=tc["lr"], betas=(0.9, 0.95), fused=dev.type == "cuda")
+    if resume and (resume / "optim.npz").exists():
+        load_optimizer(opt, resume / "optim.npz")
+        log("optimizer moments restored")
     fwd = model
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -158,6 +195,20 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
     def amp():
         return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else \
             torch.autocast("cpu", enabled=False)
+
+    def checkpoint(step: int, seen: int, val: float | None) -> dict:
+        secs = round(time.time() - t0, 1)
+        meta = {"steps": step, "bytes_seen": seen, "seconds": secs, "val_bpb": val and round(val, 4),
+                "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                "train": tc, "name": config.get("name", ""), "resumed_from": str(resume or ""),
+                "total": {"steps": before["steps"] + step, "bytes_seen": before["bytes_seen"] + seen,
+                          "seconds": round(before["seconds"] + secs, 1)}}
+        save_float(model, out, meta)
+        if optimizer_state:
+            save_optimizer(opt, out)
+        if val is not None:
+            log(f"done: {step} steps, {seen:,} bytes, {secs}s, val {val:.4f} bpb -> {out}")
+        return meta
 
     T, B = cfg.context, tc["batch_size"]
     budget_s, max_steps = tc["seconds"], tc["steps"]
@@ -189,14 +240,9 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
         if step % tc["eval_every"] == 0:
             log(f"step {step}  val {evaluate(model, va_t, T, 8, B, amp):.4f} bpb")
         if time.time() - last_save > 60:
-            save_float(model, out, {"steps": step, "bytes_seen": seen, "seconds": time.time() - t0})
+            checkpoint(step, seen, None)
             last_save = time.time()
-    val = evaluate(model, va_t, T, 32, B, amp)
-    meta = {"steps": step, "bytes_seen": seen, "seconds": round(time.time() - t0, 1),
-            "val_bpb": round(val, 4), "device": torch.cuda.get_device_name(dev) if dev.type == "cuda"
-            else "cpu", "train": tc, "name": config.get("name", "")}
-    save_float(model, out, meta)
-    log(f"done: {step} steps, {seen:,} bytes, {meta['seconds']}s, val {val:.4f} bpb -> {out}")
+    checkpoint(step, seen, evaluate(model, va_t, T, 32, B, amp))
     return out
 
 
@@ -208,11 +254,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the config)")
+    ap.add_argument("--resume", type=Path, default=None, help="a run folder to continue from")
+    ap.add_argument("--optimizer-state", action="store_true", help="also save AdamW moments")
     a = ap.parse_args(argv)
     from .corpora import train_dir
     config = json.loads(a.config.read_text())
+    if a.lr is not None:
+        config.setdefault("train", {})["lr"] = a.lr
     train(config, a.data or train_dir(), a.out, a.seconds, a.steps, a.device,
-          log=lambda s: print(s, flush=True, file=sys.stderr))
+          log=lambda s: print(s, flush=True, file=sys.stderr), resume=a.resume,
+          optimizer_state=a.optimizer_state)
     return 0
 
 
