@@ -2,7 +2,8 @@
 
 A block is split into S contiguous streams that the model reads in lockstep. All symbols
 go into one range-coded sequence in step-major order (step t: stream 0..S-1), so the
-decoder handles step t with one batched model call and one coder call.
+decoder handles step t with one batched model call and one coder call. Before coding,
+each step's model frequencies are mixed with the match model's guess (tzip/match.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from .engine import Engine
+from .match import MatchMixer
 from .model import BOS
 
 SEGMENT_CONTEXTS = 16  # streams >= 16 contexts long: 46 -> 128 streams on book1 cost +0.1% in size
@@ -67,13 +69,16 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     chunk = max(1, min(engine.cfg.context, CHUNK_ROWS.get(dev.type, 4096) // S))
     enc = constriction.stream.queue.RangeEncoder()
     cache = engine.new_cache(S, ring=False)
+    mixer = MatchMixer(mat)
     for t0 in range(0, L, chunk):
-        freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).transpose(0, 1)  # (c, S, 256)
-        c = freqs.shape[0]
+        freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).cpu().numpy()  # (S, c, 256)
+        c = freqs.shape[1]
+        probs = np.empty((c, S, 256), dtype=np.float32)
+        for i in range(c):
+            probs[i] = mixer.mix(t0 + i, freqs[:, i])
+            mixer.update(t0 + i, mat[:, t0 + i], mask[:, t0 + i])
         m = mask[:, t0:t0 + c].T
-        sym = mat[:, t0:t0 + c].T[m].astype(np.int32)
-        probs = freqs.cpu().numpy()[m].astype(np.float32)
-        enc.encode(sym, _FAMILY, probs)
+        enc.encode(mat[:, t0:t0 + c].T[m].astype(np.int32), _FAMILY, probs[m])
         if progress:
             progress(int(m.sum()))
     return enc.get_compressed().astype("<u4").tobytes()
@@ -104,11 +109,12 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     S, L = len(lengths), max(lengths)
     active_until = np.asarray(lengths)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-    out = np.zeros((S, L), dtype=np.uint8)
+    out = np.zeros((S, L), dtype=np.int64)
     cache = engine.new_cache(S, ring=True)
+    mixer = MatchMixer(out)
     tok = torch.full((S,), BOS, dtype=torch.long, device=engine.device)
     for t in range(L):
-        probs = engine.step(tok, cache).cpu().numpy().astype(np.float32)
+        probs = mixer.mix(t, engine.step(tok, cache).cpu().numpy())
         act = active_until > t
         try:
             if act.all():
@@ -119,7 +125,8 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
         except Exception as e:  # constriction raises on exhausted or invalid input
             raise CorruptPayload(f"range decoder failed at step {t}: {e}") from None
         out[:, t] = sym
-        tok = torch.from_numpy(sym.astype(np.int64)).to(engine.device)
+        mixer.update(t, out[:, t], act)
+        tok = torch.from_numpy(out[:, t].copy()).to(engine.device)
         if progress:
             progress(int(act.sum()))
-    return b"".join(out[i, :n].tobytes() for i, n in enumerate(lengths))
+    return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 MAGIC = b"\x89TZP"
-VERSION = 1
+VERSION = 2  # 2: model blocks mix in the match model (tzip/match.py)
 DIGEST_LEN = 16
 
 STORED, LZMA, MODEL = 0, 1, 2

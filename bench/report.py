@@ -1,0 +1,204 @@
+"""Turning measured results into totals, a Markdown report and PNG charts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+MEMORY_NOTE = ("peak RSS of the process that ran the phase: for shell tools the command's "
+               "max RSS from GNU time (n/a without it); for library codecs and tzip the VmHWM "
+               "of a fresh Python worker, which includes the interpreter and its imports "
+               "(PyTorch for tzip; *_rss_before in the JSON is the worker's RSS just before "
+               "the timed call)")
+MEMORY_NOTE_INLINE = ("not measured for library codecs and tzip (--inline: they ran in the "
+                      "suite's own process); shell tools: the command's max RSS from GNU time")
+
+
+def _groups(results: list[dict]) -> list[str]:
+    seen: list[str] = []
+    for r in results:
+        if r["group"] not in seen:
+            seen.append(r["group"])
+    return seen
+
+
+def _total(rows: list[dict]) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    orig = sum(r["original_bytes"] for r in ok)
+    comp = sum(r["compressed_bytes"] for r in ok)
+    cs, ds = sum(r["compress_s"] for r in ok), sum(r["decompress_s"] for r in ok)
+
+    def peak(key: str) -> int | None:
+        vals = [r[key] for r in ok if r.get(key) is not None]
+        return max(vals) if vals else None
+
+    return {"files": len(rows), "files_ok": len(ok),
+            "complete": len(ok) == len(rows) and bool(rows),
+            "original_bytes": orig, "compressed_bytes": comp,
+            "bpb": 8 * comp / orig if orig else None,
+            "compress_kbps": orig / cs / 1000 if cs else None,
+            "decompress_kbps": orig / ds / 1000 if ds else None,
+            "compress_peak_rss": peak("compress_peak_rss"),
+            "decompress_peak_rss": peak("decompress_peak_rss"),
+            "compress_gpu_peak": peak("compress_gpu_peak"),
+            "decompress_gpu_peak": peak("decompress_gpu_peak")}
+
+
+def aggregates(results: list[dict], tool_names: list[str]) -> list[dict]:
+    """Per group and tool, and over all files ("all"): total compressed*8 / total original
+    and total bytes / total seconds, over the files whose round trip succeeded; "complete"
+    says whether that was every file."""
+    out = []
+    for group in _groups(results) + ["all"]:
+        for tool in tool_names:
+            rows = [r for r in results if r["tool"] == tool and group in ("all", r["group"])]
+            out.append({"group": group, "tool": tool, **_total(rows)})
+    return out
+
+
+def speed(x: float | None) -> str:
+    """Speeds with three significant digits below 100."""
+    if x is None:
+        return "n/a"
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
+def _mib(x: int | None) -> str:
+    return "n/a" if x is None else f"{x / 2**20:,.1f}"
+
+
+def _esc(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _cell(r: dict | None) -> tuple[str, float | None]:
+    if r is None:
+        return "", None
+    if r["status"] != "ok":
+        return f"FAILED ({r['status']})", None
+    return f"{r['bpb']:.3f}", r["bpb"]
+
+
+def _row(label: str, size: str, cells: list[tuple[str, float | None]]) -> str:
+    vals = [v for _, v in cells if v is not None]
+    best = min(vals) if vals else None
+    shown = [f"**{t}**" if v is not None and v == best else t for t, v in cells]
+    return "| " + " | ".join([label, size] + shown) + " |"
+
+
+def markdown(doc: dict) -> str:
+    e, s = doc["environment"], doc["settings"]
+    tools = [t["name"] for t in doc["tools"] if t["available"]]
+    by = {(r["file"], r["tool"]): r for r in doc["results"]}
+    agg = {(a["group"], a["tool"]): a for a in doc["aggregates"]}
+    groups = _groups(doc["results"])
+    what = ("first {:,} bytes of each file".format(s["limit_bytes"]) if s["limit_bytes"]
+            else "whole files")
+    lines = [
+        "# tzip benchmark", "",
+        f"{e['date']} on {e['host']}: {e['cpu']} ({e['cpu_count']} CPUs), GPU: "
+        f"{e['gpu'] or 'none'}; tzip device: {s['device_resolved'] or 'n/a'}; "
+        f"git {e['git_commit'] or 'unknown'}.",
+        f"Command: `{e['command']}`. Files: {s['corpus'] or 'user files'}, {what}.", "",
+        "## Bits per byte (8 x compressed / original; lower is better, best per row in bold)",
+        "",
+        "| file | bytes | " + " | ".join(tools) + " |",
+        "|---|---:|" + "---:|" * len(tools),
+    ]
+    for f in doc["files"]:
+        if not any((f["file"], t) in by for t in tools):
+            continue
+        used = next(by[(f["file"], t)]["original_bytes"] for t in tools if (f["file"], t) in by)
+        lines.append(_row(f["file"], f"{used:,}", [_cell(by.get((f["file"], t))) for t in tools]))
+    for g in groups + (["all"] if len(groups) > 1 else []):
+        cells, n, size = [], 0, 0
+        for t in tools:
+            a = agg.get((g, t))
+            n, size = (a["files"], a["original_bytes"]) if a and a["complete"] else (n, size)
+            cells.append((f"{a['bpb']:.3f}", a["bpb"]) if a and a["complete"] else
+                         ("incomplete" if a else "", None))
+        lines.append(_row(f"**{g} total** ({n} files)", f"{size:,}", cells))
+    lines += ["", "## Speed and memory (all files together)", "",
+              "KB/s = 1000 bytes of original per second. Peak RSS in MiB, the largest over "
+              f"the files. Memory: {s['memory']}.", "",
+              "| tool | settings | bpb | compress KB/s | decompress KB/s | "
+              "peak RSS compress | peak RSS decompress |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    labels = {t["name"]: t["label"] for t in doc["tools"]}
+    for t in tools:
+        a = agg[("all", t)]
+        bpb = f"{a['bpb']:.3f}" if a["complete"] else f"({a['files_ok']} of {a['files']} ok)"
+        gpu = ""
+        if a["compress_gpu_peak"] is not None:
+            gpu = (f" (GPU {_mib(a['compress_gpu_peak'])} / "
+                   f"{_mib(a['decompress_gpu_peak'])} MiB allocated)")
+        lines.append(f"| {t} | {_esc(labels[t])}{gpu} | {bpb} | {speed(a['compress_kbps'])} | "
+                     f"{speed(a['decompress_kbps'])} | {_mib(a['compress_peak_rss'])} | "
+                     f"{_mib(a['decompress_peak_rss'])} |")
+    if doc["models"]:
+        lines += ["", "## tzip models (their weights are not counted in the sizes above)", "",
+                  "| model | id | params | model file bytes | layers x d_model | heads (q/kv) "
+                  "| context |", "|---|---|---:|---:|---|---|---:|"]
+        for m in doc["models"]:
+            c = m["config"]
+            lines.append(f"| {m['name']} | `{m['id']}` | {m['params']:,} | {m['file_bytes']:,} | "
+                         f"{c.get('n_layer')} x {c.get('d_model')} | "
+                         f"{c.get('n_head')}/{c.get('n_kv_head')} | {c.get('context')} |")
+        lines.append("")
+        lines.append("params: elements of the embedding, the output head and the attention "
+                     "and MLP matrices (int8 weights).")
+    extra = ([f"- {x['note']}" for x in doc["skipped"]]
+             + [f"- **FAILED** {x['tool']} on {x['file']}: {x['status']}: {_esc(x['error'])}"
+                for x in doc["failures"]]
+             + [f"- {n}" for n in doc["notes"]])
+    if extra:
+        lines += ["", "## Notes", ""] + extra
+    if doc.get("charts"):
+        lines += ["", "## Charts", ""] + [f"![{c}]({c})" for c in doc["charts"]]
+    return "\n".join(lines) + "\n"
+
+
+def charts(doc: dict, out_dir: Path) -> tuple[list[str], list[str]]:
+    """bpb.png (bpb per file and tool) and speed.png (bpb against compress speed); returns
+    the file names written and notes (matplotlib missing, nothing to draw)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], ["charts skipped: matplotlib is not installed (pip install matplotlib)"]
+    tools = [t["name"] for t in doc["tools"] if t["available"]]
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    if not tools or not ok:
+        return [], ["charts skipped: no successful results to draw"]
+    files = [f["file"] for f in doc["files"]]
+    by = {(r["file"], r["tool"]): r["bpb"] for r in ok}
+    width = 0.8 / len(tools)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(files) * max(1, len(tools)) / 4), 4.5))
+    for i, t in enumerate(tools):
+        xs = [j + (i - (len(tools) - 1) / 2) * width for j in range(len(files))]
+        ax.bar(xs, [by.get((f, t), 0.0) for f in files], width, label=t)
+    ax.set_xticks(range(len(files)))
+    ax.set_xticklabels(files, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_dir / "bpb.png", dpi=120)
+    plt.close(fig)
+
+    agg = {a["tool"]: a for a in doc["aggregates"] if a["group"] == "all"}
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for t in tools:
+        a = agg.get(t)
+        if a and a["bpb"] is not None and a["compress_kbps"]:
+            ax.scatter(a["compress_kbps"], a["bpb"])
+            ax.annotate(t, (a["compress_kbps"], a["bpb"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("compress speed, KB/s (log scale)")
+    ax.set_ylabel("bits per byte, all files")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out_dir / "speed.png", dpi=120)
+    plt.close(fig)
+    return ["bpb.png", "speed.png"], []

@@ -1,0 +1,222 @@
+"""The benchmark suite (bench/) on tiny inputs: no corpora, no network, and the optional
+packages (zstandard, brotli, pyppmd, matplotlib) are not required."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench import download, run  # noqa: E402
+from bench.inputs import sample_files  # noqa: E402
+from tzip import corpora  # noqa: E402
+
+GZIP_PAIR = "gzip -9 -c {in} > {out};gzip -d -c {in} > {out}"
+
+
+@pytest.fixture
+def no_corpora(monkeypatch, tmp_path) -> Path:
+    """An empty corpora root in place of $TZIP_CORPORA, ../shared/corpora and the cache."""
+    root = tmp_path / "corpora"
+    root.mkdir()
+    monkeypatch.setattr(corpora, "search_roots", lambda: [root])
+    return root
+
+
+def bench(out: Path, *args: str) -> tuple[int, dict | None, str]:
+    rc = run.main([*args, "--out", str(out), "-q"])
+    js = out / "results.json"
+    return rc, (json.loads(js.read_text()) if js.exists() else None), \
+        ((out / "results.md").read_text() if (out / "results.md").exists() else "")
+
+
+def test_quick_run_writes_table_and_json(tmp_path, no_corpora, tiny_path, monkeypatch):
+    monkeypatch.setenv("TZIP_MODELS", str(tiny_path.parent))
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "tiny-a", "--tools", "gzip,xz",
+                        "--inline", "--limit-bytes", "300")
+    assert rc == 0
+    names = [f.label for f in sample_files()]
+    assert [f["file"] for f in doc["files"]] == names
+    assert len(doc["results"]) == len(names) * 3
+    for r in doc["results"]:
+        assert r["status"] == "ok" and r["original_bytes"] == 300
+        assert r["bpb"] == pytest.approx(8 * r["compressed_bytes"] / 300)
+        assert r["compress_kbps"] > 0 and r["decompress_kbps"] > 0
+    (m,) = doc["models"]
+    assert m["name"] == "tiny-a" and len(m["id"]) == 16
+    assert m["params"] > 0 and m["file_bytes"] == tiny_path.stat().st_size
+    e = doc["environment"]
+    assert {"cpu", "date", "command", "versions", "gpu"} <= set(e)
+    assert e["versions"]["python"] and "--quick" in e["command"]
+    totals = {(a["group"], a["tool"]): a for a in doc["aggregates"]}
+    assert totals[("sample", "tiny-a")]["complete"]
+    assert totals[("sample", "gzip")]["original_bytes"] == 300 * len(names)
+    assert not doc["failures"]
+    header = next(line for line in md.splitlines() if line.startswith("| file |"))
+    assert "tiny-a" in header and "gzip" in header and "xz" in header
+    for n in names:
+        assert sum(line.startswith(f"| {n} |") for line in md.splitlines()) == 1
+    assert "**sample total**" in md and "## tzip models" in md
+
+
+def test_roundtrip_failure_is_flagged_and_others_finish(tmp_path, no_corpora, capsys):
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip",
+                        "--inline",
+                        "--tool", "broken=cp {in} {out};head -c 1 {in} > {out}",
+                        "--tool", "crashes=false {in} {out};cp {in} {out}")
+    assert rc == 1
+    status = {(r["file"], r["tool"]): r["status"] for r in doc["results"]}
+    assert set(status.values()) == {"ok", "mismatch", "error"}
+    assert all(s == "ok" for (f, t), s in status.items() if t == "gzip")
+    assert all(s == "mismatch" for (f, t), s in status.items() if t == "broken")
+    assert {x["tool"] for x in doc["failures"]} == {"broken", "crashes"}
+    assert "FAILED (mismatch)" in md and "FAILED (error)" in md
+    assert "ROUND-TRIP FAILURE: broken" in capsys.readouterr().err
+
+
+def test_missing_corpus_names_download_command(tmp_path, no_corpora, capsys):
+    rc, doc, _ = bench(tmp_path / "out", "--group", "canterbury", "--models", "none",
+                       "--tools", "gzip")
+    assert rc == 2 and doc is None
+    err = capsys.readouterr().err
+    assert "python -m bench download canterbury" in err
+    assert "canterbury/alice29.txt" in err and str(no_corpora) in err
+
+
+def test_shell_tool_pairs_from_flag_and_config(tmp_path, no_corpora):
+    cfg = tmp_path / "tools.json"
+    cfg.write_text(json.dumps({"gz-cfg": {"compress": "gzip -9 -c {in} > {out}",
+                                          "decompress": "gzip -d -c {in} > {out}"}}))
+    rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "none",
+                       "--tool", f"gz={GZIP_PAIR}", "--tools-config", str(cfg))
+    assert rc == 0
+    assert {r["tool"] for r in doc["results"]} == {"gz", "gz-cfg"}
+    for r in doc["results"]:
+        assert r["status"] == "ok" and 0 < r["bpb"] < 8
+    sample = sample_files()[0].path.read_bytes()[:1000]
+    gz = next(r for r in doc["results"] if r["tool"] == "gz" and r["file"].endswith(
+        sample_files()[0].name))
+    assert abs(gz["compressed_bytes"] - len(gzip.compress(sample, 9))) < 64
+
+
+def test_command_line_exit_status(tmp_path):
+    """python -m bench itself: a broken codec makes it exit 1 after writing the report."""
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "bench", "--files", str(sample_files()[0].path),
+                        "--models", "none", "--tools", "gzip", "--inline", "--out", str(out),
+                        "--tool", "broken=cp {in} {out};head -c 1 {in} > {out}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "ROUND-TRIP FAILURE: broken" in p.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert [x["tool"] for x in doc["failures"]] == ["broken"]
+    assert "| files/gettysburg.txt |" in p.stdout
+
+
+def test_missing_optional_package_is_skipped(tmp_path, no_corpora, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "none", "--tools",
+                        "zstd,gzip", "--inline", "--limit-bytes", "200")
+    assert rc == 0
+    assert [s["tool"] for s in doc["skipped"]] == ["zstd"]
+    assert "not installed" in doc["skipped"][0]["note"]
+    assert {r["tool"] for r in doc["results"]} == {"gzip"}
+    assert "skipped zstd" in md and "skipped zstd" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_worker_process_reports_memory(tmp_path, no_corpora):
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip",
+                        "--limit-bytes", "200")
+    assert rc == 0
+    for r in doc["results"]:
+        assert r["compress_peak_rss"] >= r["compress_rss_before"] > 1 << 20
+        assert r["decompress_peak_rss"] > 1 << 20
+
+
+@pytest.mark.parametrize("args", [["--tool", "no-separator"], ["--tools", "nosuch"],
+                                  ["--models", "nosuch"], ["--corpus", "nosuch"],
+                                  ["--tool", "x=gzip {in};gunzip {in} {out}"]])
+def test_usage_errors_exit_2(tmp_path, no_corpora, args, capsys):
+    rc, _, _ = bench(tmp_path / "out", "--quick", *args)
+    assert rc == 2
+    assert "bench: error:" in capsys.readouterr().err
+
+
+def test_corpus_lookup_in_both_layouts(tmp_path, monkeypatch):
+    data = b"corpus file contents\n"
+    f = corpora.CorpusFile("a.txt", "toy/a.txt", len(data), hashlib.sha256(data).hexdigest(),
+                           "text", "toy")
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    (r2 / "toy").mkdir(parents=True)
+    (r2 / "toy" / "a.txt").write_bytes(data)
+    assert corpora.resolve([f], [r1, r2]) == [(f, r2 / "toy" / "a.txt")]
+    (r1 / "bench" / "toy").mkdir(parents=True)
+    (r1 / "bench" / "toy" / "a.txt").write_bytes(data)
+    assert corpora.resolve([f], [r1, r2]) == [(f, r1 / "bench" / "toy" / "a.txt")]
+    monkeypatch.setenv("TZIP_CORPORA", str(r1))
+    assert corpora.search_roots()[0] == r1
+    with pytest.raises(corpora.CorpusMismatch):
+        f.check(data[:-1] + b"!", "x")
+    bench_set = corpora.get("bench")
+    assert len(bench_set.files) == 28 and "canterbury" in bench_set.groups
+
+
+def _toy(tmp_path: Path, kind: str, payload: bytes, sha_of: bytes) -> corpora.Corpus:
+    archive = tmp_path / f"toy.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("toy/a.txt", payload)
+    else:
+        with tarfile.open(archive, "w:gz") as t:
+            info = tarfile.TarInfo("toy/a.txt")
+            info.size = len(payload)
+            t.addfile(info, io.BytesIO(payload))
+    f = corpora.CorpusFile("a.txt", "toy/a.txt", len(sha_of), hashlib.sha256(sha_of).hexdigest(),
+                           "text", "toy")
+    return corpora.Corpus("toy", "test corpus", (f,), corpora.Source(archive.as_uri(), kind))
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_download_installs_only_verified_files(tmp_path, kind):
+    good = b"the published bytes\n"
+    dest = tmp_path / "cache"
+    (path,) = download.fetch(_toy(tmp_path, kind, good, good), dest, log=lambda m: None)
+    assert path == dest / "toy" / "a.txt" and path.read_bytes() == good
+    shutil.rmtree(dest)
+    with pytest.raises(corpora.CorpusMismatch, match="nothing was installed"):
+        download.fetch(_toy(tmp_path, kind, b"the published bytez\n", good), dest,
+                       log=lambda m: None)
+    assert not (dest / "toy" / "a.txt").exists()
+
+
+def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypatch):
+    """--card writes the model's per-file bpb next to the classic tools into models/NAME.md,
+    and a second run replaces that section instead of adding another."""
+    from bench import card
+    monkeypatch.setenv("TZIP_MODELS", str(tiny_path.parent))
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "tiny-a.md").write_text("# tiny-a\n\nHand-written part.\n")
+    monkeypatch.setattr(card, "MODELS_DIR", cards)
+    for _ in range(2):
+        rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "tiny-a", "--tools", "xz,bzip2",
+                           "--inline", "--limit-bytes", "300", "--card")
+        assert rc == 0
+    text = (cards / "tiny-a.md").read_text()
+    assert text.startswith("# tiny-a\n\nHand-written part.") and text.count(card.BEGIN) == 1
+    for f in doc["files"]:
+        r = next(r for r in doc["results"] if r["file"] == f["file"] and r["tool"] == "tiny-a")
+        assert f"| {f['file']} | 300 | **{r['bpb']:.3f}** |" in text
+    assert "| file | bytes | tiny-a | xz | bzip2 | gap to PPMd |" in text
