@@ -18,6 +18,13 @@ CLASSICS = ("xz", "bzip2", "ppmd")
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
+def _total(a: dict | None) -> str:
+    """An aggregate's bpb, saying so when some files failed and are not in it."""
+    if a is None or a["bpb"] is None:
+        return "n/a"
+    return f"{a['bpb']:.3f}" + ("" if a["complete"] else f" ({a['files_ok']} of {a['files']} files)")
+
+
 def section(doc: dict, model: str) -> str:
     """The Markdown block for one model of one results.json document."""
     env = doc["environment"]
@@ -38,13 +45,13 @@ def section(doc: dict, model: str) -> str:
         cells = [f"{by[(f, t)]['bpb']:.3f}" if (f, t) in by else "n/a" for t in tools]
         p = by.get((f, "ppmd"))
         gap = f"{100 * (r['bpb'] / p['bpb'] - 1):+.1f}%" if p else "n/a"
-        lines.append(f"| {f} | {r['original_bytes']:,} | **{r['bpb']:.3f}** | "
+        lines.append(f"| {f} | {r['original_bytes']:,} | {r['bpb']:.3f} | "
                      + " | ".join(cells) + f" | {gap} |")
     agg = {(a["group"], a["tool"]): a for a in doc["aggregates"]}
     if ("all", model) in agg:
         a = agg[("all", model)]
-        cells = [f"{agg[('all', t)]['bpb']:.3f}" if ("all", t) in agg else "n/a" for t in tools]
-        lines.append(f"| **all files** | {a['original_bytes']:,} | **{a['bpb']:.3f}** | "
+        cells = [_total(agg.get(("all", t))) for t in tools]
+        lines.append(f"| **all files** | {a['original_bytes']:,} | {_total(a)} | "
                      + " | ".join(cells) + " | |")
         lines += ["", f"Speed on this machine: compress {a['compress_kbps']:.1f} KB/s, "
                       f"decompress {a['decompress_kbps']:.1f} KB/s (all files together)."]

@@ -111,10 +111,7 @@ def model_info(spec: str) -> dict:
     from tzip import models
     m = models.load(spec)
     path = Path(spec) if spec.endswith(".npz") else models.models_dir() / f"{spec}.npz"
-    matrices = ("wq", "wk", "wv", "wo", "w1", "w2")
-    params = sum(t.numel() for k, t in m.tensors.items()
-                 if k in ("emb", "head") or (k.split(".")[0][1:].isdigit()
-                                             and k.split(".")[-1] in matrices))
+    params = m.num_params() + m.tensors["emb"].numel()  # int8 matrices + the embedding
     return {"name": m.name, "id": m.digest.hex()[:16], "digest": m.digest.hex(),
             "params": int(params),
             "tensor_elements": int(sum(t.numel() for t in m.tensors.values())),

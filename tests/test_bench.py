@@ -218,5 +218,5 @@ def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypat
     assert text.startswith("# tiny-a\n\nHand-written part.") and text.count(card.BEGIN) == 1
     for f in doc["files"]:
         r = next(r for r in doc["results"] if r["file"] == f["file"] and r["tool"] == "tiny-a")
-        assert f"| {f['file']} | 300 | **{r['bpb']:.3f}** |" in text
+        assert f"| {f['file']} | 300 | {r['bpb']:.3f} |" in text
     assert "| file | bytes | tiny-a | xz | bzip2 | gap to PPMd |" in text
