@@ -42,3 +42,28 @@ def test_mixture_keeps_every_byte_possible():
         m.update(t, hist[:, t], np.array([True, True]))
     p = m.mix(20, freqs)
     assert (p.argmax(1) == ord("a")).all()  # the repeat predicts the next byte
+
+
+def test_confident_mixture_still_codes_every_byte():
+    """With the weight at its maximum and a model total near 2**24, the raw mixture reaches
+    2**40: the coder must still get exact integers >= 1 summing below 2**24, so that a
+    rare byte (here 255) keeps code space and round-trips."""
+    import constriction
+    from tzip.match import MAX_W
+    hist = np.zeros((3, 40), dtype=np.int64)
+    hist[:, :30] = np.frombuffer(b"xyzxyzxyzx" * 9, np.uint8).reshape(3, 30)
+    m = MatchMixer(hist)
+    m.w[:] = MAX_W
+    freqs = np.full((3, 256), 65536, dtype=np.float32)
+    freqs[:, 255] = 1
+    for t in range(30):
+        m.mix(t, freqs)
+        m.update(t, hist[:, t], np.ones(3, bool))
+    p = m.mix(30, freqs)
+    assert (p >= 1).all() and np.array_equal(p, np.floor(p)) and (p.sum(1) < 2 ** 24).all()
+    family = constriction.stream.model.Categorical(perfect=False)
+    enc = constriction.stream.queue.RangeEncoder()
+    sym = np.array([255, 255, 255], dtype=np.int32)
+    enc.encode(sym, family, p)
+    dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
+    assert (dec.decode(family, p) == sym).all()

@@ -4,8 +4,8 @@ Every value that crosses a layer boundary is an integer, held in a float tensor:
 products take integer-valued float32 operands whose partial sums stay below 2**24, so
 float32 holds each one exactly in any summation order, on any device, any thread count,
 any batch size (longer reductions are split into chunks and added in float64, exact below
-2**53). Requantisation is a float64 multiply by m / 2**shift (m < 2**24), exact for
-accumulators below 2**29, then floor. RMSNorm uses an exact integer square root;
+2**53). Requantisation is a float64 multiply by m / 2**shift (m < 2**24), exact while
+|accumulator| * m < 2**52 (the shipped models stay below 2**49), then floor. RMSNorm uses an exact integer square root;
 softmax and the output distribution use integer exp tables. The remaining steps are
 single IEEE-754 operations on tensors (x*y, x/y, x+y, floor), correctly rounded on every
 platform. No division by a Python scalar: CUDA turns that into a reciprocal multiply.
@@ -19,6 +19,7 @@ cache (decompression). They give the same tables, position for position.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -84,7 +85,7 @@ class Engine:
             for k in (f"l{l}.o_in", f"l{l}.sq"):
                 self.r[k] = self.p[k].double() * 2.0 ** -model.shifts[k]
         self.inv = {k[:-4]: self.p[k].double() * 2.0 ** -NORM_SHIFT for k in self.p if k.endswith(".inv")}
-        self._ws: dict[str, torch.Tensor] = {}
+        self._local = threading.local()  # scratch buffers, one set per thread
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -93,9 +94,10 @@ class Engine:
         n = 1
         for x in shape:
             n *= x
-        b = self._ws.get(name)
+        ws = self._local.__dict__.setdefault("ws", {})
+        b = ws.get(name)
         if b is None or b.numel() < n or b.dtype != dtype:
-            b = self._ws[name] = torch.empty(n, dtype=dtype, device=self.device)
+            b = ws[name] = torch.empty(n, dtype=dtype, device=self.device)
         return b[:n].view(shape)
 
     # ---- building blocks -------------------------------------------------------------
@@ -127,7 +129,8 @@ class Engine:
         _alibi -> (S, C, H*hd) int8 values.
 
         Weights e come from an integer exp table (<= 2**13); e @ V and sum(e) are exact in
-        float64, and each output is round(e @ V * m / 2**shift / sum(e))."""
+        float64, and each output is round(e @ V * m / 2**shift / sum(e)), computed as fixed
+        single IEEE-754 operations: correctly rounded, so the same everywhere."""
         c = self.cfg
         S, C, _ = q.shape
         G, kv, hd = self.n_rep, c.n_kv_head, c.head_dim

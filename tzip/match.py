@@ -25,6 +25,17 @@ RATE_SHIFT = 25  # learning rate: 2**-7 of the code-length gradient (in units of
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
+def _to_float32(g: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Rows of int64 frequencies (row sums `total`, up to 2**40) -> float32 values that are
+    exact integers >= 1 with row sums below 2**24: each row is shifted right just enough,
+    then 1 is added. float32 cannot hold the raw mixture exactly, and a rare byte whose
+    weight vanished when the coder summed a row would get no code space at all."""
+    k = np.zeros(len(total), dtype=np.int64)
+    for j in range(23, 63):
+        k += (total >> j) > 0
+    return ((g >> k[:, None]) + 1).astype(np.float32)
+
+
 class MatchMixer:
     """State of the match model for S lockstep streams whose bytes are filled in `hist`
     (S, L) as coding proceeds; mix() then update() once per step."""
@@ -68,7 +79,7 @@ class MatchMixer:
         g[self.rows, pred] += F * w
         self._step = (slots, has, pred, bucket, f, F, g)
         self.ptr = prev
-        return g.astype(np.float32)
+        return _to_float32(g, F * ONE)
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
         """Learn from the bytes sym (S,) just coded at step t (only where active)."""

@@ -98,7 +98,8 @@ def save_float(model: ByteTransformer, out: Path, meta: dict, shard_bytes: int =
 def save_optimizer(opt: torch.optim.Optimizer, out: Path) -> None:
     """AdamW moments as float32 npz (no pickle), in parameter order."""
     arrays = {}
-    for i, st in enumerate(opt.state.values()):
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for i, st in enumerate(opt.state[p] for p in params):
         for k in ("exp_avg", "exp_avg_sq"):
             arrays[f"{i}.{k}"] = st[k].float().cpu().numpy()
         arrays[f"{i}.step"] = np.asarray(float(st["step"]))
@@ -108,12 +109,16 @@ def save_optimizer(opt: torch.optim.Optimizer, out: Path) -> None:
 
 
 def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
-    params = [p for g in opt.param_groups for p in g["params"]]
+    """Inverse of save_optimizer, through load_state_dict (which puts each tensor where the
+    optimizer wants it, e.g. the step count on the GPU for fused AdamW)."""
+    sd = opt.state_dict()
+    params = [i for g in sd["param_groups"] for i in g["params"]]
     with np.load(path, allow_pickle=False) as z:
-        for i, p in enumerate(params):
-            opt.state[p] = {"step": torch.tensor(float(z[f"{i}.step"])),
-                            "exp_avg": torch.from_numpy(z[f"{i}.exp_avg"]).to(p.device, p.dtype),
-                            "exp_avg_sq": torch.from_numpy(z[f"{i}.exp_avg_sq"]).to(p.device, p.dtype)}
+        sd["state"] = {i: {"step": torch.tensor(float(z[f"{n}.step"])),
+                           "exp_avg": torch.from_numpy(z[f"{n}.exp_avg"]),
+                           "exp_avg_sq": torch.from_numpy(z[f"{n}.exp_avg_sq"])}
+                       for n, i in enumerate(params)}
+    opt.load_state_dict(sd)
 
 
 def load_float(folder: Path) -> tuple[ByteTransformer, dict]:
