@@ -127,3 +127,10 @@ def test_unknown_model_and_device(txt):
 def test_usage_error_exit_code(txt, tiny_path):
     code, _, _ = run("compress", "-o", "x", "--model", tiny_path, txt, txt)
     assert code == 2
+
+
+def test_train_help_shows_the_training_options():
+    """`tzip train --help` reaches the training command's own options (resume, lr...)."""
+    r = CliRunner().invoke(main, ["train", "--help"])
+    assert r.exit_code == 0
+    assert "--config" in r.output and "--resume" in r.output and "--lr" in r.output

@@ -221,9 +221,9 @@ def list_models():
                    f"id {m.digest.hex()[:16]}")
 
 
-@main.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+@main.command(context_settings={**CONTEXT, "ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args):
-    """Train a model (see: tzip train --help)."""
+    """Train a model from a config: tzip train --config models/NAME.json --out DIR [--resume DIR]."""
     from .train import main as train_main
     sys.exit(train_main(list(args)))

@@ -252,7 +252,8 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="tzip train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--data", type=Path, default=None, help="folder of *.txt[.xz] training files")
     ap.add_argument("--out", required=True, type=Path)
