@@ -5,8 +5,9 @@ products take integer-valued float32 operands whose partial sums stay below 2**2
 float32 holds each one exactly in any summation order, on any device, any thread count,
 any batch size (longer reductions are split into chunks and added in float64, exact below
 2**53). Requantisation is a float64 multiply by m / 2**shift (m < 2**24), exact while
-|accumulator| * m < 2**52 (the shipped models stay below 2**49), then floor. RMSNorm uses an exact integer square root;
-softmax and the output distribution use integer exp tables. The remaining steps are
+|accumulator| * m < 2**52 (the shipped models stay below 2**49), then floor. RMSNorm
+uses an exact integer square root; softmax and the output distribution use integer exp
+tables. The remaining steps are
 single IEEE-754 operations on tensors (x*y, x/y, x+y, floor), correctly rounded on every
 platform. No division by a Python scalar: CUDA turns that into a reciprocal multiply.
 
@@ -70,7 +71,6 @@ class Cache:
 
 class Engine:
     def __init__(self, model: IntModel, device: str | torch.device = "cpu"):
-        self.m = model
         self.cfg = c = model.cfg
         self.device = torch.device(device)
         self.p = {k: v.to(self.device) for k, v in model.tensors.items()}
@@ -78,12 +78,9 @@ class Engine:
         self.slopes = self.p["alibi"].float()  # (H,) in table units per position
         self.emb = self.p["emb"].double()
         self.att_exp = self.p["att_exp"].double()
-        # every multiplier as the exact float64 m / 2**shift
-        self.r = {k[:-2]: (self.p[k].double() * 2.0 ** -model.shifts[k[:-2]])
-                  for k in self.p if k.endswith(".m")}
-        for l in range(c.n_layer):
-            for k in (f"l{l}.o_in", f"l{l}.sq"):
-                self.r[k] = self.p[k].double() * 2.0 ** -model.shifts[k]
+        # every multiplier as the exact float64 m / 2**shift (matrices keep m in "KEY.m")
+        self.r = {k: self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift
+                  for k, shift in model.shifts.items() if k != "norm"}
         self.inv = {k[:-4]: self.p[k].double() * 2.0 ** -NORM_SHIFT for k in self.p if k.endswith(".inv")}
         self._local = threading.local()  # scratch buffers, one set per thread
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)

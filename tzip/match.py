@@ -43,7 +43,7 @@ class MatchMixer:
     def __init__(self, hist: np.ndarray):
         self.hist = hist
         S, L = hist.shape
-        self.bits = int(min(22, max(12, int(S * L).bit_length() + 1)))
+        self.bits = min(22, max(12, (S * L).bit_length() + 1))
         self.table = np.full(1 << self.bits, -1, dtype=np.int64)  # step * S + stream
         self.rows = np.arange(S)
         self.run = np.zeros(S, dtype=np.int64)
@@ -92,7 +92,7 @@ class MatchMixer:
         if learn.any():
             num = np.where(hit, F, 0) - f[rows, sym]  # sign and size of d log p / d w
             step = (num << RATE_SHIFT) // g[rows, sym]
-            total = np.bincount(bucket[learn], weights=None, minlength=RUNS * CONF)
+            total = np.bincount(bucket[learn], minlength=RUNS * CONF)
             acc = np.zeros(RUNS * CONF, dtype=np.int64)
             np.add.at(acc, bucket[learn], step[learn])
             self.w = np.clip(self.w + acc // np.maximum(total, 1), 0, MAX_W)

@@ -201,7 +201,7 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
         return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else \
             torch.autocast("cpu", enabled=False)
 
-    def checkpoint(step: int, seen: int, val: float | None) -> dict:
+    def checkpoint(step: int, seen: int, val: float | None) -> None:
         secs = round(time.time() - t0, 1)
         meta = {"steps": step, "bytes_seen": seen, "seconds": secs, "val_bpb": val and round(val, 4),
                 "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
@@ -213,7 +213,6 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
             save_optimizer(opt, out)
         if val is not None:
             log(f"done: {step} steps, {seen:,} bytes, {secs}s, val {val:.4f} bpb -> {out}")
-        return meta
 
     T, B = cfg.context, tc["batch_size"]
     budget_s, max_steps = tc["seconds"], tc["steps"]
