@@ -3,7 +3,7 @@
 A block is split into S contiguous streams that the model reads in lockstep. All symbols
 go into one range-coded sequence in step-major order (step t: stream 0..S-1), so the
 decoder handles step t with one batched model call and one coder call. Before coding,
-each step's model frequencies are mixed with the match model's guess (tzip/match.py).
+each step's model frequencies are refined by the adaptive models of tzip/mixer.py.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .engine import Engine
-from .match import MatchMixer
+from .mixer import Mixer
 from .model import BOS
 
 SEGMENT_CONTEXTS = 16  # streams >= 16 contexts long: 46 -> 128 streams on book1 cost +0.1% in size
@@ -69,7 +69,7 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     chunk = max(1, min(engine.cfg.context, CHUNK_ROWS.get(dev.type, 4096) // S))
     enc = constriction.stream.queue.RangeEncoder()
     cache = engine.new_cache(S, ring=False)
-    mixer = MatchMixer(mat)
+    mixer = Mixer(mat)
     for t0 in range(0, L, chunk):
         freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).cpu().numpy()  # (S, c, 256)
         c = freqs.shape[1]
@@ -111,7 +111,7 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
     cache = engine.new_cache(S, ring=True)
-    mixer = MatchMixer(out)
+    mixer = Mixer(out)
     tok = torch.full((S,), BOS, dtype=torch.long, device=engine.device)
     for t in range(L):
         probs = mixer.mix(t, engine.step(tok, cache).cpu().numpy())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 MAGIC = b"\x89TZP"
-VERSION = 2  # 2: model blocks mix in the match model (tzip/match.py)
+VERSION = 3  # 2: match model mixed in; 3: order-2/4 count models too (tzip/mixer.py)
 DIGEST_LEN = 16
 
 STORED, LZMA, MODEL = 0, 1, 2

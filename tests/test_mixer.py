@@ -1,11 +1,13 @@
-"""The match model: text that repeats costs little the second time, in any stream."""
+"""The adaptive models: repeats cost little the second time, in any stream; a block's own
+statistics are learned; every byte always keeps code space."""
 from __future__ import annotations
 
+import constriction
 import numpy as np
 
 from tzip import coder
 from tzip.engine import Engine
-from tzip.match import MatchMixer
+from tzip.mixer import MAX_W, Mixer, bit_length
 
 
 def test_repeat_is_nearly_free(tiny, text):
@@ -31,10 +33,23 @@ def test_matches_reach_across_streams(tiny, text):
     assert coder.decode(e, payload, lengths) == data
 
 
+def test_block_statistics_are_learned(tiny):
+    """Bytes from a skewed 4-letter source that never repeats long stretches: the tiny
+    model knows nothing of it, the count models learn it (2 bits per byte at most would
+    be a uniform guess over the 4 letters; the source's entropy is about 1.75)."""
+    rng = np.random.default_rng(7)
+    data = rng.choice(np.frombuffer(b"acgt", np.uint8), 20000, p=[0.5, 0.25, 0.125, 0.125]).tobytes()
+    e = Engine(tiny)
+    lengths = coder.split_streams(len(data), 32, 4)
+    payload = coder.encode(e, data, lengths)
+    assert 8 * len(payload) / len(data) < 2.0
+    assert coder.decode(e, payload, lengths) == data
+
+
 def test_mixture_keeps_every_byte_possible():
     hist = np.zeros((2, 50), dtype=np.int64)
     hist[:, :20] = np.frombuffer(b"abcdabcdabcdabcdabcd" * 2, np.uint8).reshape(2, 20)
-    m = MatchMixer(hist)
+    m = Mixer(hist)
     freqs = np.ones((2, 256), dtype=np.float32)
     for t in range(20):
         p = m.mix(t, freqs)
@@ -45,18 +60,17 @@ def test_mixture_keeps_every_byte_possible():
 
 
 def test_confident_mixture_still_codes_every_byte():
-    """With the weight at its maximum and a model total near 2**24, the raw mixture reaches
-    2**40: the coder must still get exact integers >= 1 summing below 2**24, so that a
-    rare byte (here 255) keeps code space and round-trips."""
-    import constriction
-    from tzip.match import MAX_W
+    """With every weight at its maximum and a model total near 2**24, the raw mixtures
+    reach 2**56: the coder must still get exact integers >= 1 summing below 2**24, so
+    that a rare byte (here 255) keeps code space and round-trips."""
     hist = np.zeros((3, 40), dtype=np.int64)
     hist[:, :30] = np.frombuffer(b"xyzxyzxyzx" * 9, np.uint8).reshape(3, 30)
-    m = MatchMixer(hist)
-    m.w[:] = MAX_W
+    m = Mixer(hist)
     freqs = np.full((3, 256), 65536, dtype=np.float32)
     freqs[:, 255] = 1
     for t in range(30):
+        for part in m.parts:
+            part.w[:] = MAX_W
         m.mix(t, freqs)
         m.update(t, hist[:, t], np.ones(3, bool))
     p = m.mix(30, freqs)
@@ -67,3 +81,9 @@ def test_confident_mixture_still_codes_every_byte():
     enc.encode(sym, family, p)
     dec = constriction.stream.queue.RangeDecoder(enc.get_compressed())
     assert (dec.decode(family, p) == sym).all()
+
+
+def test_bit_length_is_exact_near_powers_of_two():
+    xs = [0, 1, 2, 3] + [v for k in range(2, 62) for v in ((1 << k) - 1, 1 << k, (1 << k) + 1)]
+    got = bit_length(np.array(xs, dtype=np.int64))
+    assert got.tolist() == [x.bit_length() for x in xs]

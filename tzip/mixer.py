@@ -1,0 +1,80 @@
+"""Adaptive mixing: the transformer's distribution, refined by models that learn the block.
+
+The transformer is fixed and sees only `context` bytes. Text it never saw (a terminal
+transcript, Lisp, a bibliography) or that repeats itself from far back is better told by
+models that learn while coding. Each step, the model frequencies pass through a chain of
+such components (tzip/counts.py: order-2 and order-4 byte counts; tzip/match.py: the longest
+recent repeat); each mixes its own prediction in linearly,
+
+    p' = (1 - w) * p + w * q,
+
+with a weight w per bucket of its own state (how much it has seen, how sure it is), and
+learns w from the gradient of the code length. All of it is int64 arithmetic on numpy
+arrays, stepped in the same order by the encoder and the decoder, so both see the same
+probabilities bit for bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ONE = 1 << 16  # weights and probabilities in learning are fractions of ONE
+MAX_W = ONE - ONE // 64
+RATE_SHIFT = 24  # learning rate: 2**-8 of the code-length gradient (in units of ONE)
+
+
+def bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of int64 values 0 <= x < 2**62, exact: frexp's exponent, less one where
+    rounding to float64 carried x up to the next power of two."""
+    e = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    return np.maximum(e - ((x >> np.maximum(e - 1, 0)) == 0), 0)
+
+
+def shift_rows(g: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Rows of int64 numerators (row sums `total` < 2**62) -> exact integers >= 1 with row
+    sums below 2**24, in place: each row shifted right just enough, then 1 added; returns
+    the shifts. The next component and float32 both need that bound, and a byte whose
+    share vanished must keep code space."""
+    k = np.maximum(bit_length(total) - 23, 0)
+    g >>= k[:, None]
+    g += 1
+    return k
+
+
+def weights_step(w: np.ndarray, bucket: np.ndarray, x16: np.ndarray, p16: np.ndarray,
+                 learn: np.ndarray) -> np.ndarray:
+    """One gradient step on the bucket weights w.
+
+    For p' = (1-w) p + w q the code-length gradient is (q - p) / p'; x16 = (q - p) * ONE
+    and p16 = p' * ONE for the coded byte of each stream. Streams in the same bucket are
+    averaged, so the step does not depend on how many streams there are."""
+    if not learn.any():
+        return w
+    step = (x16 << (RATE_SHIFT - 16)) // np.maximum(p16, 1)
+    b = bucket[learn]
+    count = np.bincount(b, minlength=len(w))
+    acc = np.zeros(len(w), dtype=np.int64)
+    np.add.at(acc, b, step[learn])
+    return np.clip(w + acc // np.maximum(count, 1), 0, MAX_W)
+
+
+class Mixer:
+    """The chain for S lockstep streams whose bytes are filled into `hist` (S, L) as
+    coding proceeds: mix() then update() once per step."""
+
+    def __init__(self, hist: np.ndarray):
+        from .counts import CountModel
+        from .match import MatchModel
+        self.parts = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
+
+    def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
+        """freqs (S, 256) integer-valued model frequencies -> (S, 256) float32 mixture of
+        exact integers >= 1 with row sums below 2**24."""
+        p = freqs.astype(np.int64)
+        for part in self.parts:
+            p = part.mix(t, p)
+        return p.astype(np.float32)
+
+    def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
+        """Learn from the bytes sym (S,) just coded at step t (only where active)."""
+        for part in self.parts:
+            part.update(t, sym, active)
