@@ -30,15 +30,16 @@ from .quant import MLP_BITS, NORM_SHIFT, IntModel
 EXACT = 1 << 24  # float32 holds every integer below this
 
 
-def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127) -> torch.Tensor:
+def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | None = None) -> torch.Tensor:
     """Exact x @ w for int8-valued float32 w and integer x in [-xmax, xmax].
 
     The inner dimension is cut into pieces short enough that every float32 partial sum
-    stays below 2**24; the pieces are added in float64 (exact)."""
+    stays below 2**24; the pieces are added in float64 (exact). A single piece is written
+    to out (float32) when given."""
     K = w.shape[0]
     step = (EXACT - 1) // (127 * xmax)
     if K <= step:
-        return x @ w
+        return x @ w if out is None else torch.matmul(x, w, out=out)
     step = 1 << (step.bit_length() - 1)
     out = (x[..., :step] @ w[:step]).double()
     for k0 in range(step, K, step):
@@ -46,10 +47,11 @@ def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127) -> torch.Tensor:
     return out
 
 
-def _rq(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """round(x * m / 2**shift) for r = m / 2**shift: x * r and the + 0.5 are exact in
-    float64 while |x| * m < 2**52, so this equals the integer (x*m + 2**(shift-1)) >> shift."""
-    return x.double().mul_(r).add_(0.5).floor_()
+def _rq_(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """In place on float64 x: round(x * m / 2**shift) for r = m / 2**shift. x * r and the
+    + 0.5 are exact in float64 while |x| * m < 2**52, so this equals the integer
+    (x*m + 2**(shift-1)) >> shift."""
+    return x.mul_(r).add_(0.5).floor_()
 
 
 def _isqrt(n: torch.Tensor) -> torch.Tensor:
@@ -84,6 +86,7 @@ class Engine:
         self.inv = {k[:-4]: self.p[k].double() * 2.0 ** -NORM_SHIFT for k in self.p if k.endswith(".inv")}
         self._local = threading.local()  # scratch buffers, one set per thread
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
+        self.half = torch.tensor(0.5, dtype=torch.float64, device=self.device)
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
@@ -98,18 +101,33 @@ class Engine:
         return b[:n].view(shape)
 
     # ---- building blocks -------------------------------------------------------------
+    def _f32(self, name: str, y: torch.Tensor) -> torch.Tensor:
+        """y (integers below 2**24) as float32, in a scratch buffer."""
+        return self._buf(name, y.shape, torch.float32).copy_(y)
+
     def _lin(self, key: str, x: torch.Tensor, xmax: int = 127) -> torch.Tensor:
-        """int8 matmul, then requantise the accumulator with the key's multipliers."""
-        return _rq(_mm(x, self.p[key], xmax), self.r[key])
+        """int8 matmul, then requantise the accumulator with the key's multipliers.
+        Returns a float64 scratch buffer (one per output width): use it before the next
+        _lin of that width."""
+        w = self.p[key]
+        shape = x.shape[:-1] + w.shape[1:]
+        acc = _mm(x, w, xmax, out=self._buf(f"acc{w.shape[1]}", shape, torch.float32))
+        if acc.dtype != torch.float64:
+            acc = self._buf(f"lin{w.shape[1]}", shape, torch.float64).copy_(acc)
+        return _rq_(acc, self.r[key])
 
     def _norm(self, res: torch.Tensor, site: str) -> torch.Tensor:
         """RMSNorm to int8 with per-channel steps; gains live in the next weights.
-        res * res is exact in float64; the sum of squares is taken in int64."""
+        res * res is exact in float64; the sum of squares is taken in int64.
+        Returns a float32 scratch buffer."""
         d = res.shape[-1]
-        ms = torch.div((res * res).long().sum(-1, keepdim=True), d, rounding_mode="floor")
-        rms = _isqrt(ms).clamp_min(1).double()
-        y = torch.mul(res, self.inv[site]).div_(rms).add_(0.5).floor_()
-        return y.clamp_(-127, 127).float()
+        sq = torch.mul(res, res, out=self._buf("nsq", res.shape, torch.float64))
+        ss = self._buf("nsqi", res.shape, torch.long).copy_(sq).sum(-1, keepdim=True)
+        rms = _isqrt(torch.div(ss, d, rounding_mode="floor")).clamp_min(1).double()
+        # 0.5 + (res * inv) / rms: addcdiv with value 1 is exactly these two roundings
+        y = torch.mul(res, self.inv[site], out=sq)
+        y = torch.addcdiv(self.half, y, rms, out=y).floor_()
+        return self._f32("nx", y.clamp_(-127, 127))
 
     def _alibi(self, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
         """(kv, G*C, Kn) integer ALiBi penalties; 2**23 (weight 0) outside the window.
@@ -122,38 +140,46 @@ class Engine:
         return torch.where(valid, bias, torch.full_like(bias, 2.0 ** 23)).view(kv, G * len(qpos), -1)
 
     def _attend(self, l: int, q, K, V, bias) -> torch.Tensor:
-        """q (S, C, H*hd); K (S, kv, Kn, hd) float32; V the same in float64; bias from
-        _alibi -> (S, C, H*hd) int8 values.
+        """q (S, C, H*hd); K (S, kv, hd, Kn) float32 (keys stored transposed: measured
+        faster for the small step products); V (S, kv, Kn, hd) float64, or (S, kv, Kn, hd+1)
+        whose last column is all ones; bias from _alibi -> (S, C, H*hd) int8 values.
 
         Weights e come from an integer exp table (<= 2**13); e @ V and sum(e) are exact in
-        float64, and each output is round(e @ V * m / 2**shift / sum(e)), computed as fixed
-        single IEEE-754 operations: correctly rounded, so the same everywhere."""
+        float64. With a ones column in V, the last column of e @ V is sum(e): that saves a
+        pass over the large e of forward_chunk (for step's small e a separate sum is
+        cheaper than the wider product). Each output is
+        round(e @ V * m / 2**shift / sum(e)), computed as fixed single IEEE-754 operations
+        (|e @ V| * m < 2**52, so the multiply is exact): correctly rounded, so the same
+        everywhere."""
         c = self.cfg
         S, C, _ = q.shape
         G, kv, hd = self.n_rep, c.n_kv_head, c.head_dim
         qh = q.view(S, C, kv, G, hd).permute(0, 2, 3, 1, 4).reshape(S, kv, G * C, hd)
-        shape = (S, kv, G * C, K.shape[2])
-        z = torch.matmul(qh, K.transpose(-1, -2), out=self._buf("z", shape, torch.float32))
+        shape = (S, kv, G * C, K.shape[3])
+        z = torch.matmul(qh, K, out=self._buf("z", shape, torch.float32))
         z.mul_(self.p[f"l{l}.qk"]).floor_().sub_(bias)  # exact: |q.k| <= hd * 127 * 127 < 2**24
         top = z.amax(-1, keepdim=True)
         torch.sub(top, z, out=z).clamp_(max=self.att_exp.numel() - 1)
         idx = self._buf("idx", shape, torch.int32).copy_(z)
         e = torch.index_select(self.att_exp, 0, idx.view(-1),
                                out=self._buf("e", (idx.numel(),), torch.float64)).view(shape)
-        ssum = e.sum(-1, keepdim=True)
-        o = (e @ V).mul_(self.r[f"l{l}.o_in"]).div_(ssum).add_(0.5).floor_()
-        o = o.view(S, kv, G, C, hd).permute(0, 3, 1, 2, 4).reshape(S, C, -1)
-        return o.clamp_(-127, 127).float()
+        ev = torch.matmul(e, V, out=self._buf("ev", shape[:-1] + V.shape[-1:], torch.float64))
+        ssum = ev[..., hd:] if V.shape[-1] > hd else e.sum(-1, keepdim=True)
+        o = self._buf("o64", shape[:-1] + (hd,), torch.float64)
+        o = torch.addcdiv(self.half, ev[..., :hd].mul_(self.r[f"l{l}.o_in"]), ssum, out=o).floor_()
+        o = o.clamp_(-127, 127).view(S, kv, G, C, hd).permute(0, 3, 1, 2, 4)
+        return self._buf("o", (S, C, kv, G, hd), torch.float32).copy_(o).view(S, C, -1)
 
     def _qkv(self, l: int, res: torch.Tensor):
-        y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1")).clamp_(-127, 127).float()
-        return y.split(self.split, -1)
+        y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1")).clamp_(-127, 127)
+        return self._f32("qkv", y).split(self.split, -1)
 
     def _finish_layer(self, l: int, res: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        res = res + self._lin(f"l{l}.wo", o)
+        """res is updated in place (callers pass a tensor of their own)."""
+        res += self._lin(f"l{l}.wo", o)
         a = self._lin(f"l{l}.w1", self._norm(res, f"l{l}.n2")).clamp_(0, 4095)
-        h = _rq(a * a, self.r[f"l{l}.sq"]).clamp_(0, (1 << MLP_BITS) - 1).float()
-        return res + self._lin(f"l{l}.w2", h, (1 << MLP_BITS) - 1)
+        h = _rq_(a.mul_(a), self.r[f"l{l}.sq"]).clamp_(0, (1 << MLP_BITS) - 1)
+        return res.add_(self._lin(f"l{l}.w2", self._f32("h", h), (1 << MLP_BITS) - 1))
 
     def _freqs(self, res: torch.Tensor) -> torch.Tensor:
         """Final norm + head -> integer frequencies (.., 256), each in [1, 2**16], float32."""
@@ -168,8 +194,10 @@ class Engine:
         n = c.context if ring else 0
         shape = (S, c.n_kv_head, n, c.head_dim)
         pos = torch.full((n,), -(1 << 40), dtype=torch.long, device=self.device)
-        return Cache([torch.zeros(shape, device=self.device) for _ in range(c.n_layer)],
-                     [torch.zeros(shape, device=self.device, dtype=torch.float64)
+        kshape = (S, c.n_kv_head, c.head_dim, n)  # keys transposed, see _attend
+        vshape = (S, c.n_kv_head, n, c.head_dim + (not ring))  # forward_chunk: + ones column
+        return Cache([torch.zeros(kshape, device=self.device) for _ in range(c.n_layer)],
+                     [torch.ones(vshape, device=self.device, dtype=torch.float64)
                       for _ in range(c.n_layer)], pos)
 
     @torch.no_grad()
@@ -185,10 +213,12 @@ class Engine:
         res = self.emb[tokens]
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
-            K = torch.cat([cache.k[l], k.reshape(S, C, c.n_kv_head, c.head_dim).transpose(1, 2)], 2)
-            V = torch.cat([cache.v[l], v.reshape(S, C, c.n_kv_head, c.head_dim).transpose(1, 2).double()], 2)
+            K = torch.cat([cache.k[l], k.reshape(S, C, c.n_kv_head, c.head_dim).permute(0, 2, 3, 1)], 3)
+            vn = torch.ones((S, c.n_kv_head, C, c.head_dim + 1), dtype=torch.float64, device=self.device)
+            vn[..., :-1] = v.reshape(S, C, c.n_kv_head, c.head_dim).transpose(1, 2)
+            V = torch.cat([cache.v[l], vn], 2)
             res = self._finish_layer(l, res, self._attend(l, q, K, V, bias))
-            cache.k[l], cache.v[l] = K[:, :, -keep:], V[:, :, -keep:]
+            cache.k[l], cache.v[l] = K[..., -keep:], V[:, :, -keep:]
         cache.pos = kpos[-keep:]
         cache.t += C
         return self._freqs(res)
@@ -204,7 +234,7 @@ class Engine:
         res = self.emb[tokens[:, None]]
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
-            cache.k[l][:, :, slot] = k.reshape(S, c.n_kv_head, c.head_dim)
+            cache.k[l][..., slot] = k.reshape(S, c.n_kv_head, c.head_dim)
             cache.v[l][:, :, slot] = v.reshape(S, c.n_kv_head, c.head_dim)
             res = self._finish_layer(l, res, self._attend(l, q, cache.k[l], cache.v[l], bias))
         cache.t += 1
