@@ -38,7 +38,7 @@ def test_block_statistics_are_learned(tiny):
     model knows nothing of it, the count models learn it (2 bits per byte at most would
     be a uniform guess over the 4 letters; the source's entropy is about 1.75)."""
     rng = np.random.default_rng(7)
-    data = rng.choice(np.frombuffer(b"acgt", np.uint8), 20000, p=[0.5, 0.25, 0.125, 0.125]).tobytes()
+    data = rng.choice(np.frombuffer(b"acgt", np.uint8), 8000, p=[0.5, 0.25, 0.125, 0.125]).tobytes()
     e = Engine(tiny)
     lengths = coder.split_streams(len(data), 32, 4)
     payload = coder.encode(e, data, lengths)

@@ -3,8 +3,8 @@
 The transformer is fixed and sees only `context` bytes. Text it never saw (a terminal
 transcript, Lisp, a bibliography) or that repeats itself from far back is better told by
 models that learn while coding. Each step, the model frequencies pass through a chain of
-such components (tzip/counts.py: order-2 and order-4 byte counts; tzip/match.py: the longest
-recent repeat); each mixes its own prediction in linearly,
+such components (tzip/counts.py: order-2 and order-4 byte counts; tzip/match.py: what
+followed the last occurrence of the recent bytes); each mixes its own prediction in linearly,
 
     p' = (1 - w) * p + w * q,
 
