@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .match import hash_bytes
-from .mixer import ONE, shift_rows, weights_step
+from .mixer import ONE, hash_bytes, shift_rows, weights_step
 
 ROW_BITS = 16  # rows per order: order 2 indexes them exactly, higher orders by hash
 INC = 32  # added to a byte's count each time it occurs
@@ -65,8 +64,7 @@ class CountModel:
         row, has, bucket, p, F, c, C1, g, k, total = self._step
         rows = self.rows
         x16 = (c[rows, sym] << 16) // C1 - (p[rows, sym] << 16) // F
-        p16 = ((g[rows, sym] - 1) << k) // (total >> 16)  # the mixture's probability of sym, * ONE
-        self.w = weights_step(self.w, bucket, x16, p16, active & has)
+        self.w = weights_step(self.w, bucket, x16, g[rows, sym], k, total, active & has)
         r = row[active]
         np.add.at(self.cnt, (r, sym[active]), INC)
         np.add.at(self.tot, r, INC)

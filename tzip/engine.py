@@ -192,7 +192,6 @@ class Engine:
     def new_cache(self, S: int, ring: bool) -> Cache:
         c = self.cfg
         n = c.context if ring else 0
-        shape = (S, c.n_kv_head, n, c.head_dim)
         pos = torch.full((n,), -(1 << 40), dtype=torch.long, device=self.device)
         kshape = (S, c.n_kv_head, c.head_dim, n)  # keys transposed, see _attend
         vshape = (S, c.n_kv_head, n, c.head_dim + (not ring))  # forward_chunk: + ones column

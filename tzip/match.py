@@ -14,23 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mixer import ONE, shift_rows, weights_step
+from .mixer import ONE, hash_bytes, shift_rows, weights_step
 
 RUN_EDGES = np.array([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32])  # bucket lower edges
 RUNS = len(RUN_EDGES)  # buckets for the match length
 CONF = 4  # buckets for the mixture's probability of the guessed byte
 VERIFY = 32  # bytes compared backwards to measure a fresh candidate's match length
-_PRIME = np.uint64(0x100000001B3)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def hash_bytes(hist: np.ndarray, t: int, nbytes: int, bits: int) -> np.ndarray:
-    """(S,) table slots from the nbytes bytes before step t of each stream (uint64
-    arithmetic wraps the same way everywhere)."""
-    v = np.zeros(hist.shape[0], dtype=np.uint64)
-    for i in range(t - nbytes, t):
-        v = v * _PRIME ^ hist[:, i].astype(np.uint64)
-    return ((v * _GOLDEN) >> np.uint64(64 - bits)).astype(np.int64)
 
 
 class MatchModel:
@@ -92,8 +81,7 @@ class MatchModel:
         rows = self.rows
         hit = pred == sym
         x16 = np.where(hit, ONE, 0) - (p[rows, sym] << 16) // F
-        p16 = ((g[rows, sym] - 1) << k) // F  # the mixture's probability of sym, * ONE
-        self.w = weights_step(self.w, bucket, x16, p16, active & has)
+        self.w = weights_step(self.w, bucket, x16, g[rows, sym], k, F * ONE, active & has)
         self.ptr = prev
         self.len = np.where(active, np.where(has & hit, length + 1, 0), self.len)
         np.maximum.at(self.table, slots[active], t * len(rows) + rows[active])  # latest wins
