@@ -1,40 +1,45 @@
 #!/usr/bin/env bash
 # One GPU session (fits the 10-minute limit of one device call on an H100/H200): continue
-# training both models from their last checkpoints, convert them to integer models, check
-# that GPU archives are byte-identical to CPU-made ones, and measure per-file sizes and
-# GPU speed. Inputs (git-ignored, carried to the device):
+# training the models named in MODELS from their last checkpoints, convert them to integer
+# models, check that GPU archives are byte-identical to CPU-made ones, and measure per-file
+# sizes on the GPU. Inputs (git-ignored, carried to the device):
 #   .data/train/*.txt.xz           training text (a copy of ../shared/corpora/train)
-#   .data/prev/{small,large}/      float checkpoints of the previous session
+#   .data/prev/<model>/            float checkpoints of the previous session
 #   .data/check/                   CPU-made reference archives (bench/device_check.py)
 #   .data/bench.tar.xz             the bench text files, for the per-file sizes
-# Everything that comes back is written under $OUT (at most 8 files).
+# Results are written straight to $OUT as they are made (at most 8 files), so a run cut
+# short still returns the weights.
 set -u
-SECS=${SECS:-240}
+SECS=${SECS:-330}
+MODELS=${MODELS:-large}
+EVAL=${EVAL:-alice29.txt,book1,lcet10.txt,enwiki-2016-sample.xml}
 OUT=${OUT:-runs/session}
-LOG=$OUT/logs
-mkdir -p "$LOG" runs
-nvidia-smi -L > "$LOG/gpu.txt" 2>&1
-python -m tzip.train --config models/tzip-small.json --data .data/train --out runs/small \
-    --seconds "$SECS" --resume .data/prev/small --lr 2e-3 > "$LOG/tzip-small.train.log" 2>&1 &
-python -m tzip.train --config models/tzip-large.json --data .data/train --out runs/large \
-    --seconds "$SECS" --resume .data/prev/large --lr 1e-3 > "$LOG/tzip-large.train.log" 2>&1 &
-timeout 120 python bench/device_check.py --refs .data/check --out "$LOG/check" > "$LOG/check.log" 2>&1
-wait
-cp runs/small/float-00.npz "$OUT/small-float-00.npz"
-for f in runs/large/float-*.npz; do cp "$f" "$OUT/large-$(basename "$f")"; done
-for m in small large; do
-    python -m tzip.quant "runs/$m" "models/tzip-$m.npz" --name "tzip-$m" --data .data/train \
-        >> "$LOG/convert.log" 2>&1 && cp "models/tzip-$m.npz" "$OUT/"
+mkdir -p "$OUT" runs /tmp/bench
+declare -A LR=([small]=2e-3 [large]=1e-3)
+nvidia-smi -L > "$OUT/train.log" 2>&1
+for m in $MODELS; do
+    python -m tzip.train --config "models/tzip-$m.json" --data .data/train --out "runs/$m" \
+        --seconds "$SECS" --resume ".data/prev/$m" --lr "${LR[$m]}" > "runs/$m.train.log" 2>&1 &
 done
-mkdir -p /tmp/bench && tar -xJf .data/bench.tar.xz -C /tmp/bench
-head -c 1000000 /tmp/bench/enwiki-2016-sample.xml > /tmp/bench/enwik-1M
-head -c 262144 /tmp/bench/book2 > /tmp/bench/speed.txt
-timeout 80 python bench/device_check.py --out "$LOG/eval-large" \
-    --eval "tzip-large=/tmp/bench/alice29.txt,/tmp/bench/book1,/tmp/bench/enwik-1M,/tmp/bench/lcet10.txt" \
-    > "$LOG/eval-large.log" 2>&1
-small_files=$(ls /tmp/bench/* | grep -v -e speed.txt -e enwik-1M | paste -sd,)
-timeout 60 python bench/device_check.py --out "$LOG/eval-small" --eval "tzip-small=$small_files" \
-    > "$LOG/eval-small.log" 2>&1
-timeout 50 python bench/device_check.py --out "$LOG/speed" --speed /tmp/bench/speed.txt \
-    --models tzip-small,tzip-large > "$LOG/speed.log" 2>&1
-tar -czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$LOG"
+timeout 100 python bench/device_check.py --refs .data/check --out /tmp/check > /tmp/check.log 2>&1
+cp /tmp/check/device_check.json "$OUT/check.json"
+tar -xJf .data/bench.tar.xz -C /tmp/bench
+wait
+for m in $MODELS; do
+    cat "runs/$m.train.log" >> "$OUT/train.log"
+    for f in runs/$m/float-*.npz; do cp "$f" "$OUT/$m-$(basename "$f")"; done
+    python -m tzip.quant "runs/$m" "models/tzip-$m.npz" --name "tzip-$m" --data .data/train \
+        >> "$OUT/convert.log" 2>&1 && cp "models/tzip-$m.npz" "$OUT/"
+done
+# A GPU-made archive of a small slice, to be rebuilt and decoded on a CPU afterwards.
+head -c 8000 /tmp/bench/paper1 > /tmp/slice
+for m in $MODELS; do
+    timeout 60 python -c "import sys, tzip; d = open(sys.argv[1], 'rb').read(); b = tzip.compress(d, sys.argv[2], device='cuda', streams=8); open(sys.argv[3], 'wb').write(b); print(sys.argv[2], 'slice round trip on the GPU:', tzip.decompress(b, device='cuda') == d)" \
+        /tmp/slice "tzip-$m" "$OUT/slice.$m.tz" >> "$OUT/convert.log" 2>&1
+done
+for m in $MODELS; do
+    timeout 150 python bench/device_check.py --out "/tmp/eval-$m" \
+        --eval "tzip-$m=$(echo "$EVAL" | tr ',' '\n' | sed 's|^|/tmp/bench/|' | paste -sd,)" \
+        >> "$OUT/convert.log" 2>&1
+    cp "/tmp/eval-$m/device_check.json" "$OUT/eval-$m.json"
+done
