@@ -207,6 +207,14 @@ def _line(rec: dict) -> str:
             f"KB/s, decompress {report.speed(rec['decompress_kbps'])} KB/s")
 
 
+def _save(out_dir: Path, doc: dict) -> str:
+    """Write results.json and results.md; returns the markdown."""
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    md = report.markdown(doc)
+    (out_dir / "results.md").write_text(md)
+    return md
+
+
 def default_out() -> Path:
     return RESULTS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{socket.gethostname()}"
 
@@ -248,46 +256,58 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
     _log(args.quiet, f"bench: {len(files)} file(s) x {len(active)} tool(s) -> {out_dir}")
 
     results, codecs, timeout = [], {}, args.timeout or None
-    for i, inp in enumerate(files, 1):
-        data = inp.read(limit)
-        _log(args.quiet, f"[{i}/{len(files)}] {inp.label} ({len(data):,} bytes)")
-        for t in active:
-            rec = measure_one(t, inp, data, args.inline, timeout, codecs)
-            results.append(rec)
-            _log(args.quiet, f"    {_line(rec)}")
-            if rec["status"] != "ok":
-                print(f"bench: {'ROUND-TRIP FAILURE' if rec['status'] == 'mismatch' else 'ERROR'}"
-                      f": {t.name} on {inp.label}: {rec['error']}", file=sys.stderr, flush=True)
 
-    doc = {
-        "schema": "tzip-bench/1",
-        "environment": env.environment(argv),
-        "settings": {"corpus": describe_selection(args),
-                     "groups": args.group, "all_kinds": args.all_kinds, "quick": args.quick,
-                     "limit_bytes": limit, "device": args.device, "device_resolved": device,
-                     "inline": args.inline, "timeout_s": timeout,
-                     "memory": report.MEMORY_NOTE_INLINE if args.inline else report.MEMORY_NOTE},
-        "tools": [t.to_json() for t in chosen],
-        "skipped": [{"tool": t.name, "note": t.note} for t in skipped],
-        "models": infos,
-        "files": [{"file": f.label, "name": f.name, "group": f.group, "kind": f.kind,
-                   "path": str(f.path), "bytes": f.path.stat().st_size,
-                   "used_bytes": min(f.path.stat().st_size, limit or f.path.stat().st_size),
-                   "sha256": f.entry.sha256 if f.entry else None} for f in files],
-        "results": results,
-        "aggregates": report.aggregates(results, [t.name for t in active]),
-        "failures": [{"file": r["file"], "tool": r["tool"], "status": r["status"],
-                      "error": r["error"]} for r in results if r["status"] != "ok"],
-        "notes": notes,
-    }
+    def document(done: int) -> dict:
+        partial = [f"partial: {done} of {len(files)} file(s) measured"] if done < len(files) else []
+        return {
+            "schema": "tzip-bench/1",
+            "environment": env.environment(argv),
+            "settings": {"corpus": describe_selection(args),
+                         "groups": args.group, "all_kinds": args.all_kinds, "quick": args.quick,
+                         "limit_bytes": limit, "device": args.device, "device_resolved": device,
+                         "inline": args.inline, "timeout_s": timeout,
+                         "memory": report.MEMORY_NOTE_INLINE if args.inline else report.MEMORY_NOTE},
+            "tools": [t.to_json() for t in chosen],
+            "skipped": [{"tool": t.name, "note": t.note} for t in skipped],
+            "models": infos,
+            "files": [{"file": f.label, "name": f.name, "group": f.group, "kind": f.kind,
+                       "path": str(f.path), "bytes": f.path.stat().st_size,
+                       "used_bytes": min(f.path.stat().st_size, limit or f.path.stat().st_size),
+                       "sha256": f.entry.sha256 if f.entry else None} for f in files[:done]],
+            "results": results,
+            "aggregates": report.aggregates(results, [t.name for t in active]),
+            "failures": [{"file": r["file"], "tool": r["tool"], "status": r["status"],
+                          "error": r["error"]} for r in results if r["status"] != "ok"],
+            "notes": partial + notes,
+        }
+
+    done = 0
+    try:
+        for i, inp in enumerate(files, 1):
+            data = inp.read(limit)
+            _log(args.quiet, f"[{i}/{len(files)}] {inp.label} ({len(data):,} bytes)")
+            for t in active:
+                rec = measure_one(t, inp, data, args.inline, timeout, codecs)
+                results.append(rec)
+                _log(args.quiet, f"    {_line(rec)}")
+                if rec["status"] != "ok":
+                    print(f"bench: {'ROUND-TRIP FAILURE' if rec['status'] == 'mismatch' else 'ERROR'}"
+                          f": {t.name} on {inp.label}: {rec['error']}", file=sys.stderr, flush=True)
+            done = i
+            if done < len(files):  # a long run keeps what it has measured so far
+                _save(out_dir, document(done))
+    except KeyboardInterrupt:
+        results[:] = [r for r in results if r["file"] in {f.label for f in files[:done]}]
+        _save(out_dir, document(done))
+        print(f"bench: interrupted; the {done} complete file(s) are in {out_dir}", file=sys.stderr)
+        return 130
+
+    doc = document(done)
     doc["charts"], chart_notes = report.charts(doc, out_dir)
     doc["notes"] += chart_notes
     for n in chart_notes:
         _log(args.quiet, f"bench: {n}")
-    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = report.markdown(doc)
-    (out_dir / "results.md").write_text(md)
-    print(md)
+    print(_save(out_dir, doc))
     _log(args.quiet, f"bench: results in {out_dir}")
     if args.card:
         from . import card

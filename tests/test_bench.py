@@ -220,3 +220,25 @@ def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypat
         r = next(r for r in doc["results"] if r["file"] == f["file"] and r["tool"] == "tiny-a")
         assert f"| {f['file']} | 300 | {r['bpb']:.3f} |" in text
     assert "| file | bytes | tiny-a | xz | bzip2 | gap to PPMd |" in text
+
+
+def test_interrupted_run_keeps_the_files_it_finished(tmp_path, no_corpora, monkeypatch):
+    """Ctrl-C in the middle of a long run: exit 130, and results.json/results.md hold the
+    files measured completely, marked partial."""
+    real, calls = run.measure_one, []
+
+    def measure(tool, inp, *a, **kw):
+        calls.append(inp.label)
+        if len({*calls}) == 3:
+            raise KeyboardInterrupt
+        return real(tool, inp, *a, **kw)
+
+    monkeypatch.setattr(run, "measure_one", measure)
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip,xz",
+                        "--inline", "--limit-bytes", "300")
+    assert rc == 130
+    first_two = [f.label for f in sample_files()][:2]
+    assert [f["file"] for f in doc["files"]] == first_two
+    assert [r["file"] for r in doc["results"]] == [f for f in first_two for _ in range(2)]
+    assert doc["notes"][0] == "partial: 2 of 3 file(s) measured"
+    assert "partial: 2 of 3" in md
