@@ -7,7 +7,8 @@ import numpy as np
 
 from tzip import coder
 from tzip.engine import Engine
-from tzip.mixer import MAX_W, Mixer, bit_length
+from tzip.fixedpoint import MAX_W, bit_length
+from tzip.mixer import Mixer
 
 
 def test_repeat_is_nearly_free(tiny, text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mixer import ONE, hash_bytes, shift_rows, weights_step
+from .fixedpoint import ONE, hash_bytes, shift_rows, weights_step
 
 ROW_BITS = 16  # rows per order: order 2 indexes them exactly, higher orders by hash
 INC = 32  # added to a byte's count each time it occurs

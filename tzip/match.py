@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mixer import ONE, hash_bytes, shift_rows, weights_step
+from .fixedpoint import ONE, hash_bytes, shift_rows, weights_step
 
 RUN_EDGES = np.array([0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32])  # bucket lower edges
 RUNS = len(RUN_EDGES)  # buckets for the match length
