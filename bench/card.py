@@ -15,7 +15,6 @@ from pathlib import Path
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 CLASSICS = ("xz", "bzip2", "ppmd")
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def _total(a: dict | None) -> str:
@@ -83,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.card", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", type=Path, help="results.json of a bench run")
-    ap.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    ap.add_argument("--models-dir", type=Path, default=None,
+                    help="where the cards are (default: tzip's models folder, $TZIP_MODELS)")
     a = ap.parse_args(argv)
-    for card in update(a.results, a.models_dir):
+    from tzip.models import models_dir
+    for card in update(a.results, a.models_dir or models_dir()):
         print(f"bench.card: updated {card}", file=sys.stderr)
     return 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tzip import corpora
 from tzip.errors import ModelError
+from tzip.models import models_dir
 
 from . import env, inputs, measure, report, tools
 from .inputs import Input
@@ -311,7 +312,7 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
     _log(args.quiet, f"bench: results in {out_dir}")
     if args.card:
         from . import card
-        for path in card.update(out_dir / "results.json", card.MODELS_DIR):
+        for path in card.update(out_dir / "results.json", models_dir()):
             _log(args.quiet, f"bench: updated {path}")
     if doc["failures"]:
         print(f"bench: {len(doc['failures'])} result(s) FAILED (see above); exit status 1",

@@ -206,10 +206,8 @@ def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypat
     and a second run replaces that section instead of adding another."""
     from bench import card
     monkeypatch.setenv("TZIP_MODELS", str(tiny_path.parent))
-    cards = tmp_path / "cards"
-    cards.mkdir()
+    cards = tiny_path.parent  # the card lives beside the model, in $TZIP_MODELS
     (cards / "tiny-a.md").write_text("# tiny-a\n\nHand-written part.\n")
-    monkeypatch.setattr(card, "MODELS_DIR", cards)
     for _ in range(2):
         rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "tiny-a", "--tools", "xz,bzip2",
                            "--inline", "--limit-bytes", "300", "--card")
