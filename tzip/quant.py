@@ -8,6 +8,7 @@ model that made it.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -233,12 +234,13 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
     inp = torch.cat([torch.full((streams, 1), BOS), win[:, :-1]], 1)
     pos = [t for t in range(length) if t < c or t % every == 0]
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, inp, win = model.float().eval().to(dev), inp.to(dev), win.to(dev)
+    fm = copy.deepcopy(model).float().eval().to(dev)  # the caller's model stays as it was
+    inp, win = inp.to(dev), win.to(dev)
     bits_f = 0.0
     for t in pos:
-        logits = model(inp[:, max(0, t + 1 - c):t + 1])[:, -1]
+        logits = fm(inp[:, max(0, t + 1 - c):t + 1])[:, -1]
         bits_f += torch.nn.functional.cross_entropy(logits, win[:, t], reduction="sum").item()
-    model.cpu()
+    del fm
     e = Engine(im, dev)
     cache = e.new_cache(streams, ring=False)
     f = torch.cat([e.forward_chunk(inp[:, t:t + 256], cache) for t in range(0, length, 256)], 1)
