@@ -1,0 +1,30 @@
+"""The shipped models: both decode on a CPU, and their archives are pinned.
+
+An archive must decode the same way forever: a change to the engine, the adaptive models
+or the container that alters a single byte of these archives breaks every archive users
+already have, and must come with a new format version instead."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import tzip
+
+SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "gettysburg.txt"
+PINNED = {  # sha256 of compress(SAMPLE, name, streams=4), archive format 3
+    "tzip-small": "825c08ef79232684ce7b5183b3a21f5c08691039ff0ef331f6076b6824d7947b",
+    "tzip-large": "8b3bfbae1f2ca795d5d336898aedd0bf07c302a4d13f27ba8079f8b2eb5713ba",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_shipped_model_archive_is_pinned_and_decodes_on_cpu(name):
+    data = SAMPLE.read_bytes()
+    blob = tzip.compress(data, name, device="cpu", streams=4)
+    info = tzip.info(blob)
+    assert info.model_name == name and [b["method"] for b in info.blocks] == ["model"]
+    assert len(blob) < len(data) // 3
+    assert hashlib.sha256(blob).hexdigest() == PINNED[name]
+    assert tzip.decompress(blob, device="cpu") == data  # model found by name and id
