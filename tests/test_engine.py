@@ -106,3 +106,39 @@ def test_split_streams_depends_on_size_only():
     assert coder.split_streams(10, 256, 4) == [3, 3, 3, 1]
     big = coder.split_streams(10_000_000, 256)
     assert len(big) == coder.MAX_STREAMS and sum(big) == 10_000_000
+
+
+def _four_squares(n: int) -> list[int]:
+    """Four integers whose squares sum to n (Lagrange), found by a short search."""
+    import math
+    for a in range(math.isqrt(n), -1, -1):
+        for b in range(math.isqrt(n - a * a), -1, -1):
+            rem = n - a * a - b * b
+            for c in range(math.isqrt(rem), max(-1, math.isqrt(rem) - 50), -1):
+                d = math.isqrt(rem - c * c)
+                if d * d == rem - c * c:
+                    return [a, b, c, d]
+    raise AssertionError(n)
+
+
+def test_rms_is_exact_on_both_sides_of_the_float_bound(tiny):
+    """The norm's isqrt(sum // d): float64 while row sums stay below 2**52, int64 above,
+    the same integers either way, also where sum // d is just below or above a square.
+    A row summing to d*s*s - 1 above 2**53 rounds to d*s*s in float64: only the int64
+    path gets s - 1 there."""
+    import math
+    e = Engine(tiny, "cpu")
+    d = e.cfg.d_model
+    assert d >= 8
+    rng = np.random.default_rng(0)
+    batches = []
+    for bits in (10, 20, 23, 25, 26):  # d * m * m crosses 2**52 between 2**23 and 2**25
+        m = rng.integers(1 << (bits - 1), 1 << bits, size=8).tolist()
+        batches.append([[x] * d for x in m] + [[x] * (d - 1) + [x + k] for x in m for k in (-1, 1)])
+    s = rng.integers(1 << 24, 1 << 25, size=4).tolist()
+    batches.append([[x] * (d - 4) + _four_squares(4 * x * x - 1) for x in s])  # d*s*s - 1
+    batches.append(batches[0] + batches[-1])
+    for rows in batches:
+        want = [max(1, math.isqrt(sum(v * v for v in row) // d)) for row in rows]
+        res = torch.tensor(rows, dtype=torch.float64)
+        assert e._rms(res * res, d).view(-1).long().tolist() == want
