@@ -257,12 +257,13 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
     _log(args.quiet, f"bench: {len(files)} file(s) x {len(active)} tool(s) -> {out_dir}")
 
     results, codecs, timeout = [], {}, args.timeout or None
+    environment = env.environment(argv)
 
     def document(done: int) -> dict:
         partial = [f"partial: {done} of {len(files)} file(s) measured"] if done < len(files) else []
         return {
             "schema": "tzip-bench/1",
-            "environment": env.environment(argv),
+            "environment": environment,
             "settings": {"corpus": describe_selection(args),
                          "groups": args.group, "all_kinds": args.all_kinds, "quick": args.quick,
                          "limit_bytes": limit, "device": args.device, "device_resolved": device,

@@ -222,12 +222,15 @@ def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypat
 
 def test_interrupted_run_keeps_the_files_it_finished(tmp_path, no_corpora, monkeypatch):
     """Ctrl-C in the middle of a long run: exit 130, and results.json/results.md hold the
-    files measured completely, marked partial."""
-    real, calls = run.measure_one, []
+    files measured completely, marked partial. They are on disk before the third file
+    starts (a run that is killed keeps them too)."""
+    real, calls, seen = run.measure_one, [], []
 
     def measure(tool, inp, *a, **kw):
         calls.append(inp.label)
         if len({*calls}) == 3:
+            saved = json.loads((tmp_path / "out" / "results.json").read_text())
+            seen.append([f["file"] for f in saved["files"]])
             raise KeyboardInterrupt
         return real(tool, inp, *a, **kw)
 
@@ -236,6 +239,7 @@ def test_interrupted_run_keeps_the_files_it_finished(tmp_path, no_corpora, monke
                         "--inline", "--limit-bytes", "300")
     assert rc == 130
     first_two = [f.label for f in sample_files()][:2]
+    assert seen == [first_two]
     assert [f["file"] for f in doc["files"]] == first_two
     assert [r["file"] for r in doc["results"]] == [f for f in first_two for _ in range(2)]
     assert doc["notes"][0] == "partial: 2 of 3 file(s) measured"

@@ -81,7 +81,8 @@ class Engine:
         self.emb = self.p["emb"].double()
         self.att_exp = self.p["att_exp"].double()
         # every multiplier as the exact float64 m / 2**shift (matrices keep m in "KEY.m")
-        self.r = {k: self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift
+        # at least 1-D: a 0-dim float64 r would let addcmul in _rq compute in float32
+        self.r = {k: torch.atleast_1d(self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift)
                   for k, shift in model.shifts.items() if k != "norm"}
         self.inv = {k[:-4]: self.p[k].double() * 2.0 ** -NORM_SHIFT for k in self.p if k.endswith(".inv")}
         self._local = threading.local()  # scratch buffers, one set per thread
