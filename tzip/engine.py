@@ -47,13 +47,6 @@ def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | N
     return out
 
 
-def _rq(x: torch.Tensor, r: torch.Tensor, half: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """round(x * m / 2**shift) for r = m / 2**shift and half = 0.5, into float64 out (may
-    be x). x * r is exact in float64 while |x| * m < 2**52, so 0.5 + x * r rounds once
-    whether or not the platform fuses it: this equals (x*m + 2**(shift-1)) >> shift."""
-    return torch.addcmul(half, x, r, out=out).floor_()
-
-
 def _isqrt(n: torch.Tensor) -> torch.Tensor:
     """floor(sqrt(n)) for int64 n >= 0, exact (float guess, then integer correction)."""
     r = torch.sqrt(n.double()).long()
@@ -88,7 +81,7 @@ class Engine:
         self._local = threading.local()  # scratch buffers, one set per thread
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
         self.half = torch.tensor(0.5, dtype=torch.float64, device=self.device)
-        self.width = torch.tensor(float(c.d_model), dtype=torch.float64, device=self.device)
+        self.width = torch.tensor(float(c.d_model), dtype=torch.float64, device=self.device)  # _rms divides by a tensor
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
@@ -103,6 +96,12 @@ class Engine:
         return b[:n].view(shape)
 
     # ---- building blocks -------------------------------------------------------------
+    def _rq(self, x: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """round(x * m / 2**shift) for r = m / 2**shift, into float64 out (may be x). x * r
+        is exact in float64 while |x| * m < 2**52, so 0.5 + x * r rounds once whether or
+        not the platform fuses it: this equals (x*m + 2**(shift-1)) >> shift."""
+        return torch.addcmul(self.half, x, r, out=out).floor_()
+
     def _f32(self, name: str, y: torch.Tensor) -> torch.Tensor:
         """y (integers below 2**24) as float32, in a scratch buffer."""
         return self._buf(name, y.shape, torch.float32).copy_(y)
@@ -115,20 +114,19 @@ class Engine:
         shape = x.shape[:-1] + w.shape[1:]
         acc = _mm(x, w, xmax, out=self._buf(f"acc{w.shape[1]}", shape, torch.float32))
         out = acc if acc.dtype == torch.float64 else self._buf(f"lin{w.shape[1]}", shape, torch.float64)
-        return _rq(acc, self.r[key], self.half, out)
+        return self._rq(acc, self.r[key], out)
 
     def _norm(self, res: torch.Tensor, site: str) -> torch.Tensor:
         """RMSNorm to int8 with per-channel steps; gains live in the next weights.
         res * res is exact in float64. Returns a float32 scratch buffer."""
-        d = res.shape[-1]
         sq = torch.mul(res, res, out=self._buf("nsq", res.shape, torch.float64))
         y = torch.mul(res, self.inv[site], out=self._buf("ny", res.shape, torch.float64))
         # 0.5 + (res * inv) / rms: addcdiv with value 1 is exactly these two roundings
-        y = torch.addcdiv(self.half, y, self._rms(sq, d), out=y).floor_()
+        y = torch.addcdiv(self.half, y, self._rms(sq), out=y).floor_()
         return self._f32("nx", y.clamp_(-127, 127))
 
-    def _rms(self, sq: torch.Tensor, d: int) -> torch.Tensor:
-        """max(1, isqrt(sum(sq) // d)) over the last dim, as float64.
+    def _rms(self, sq: torch.Tensor) -> torch.Tensor:
+        """max(1, isqrt(sum(sq) // d_model)) over the last dim, as float64.
 
         On a CPU, when every row sum is below 2**52, float64 does it exactly in fewer
         steps: a sum of non-negative integers whose total is below 2**53 is exact in any
@@ -141,7 +139,7 @@ class Engine:
                 q = torch.div(ss, self.width, rounding_mode="floor")
                 return q.sqrt_().floor_().clamp_min_(1)
         ss = self._buf("nsqi", sq.shape, torch.long).copy_(sq).sum(-1, keepdim=True)
-        return _isqrt(torch.div(ss, d, rounding_mode="floor")).clamp_min(1).double()
+        return _isqrt(torch.div(ss, self.cfg.d_model, rounding_mode="floor")).clamp_min(1).double()
 
     def _alibi(self, qpos: torch.Tensor, kpos: torch.Tensor) -> torch.Tensor:
         """(kv, G*C, Kn) integer ALiBi penalties; 2**23 (weight 0) outside the window.
@@ -192,7 +190,7 @@ class Engine:
         """res is updated in place (callers pass a tensor of their own)."""
         res += self._lin(f"l{l}.wo", o)
         a = self._lin(f"l{l}.w1", self._norm(res, f"l{l}.n2")).clamp_(0, 4095)
-        h = _rq(a.mul_(a), self.r[f"l{l}.sq"], self.half, a).clamp_(0, (1 << MLP_BITS) - 1)
+        h = self._rq(a.mul_(a), self.r[f"l{l}.sq"], a).clamp_(0, (1 << MLP_BITS) - 1)
         return res.add_(self._lin(f"l{l}.w2", self._f32("h", h), (1 << MLP_BITS) - 1))
 
     def _freqs(self, res: torch.Tensor) -> torch.Tensor:
