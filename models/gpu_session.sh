@@ -12,7 +12,8 @@
 set -u
 SECS=${SECS:-330}
 MODELS=${MODELS:-large}
-EVAL=${EVAL:-alice29.txt,book1,lcet10.txt,enwiki-2016-sample.xml}
+# Groups of bench files, separated by ';', evaluated by parallel processes on the one GPU.
+EVAL=${EVAL:-enwiki-2016-sample.xml;bible.txt;world192.txt,alice29.txt;book1,book2,plrabn12.txt,lcet10.txt,news}
 OUT=${OUT:-runs/session}
 mkdir -p "$OUT" runs /tmp/bench
 declare -A LR=([small]=2e-3 [large]=1e-3)
@@ -38,8 +39,14 @@ for m in $MODELS; do
         /tmp/slice "tzip-$m" "$OUT/slice.$m.tz" >> "$OUT/convert.log" 2>&1
 done
 for m in $MODELS; do
-    timeout 150 python bench/device_check.py --out "/tmp/eval-$m" \
-        --eval "tzip-$m=$(echo "$EVAL" | tr ',' '\n' | sed 's|^|/tmp/bench/|' | paste -sd,)" \
-        >> "$OUT/convert.log" 2>&1
-    cp "/tmp/eval-$m/device_check.json" "$OUT/eval-$m.json"
+    IFS=';' read -ra groups <<< "$EVAL"
+    for i in "${!groups[@]}"; do
+        OMP_NUM_THREADS=3 timeout 240 python bench/device_check.py --out "/tmp/eval-$m-$i" \
+            --eval "tzip-$m=$(echo "${groups[$i]}" | tr ',' '\n' | sed 's|^|/tmp/bench/|' | paste -sd,)" \
+            >> "/tmp/eval-$m-$i.log" 2>&1 &
+    done
+    wait
+    cat /tmp/eval-"$m"-*.log >> "$OUT/convert.log"
+    python -c "import json, sys; print(json.dumps([r for f in sys.argv[1:] for r in json.load(open(f))['eval']], indent=1))" \
+        /tmp/eval-"$m"-*/device_check.json > "$OUT/eval-$m.json"
 done

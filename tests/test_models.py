@@ -15,7 +15,7 @@ import tzip
 SAMPLE = Path(__file__).resolve().parent.parent / "bench" / "sample" / "gettysburg.txt"
 PINNED = {  # sha256 of compress(SAMPLE, name, streams=4), archive format 3
     "tzip-small": "825c08ef79232684ce7b5183b3a21f5c08691039ff0ef331f6076b6824d7947b",
-    "tzip-large": "8b3bfbae1f2ca795d5d336898aedd0bf07c302a4d13f27ba8079f8b2eb5713ba",
+    "tzip-large": "3df72f4c3799d575414ab889a7a9ba7daff0c8f0b38e897214e54a216328f66f",
 }
 
 
