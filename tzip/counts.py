@@ -68,7 +68,8 @@ class CountModel:
         r = row[active]
         np.add.at(self.cnt, (r, sym[active]), INC)
         np.add.at(self.tot, r, INC)
-        full = np.unique(r[self.tot[r] > LIMIT])
+        full = r[self.tot[r] > LIMIT]
         if len(full):
+            full = np.unique(full)
             self.cnt[full] = (self.cnt[full] + 1) >> 1
             self.tot[full] = self.cnt[full].sum(1, dtype=np.int64)

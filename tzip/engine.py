@@ -85,7 +85,12 @@ class Engine:
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
-        fresh allocation of that size costs more in page faults than the work itself."""
+        fresh allocation of that size costs more in page faults than the work itself.
+        Views are kept too: a decoding step asks for the same ~45 shapes every time."""
+        views = self._local.__dict__.setdefault("views", {})
+        v = views.get((name, shape, dtype))
+        if v is not None:
+            return v
         n = 1
         for x in shape:
             n *= x
@@ -93,7 +98,10 @@ class Engine:
         b = ws.get(name)
         if b is None or b.numel() < n or b.dtype != dtype:
             b = ws[name] = torch.empty(n, dtype=dtype, device=self.device)
-        return b[:n].view(shape)
+            for key in [k for k in views if k[0] == name]:  # they keep the old storage alive
+                del views[key]
+        v = views[(name, tuple(shape), dtype)] = b[:n].view(shape)
+        return v
 
     # ---- building blocks -------------------------------------------------------------
     def _rq(self, x: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
