@@ -300,8 +300,10 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
                 _save(out_dir, document(done))
     except KeyboardInterrupt:
         results[:] = [r for r in results if r["file"] in {f.label for f in files[:done]}]
-        _save(out_dir, document(done))
-        print(f"bench: interrupted; the {done} complete file(s) are in {out_dir}", file=sys.stderr)
+        doc = document(done)
+        _save(out_dir, doc)
+        failed = f"; {len(doc['failures'])} result(s) FAILED (see above)" if doc["failures"] else ""
+        print(f"bench: interrupted; the {done} complete file(s) are in {out_dir}{failed}", file=sys.stderr)
         return 130
 
     doc = document(done)

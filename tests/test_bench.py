@@ -244,3 +244,21 @@ def test_interrupted_run_keeps_the_files_it_finished(tmp_path, no_corpora, monke
     assert [r["file"] for r in doc["results"]] == [f for f in first_two for _ in range(2)]
     assert doc["notes"][0] == "partial: 2 of 3 file(s) measured"
     assert "partial: 2 of 3" in md
+
+
+def test_interrupted_run_counts_the_failures_it_saw(tmp_path, no_corpora, monkeypatch, capsys):
+    """A failure before Ctrl-C is not lost in the scrollback: the interrupt line counts it."""
+    real, calls = run.measure_one, []
+
+    def measure(tool, inp, *a, **kw):
+        calls.append(inp.label)
+        if len({*calls}) == 2:
+            raise KeyboardInterrupt
+        return {**real(tool, inp, *a, **kw), "status": "error", "error": "boom"}
+
+    monkeypatch.setattr(run, "measure_one", measure)
+    rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip",
+                       "--inline", "--limit-bytes", "300")
+    assert rc == 130 and len(doc["failures"]) == 1
+    err = capsys.readouterr().err
+    assert "interrupted; the 1 complete file(s)" in err and "; 1 result(s) FAILED" in err
