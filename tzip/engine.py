@@ -100,6 +100,8 @@ class Engine:
             b = ws[name] = torch.empty(n, dtype=dtype, device=self.device)
             for key in [k for k in views if k[0] == name]:  # they keep the old storage alive
                 del views[key]
+        if len(views) > 1024:  # a long-lived engine sees many stream counts
+            views.clear()
         v = views[(name, tuple(shape), dtype)] = b[:n].view(shape)
         return v
 
