@@ -302,7 +302,7 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
         results[:] = [r for r in results if r["file"] in {f.label for f in files[:done]}]
         doc = document(done)
         _save(out_dir, doc)
-        failed = f"; {len(doc['failures'])} result(s) FAILED (see above)" if doc["failures"] else ""
+        failed = f"; {len(doc['failures'])} of their results FAILED (see above)" if doc["failures"] else ""
         print(f"bench: interrupted; the {done} complete file(s) are in {out_dir}{failed}", file=sys.stderr)
         return 130
 

@@ -261,4 +261,44 @@ def test_interrupted_run_counts_the_failures_it_saw(tmp_path, no_corpora, monkey
                        "--inline", "--limit-bytes", "300")
     assert rc == 130 and len(doc["failures"]) == 1
     err = capsys.readouterr().err
-    assert "interrupted; the 1 complete file(s)" in err and "; 1 result(s) FAILED" in err
+    assert "interrupted; the 1 complete file(s)" in err and "; 1 of their results FAILED" in err
+
+
+def test_ab_compares_two_checkouts_and_their_archives(tmp_path):
+    """bench.ab times each side in fresh processes and says whether the archives match."""
+    from bench import ab
+    out = tmp_path / "ab.md"
+    assert ab.main([str(REPO), str(REPO), "--what", "decompress", "--rounds", "1",
+                    "--files", str(REPO / "bench/sample/notes.txt"), "--out", str(out)]) == 0
+    text = out.read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| decompress | notes.txt | KB/s |"))
+    a, b = (float(c) for c in row.split("|")[4:6])
+    assert a > 0 and b > 0
+    assert "Archives identical in A and B: notes.txt yes" in text
+
+
+def test_arch_speed_times_an_untrained_shape(tmp_path):
+    """bench.arch_speed round-trips a file through the engine of a config with no weights
+    trained, and reports its stream count and speeds."""
+    from bench import arch_speed
+    out = tmp_path / "arch.md"
+    conf = '{"model": {"d_model": 32, "n_layer": 1, "n_head": 2, "context": 32}}'
+    assert arch_speed.main([conf, "--files", str(REPO / "bench/sample/notes.txt"),
+                            "--rounds", "1", "--out", str(out)]) == 0
+    row = next(l for l in out.read_text().splitlines() if l.startswith("| d32 L1 H2/1 mlp4 ctx32 |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == str(1459 // (16 * 32))  # one stream per 16 contexts
+    enc, dec = (float(x) for x in cells[3].split("/"))
+    assert enc > 0 and dec > 0
+
+
+def test_streams_table_reports_sizes_at_each_count(tmp_path):
+    from bench import streams
+    out = tmp_path / "s.md"
+    sample = REPO / "bench/sample/gettysburg.txt"
+    assert streams.main(["--files", str(sample), "--counts", "1,3", "--out", str(out)]) == 0
+    row = next(l for l in out.read_text().splitlines() if l.startswith("| gettysburg.txt |"))
+    one, three = row.split("|")[3:5]
+    assert one.strip().endswith("(1)") and three.strip().endswith("(3)")
+    blob = __import__("tzip").compress(sample.read_bytes(), "tzip-small", device="cpu", streams=3)
+    assert three.strip() == f"{8 * len(blob) / sample.stat().st_size:.3f} (3)"

@@ -20,8 +20,8 @@ from .model import BOS
 
 SEGMENT_CONTEXTS = 16  # streams >= 16 contexts long: 46 -> 128 streams on book1 cost +0.1% in size
 MAX_STREAMS = 128
-# positions x streams per parallel pass; on a 2-core CPU 2048 compressed 3-8% faster than
-# 4096 (smaller attention tables), interleaved on book1, alice29 and paper1
+# positions x streams per parallel pass; on a CPU 2048 rather than 4096 halves the attention
+# tables' memory at the same speed (bench/published/cpu-2026-11-28-speed/chunk-rows-ab.md)
 CHUNK_ROWS = {"cpu": 2048, "cuda": 32768}
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)

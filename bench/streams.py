@@ -1,0 +1,62 @@
+"""What more streams cost: archive sizes at the default stream count and multiples of it.
+
+Decoding runs one batched model step per stream position, so more streams decode
+faster; each stream starts with an empty context, so they cost some ratio. This measures
+that cost (compression only: sizes do not depend on the device or on decoding):
+
+    python -m bench.streams --model tzip-small --files paper1 alice29.txt --factors 1,2,4
+    python -m bench.streams --model tzip-large --files alice29.txt --counts 9,37,74
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import tzip
+from tzip import coder, models, transform
+
+
+def default_streams(data: bytes, context: int) -> int:
+    """The stream count tzip picks for a one-block file (after the CRLF transform)."""
+    if transform.crlf_applies(data):
+        data = transform.crlf_to_lf(data)
+    return len(coder.split_streams(len(data), context))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.streams", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="tzip-small")
+    ap.add_argument("--files", nargs="+", required=True)
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--factors", default="1,2,4", help="multiples of the default count")
+    group.add_argument("--counts", help="explicit stream counts instead")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
+    args = ap.parse_args(argv)
+    m = models.load(args.model)
+    head = "counts" if args.counts else "x default"
+    cols = (args.counts or args.factors).split(",")
+    lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}: bits per byte of "
+             "the whole archive (stream count in brackets).", "",
+             f"| file | bytes | " + " | ".join(f"{c} {head}" if not args.counts else c for c in cols) + " |",
+             "|---|---:|" + "---|" * len(cols)]
+    for f in args.files:
+        data = Path(f).read_bytes()
+        base = default_streams(data, m.cfg.context)
+        cells = []
+        for c in cols:
+            n = int(c) if args.counts else min(coder.MAX_STREAMS, base * int(c))
+            size = len(tzip.compress(data, m, device=args.device, streams=n))
+            cells.append(f"{8 * size / len(data):.3f} ({n})")
+            print(f"{Path(f).name}: {cells[-1]}", file=sys.stderr)
+        lines.append(f"| {Path(f).name} | {len(data):,} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
