@@ -142,3 +142,40 @@ def test_rms_is_exact_on_both_sides_of_the_float_bound(tiny):
         want = [max(1, math.isqrt(sum(v * v for v in row) // d)) for row in rows]
         res = torch.tensor(rows, dtype=torch.float64)
         assert e._rms(res * res).view(-1).long().tolist() == want
+        assert e.numpy_step._rms(res.numpy()).reshape(-1).astype(np.int64).tolist() == want
+
+
+def tables_torch_step(engine: Engine, inp: torch.Tensor) -> torch.Tensor:
+    """tables_incremental with PyTorch's step even where the CPU would take numpy's."""
+    saved, engine.numpy_step = engine.numpy_step, None
+    try:
+        return tables_incremental(engine, inp)
+    finally:
+        engine.numpy_step = saved
+
+
+@pytest.mark.parametrize("S", [1, 3])
+def test_numpy_step_equals_torch_step(tiny, text, S):
+    """Two implementations of a decoding step, one table: also on a model whose matmuls
+    are cut into pieces, and past the ring buffer's wrap."""
+    wide = make_model(4, "wide", ModelConfig(d_model=272, n_layer=1, n_head=4, n_kv_head=2,
+                                             mlp_mult=4, context=16), text)
+    for m in (tiny, wide):
+        e = Engine(m)
+        assert e.numpy_step is not None
+        inp = inputs(text, S, 2 * m.cfg.context + 7)
+        assert torch.equal(tables_incremental(e, inp), tables_torch_step(e, inp))
+
+
+def test_steps_may_alternate_between_numpy_and_torch(tiny, text):
+    """Both read and write the same cache: a mixed run gives the tables of a plain one."""
+    e = Engine(tiny)
+    inp = inputs(text, 2, tiny.cfg.context + 9)
+    cache, rows = e.new_cache(2, ring=True), []
+    for t in range(inp.shape[1]):
+        saved = e.numpy_step
+        if t % 3 == 1:
+            e.numpy_step = None
+        rows.append(e.step(inp[:, t], cache))
+        e.numpy_step = saved
+    assert torch.equal(torch.stack(rows, 1), tables_torch_step(e, inp))

@@ -16,7 +16,9 @@ vectorise on x86 CPUs (measured about 5x slower than float32 for the same elemen
 
 Two paths share one attention function: `forward_chunk` runs many positions of many
 streams at once (compression), `step` runs one position per stream with a ring-buffer KV
-cache (decompression). They give the same tables, position for position.
+cache (decompression). They give the same tables, position for position. On a CPU, steps
+of fewer than NUMPY_STEP_BELOW streams run the same arithmetic in numpy (tzip/npstep.py),
+whose per-operation overhead is a fraction of PyTorch's.
 """
 from __future__ import annotations
 
@@ -25,9 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .npstep import NumpyStep
 from .quant import MLP_BITS, NORM_SHIFT, IntModel
 
 EXACT = 1 << 24  # float32 holds every integer below this
+NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
 
 
 def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -82,11 +86,13 @@ class Engine:
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
         self.half = torch.tensor(0.5, dtype=torch.float64, device=self.device)
         self.width = torch.tensor(float(c.d_model), dtype=torch.float64, device=self.device)  # _rms divides by a tensor
+        self.numpy_step = NumpyStep(self) if self.device.type == "cpu" else None
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
         fresh allocation of that size costs more in page faults than the work itself.
-        Views are kept too: a decoding step asks for the same ~45 shapes every time."""
+        Views are kept too: a decoding step makes about 90 such requests for the same 19
+        (name, shape, dtype) keys every time, and slicing anew was a fifth of a small step."""
         views = self._local.__dict__.setdefault("views", {})
         v = views.get((name, shape, dtype))
         if v is not None:
@@ -249,6 +255,8 @@ class Engine:
         """tokens (S,) at position cache.t -> freqs (S, 256); ring-buffer cache of size context."""
         c = self.cfg
         S = tokens.shape[0]
+        if self.numpy_step is not None and S < NUMPY_STEP_BELOW:
+            return torch.from_numpy(self.numpy_step(tokens.numpy(), cache))
         slot = cache.t % c.context
         cache.pos[slot] = cache.t
         bias = self._alibi(cache.pos[slot:slot + 1], cache.pos)

@@ -1,0 +1,110 @@
+"""The decoding step in numpy, for CPUs: the engine's integer arithmetic with less overhead.
+
+A decoding step of a small model with few streams is a few hundred tiny tensor
+operations, and on a CPU PyTorch's fixed cost per operation (a few microseconds) is most
+of the time; numpy's is a fraction of that. Every operation here is the one
+tzip/engine.py performs, in the same order and the same dtypes: int8-valued float32
+matrix products whose partial sums stay below 2**24 (exact in any order, so the BLAS may
+sum as it likes), float64 requantisation by m / 2**shift then floor, integer exp tables.
+So its tables are bit-identical to `Engine.step`'s, and the two may even alternate on one
+cache (tests/test_engine.py checks both). It reads the engine's CPU tensors and cache
+through zero-copy numpy views.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .quant import MLP_BITS
+
+EXACT = 1 << 24
+
+
+class NumpyStep:
+    """Engine.step for an engine on the CPU; see Engine.step."""
+
+    def __init__(self, engine):
+        c = self.cfg = engine.cfg
+        self.p = {k: v.numpy() for k, v in engine.p.items()}
+        self.r = {k: v.numpy() for k, v in engine.r.items()}
+        self.inv = {k: v.numpy() for k, v in engine.inv.items()}
+        self.emb, self.att_exp = engine.emb.numpy(), engine.att_exp.numpy()
+        kv, G = c.n_kv_head, c.n_head // c.n_kv_head
+        self.slopes = engine.slopes.numpy().reshape(kv, G, 1)
+        self.split = np.cumsum(engine.split)[:2]
+
+    def _rms(self, res: np.ndarray) -> np.ndarray:
+        """As Engine._rms on a CPU: float64 when every row sum of squares is below 2**52,
+        else int64 sums of the same float64 squares."""
+        sq = res * res
+        ss = sq.sum(-1, keepdims=True)
+        if ss.max() < 2.0 ** 52:
+            return np.maximum(np.floor(np.sqrt(np.floor_divide(ss, float(self.cfg.d_model)))), 1.0)
+        n = sq.astype(np.int64).sum(-1, keepdims=True) // self.cfg.d_model
+        r = np.sqrt(n.astype(np.float64)).astype(np.int64)
+        r = np.where(r * r > n, r - 1, r)
+        r = np.where((r + 1) * (r + 1) <= n, r + 1, r)
+        return np.maximum(r, 1).astype(np.float64)
+
+    def _norm(self, res: np.ndarray, site: str) -> np.ndarray:
+        y = res * self.inv[site]
+        y /= self._rms(res)
+        y += 0.5
+        return np.clip(np.floor(y, out=y), -127, 127, out=y).astype(np.float32)
+
+    def _lin(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
+        """int8 matmul in exact float32 pieces, then round(acc * m / 2**shift), float64."""
+        w = self.p[key]
+        K, step = w.shape[0], (EXACT - 1) // (127 * xmax)
+        if K <= step:
+            acc = (x @ w).astype(np.float64)
+        else:
+            step = 1 << (step.bit_length() - 1)
+            acc = (x[:, :step] @ w[:step]).astype(np.float64)
+            for k0 in range(step, K, step):
+                acc += x[:, k0:k0 + step] @ w[k0:k0 + step]
+        acc *= self.r[key]
+        acc += 0.5
+        return np.floor(acc, out=acc)
+
+    def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
+        """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32."""
+        c = self.cfg
+        S, kv, G, hd = len(tokens), c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim
+        slot = cache.t % c.context
+        pos = cache.pos.numpy()
+        pos[slot] = cache.t
+        dist = (cache.t - pos).astype(np.float32)
+        valid = (dist >= 0) & (dist < c.context)
+        bias = np.where(valid, self.slopes * dist, np.float32(2.0 ** 23)).astype(np.float32)
+        res = self.emb[tokens]
+        top_idx = self.att_exp.size - 1
+        for l in range(c.n_layer):
+            y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1"))
+            q, k, v = np.split(np.clip(y, -127, 127, out=y).astype(np.float32), self.split, -1)
+            K, V = cache.k[l].numpy(), cache.v[l].numpy()
+            K[..., slot] = k.reshape(S, kv, hd)
+            V[:, :, slot] = v.reshape(S, kv, hd)
+            z = np.matmul(q.reshape(S, kv, G, hd), K)  # (S, kv, G, context), exact
+            z *= self.p[f"l{l}.qk"]
+            np.floor(z, out=z)
+            z -= bias
+            np.subtract(z.max(-1, keepdims=True), z, out=z)
+            e = np.take(self.att_exp, np.minimum(z, top_idx, out=z).astype(np.int32))
+            ev = np.matmul(e, V)  # float64, exact
+            ev *= self.r[f"l{l}.o_in"]
+            ev /= e.sum(-1, keepdims=True)
+            ev += 0.5
+            o = np.clip(np.floor(ev, out=ev), -127, 127, out=ev).astype(np.float32).reshape(S, -1)
+            res = res + self._lin(f"l{l}.wo", o)
+            a = self._lin(f"l{l}.w1", self._norm(res, f"l{l}.n2"))
+            np.clip(a, 0, 4095, out=a)
+            a *= a
+            a *= self.r[f"l{l}.sq"]
+            a += 0.5
+            h = np.clip(np.floor(a, out=a), 0, (1 << MLP_BITS) - 1, out=a).astype(np.float32)
+            res += self._lin(f"l{l}.w2", h, (1 << MLP_BITS) - 1)
+        z = self._lin("head", self._norm(res, "nf"))
+        tab = self.p["out_exp"]
+        np.subtract(z.max(-1, keepdims=True), z, out=z)
+        cache.t += 1
+        return np.take(tab, np.minimum(z, tab.size - 1, out=z).astype(np.int32))
