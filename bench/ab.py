@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.report import emit_markdown
+
 _MEASURE = r"""
 import hashlib, sys, time
 import torch, tzip
@@ -121,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if same:
         lines += ["", "Archives identical in A and B: " +
                   ", ".join(f"{Path(f).name} {'yes' if ok else 'NO'}" for f, ok in same.items())]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit_markdown(lines, args.out)
 
 
 if __name__ == "__main__":

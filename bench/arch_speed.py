@@ -28,6 +28,7 @@ import torch
 from tzip import coder, models, transform
 from tzip.model import ByteTransformer, ModelConfig
 from tzip.quant import calibration_windows, convert
+from bench.report import emit_markdown
 
 CALIBRATION = Path(__file__).resolve().parent / "sample" / "notes.txt"
 
@@ -87,11 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                  for n, _ in files]
         streams = ", ".join(str(len(coder.split_streams(len(d), im.cfg.context))) for _, d in files)
         lines.append(f"| {label} | {im.num_params():,} | {streams} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit_markdown(lines, args.out)
 
 
 if __name__ == "__main__":

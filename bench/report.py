@@ -202,3 +202,12 @@ def charts(doc: dict, out_dir: Path) -> tuple[list[str], list[str]]:
     fig.savefig(out_dir / "speed.png", dpi=120)
     plt.close(fig)
     return ["bpb.png", "speed.png"], []
+
+
+def emit_markdown(lines: list[str], out: "Path | None") -> int:
+    """Print a small markdown report and, when out is given, save it there; returns 0."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        out.write_text(text)
+    return 0

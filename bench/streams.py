@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tzip
 from tzip import coder, models, transform
+from bench.report import emit_markdown
 
 
 def default_streams(data: bytes, context: int) -> int:
@@ -51,11 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f"{8 * size / len(data):.3f} ({n})")
             print(f"{Path(f).name}: {cells[-1]}", file=sys.stderr)
         lines.append(f"| {Path(f).name} | {len(data):,} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+    return emit_markdown(lines, args.out)
 
 
 if __name__ == "__main__":
