@@ -69,6 +69,10 @@ def measure(checkout: Path, what: str, model: str, arg: str, blob: Path) -> tupl
     return float(value), digest
 
 
+def _median(x: list[float]) -> float:
+    return sorted(x)[len(x) // 2]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n\n")[0])
     ap.add_argument("a", type=Path, help="checkout A (the baseline)")
@@ -91,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, str, str], list[float]] = {}
     digests: dict[tuple[str, str], set[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        def archive(side: str, arg: str) -> Path:
+            """Where a side's archive of a file lives: compress writes it, decompress reads it."""
+            return Path(tmp) / f"{side}-{hashlib.md5(arg.encode()).hexdigest()}.tz"
+
         for what, arg in rows:  # archives to decode, made once per side
             if what == "decompress":
                 for side, path in sides.items():
-                    blob = Path(tmp) / f"{side}-{hashlib.md5(arg.encode()).hexdigest()}.tz"
+                    blob = archive(side, arg)
                     if not blob.exists():
                         _, d = measure(path, "compress", args.model, arg, blob)
                         digests.setdefault((arg, side), set()).add(d)
@@ -102,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
             for what, arg in rows:
                 for side in order:
-                    blob = Path(tmp) / f"{side}-{hashlib.md5(arg.encode()).hexdigest()}.tz"
-                    v, d = measure(sides[side], what, args.model, arg, blob)
+                    v, d = measure(sides[side], what, args.model, arg, archive(side, arg))
                     results.setdefault((what, arg, side), []).append(v)
                     if d != "-":
                         digests.setdefault((arg, side), set()).add(d)
@@ -113,11 +120,10 @@ def main(argv: list[str] | None = None) -> int:
              "| measure | input | unit | A | B | B / A (medians) |", "|---|---|---|---|---|---:|"]
     for what, arg in rows:
         a, b = results[(what, arg, "A")], results[(what, arg, "B")]
-        med = lambda x: sorted(x)[len(x) // 2]
         unit = "ms/step" if what == "step" else "KB/s"
         name = f"{arg} streams" if what == "step" else Path(arg).name
         lines.append(f"| {what} | {name} | {unit} | {', '.join(map(str, a))} | "
-                     f"{', '.join(map(str, b))} | {med(b) / med(a):.3f} |")
+                     f"{', '.join(map(str, b))} | {_median(b) / _median(a):.3f} |")
     same = {arg: digests.get((arg, "A")) == digests.get((arg, "B")) for arg in args.files
             if (arg, "A") in digests}
     if same:

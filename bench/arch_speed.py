@@ -4,15 +4,15 @@ Training time is scarce (GPU sessions), while the engine's speed depends on the 
 a model, not on its weights. This builds each config's model with its initial weights,
 converts it to the integer engine as a trained one would be, and times the model coder
 (tzip/coder.py encode and decode: the path of a model-coded block, which the container
-would not choose for an untrained model) on the given files, interleaved (round r runs every config in turn, the
-order rotating each round) so the machine's drift hits all alike:
+would not choose for an untrained model) on the given files, interleaved (round r runs
+every config in turn, the order rotating each round) so the machine's drift hits all
+alike:
 
     python -m bench.arch_speed models/tzip-small.json cand.json --files alice29.txt paper1
 
 A config is a model JSON as in models/ (only its "model" part is used) or inline JSON; a
 trained model (.npz path or a name in models/) may be listed too, to check that its
-untrained twin runs at its speed.
-The sizes it reports mean nothing (untrained weights); the speeds are the point.
+untrained twin runs at its speed. The sizes it would report mean nothing (untrained weights); the speeds are the point.
 """
 from __future__ import annotations
 
@@ -26,26 +26,28 @@ import numpy as np
 import torch
 
 from tzip import coder, models, transform
+from tzip.engine import Engine
 from tzip.model import ByteTransformer, ModelConfig
-from tzip.quant import calibration_windows, convert
+from tzip.quant import IntModel, calibration_windows, convert
 from bench.report import emit_markdown
 
 CALIBRATION = Path(__file__).resolve().parent / "sample" / "notes.txt"
 
 
-def build(spec: str):
-    """(label, integer model with initial weights) for a config path or inline JSON."""
-    p = Path(spec)
+def build(spec: str) -> tuple[str, IntModel, Engine]:
+    """(label, integer model, its CPU engine) for a trained model, a config path or inline
+    JSON; a config's model keeps its initial weights."""
     if spec.endswith(".npz") or spec in models.available():
         im = models.load(spec)
-        return f"{im.name} (trained)", im, models.engine_for(im, torch.device("cpu"))
-    conf = json.loads(p.read_text()) if p.is_file() else json.loads(spec)
-    cfg = ModelConfig.from_dict(conf.get("model", conf))
-    torch.manual_seed(0)
-    text = np.frombuffer(CALIBRATION.read_bytes(), np.uint8)
-    im = convert(ByteTransformer(cfg).eval(), calibration_windows(text, min(cfg.context, 256), 8), "speed")
-    c = cfg
-    label = f"d{c.d_model} L{c.n_layer} H{c.n_head}/{c.n_kv_head} mlp{c.mlp_mult} ctx{c.context}"
+        label = f"{im.name} (trained)"
+    else:
+        p = Path(spec)
+        conf = json.loads(p.read_text()) if p.is_file() else json.loads(spec)
+        c = ModelConfig.from_dict(conf.get("model", conf))
+        torch.manual_seed(0)
+        text = np.frombuffer(CALIBRATION.read_bytes(), np.uint8)
+        im = convert(ByteTransformer(c).eval(), calibration_windows(text, min(c.context, 256), 8), "speed")
+        label = f"d{c.d_model} L{c.n_layer} H{c.n_head}/{c.n_kv_head} mlp{c.mlp_mult} ctx{c.context}"
     return label, im, models.engine_for(im, torch.device("cpu"))
 
 

@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
     m = models.load(args.model)
-    head = "counts" if args.counts else "x default"
     cols = (args.counts or args.factors).split(",")
+    heads = cols if args.counts else [f"{c}x default" for c in cols]
     lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}: bits per byte of "
              "the whole archive (stream count in brackets).", "",
-             f"| file | bytes | " + " | ".join(f"{c} {head}" if not args.counts else c for c in cols) + " |",
+             "| file | bytes | " + " | ".join(heads) + " |",
              "|---|---:|" + "---|" * len(cols)]
     for f in args.files:
         data = Path(f).read_bytes()

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 import torch
 
 from .npstep import NumpyStep
-from .quant import MLP_BITS, NORM_SHIFT, IntModel
+from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces
 
-EXACT = 1 << 24  # float32 holds every integer below this
 NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
 
 
@@ -40,14 +39,12 @@ def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | N
     The inner dimension is cut into pieces short enough that every float32 partial sum
     stays below 2**24; the pieces are added in float64 (exact). A single piece is written
     to out (float32) when given."""
-    K = w.shape[0]
-    step = (EXACT - 1) // (127 * xmax)
-    if K <= step:
+    first, *rest = exact_pieces(w.shape[0], xmax)
+    if not rest:
         return x @ w if out is None else torch.matmul(x, w, out=out)
-    step = 1 << (step.bit_length() - 1)
-    out = (x[..., :step] @ w[:step]).double()
-    for k0 in range(step, K, step):
-        out += x[..., k0:k0 + step] @ w[k0:k0 + step]
+    out = (x[..., first] @ w[first]).double()
+    for k in rest:
+        out += x[..., k] @ w[k]
     return out
 
 

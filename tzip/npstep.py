@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quant import MLP_BITS
-
-EXACT = 1 << 24
+from .quant import MLP_BITS, exact_pieces
 
 
 class NumpyStep:
@@ -54,14 +52,10 @@ class NumpyStep:
     def _lin(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
         """int8 matmul in exact float32 pieces, then round(acc * m / 2**shift), float64."""
         w = self.p[key]
-        K, step = w.shape[0], (EXACT - 1) // (127 * xmax)
-        if K <= step:
-            acc = (x @ w).astype(np.float64)
-        else:
-            step = 1 << (step.bit_length() - 1)
-            acc = (x[:, :step] @ w[:step]).astype(np.float64)
-            for k0 in range(step, K, step):
-                acc += x[:, k0:k0 + step] @ w[k0:k0 + step]
+        first, *rest = exact_pieces(w.shape[0], xmax)
+        acc = (x[:, first] @ w[first]).astype(np.float64)
+        for k in rest:
+            acc += x[:, k] @ w[k]
         acc *= self.r[key]
         acc += 0.5
         return np.floor(acc, out=acc)

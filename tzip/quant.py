@@ -29,6 +29,18 @@ MLP_BITS = 8  # squared-ReLU activations are integers in [0, 255]
 UNITS = 256  # logits are integers in units of 1/256 nat
 RES_BITS = 22  # calibrated residual maximum maps to 2**22
 MULT_BITS = 24
+EXACT = 1 << 24  # float32 holds every integer below this
+
+
+def exact_pieces(K: int, xmax: int) -> list[slice]:
+    """Pieces of an inner dimension K short enough that a float32 product of int8 weights
+    and integers in [-xmax, xmax] sums exactly in any order (every partial sum < 2**24):
+    the whole of K when it fits, else power-of-two lengths."""
+    step = (EXACT - 1) // (127 * xmax)
+    if K <= step:
+        return [slice(0, K)]
+    step = 1 << (step.bit_length() - 1)
+    return [slice(k0, min(K, k0 + step)) for k0 in range(0, K, step)]
 
 
 class ModelFileError(ValueError):
