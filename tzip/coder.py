@@ -23,6 +23,10 @@ MAX_STREAMS = 128
 # positions x streams per parallel pass; on a CPU 2048 rather than 4096 halves the attention
 # tables' memory at the same speed (bench/published/cpu-2026-11-28-speed/chunk-rows-ab.md)
 CHUNK_ROWS = {"cpu": 2048, "cuda": 32768}
+# A pass of C positions attends over context - 1 cached keys plus its own C, most of them
+# outside each query's window when C is large: on a CPU, passes of at most a quarter
+# context (bench/published/cpu-2026-11-29-speed/chunk-positions-ab.md)
+CHUNK_CONTEXT_FRACTION = {"cpu": 4, "cuda": 1}
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
@@ -68,7 +72,8 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     S, L = mat.shape
     dev = engine.device
     inp = torch.from_numpy(np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)).to(dev)
-    chunk = max(1, min(engine.cfg.context, CHUNK_ROWS.get(dev.type, 2048) // S))
+    most = engine.cfg.context // CHUNK_CONTEXT_FRACTION.get(dev.type, 4)
+    chunk = max(1, min(most, CHUNK_ROWS.get(dev.type, 2048) // S))
     enc = constriction.stream.queue.RangeEncoder()
     cache = engine.new_cache(S, ring=False)
     mixer = Mixer(mat)
