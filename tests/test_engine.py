@@ -8,6 +8,7 @@ import torch
 from tzip import coder
 from tzip.engine import Engine
 from tzip.model import BOS
+from tzip.quant import weight_split
 
 from conftest import make_model, ModelConfig
 
@@ -179,3 +180,24 @@ def test_steps_may_alternate_between_numpy_and_torch(tiny, text):
         rows.append(e.step(inp[:, t], cache))
         e.numpy_step = saved
     assert torch.equal(torch.stack(rows, 1), tables_torch_step(e, inp))
+
+
+def test_weight_split_keeps_every_float32_sum_exact():
+    for n in (16, 32, 256, 1024, 1040):
+        b = weight_split(8192, n)
+        assert b is not None
+        assert ((1 << b) - 1) * 127 * n < 2 ** 24 and (8192 >> b) * 127 * n < 2 ** 24
+    assert weight_split(8192, 1041) is None
+
+
+def test_contexts_too_long_for_float32_parts_keep_float64_values(text):
+    """A decoding cache whose float32 sums could round falls back to float64, same tables."""
+    m = make_model(5, "long", ModelConfig(d_model=16, n_layer=1, n_head=2, n_kv_head=1,
+                                          mlp_mult=2, context=2048), text)
+    e = Engine(m)
+    assert e.att_parts is None and e.new_cache(1, ring=True).v[0].dtype == torch.float64
+    assert Engine(make_model(6, "short", text=text)).new_cache(1, ring=True).v[0].dtype == torch.float32
+    inp = inputs(text, 2, 40)
+    want = tables_parallel(e, inp, 16)
+    assert torch.equal(tables_incremental(e, inp), want)
+    assert torch.equal(tables_torch_step(e, inp), want)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .npstep import NumpyStep
-from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces
+from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces, weight_split
 
 NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
 
@@ -74,6 +74,10 @@ class Engine:
         self.slopes = self.p["alibi"].float()  # (H,) in table units per position
         self.emb = self.p["emb"].double()
         self.att_exp = self.p["att_exp"].double()
+        # decoding steps hold values in float32 and weights in two float32 parts (see _attend)
+        b = weight_split(int(self.att_exp.max()), c.context)
+        self.att_parts = None if b is None else \
+            (b, (self.att_exp // 2 ** b).float(), (self.att_exp % 2 ** b).float())
         # every multiplier as the exact float64 m / 2**shift (matrices keep m in "KEY.m")
         # at least 1-D: a 0-dim float64 r would let addcmul in _rq compute in float32
         self.r = {k: torch.atleast_1d(self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift)
@@ -167,12 +171,14 @@ class Engine:
     def _attend(self, l: int, q, K, V, bias) -> torch.Tensor:
         """q (S, C, H*hd); K (S, kv, hd, Kn) float32 (keys stored transposed: measured
         faster for the small step products); V (S, kv, Kn, hd) float64, or (S, kv, Kn, hd+1)
-        whose last column is all ones; bias from _alibi -> (S, C, H*hd) int8 values.
+        whose last column is all ones, or (S, kv, Kn, hd) float32 (step's ring cache, when
+        weight_split allows); bias from _alibi -> (S, C, H*hd) int8 values.
 
         Weights e come from an integer exp table (<= 2**13); e @ V and sum(e) are exact in
-        float64. With a ones column in V, the last column of e @ V is sum(e): that saves a
-        pass over the large e of forward_chunk (for step's small e a separate sum is
-        cheaper than the wider product). Each output is
+        float64 (for float32 V, in two float32 parts: _weigh_parts). With a ones column in
+        V, the last column of e @ V is sum(e): that saves a pass over the large e of
+        forward_chunk (for step's small e a separate sum is cheaper than the wider
+        product). Each output is
         round(e @ V * m / 2**shift / sum(e)), computed as fixed single IEEE-754 operations
         (|e @ V| * m < 2**52, so the multiply is exact): correctly rounded, so the same
         everywhere."""
@@ -186,14 +192,37 @@ class Engine:
         top = z.amax(-1, keepdim=True)
         torch.sub(top, z, out=z).clamp_(max=self.att_exp.numel() - 1)
         idx = self._buf("idx", shape, torch.int32).copy_(z)
-        e = torch.index_select(self.att_exp, 0, idx.view(-1),
-                               out=self._buf("e", (idx.numel(),), torch.float64)).view(shape)
-        ev = torch.matmul(e, V, out=self._buf("ev", shape[:-1] + V.shape[-1:], torch.float64))
-        ssum = ev[..., hd:] if V.shape[-1] > hd else e.sum(-1, keepdim=True)
+        if V.dtype == torch.float32:
+            ev, ssum = self._weigh_parts(idx.view(-1), V, shape)
+        else:
+            e = torch.index_select(self.att_exp, 0, idx.view(-1),
+                                   out=self._buf("e", (idx.numel(),), torch.float64)).view(shape)
+            ev = torch.matmul(e, V, out=self._buf("ev", shape[:-1] + V.shape[-1:], torch.float64))
+            ssum = ev[..., hd:] if V.shape[-1] > hd else e.sum(-1, keepdim=True)
         o = self._buf("o64", shape[:-1] + (hd,), torch.float64)
         o = torch.addcdiv(self.half, ev[..., :hd].mul_(self.r[f"l{l}.o_in"]), ssum, out=o).floor_()
         o = o.clamp_(-127, 127).view(S, kv, G, C, hd).permute(0, 3, 1, 2, 4)
         return self._buf("o", (S, C, kv, G, hd), torch.float32).copy_(o).view(S, C, -1)
+
+    def _weigh_parts(self, idx: torch.Tensor, V: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """(e @ V, sum(e)) in float64 for float32 V, from the weights' two float32 parts
+        e = hi * 2**b + lo: each part's products sum exactly in float32 (weight_split),
+        and hi_sum * 2**b + lo_sum is exact in float64."""
+        b, hi, lo = self.att_parts
+        out = shape[:-1] + V.shape[-1:]
+        ev = self._buf("ev", out, torch.float64)
+        ssum = self._buf("esum", shape[:-1] + (1,), torch.float64)
+        for i, (tab, part) in enumerate(((hi, "ehi"), (lo, "elo"))):
+            e = torch.index_select(tab, 0, idx, out=self._buf(part, (idx.numel(),), torch.float32)).view(shape)
+            pv = torch.matmul(e, V, out=self._buf("pv", out, torch.float32))
+            ps = e.sum(-1, keepdim=True)
+            if i == 0:
+                ev.copy_(pv).mul_(2.0 ** b)
+                ssum.copy_(ps).mul_(2.0 ** b)
+            else:
+                ev.add_(pv)
+                ssum.add_(ps)
+        return ev, ssum
 
     def _qkv(self, l: int, res: torch.Tensor):
         y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1")).clamp_(-127, 127)
@@ -220,8 +249,9 @@ class Engine:
         pos = torch.full((n,), -(1 << 40), dtype=torch.long, device=self.device)
         kshape = (S, c.n_kv_head, c.head_dim, n)  # keys transposed, see _attend
         vshape = (S, c.n_kv_head, n, c.head_dim + (not ring))  # forward_chunk: + ones column
+        vtype = torch.float32 if ring and self.att_parts else torch.float64  # see _attend
         return Cache([torch.zeros(kshape, device=self.device) for _ in range(c.n_layer)],
-                     [torch.ones(vshape, device=self.device, dtype=torch.float64)
+                     [torch.ones(vshape, device=self.device, dtype=vtype)
                       for _ in range(c.n_layer)], pos)
 
     @torch.no_grad()

@@ -26,6 +26,9 @@ class NumpyStep:
         self.r = {k: v.numpy() for k, v in engine.r.items()}
         self.inv = {k: v.numpy() for k, v in engine.inv.items()}
         self.emb, self.att_exp = engine.emb.numpy(), engine.att_exp.numpy()
+        if engine.att_parts:
+            b, hi, lo = engine.att_parts
+            self.att_parts = (2.0 ** b, hi.numpy(), lo.numpy())
         kv, G = c.n_kv_head, c.n_head // c.n_kv_head
         self.slopes = engine.slopes.numpy().reshape(kv, G, 1)
         self.split = np.cumsum(engine.split)[:2]
@@ -60,6 +63,27 @@ class NumpyStep:
         acc += 0.5
         return np.floor(acc, out=acc)
 
+    def _weigh(self, idx: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(e @ V, sum(e)) in float64 for the weights e at table indices idx >= 0 (past the
+        table's end: its last entry), as Engine._attend: for float32 V from the weights'
+        two float32 parts, stacked so that one product does both."""
+        if V.dtype == np.float64:
+            e = np.take(self.att_exp, idx, mode="clip")
+            return np.matmul(e, V), e.sum(-1, keepdims=True)
+        scale, hi, lo = self.att_parts
+        S, kv, G, n = idx.shape
+        e = np.empty((S, kv, 2, G, n), dtype=np.float32)
+        np.take(hi, idx, mode="clip", out=e[:, :, 0])
+        np.take(lo, idx, mode="clip", out=e[:, :, 1])
+        e = e.reshape(S, kv, 2 * G, n)
+        pv, ps = np.matmul(e, V), e.sum(-1, keepdims=True)
+        ev, esum = pv[:, :, :G].astype(np.float64), ps[:, :, :G].astype(np.float64)
+        ev *= scale
+        ev += pv[:, :, G:]
+        esum *= scale
+        esum += ps[:, :, G:]
+        return ev, esum
+
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32."""
         c = self.cfg
@@ -71,7 +95,6 @@ class NumpyStep:
         valid = (dist >= 0) & (dist < c.context)
         bias = np.where(valid, self.slopes * dist, np.float32(2.0 ** 23)).astype(np.float32)
         res = self.emb[tokens]
-        top_idx = self.att_exp.size - 1
         for l in range(c.n_layer):
             y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1"))
             q, k, v = np.split(np.clip(y, -127, 127, out=y).astype(np.float32), self.split, -1)
@@ -83,10 +106,9 @@ class NumpyStep:
             np.floor(z, out=z)
             z -= bias
             np.subtract(z.max(-1, keepdims=True), z, out=z)
-            e = np.take(self.att_exp, np.minimum(z, top_idx, out=z).astype(np.int32))
-            ev = np.matmul(e, V)  # float64, exact
+            ev, esum = self._weigh(z.astype(np.int32), V)
             ev *= self.r[f"l{l}.o_in"]
-            ev /= e.sum(-1, keepdims=True)
+            ev /= esum
             ev += 0.5
             o = np.clip(np.floor(ev, out=ev), -127, 127, out=ev).astype(np.float32).reshape(S, -1)
             res = res + self._lin(f"l{l}.wo", o)
