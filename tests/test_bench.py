@@ -281,13 +281,14 @@ def test_arch_speed_times_an_untrained_shape(tmp_path):
     """bench.arch_speed round-trips a file through the engine of a config with no weights
     trained, and reports its stream count and speeds."""
     from bench import arch_speed
+    from tzip import coder
     out = tmp_path / "arch.md"
     conf = '{"model": {"d_model": 32, "n_layer": 1, "n_head": 2, "context": 32}}'
     assert arch_speed.main([conf, "--files", str(REPO / "bench/sample/notes.txt"),
                             "--rounds", "1", "--out", str(out)]) == 0
     row = next(l for l in out.read_text().splitlines() if l.startswith("| d32 L1 H2/1 mlp4 ctx32 |"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[2] == str(1459 // (16 * 32))  # one stream per 16 contexts
+    assert cells[2] == str(len(coder.split_streams(1459, 32)))  # the coder's default
     enc, dec = (float(x) for x in cells[3].split("/"))
     assert enc > 0 and dec > 0
 

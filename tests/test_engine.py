@@ -8,7 +8,7 @@ import torch
 from tzip import coder
 from tzip.engine import Engine
 from tzip.model import BOS
-from tzip.quant import weight_split
+from tzip.quant import ATT_EXP_ONE, weight_split
 
 from conftest import make_model, ModelConfig
 
@@ -109,6 +109,16 @@ def test_split_streams_depends_on_size_only():
     assert len(big) == coder.MAX_STREAMS and sum(big) == 10_000_000
 
 
+def test_small_blocks_get_up_to_eight_streams_of_two_contexts():
+    """Fewer sequential decoding steps for small files; long streams for large ones."""
+    assert len(coder.split_streams(511, 256)) == 1
+    assert coder.split_streams(1024, 256) == [512, 512]
+    assert len(coder.split_streams(3721, 256)) == 7  # grammar.lsp: 532 bytes each
+    assert len(coder.split_streams(24_603, 256)) == 8  # cp.html (16-context rule: 6)
+    assert len(coder.split_streams(53_161, 256)) == 12  # paper1: the 16-context rule
+    assert min(coder.split_streams(5000, 256)[:-1]) >= 512
+
+
 def _four_squares(n: int) -> list[int]:
     """Four integers whose squares sum to n (Lagrange), found by a short search."""
     import math
@@ -183,11 +193,43 @@ def test_steps_may_alternate_between_numpy_and_torch(tiny, text):
 
 
 def test_weight_split_keeps_every_float32_sum_exact():
+    top = ATT_EXP_ONE
     for n in (16, 32, 256, 1024, 1040):
-        b = weight_split(8192, n)
+        b = weight_split(top, n)
         assert b is not None
-        assert ((1 << b) - 1) * 127 * n < 2 ** 24 and (8192 >> b) * 127 * n < 2 ** 24
-    assert weight_split(8192, 1041) is None
+        assert ((1 << b) - 1) * 127 * n < 2 ** 24 and (top >> b) * 127 * n < 2 ** 24
+        assert top >> b <= 256  # exact in bf16 and TF32 too
+    assert weight_split(top, 1041) is None
+
+
+def test_weight_parts_at_their_bounds(text):
+    """Every weight at its maximum and every value at +-127 over a 256-key ring: the
+    two-part float32 products equal the float64 ones, in PyTorch and in numpy."""
+    m = make_model(7, "ctx256", ModelConfig(d_model=32, n_layer=1, n_head=4, n_kv_head=1,
+                                            mlp_mult=2, context=256), text)
+    e = Engine(m)
+    b, hi, lo = e.att_parts
+    assert torch.equal(hi.double() * 2 ** b + lo.double(), e.att_exp)
+    S, G, n, hd = 3, 4, 256, m.cfg.head_dim
+    V = torch.full((S, 1, n, hd), 127.0)
+    V[2, :, ::2] = -127.0
+    idx = torch.zeros((S, 1, G, n), dtype=torch.int32)  # stream 0: every weight at the top
+    idx[1:] = torch.randint(0, 300, (S - 1, 1, G, n), generator=torch.Generator().manual_seed(0))
+    want = torch.matmul(e.att_exp[idx.long()], V.double())
+    ev, esum = e._weigh_parts(idx.view(-1), V, idx.shape)
+    assert torch.equal(ev, want) and torch.equal(esum, e.att_exp[idx.long()].sum(-1, keepdim=True))
+    nev, nsum = e.numpy_step._weigh(idx.numpy(), V.numpy())
+    assert np.array_equal(nev, want.numpy()) and np.array_equal(nsum, esum.numpy())
+
+
+def test_archives_do_not_depend_on_the_compression_pass_length(tiny, text, monkeypatch):
+    e = Engine(tiny)
+    data = text[:3000]
+    lengths = coder.split_streams(len(data), tiny.cfg.context, 3)
+    want = coder.encode(e, data, lengths)
+    monkeypatch.setitem(coder.CHUNK_CONTEXT_FRACTION, "cpu", 1)
+    monkeypatch.setitem(coder.CHUNK_ROWS, "cpu", 7)
+    assert coder.encode(e, data, lengths) == want
 
 
 def test_contexts_too_long_for_float32_parts_keep_float64_values(text):

@@ -20,6 +20,11 @@ from .model import BOS
 
 SEGMENT_CONTEXTS = 16  # streams >= 16 contexts long: 46 -> 128 streams on book1 cost +0.1% in size
 MAX_STREAMS = 128
+# Small blocks get up to 8 streams of 2 contexts or more (the last may be shorter):
+# decoding runs one step per stream position at nearly the same cost for 1 or 8 streams,
+# so 4 KB files decoded 4-4.6x faster for +2-6% in size
+# (bench/published/cpu-2026-11-29-speed/small-files.md)
+MIN_STREAMS, MIN_SEGMENT_CONTEXTS = 8, 2
 # positions x streams per parallel pass; on a CPU 2048 rather than 4096 halves the attention
 # tables' memory at the same speed (bench/published/cpu-2026-11-28-speed/chunk-rows-ab.md)
 CHUNK_ROWS = {"cpu": 2048, "cuda": 32768}
@@ -44,8 +49,11 @@ def split_streams(n: int, context: int, streams: int | None = None) -> list[int]
     same everywhere."""
     if n == 0:
         return []
-    s = streams if streams else max(1, min(MAX_STREAMS, n // (SEGMENT_CONTEXTS * context)))
-    s = max(1, min(s, n))
+    if not streams:
+        streams = max(n // (SEGMENT_CONTEXTS * context),
+                      min(MIN_STREAMS, n // (MIN_SEGMENT_CONTEXTS * context)))
+        streams = min(MAX_STREAMS, streams)
+    s = max(1, min(streams, n))
     seg = -(-n // s)
     lengths = [seg] * (n // seg)
     if n % seg:

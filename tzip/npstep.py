@@ -3,8 +3,9 @@
 A decoding step of a small model with few streams is a few hundred tiny tensor
 operations, and on a CPU PyTorch's fixed cost per operation (a few microseconds) is most
 of the time; numpy's is a fraction of that. Every operation here is the one
-tzip/engine.py performs, in the same order and the same dtypes: int8-valued float32
-matrix products whose partial sums stay below 2**24 (exact in any order, so the BLAS may
+tzip/engine.py performs, in the same order and the same dtypes: float32 matrix products
+of integers up to 256 in size (int8 values; attention weights in two parts) whose partial
+sums stay below 2**24 (exact in any order, so the BLAS may
 sum as it likes), float64 requantisation by m / 2**shift then floor, integer exp tables.
 So its tables are bit-identical to `Engine.step`'s, and the two may even alternate on one
 cache (tests/test_engine.py checks both). It reads the engine's CPU tensors and cache
@@ -26,6 +27,7 @@ class NumpyStep:
         self.r = {k: v.numpy() for k, v in engine.r.items()}
         self.inv = {k: v.numpy() for k, v in engine.inv.items()}
         self.emb, self.att_exp = engine.emb.numpy(), engine.att_exp.numpy()
+        self.att_parts = None
         if engine.att_parts:
             b, hi, lo = engine.att_parts
             self.att_parts = (2.0 ** b, hi.numpy(), lo.numpy())

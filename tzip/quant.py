@@ -46,9 +46,10 @@ def exact_pieces(K: int, xmax: int) -> list[slice]:
 def weight_split(emax: int, n: int) -> int | None:
     """Bits b that cut attention weights 0 <= e <= emax into e >> b and e mod 2**b so that
     float32 products of either part with int8 values, summed over n keys, stay below 2**24
-    (exact in any order); None when no cut does. Float32 halves the bytes of a decoding
-    step's value cache and runs the products faster than float64."""
-    for b in range(1, emax.bit_length() + 1):
+    (exact in any order); None when no cut does. Both parts stay <= 256, like every other
+    matmul operand, so they are exact in bf16 and TF32 too. Float32 halves the bytes of a
+    decoding step's value cache and runs the products faster than float64."""
+    for b in range(max(1, emax.bit_length() - 9), emax.bit_length() + 1):
         if ((1 << b) - 1) * 127 * n >= EXACT:
             return None
         if (emax >> b) * 127 * n < EXACT:
