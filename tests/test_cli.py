@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 
 import pytest
+
 from click.testing import CliRunner
 
 from tzip.cli import main
@@ -34,6 +36,18 @@ def test_compress_keeps_input_and_decompress_restores(txt, tiny_path, text):
     code, _, err = run("decompress", "-q", "--model", tiny_path, tz)
     assert code == 0, err
     assert txt.read_bytes() == text[:4000]
+
+
+def test_outputs_keep_the_input_permissions(txt, tiny_path):
+    """As gzip: a 0640 file compresses to a 0640 archive and decompresses to 0640 again
+    (not the 0600 of a temporary file)."""
+    txt.chmod(0o640)
+    assert run("compress", "-q", "--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    assert stat.S_IMODE(tz.stat().st_mode) == 0o640
+    tz.chmod(0o604)
+    assert run("decompress", "-q", "-f", "--model", tiny_path, tz)[0] == 0
+    assert stat.S_IMODE(txt.stat().st_mode) == 0o604
 
 
 def test_refuses_to_overwrite_without_force(txt, tiny_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import stat
 
 import pytest
 
@@ -92,6 +93,9 @@ def test_file_api(tiny_path, tmp_path, text):
     os.remove(src)
     assert tzip.decompress_file(tz, model=tiny_path) == src
     assert src.read_bytes() == text[:3000]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(src.stat().st_mode) == 0o666 & ~umask  # as any new file, not 0600
 
 
 def test_same_archive_every_time(tiny, text):

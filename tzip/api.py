@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import lzma
 import os
+import stat
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -178,13 +179,25 @@ def decompress(blob: bytes, model: ModelSpec = None, **kw) -> bytes:
     return out.getvalue()
 
 
-def atomic_write(dst: Path, fill: Callable[[BinaryIO], int]) -> int:
-    """Write through a temporary file beside dst, renamed into place only on success;
-    returns what fill returned."""
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def source_mode(src: str | Path) -> int:
+    """The permission bits of src, which its output keeps (as gzip does)."""
+    return stat.S_IMODE(os.stat(src).st_mode)
+
+
+def atomic_write(dst: Path, fill: Callable[[BinaryIO], int], mode: int | None = None) -> int:
+    """Write through a temporary file beside dst, renamed into place only on success, with
+    permission bits mode (default: those of any new file); returns what fill returned."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
             result = fill(f)
+        os.chmod(tmp, _new_file_mode() if mode is None else mode)
         os.replace(tmp, dst)
         return result
     except BaseException:
@@ -198,7 +211,7 @@ def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSp
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.name + ".tz")
     with open(src, "rb") as fin:
-        atomic_write(dst, lambda f: compress_stream(fin, f, model, **kw))
+        atomic_write(dst, lambda f: compress_stream(fin, f, model, **kw), source_mode(src))
     return dst
 
 
@@ -212,7 +225,7 @@ def decompress_file(src: str | Path, dst: str | Path | None = None, model: Model
         dst = src.with_suffix("")
     dst = Path(dst)
     with open(src, "rb") as fin:
-        atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw))
+        atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw), source_mode(src))
     return dst
 
 

@@ -65,7 +65,8 @@ def _run_one(src: str, dst: str | None, to_stdout: bool, force: bool, quiet: boo
                 n_in = work(fin, sys.stdout.buffer, tick)
                 sys.stdout.buffer.flush()
             else:
-                n_in = api.atomic_write(Path(dst), lambda f: work(fin, f, tick))
+                mode = None if src == "-" else api.source_mode(src)
+                n_in = api.atomic_write(Path(dst), lambda f: work(fin, f, tick), mode)
     finally:
         if fin is not sys.stdin.buffer:
             fin.close()
