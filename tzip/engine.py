@@ -210,19 +210,14 @@ class Engine:
         and hi_sum * 2**b + lo_sum is exact in float64."""
         b, hi, lo = self.att_parts
         out = shape[:-1] + V.shape[-1:]
-        ev = self._buf("ev", out, torch.float64)
-        ssum = self._buf("esum", shape[:-1] + (1,), torch.float64)
-        for i, (tab, part) in enumerate(((hi, "ehi"), (lo, "elo"))):
+
+        def weigh(tab: torch.Tensor, part: str) -> tuple[torch.Tensor, torch.Tensor]:
             e = torch.index_select(tab, 0, idx, out=self._buf(part, (idx.numel(),), torch.float32)).view(shape)
-            pv = torch.matmul(e, V, out=self._buf("pv", out, torch.float32))
-            ps = e.sum(-1, keepdim=True)
-            if i == 0:
-                ev.copy_(pv).mul_(2.0 ** b)
-                ssum.copy_(ps).mul_(2.0 ** b)
-            else:
-                ev.add_(pv)
-                ssum.add_(ps)
-        return ev, ssum
+            return torch.matmul(e, V, out=self._buf(part + "v", out, torch.float32)), e.sum(-1, keepdim=True)
+
+        (hv, hs), (lv, ls) = weigh(hi, "ehi"), weigh(lo, "elo")
+        ev = self._buf("ev", out, torch.float64).copy_(hv).mul_(2.0 ** b).add_(lv)
+        return ev, hs.double().mul_(2.0 ** b).add_(ls)
 
     def _qkv(self, l: int, res: torch.Tensor):
         y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1")).clamp_(-127, 127)
