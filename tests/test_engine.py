@@ -8,6 +8,7 @@ import torch
 from tzip import coder
 from tzip.engine import Engine
 from tzip.model import BOS
+from tzip.npstep import NumpyStep
 from tzip.quant import ATT_EXP_ONE, weight_split
 
 from conftest import make_model, ModelConfig
@@ -243,3 +244,17 @@ def test_contexts_too_long_for_float32_parts_keep_float64_values(text):
     want = tables_parallel(e, inp, 16)
     assert torch.equal(tables_incremental(e, inp), want)
     assert torch.equal(tables_torch_step(e, inp), want)
+
+
+def test_value_precision_does_not_change_tables(tiny, text):
+    """Float32 values with two-part weights give the float64 tables, on every path."""
+    fast, exact = Engine(tiny), Engine(tiny)
+    assert fast.vtype == torch.float32
+    exact.att_parts, exact.vtype = None, torch.float64
+    exact.numpy_step = NumpyStep(exact)
+    inp = inputs(text, 3, 2 * tiny.cfg.context + 9)
+    want = tables_parallel(exact, inp, 11)
+    assert torch.equal(tables_parallel(fast, inp, 11), want)
+    assert torch.equal(tables_incremental(fast, inp), want)
+    assert torch.equal(tables_torch_step(fast, inp), want)
+    assert torch.equal(tables_incremental(exact, inp), want)

@@ -74,10 +74,13 @@ class Engine:
         self.slopes = self.p["alibi"].float()  # (H,) in table units per position
         self.emb = self.p["emb"].double()
         self.att_exp = self.p["att_exp"].double()
-        # decoding steps hold values in float32 and weights in two float32 parts (see _attend)
+        # attention values in float32 and weights in two float32 parts (see _attend): half
+        # the cache, and products several times faster than float64 on a CPU
+        # (bench/published/cpu-2026-11-29-speed/float32-values-ab.md, chunk-values-ab.md)
         b = weight_split(int(self.att_exp.max()), c.context)
         self.att_parts = None if b is None else \
             (b, (self.att_exp // 2 ** b).float(), (self.att_exp % 2 ** b).float())
+        self.vtype = torch.float32 if self.att_parts else torch.float64
         # every multiplier as the exact float64 m / 2**shift (matrices keep m in "KEY.m")
         # at least 1-D: a 0-dim float64 r would let addcmul in _rq compute in float32
         self.r = {k: torch.atleast_1d(self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift)
@@ -170,15 +173,11 @@ class Engine:
 
     def _attend(self, l: int, q, K, V, bias) -> torch.Tensor:
         """q (S, C, H*hd); K (S, kv, hd, Kn) float32 (keys stored transposed: measured
-        faster for the small step products); V (S, kv, Kn, hd) float64, or (S, kv, Kn, hd+1)
-        whose last column is all ones, or (S, kv, Kn, hd) float32 (step's ring cache, when
-        weight_split allows); bias from _alibi -> (S, C, H*hd) int8 values.
+        faster for the small step products); V (S, kv, Kn, hd) float32 when weight_split
+        allows, else float64 (see new_cache); bias from _alibi -> (S, C, H*hd) int8 values.
 
         Weights e come from an integer exp table (<= 2**13); e @ V and sum(e) are exact in
-        float64 (for float32 V, in two float32 parts: _weigh_parts). With a ones column in
-        V, the last column of e @ V is sum(e): that saves a pass over the large e of
-        forward_chunk (for step's small e a separate sum is cheaper than the wider
-        product). Each output is
+        float64 (for float32 V, in two float32 parts: _weigh_parts). Each output is
         round(e @ V * m / 2**shift / sum(e)), computed as fixed single IEEE-754 operations
         (|e @ V| * m < 2**52, so the multiply is exact): correctly rounded, so the same
         everywhere."""
@@ -198,9 +197,9 @@ class Engine:
             e = torch.index_select(self.att_exp, 0, idx.view(-1),
                                    out=self._buf("e", (idx.numel(),), torch.float64)).view(shape)
             ev = torch.matmul(e, V, out=self._buf("ev", shape[:-1] + V.shape[-1:], torch.float64))
-            ssum = ev[..., hd:] if V.shape[-1] > hd else e.sum(-1, keepdim=True)
+            ssum = e.sum(-1, keepdim=True)
         o = self._buf("o64", shape[:-1] + (hd,), torch.float64)
-        o = torch.addcdiv(self.half, ev[..., :hd].mul_(self.r[f"l{l}.o_in"]), ssum, out=o).floor_()
+        o = torch.addcdiv(self.half, ev.mul_(self.r[f"l{l}.o_in"]), ssum, out=o).floor_()
         o = o.clamp_(-127, 127).view(S, kv, G, C, hd).permute(0, 3, 1, 2, 4)
         return self._buf("o", (S, C, kv, G, hd), torch.float32).copy_(o).view(S, C, -1)
 
@@ -243,10 +242,9 @@ class Engine:
         n = c.context if ring else 0
         pos = torch.full((n,), -(1 << 40), dtype=torch.long, device=self.device)
         kshape = (S, c.n_kv_head, c.head_dim, n)  # keys transposed, see _attend
-        vshape = (S, c.n_kv_head, n, c.head_dim + (not ring))  # forward_chunk: + ones column
-        vtype = torch.float32 if ring and self.att_parts else torch.float64  # see _attend
+        vshape = (S, c.n_kv_head, n, c.head_dim)
         return Cache([torch.zeros(kshape, device=self.device) for _ in range(c.n_layer)],
-                     [torch.ones(vshape, device=self.device, dtype=vtype)
+                     [torch.zeros(vshape, device=self.device, dtype=self.vtype)
                       for _ in range(c.n_layer)], pos)
 
     @torch.no_grad()
@@ -263,8 +261,7 @@ class Engine:
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
             K = torch.cat([cache.k[l], k.reshape(S, C, c.n_kv_head, c.head_dim).permute(0, 2, 3, 1)], 3)
-            vn = torch.ones((S, c.n_kv_head, C, c.head_dim + 1), dtype=torch.float64, device=self.device)
-            vn[..., :-1] = v.reshape(S, C, c.n_kv_head, c.head_dim).transpose(1, 2)
+            vn = v.reshape(S, C, c.n_kv_head, c.head_dim).transpose(1, 2).to(self.vtype)
             V = torch.cat([cache.v[l], vn], 2)
             res = self._finish_layer(l, res, self._attend(l, q, K, V, bias))
             cache.k[l], cache.v[l] = K[..., -keep:], V[:, :, -keep:]
