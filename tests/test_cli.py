@@ -147,3 +147,8 @@ def test_train_help_shows_the_training_options():
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
     assert "--config" in r.output and "--resume" in r.output and "--lr" in r.output
+
+
+def test_stream_count_outside_the_format_is_a_usage_error(txt, tiny_path):
+    code, _, err = run("compress", "--model", tiny_path, "--streams", "4097", txt)
+    assert code == 2 and "4097" in err and "1<=x<=4096" in err

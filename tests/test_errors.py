@@ -93,3 +93,29 @@ def _force_model_block(model, data: bytes) -> bytes:
     return (Header(model.name, model.digest[:16]).pack()
             + Block(MODEL, NO_TRANSFORM, len(data), crc, payload, lengths).pack()
             + Trailer(len(data), crc).pack())
+
+
+def _model_block_claiming(n_streams: int, raw_len: int) -> bytes:
+    """A block header that says `n_streams` model streams of one byte each (valid CRC)."""
+    import struct
+    import zlib
+    from tzip.container import MODEL, NO_TRANSFORM, TAG_BLOCK, put_varint
+    body = bytes([TAG_BLOCK, MODEL, NO_TRANSFORM]) + put_varint(raw_len) + put_varint(4) \
+        + struct.pack("<I", 0) + put_varint(n_streams) + put_varint(1) * n_streams
+    return body + struct.pack("<I", zlib.crc32(body)) + b"\0" * 4
+
+
+@pytest.mark.parametrize("n", [0, 4097])
+def test_stream_counts_outside_the_format_are_refused(archive, n):
+    """A hostile count must fail as corrupt before the decoder sizes its caches by it."""
+    from tzip.container import Header
+    head = len(Header(tzip.info(archive).model_name, bytes(16)).pack())
+    bad = archive[:head] + _model_block_claiming(n, 1 << 20)
+    with pytest.raises(tzip.CorruptArchive, match="stream count"):
+        tzip.decompress(bad)
+
+
+@pytest.mark.parametrize("streams", [0, 4097])
+def test_compress_refuses_stream_counts_outside_the_format(tiny, streams):
+    with pytest.raises(ValueError, match="streams must be between 1 and 4096"):
+        tzip.compress(b"some text " * 50, tiny, streams=streams)

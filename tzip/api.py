@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 from . import coder, models, transform
-from .container import (CRLF, LZMA, METHODS, MODEL, NO_TRANSFORM, STORED, Block, FormatError,
-                        Header, Reader, Trailer, read_record)
+from .container import (CRLF, LZMA, MAX_STREAMS, METHODS, MODEL, NO_TRANSFORM, STORED, Block,
+                        FormatError, Header, Reader, Trailer, read_record)
 from .errors import CorruptArchive, TzipError, WrongModel
 from .quant import IntModel
 
@@ -79,7 +79,10 @@ def _encode_block(raw: bytes, engine, streams: int | None, progress: Progress) -
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",
                     streams: int | None = None, block_size: int = BLOCK_SIZE,
                     progress: Progress = None) -> int:
-    """Compress everything readable from fin into fout; returns the bytes read."""
+    """Compress everything readable from fin into fout; returns the bytes read.
+    streams: model streams per block (1 to MAX_STREAMS; default: from the block size)."""
+    if streams is not None and not 1 <= streams <= MAX_STREAMS:
+        raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
     dev = models.resolve_device(device)
     m = models.load(model, dev)
     engine = models.engine_for(m, dev)

@@ -14,6 +14,7 @@ from typing import BinaryIO, Callable
 import click
 
 from . import api, models
+from .container import MAX_STREAMS
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -128,7 +129,7 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path())
 @_io_options
 @_model_options
-@click.option("--streams", type=click.IntRange(1, 4096), default=None,
+@click.option("--streams", type=click.IntRange(1, MAX_STREAMS), default=None,
               help="Streams per block (default: from the input size).")
 def compress(files, stdout, output, force, quiet, verbose, model, device, streams):
     """Compress FILES to FILE.tz."""

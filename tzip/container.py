@@ -14,6 +14,9 @@ from typing import BinaryIO
 MAGIC = b"\x89TZP"
 VERSION = 3  # 2: match model mixed in; 3: order-2/4 count models too (tzip/mixer.py)
 DIGEST_LEN = 16
+# Most streams a model block may have: decoding holds a key/value cache per stream, so
+# a corrupt or hostile count must not make the decoder allocate without bound.
+MAX_STREAMS = 4096
 
 STORED, LZMA, MODEL = 0, 1, 2
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model"}
@@ -126,6 +129,8 @@ class Block:
         body = bytes([TAG_BLOCK, self.method, self.transform]) + put_varint(self.raw_len) \
             + put_varint(len(self.payload)) + struct.pack("<I", self.raw_crc)
         if self.method == MODEL:
+            if not 0 < len(self.streams) <= MAX_STREAMS:
+                raise ValueError(f"a model block has 1 to {MAX_STREAMS} streams, not {len(self.streams)}")
             body += put_varint(len(self.streams)) + b"".join(put_varint(n) for n in self.streams)
         return body + struct.pack("<I", zlib.crc32(body)) + self.payload
 
@@ -156,7 +161,7 @@ def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
     streams: list[int] = []
     if method == MODEL:
         n = r.varint("block header")
-        if n > raw_len:
+        if not 1 <= n <= min(raw_len, MAX_STREAMS):
             raise FormatError("corrupt archive (bad stream count)")
         streams = [r.varint("block header") for _ in range(n)]
     r.check_crc("block header")
