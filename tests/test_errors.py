@@ -115,6 +115,14 @@ def test_stream_counts_outside_the_format_are_refused(archive, n):
         tzip.decompress(bad)
 
 
+def test_block_lengths_outside_the_format_are_refused(archive):
+    from tzip.container import Header
+    head = len(Header(tzip.info(archive).model_name, bytes(16)).pack())
+    bad = archive[:head] + _model_block_claiming(1, 1 << 40)
+    with pytest.raises(tzip.CorruptArchive, match="block length"):
+        tzip.decompress(bad)
+
+
 @pytest.mark.parametrize("streams", [0, 4097])
 def test_compress_refuses_stream_counts_outside_the_format(tiny, streams):
     with pytest.raises(ValueError, match="streams must be between 1 and 4096"):

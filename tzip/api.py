@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
 from . import coder, models, transform
-from .container import (CRLF, LZMA, MAX_STREAMS, METHODS, MODEL, NO_TRANSFORM, STORED, Block,
-                        FormatError, Header, Reader, Trailer, read_record)
+from .container import (CRLF, LZMA, MAX_BLOCK, MAX_STREAMS, METHODS, MODEL, NO_TRANSFORM, STORED,
+                        Block, FormatError, Header, Reader, Trailer, read_record)
 from .errors import CorruptArchive, TzipError, WrongModel
 from .quant import IntModel
 
@@ -83,6 +83,8 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, d
     streams: model streams per block (1 to MAX_STREAMS; default: from the block size)."""
     if streams is not None and not 1 <= streams <= MAX_STREAMS:
         raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
+    if not 1 <= block_size <= MAX_BLOCK:
+        raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {block_size}")
     dev = models.resolve_device(device)
     m = models.load(model, dev)
     engine = models.engine_for(m, dev)

@@ -17,6 +17,7 @@ DIGEST_LEN = 16
 # Most streams a model block may have: decoding holds a key/value cache per stream, so
 # a corrupt or hostile count must not make the decoder allocate without bound.
 MAX_STREAMS = 4096
+MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 
 STORED, LZMA, MODEL = 0, 1, 2
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model"}
@@ -158,6 +159,8 @@ def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
     method, transform = r.u8("block header"), r.u8("block header")
     raw_len, n_payload = r.varint("block header"), r.varint("block header")
     raw_crc = r.u32("block header")
+    if raw_len > MAX_BLOCK:
+        raise FormatError("corrupt archive (bad block length)")
     streams: list[int] = []
     if method == MODEL:
         n = r.varint("block header")
