@@ -258,3 +258,43 @@ def test_value_precision_does_not_change_tables(tiny, text):
     assert torch.equal(tables_incremental(fast, inp), want)
     assert torch.equal(tables_torch_step(fast, inp), want)
     assert torch.equal(tables_incremental(exact, inp), want)
+
+
+def tables_jit(engine: Engine, inp: torch.Tensor) -> torch.Tensor:
+    from tzip.jitstep import JitStep
+    step, cache = JitStep(engine), engine.new_cache(inp.shape[0], ring=True)
+    return torch.stack([torch.from_numpy(step(inp[:, t].numpy(), cache))
+                        for t in range(inp.shape[1])], 1)
+
+
+@pytest.mark.parametrize("S", [1, 5])
+def test_compiled_step_equals_the_parallel_pass(tiny, text, S):
+    pytest.importorskip("numba")
+    e = Engine(tiny)
+    inp = inputs(text, S, 2 * tiny.cfg.context + 7)
+    assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 13))
+
+
+def test_compiled_step_with_float64_values_and_split_products(text):
+    """A long context keeps float64 values; a wide MLP cuts its products into pieces."""
+    pytest.importorskip("numba")
+    m = make_model(8, "long", ModelConfig(d_model=16, n_layer=2, n_head=4, n_kv_head=2,
+                                          mlp_mult=36, context=1100), text)
+    e = Engine(m)
+    assert e.att_parts is None
+    inp = inputs(text, 2, 50)
+    assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 16))
+
+
+def test_decoding_takes_the_compiled_step_for_long_blocks(tiny, text, monkeypatch):
+    pytest.importorskip("numba")
+    from tzip import engine as engine_mod
+    from tzip.jitstep import JitStep
+    e = Engine(tiny)
+    assert not isinstance(e.decoder_step(engine_mod.JIT_STEP_FROM - 1), JitStep)
+    assert isinstance(e.decoder_step(engine_mod.JIT_STEP_FROM), JitStep)
+    data = text[:2500]
+    lengths = coder.split_streams(len(data), tiny.cfg.context, 3)
+    payload = coder.encode(e, data, lengths)
+    monkeypatch.setattr(engine_mod, "JIT_STEP_FROM", 1)
+    assert coder.decode(e, payload, lengths) == data

@@ -127,9 +127,10 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     out = np.zeros((S, L), dtype=np.int64)
     cache = engine.new_cache(S, ring=True)
     mixer = Mixer(out)
-    tok = torch.full((S,), BOS, dtype=torch.long, device=engine.device)
+    step = engine.decoder_step(L)
+    tok = np.full(S, BOS, dtype=np.int64)
     for t in range(L):
-        probs = mixer.mix(t, engine.step(tok, cache).cpu().numpy())
+        probs = mixer.mix(t, step(tok, cache))
         act = active_until > t
         try:
             if act.all():
@@ -141,7 +142,7 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
             raise CorruptPayload(f"range decoder failed at step {t}: {e}") from None
         out[:, t] = sym
         mixer.update(t, out[:, t], act)
-        tok = torch.from_numpy(out[:, t].copy()).to(engine.device)
+        tok = out[:, t].copy()
         if progress:
             progress(int(act.sum()))
     return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))

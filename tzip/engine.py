@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
 import torch
 
 from .npstep import NumpyStep
 from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces, weight_split
 
 NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
+# Decodes of at least this many steps use the compiled step (tzip/jitstep.py) when numba
+# is installed: loading it costs about a second, which a step repays in 1-3 ms saved
+JIT_STEP_FROM = 1024
 
 
 def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,6 +96,7 @@ class Engine:
         self.half = torch.tensor(0.5, dtype=torch.float64, device=self.device)
         self.width = torch.tensor(float(c.d_model), dtype=torch.float64, device=self.device)  # _rms divides by a tensor
         self.numpy_step = NumpyStep(self) if self.device.type == "cpu" else None
+        self._jit_step = None
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
@@ -268,6 +274,18 @@ class Engine:
         cache.pos = kpos[-keep:]
         cache.t += C
         return self._freqs(res)
+
+    def decoder_step(self, steps: int) -> Callable[[np.ndarray, Cache], np.ndarray]:
+        """The step for a decode of `steps` positions, tokens and tables as numpy arrays:
+        compiled on a CPU when numba is installed and the decode is long enough to repay
+        loading it, else Engine.step. All give the same tables."""
+        if self.device.type == "cpu" and steps >= JIT_STEP_FROM:
+            if self._jit_step is None:
+                from . import jitstep
+                self._jit_step = jitstep.JitStep(self) if jitstep.available() else False
+            if self._jit_step:
+                return self._jit_step
+        return lambda tokens, cache: self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
