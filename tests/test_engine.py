@@ -286,15 +286,16 @@ def test_compiled_step_with_float64_values_and_split_products(text):
     assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 16))
 
 
-def test_decoding_takes_the_compiled_step_for_long_blocks(tiny, text, monkeypatch):
+def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, monkeypatch):
+    """Blocks long enough take the compiled step and components; short ones do not."""
     pytest.importorskip("numba")
-    from tzip import engine as engine_mod
     from tzip.jitstep import JitStep
+    assert coder._compiled(coder.COMPILED_FROM) and not coder._compiled(coder.COMPILED_FROM - 1)
+    assert isinstance(Engine(tiny).decoder_step(True), JitStep)
     e = Engine(tiny)
-    assert not isinstance(e.decoder_step(engine_mod.JIT_STEP_FROM - 1), JitStep)
-    assert isinstance(e.decoder_step(engine_mod.JIT_STEP_FROM), JitStep)
     data = text[:2500]
     lengths = coder.split_streams(len(data), tiny.cfg.context, 3)
-    payload = coder.encode(e, data, lengths)
-    monkeypatch.setattr(engine_mod, "JIT_STEP_FROM", 1)
-    assert coder.decode(e, payload, lengths) == data
+    plain = coder.encode(e, data, lengths)
+    monkeypatch.setattr(coder, "COMPILED_FROM", 1)
+    assert coder.encode(e, data, lengths) == plain
+    assert coder.decode(e, plain, lengths) == data

@@ -7,6 +7,7 @@ each step's model frequencies are refined by the adaptive models of tzip/mixer.p
 """
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Callable
 
@@ -32,6 +33,12 @@ CHUNK_ROWS = {"cpu": 2048, "cuda": 32768}
 # outside each query's window when C is large: on a CPU, passes of at most a quarter
 # context (bench/published/cpu-2026-11-29-speed/chunk-positions-ab.md)
 CHUNK_CONTEXT_FRACTION = {"cpu": 4, "cuda": 1}
+
+# Blocks of at least this many positions per stream run the adaptive models and, on a
+# CPU, the decoding step as compiled loops when numba is installed (tzip/jitmix.py,
+# tzip/jitstep.py): the same numbers, far fewer operations per step; loading them costs
+# about a second, which 1,024 steps repay
+COMPILED_FROM = 1024
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
@@ -61,6 +68,21 @@ def split_streams(n: int, context: int, streams: int | None = None) -> list[int]
     return lengths
 
 
+def _compiled(steps: int) -> bool:
+    return steps >= COMPILED_FROM and _numba()
+
+
+@functools.cache
+def _numba() -> bool:
+    """Whether the compiled loops can run (numba installed and importable); imported
+    only for blocks that use them, as loading numba takes a while."""
+    try:
+        from . import jitmix, jitstep  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(S, L) byte matrix of the streams (zero padded) and the (S, L) mask of real bytes."""
     S, L = len(lengths), max(lengths)
@@ -84,7 +106,7 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     chunk = max(1, min(most, CHUNK_ROWS.get(dev.type, 2048) // S))
     enc = constriction.stream.queue.RangeEncoder()
     cache = engine.new_cache(S, ring=False)
-    mixer = Mixer(mat)
+    mixer = Mixer(mat, _compiled(L))
     for t0 in range(0, L, chunk):
         freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).cpu().numpy()  # (S, c, 256)
         c = freqs.shape[1]
@@ -126,8 +148,8 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
     cache = engine.new_cache(S, ring=True)
-    mixer = Mixer(out)
-    step = engine.decoder_step(L)
+    mixer = Mixer(out, _compiled(L))
+    step = engine.decoder_step(_compiled(L))
     tok = np.full(S, BOS, dtype=np.int64)
     for t in range(L):
         probs = mixer.mix(t, step(tok, cache))

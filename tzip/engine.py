@@ -33,9 +33,6 @@ from .npstep import NumpyStep
 from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces, weight_split
 
 NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
-# Decodes of at least this many steps use the compiled step (tzip/jitstep.py) when numba
-# is installed: loading it costs about a second, which a step repays in 1-3 ms saved
-JIT_STEP_FROM = 1024
 
 
 def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -275,16 +272,14 @@ class Engine:
         cache.t += C
         return self._freqs(res)
 
-    def decoder_step(self, steps: int) -> Callable[[np.ndarray, Cache], np.ndarray]:
-        """The step for a decode of `steps` positions, tokens and tables as numpy arrays:
-        compiled on a CPU when numba is installed and the decode is long enough to repay
-        loading it, else Engine.step. All give the same tables."""
-        if self.device.type == "cpu" and steps >= JIT_STEP_FROM:
+    def decoder_step(self, compiled: bool) -> Callable[[np.ndarray, Cache], np.ndarray]:
+        """Engine.step with tokens and tables as numpy arrays; compiled (numba installed)
+        and on a CPU, tzip/jitstep.py's loops instead. The same tables either way."""
+        if compiled and self.device.type == "cpu":
             if self._jit_step is None:
-                from . import jitstep
-                self._jit_step = jitstep.JitStep(self) if jitstep.available() else False
-            if self._jit_step:
-                return self._jit_step
+                from .jitstep import JitStep
+                self._jit_step = JitStep(self)
+            return self._jit_step
         return lambda tokens, cache: self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
 
     @torch.no_grad()

@@ -14,132 +14,129 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from .quant import MLP_BITS, exact_pieces
 
-try:
-    import numba
-except ImportError:  # the numpy step takes over
-    numba = None
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
-def available() -> bool:
-    return numba is not None
+@_jit
+def _isqrt(n):
+    r = np.int64(math.sqrt(np.float64(n)))
+    if r * r > n:
+        r -= 1
+    if (r + 1) * (r + 1) <= n:
+        r += 1
+    return r
 
 
-if numba is not None:
-    _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+@_jit
+def _norm(res, inv, out):
+    """Engine._norm: round(res * inv / max(1, isqrt(sum(res**2) // d))) in [-127, 127]."""
+    S, d = res.shape
+    for s in range(S):
+        ss = np.int64(0)
+        for i in range(d):
+            v = np.int64(res[s, i])
+            ss += v * v
+        rms = np.float64(max(_isqrt(ss // d), 1))
+        for i in range(d):
+            y = np.floor(res[s, i] * inv[i] / rms + 0.5)
+            out[s, i] = min(max(y, -127.0), 127.0)
 
-    @_jit
-    def _isqrt(n):
-        r = np.int64(math.sqrt(np.float64(n)))
-        if r * r > n:
-            r -= 1
-        if (r + 1) * (r + 1) <= n:
-            r += 1
-        return r
 
-    @_jit
-    def _norm(res, inv, out):
-        """Engine._norm: round(res * inv / max(1, isqrt(sum(res**2) // d))) in [-127, 127]."""
-        S, d = res.shape
-        for s in range(S):
-            ss = np.int64(0)
-            for i in range(d):
-                v = np.int64(res[s, i])
-                ss += v * v
-            rms = np.float64(max(_isqrt(ss // d), 1))
-            for i in range(d):
-                y = np.floor(res[s, i] * inv[i] / rms + 0.5)
-                out[s, i] = min(max(y, -127.0), 127.0)
+@_jit
+def _rq(acc, r, j):
+    """round(acc * r[j]) as Engine._rq (r per output column, or one for all)."""
+    return np.floor(np.float64(acc) * r[j if r.shape[0] > 1 else 0] + 0.5)
 
-    @_jit
-    def _rq(acc, r, j):
-        """round(acc * r[j]) as Engine._rq (r per output column, or one for all)."""
-        return np.floor(np.float64(acc) * r[j if r.shape[0] > 1 else 0] + 0.5)
 
-    @_jit
-    def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
-        """qkv from the accumulator, cache update at slot, then attention -> o (S, H*hd).
+@_jit
+def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
+    """qkv from the accumulator, cache update at slot, then attention -> o (S, H*hd).
 
-        acc (S, (H + 2 kv) hd); K (S, kv, hd, n) float32; V (S, kv, n, hd); slopes (kv, G)."""
-        S = acc.shape[0]
-        kv, hd, n = K.shape[1], K.shape[2], K.shape[3]
-        G = slopes.shape[1]
-        H = kv * G
-        last = att_exp.shape[0] - 1
-        pos[slot] = t
-        bias = np.empty((kv, G, n), dtype=np.float32)
+    acc (S, (H + 2 kv) hd); K (S, kv, hd, n) float32; V (S, kv, n, hd); slopes (kv, G)."""
+    S = acc.shape[0]
+    kv, hd, n = K.shape[1], K.shape[2], K.shape[3]
+    G = slopes.shape[1]
+    H = kv * G
+    last = att_exp.shape[0] - 1
+    pos[slot] = t
+    bias = np.empty((kv, G, n), dtype=np.float32)
+    for h in range(kv):
+        for g in range(G):
+            for j in range(n):
+                dist = np.float32(t - pos[j])
+                bias[h, g, j] = slopes[h, g] * dist if 0 <= dist < n else np.float32(2.0 ** 23)
+    q = np.empty((G, hd), dtype=np.float32)
+    z = np.empty((G, n), dtype=np.float32)
+    e = np.empty(n, dtype=np.float64)
+    ev = np.empty(hd, dtype=np.float64)
+    for s in range(S):
         for h in range(kv):
+            Ks, Vs = K[s, h], V[s, h]
+            for i in range(hd):
+                jk = H * hd + h * hd + i
+                jv = H * hd + kv * hd + h * hd + i
+                Ks[i, slot] = min(max(_rq(acc[s, jk], r_qkv, jk), -127.0), 127.0)
+                Vs[slot, i] = min(max(_rq(acc[s, jv], r_qkv, jv), -127.0), 127.0)
             for g in range(G):
-                for j in range(n):
-                    dist = np.float32(t - pos[j])
-                    bias[h, g, j] = slopes[h, g] * dist if 0 <= dist < n else np.float32(2.0 ** 23)
-        q = np.empty((G, hd), dtype=np.float32)
-        z = np.empty((G, n), dtype=np.float32)
-        e = np.empty(n, dtype=np.float64)
-        ev = np.empty(hd, dtype=np.float64)
-        for s in range(S):
-            for h in range(kv):
-                Ks, Vs = K[s, h], V[s, h]
                 for i in range(hd):
-                    jk = H * hd + h * hd + i
-                    jv = H * hd + kv * hd + h * hd + i
-                    Ks[i, slot] = min(max(_rq(acc[s, jk], r_qkv, jk), -127.0), 127.0)
-                    Vs[slot, i] = min(max(_rq(acc[s, jv], r_qkv, jv), -127.0), 127.0)
-                for g in range(G):
-                    for i in range(hd):
-                        jq = (h * G + g) * hd + i
-                        q[g, i] = min(max(_rq(acc[s, jq], r_qkv, jq), -127.0), 127.0)
-                for g in range(G):
-                    zg = z[g]
-                    zg[:] = 0.0
-                    for i in range(hd):  # float32 sums of integers below 2**24: exact
-                        a, kr = q[g, i], Ks[i]
-                        for j in range(n):
-                            zg[j] += a * kr[j]
-                    top = np.float32(-np.inf)
+                    jq = (h * G + g) * hd + i
+                    q[g, i] = min(max(_rq(acc[s, jq], r_qkv, jq), -127.0), 127.0)
+            for g in range(G):
+                zg = z[g]
+                zg[:] = 0.0
+                for i in range(hd):  # float32 sums of integers below 2**24: exact
+                    a, kr = q[g, i], Ks[i]
                     for j in range(n):
-                        zg[j] = np.floor(np.float32(zg[j] * qk)) - bias[h, g, j]
-                        top = max(top, zg[j])
-                    esum = 0.0
-                    for j in range(n):
-                        e[j] = att_exp[min(np.int64(top - zg[j]), last)]
-                        esum += e[j]
-                    ev[:] = 0.0
-                    for j in range(n):  # float64 sums below 2**53: exact
-                        w, vr = e[j], Vs[j]
-                        for i in range(hd):
-                            ev[i] += w * vr[i]
+                        zg[j] += a * kr[j]
+                top = np.float32(-np.inf)
+                for j in range(n):
+                    zg[j] = np.floor(np.float32(zg[j] * qk)) - bias[h, g, j]
+                    top = max(top, zg[j])
+                esum = 0.0
+                for j in range(n):
+                    e[j] = att_exp[min(np.int64(top - zg[j]), last)]
+                    esum += e[j]
+                ev[:] = 0.0
+                for j in range(n):  # float64 sums below 2**53: exact
+                    w, vr = e[j], Vs[j]
                     for i in range(hd):
-                        y = np.floor(ev[i] * r_o[0] / esum + 0.5)
-                        o[s, (h * G + g) * hd + i] = min(max(y, -127.0), 127.0)
+                        ev[i] += w * vr[i]
+                for i in range(hd):
+                    y = np.floor(ev[i] * r_o[0] / esum + 0.5)
+                    o[s, (h * G + g) * hd + i] = min(max(y, -127.0), 127.0)
 
-    @_jit
-    def _residual(res, acc, r):
-        """res += round(acc * r)."""
-        for s in range(res.shape[0]):
-            for i in range(res.shape[1]):
-                res[s, i] += _rq(acc[s, i], r, i)
 
-    @_jit
-    def _mlp(acc, r1, r_sq, top, h):
-        """h = round(clamp(round(acc * r1), 0, 4095)**2 * r_sq) clamped to [0, top]."""
-        for s in range(acc.shape[0]):
-            for i in range(acc.shape[1]):
-                a = min(max(_rq(acc[s, i], r1, i), 0.0), 4095.0)
-                h[s, i] = min(max(np.floor(a * a * r_sq[0] + 0.5), 0.0), top)
+@_jit
+def _residual(res, acc, r):
+    """res += round(acc * r)."""
+    for s in range(res.shape[0]):
+        for i in range(res.shape[1]):
+            res[s, i] += _rq(acc[s, i], r, i)
 
-    @_jit
-    def _head(acc, r, out_exp, out):
-        last = out_exp.shape[0] - 1
-        for s in range(acc.shape[0]):
-            top = -np.inf
-            for i in range(acc.shape[1]):
-                top = max(top, _rq(acc[s, i], r, i))
-            for i in range(acc.shape[1]):
-                out[s, i] = out_exp[min(np.int64(top - _rq(acc[s, i], r, i)), last)]
+
+@_jit
+def _mlp(acc, r1, r_sq, top, h):
+    """h = round(clamp(round(acc * r1), 0, 4095)**2 * r_sq) clamped to [0, top]."""
+    for s in range(acc.shape[0]):
+        for i in range(acc.shape[1]):
+            a = min(max(_rq(acc[s, i], r1, i), 0.0), 4095.0)
+            h[s, i] = min(max(np.floor(a * a * r_sq[0] + 0.5), 0.0), top)
+
+
+@_jit
+def _head(acc, r, out_exp, out):
+    last = out_exp.shape[0] - 1
+    for s in range(acc.shape[0]):
+        top = -np.inf
+        for i in range(acc.shape[1]):
+            top = max(top, _rq(acc[s, i], r, i))
+        for i in range(acc.shape[1]):
+            out[s, i] = out_exp[min(np.int64(top - _rq(acc[s, i], r, i)), last)]
 
 
 class JitStep:

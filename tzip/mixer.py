@@ -25,8 +25,11 @@ class Mixer:
     """The chain for S lockstep streams whose bytes are filled into `hist` (S, L) as
     coding proceeds: mix() then update() once per step."""
 
-    def __init__(self, hist: np.ndarray):
-        self.parts = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
+    def __init__(self, hist: np.ndarray, compiled: bool = False):
+        """compiled: run the components' steps as tzip/jitmix.py's loops (numba must be
+        installed); the same numbers either way."""
+        self.parts = [CountModel(hist, 2, compiled), CountModel(hist, 4, compiled),
+                      MatchModel(hist, 6, compiled)]
 
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
         """freqs (S, 256) integer-valued model frequencies -> (S, 256) float32 mixture of

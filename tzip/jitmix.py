@@ -1,0 +1,179 @@
+"""The adaptive models' per-step arithmetic compiled with numba (optional, like jitstep).
+
+tzip/counts.py and tzip/match.py run a few dozen small int64 numpy operations per step,
+whose fixed cost is most of their time. These loops compute the same integers from the
+same state arrays (numpy's int64 // and >> floor like these do), so either
+implementation can code a block and the other decode it; tests/test_mixer.py compares
+them. Each function mirrors the numpy method named in its docstring. Importing this module
+needs numba (tzip/coder.py checks).
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .fixedpoint import MAX_W, ONE, RATE_SHIFT
+
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+_PRIME = np.uint64(0x100000001B3)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@_jit
+def _bit_length(x):
+    n = 0
+    while x > 0:
+        x >>= 1
+        n += 1
+    return n
+
+
+@_jit
+def hash_bytes(hist, t, nbytes, bits, out):
+    """fixedpoint.hash_bytes into out (S,) int64."""
+    for s in range(hist.shape[0]):
+        v = np.uint64(0)
+        for i in range(t - nbytes, t):
+            v = v * _PRIME ^ np.uint64(hist[s, i])
+        out[s] = np.int64((v * _GOLDEN) >> np.uint64(64 - bits))
+
+
+@_jit
+def _shift_row(g, s, total):
+    """fixedpoint.shift_rows for row s; returns its shift."""
+    k = max(_bit_length(total) - 23, 0)
+    for i in range(g.shape[1]):
+        g[s, i] = (g[s, i] >> k) + 1
+    return k
+
+
+@_jit
+def weights_step(w, bucket, x16, gsym, k, total, learn):
+    """fixedpoint.weights_step, in place on w."""
+    nb = w.shape[0]
+    acc = np.zeros(nb, dtype=np.int64)
+    count = np.zeros(nb, dtype=np.int64)
+    for s in range(bucket.shape[0]):
+        if learn[s]:
+            p16 = ((gsym[s] - 1) << k[s]) // (total[s] >> 16)
+            acc[bucket[s]] += (x16[s] << (RATE_SHIFT - 16)) // max(p16, 1)
+            count[bucket[s]] += 1
+    for b in range(nb):
+        w[b] = min(max(w[b] + acc[b] // max(count[b], 1), 0), MAX_W)
+
+
+@_jit
+def count_mix(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, inc, seen_cap, sure_n):
+    """CountModel.mix: g (S, 256) from p and the rows' counts; fills the per-stream
+    arrays that count_update needs."""
+    S, n = p.shape
+    for s in range(S):
+        r = row[s]
+        C = tot[r]
+        has[s] = C > 0
+        C1[s] = max(C, 1)
+        top = 0
+        for i in range(n):
+            top = max(top, np.int64(cnt[r, i]))
+        seen = min(max(C // inc, 1), seen_cap)
+        sure = np.int64(top * 4 >= C) + np.int64(top * 2 >= C) + np.int64(top * 4 >= 3 * C)
+        bucket[s] = (_bit_length(seen) - 1) * sure_n + sure
+        ws = w[bucket[s]] if has[s] else 0
+        f = 0
+        for i in range(n):
+            f += p[s, i]
+        F[s] = f
+        a, b = (ONE - ws) * C1[s], ws * f
+        for i in range(n):
+            g[s, i] = p[s, i] * a + np.int64(cnt[r, i]) * b
+        total[s] = ONE * f * C1[s]
+        k[s] = _shift_row(g, s, total[s])
+
+
+@_jit
+def count_update(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, sym, active, inc, limit):
+    """CountModel.update: learn the weights, then count the coded bytes."""
+    S = p.shape[0]
+    x16 = np.empty(S, dtype=np.int64)
+    gsym = np.empty(S, dtype=np.int64)
+    learn = np.empty(S, dtype=np.bool_)
+    for s in range(S):
+        c = np.int64(cnt[row[s], sym[s]])
+        x16[s] = (c << 16) // C1[s] - (p[s, sym[s]] << 16) // F[s]
+        gsym[s] = g[s, sym[s]]
+        learn[s] = active[s] and has[s]
+    weights_step(w, bucket, x16, gsym, k, total, learn)
+    for s in range(S):
+        if active[s]:
+            cnt[row[s], sym[s]] += inc
+            tot[row[s]] += inc
+    for s in range(S):  # halve each full row once (after halving it is far below)
+        r = row[s]
+        if active[s] and tot[r] > limit:
+            t = 0
+            for i in range(cnt.shape[1]):
+                cnt[r, i] = (cnt[r, i] + 1) >> 1
+                t += cnt[r, i]
+            tot[r] = t
+
+
+@_jit
+def match_mix(hist, t, nbytes, bits, table, ln, ptr, w, run_edges, conf_n, verify, p,
+              g, slots, has, pred, prev, length, bucket, F, k):
+    """MatchModel.mix: g (S, 256) from p and each stream's guessed byte."""
+    S, n = p.shape
+    hash_bytes(hist, t, nbytes, bits, slots)
+    for s in range(S):
+        follow = ln[s] > 0
+        pv = ptr[s] + S if follow else table[slots[s]]
+        has[s] = pv >= 0
+        pv = max(pv, 0)
+        prev[s] = pv
+        L = ln[s]
+        if has[s] and not follow:  # MatchModel._agree
+            ps, pt = pv % S, pv // S
+            L = 0
+            for b in range(1, verify + 1):
+                if pt - b < 0 or t - b < 0 or hist[ps, pt - b] != hist[s, t - b]:
+                    break
+                L += 1
+        length[s] = L
+        pred[s] = hist[pv % S, pv // S]
+        f = 0
+        for i in range(n):
+            f += p[s, i]
+        F[s] = f
+        fp = p[s, pred[s]]
+        conf = np.int64(fp * 16 >= f) + np.int64(fp * 4 >= f) + np.int64(fp * 4 >= 3 * f)
+        run = 0
+        while run + 1 < run_edges.shape[0] and run_edges[run + 1] <= L:
+            run += 1
+        bucket[s] = run * conf_n + conf
+        ws = w[bucket[s]] if has[s] else 0
+        for i in range(n):
+            g[s, i] = p[s, i] * (ONE - ws)
+        g[s, pred[s]] += f * ws
+        k[s] = _shift_row(g, s, f * ONE)
+
+
+@_jit
+def match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, bucket, F,
+                 k, sym, active):
+    """MatchModel.update: learn the weights, follow or drop each copy, index step t."""
+    S = p.shape[0]
+    x16 = np.empty(S, dtype=np.int64)
+    gsym = np.empty(S, dtype=np.int64)
+    learn = np.empty(S, dtype=np.bool_)
+    total = np.empty(S, dtype=np.int64)
+    for s in range(S):
+        hit = pred[s] == sym[s]
+        x16[s] = (ONE if hit else 0) - (p[s, sym[s]] << 16) // F[s]
+        gsym[s] = g[s, sym[s]]
+        learn[s] = active[s] and has[s]
+        total[s] = F[s] * ONE
+    weights_step(w, bucket, x16, gsym, k, total, learn)
+    for s in range(S):
+        ptr[s] = prev[s]
+        if active[s]:
+            ln[s] = length[s] + 1 if has[s] and pred[s] == sym[s] else 0
+            table[slots[s]] = max(table[slots[s]], t * S + s)
