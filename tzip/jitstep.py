@@ -17,7 +17,8 @@ import math
 import numba
 import numpy as np
 
-from .quant import MLP_BITS, exact_pieces
+from .npstep import NumpyStep
+from .quant import MLP_BITS
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
@@ -139,28 +140,14 @@ def _head(acc, r, out_exp, out):
             out[s, i] = out_exp[min(np.int64(top - _rq(acc[s, i], r, i)), last)]
 
 
-class JitStep:
-    """Engine.step for an engine on the CPU, compiled; see Engine.step."""
+class JitStep(NumpyStep):
+    """Engine.step for an engine on the CPU, compiled; see Engine.step. The matrix
+    products are NumpyStep's (_acc)."""
 
     def __init__(self, engine):
-        c = self.cfg = engine.cfg
-        self.p = {k: v.numpy() for k, v in engine.p.items()}
-        self.r = {k: v.numpy() for k, v in engine.r.items()}
-        self.inv = {k: v.numpy() for k, v in engine.inv.items()}
-        self.emb, self.att_exp = engine.emb.numpy(), engine.att_exp.numpy()
-        self.slopes = engine.slopes.numpy().reshape(c.n_kv_head, -1).astype(np.float32)
-        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(c.n_layer)]
-
-    def _acc(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
-        """x @ w exactly: float32 when one piece suffices, else float64 (tzip/npstep.py)."""
-        w = self.p[key]
-        first, *rest = exact_pieces(w.shape[0], xmax)
-        if not rest:
-            return x @ w
-        acc = (x[:, first] @ w[first]).astype(np.float64)
-        for k in rest:
-            acc += x[:, k] @ w[k]
-        return acc
+        super().__init__(engine)
+        self.slopes = self.slopes.reshape(self.cfg.n_kv_head, -1)  # (kv, G) float32
+        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(self.cfg.n_layer)]
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32."""

@@ -54,13 +54,21 @@ class NumpyStep:
         y += 0.5
         return np.clip(np.floor(y, out=y), -127, 127, out=y).astype(np.float32)
 
-    def _lin(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
-        """int8 matmul in exact float32 pieces, then round(acc * m / 2**shift), float64."""
+    def _acc(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
+        """x @ w exactly: float32 when one piece suffices, else float32 pieces added in
+        float64."""
         w = self.p[key]
         first, *rest = exact_pieces(w.shape[0], xmax)
+        if not rest:
+            return x @ w
         acc = (x[:, first] @ w[first]).astype(np.float64)
         for k in rest:
             acc += x[:, k] @ w[k]
+        return acc
+
+    def _lin(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
+        """int8 matmul in exact float32 pieces, then round(acc * m / 2**shift), float64."""
+        acc = self._acc(key, x, xmax).astype(np.float64, copy=False)
         acc *= self.r[key]
         acc += 0.5
         return np.floor(acc, out=acc)
