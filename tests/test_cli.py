@@ -152,3 +152,8 @@ def test_train_help_shows_the_training_options():
 def test_stream_count_outside_the_format_is_a_usage_error(txt, tiny_path):
     code, _, err = run("compress", "--model", tiny_path, "--streams", "4097", txt)
     assert code == 2 and "4097" in err and "1<=x<=4096" in err
+
+
+def test_version_says_whether_the_compiled_loops_are_on():
+    code, out, _ = run("--version")
+    assert code == 0 and out.startswith(b"tzip ") and b"compiled CPU loops: " in out

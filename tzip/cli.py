@@ -4,6 +4,7 @@ Exit status: 0 success, 1 an error with some file (reported on one line), 2 bad 
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 import time
@@ -116,8 +117,17 @@ def _io_options(f):
     return f
 
 
+def _compiled_loops() -> str:
+    """What --version says of the optional compiled CPU loops (tzip/jitstep.py)."""
+    try:
+        return f"compiled CPU loops: numba {importlib.metadata.version('numba')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "compiled CPU loops: off (pip install 'tzip[fast]' for faster CPU coding)"
+
+
 @click.group(context_settings=CONTEXT)
-@click.version_option(package_name="tzip", prog_name="tzip")
+@click.version_option(package_name="tzip", prog_name="tzip",
+                      message=f"%(prog)s %(version)s\n{_compiled_loops()}")
 def main() -> None:
     """Lossless text compression with a small transformer and a range coder.
 

@@ -78,7 +78,7 @@ def _numba() -> bool:
     only for blocks that use them, as loading numba takes a while."""
     try:
         from . import jitmix, jitstep  # noqa: F401
-    except ImportError:
+    except Exception:  # not installed, or unusable here: the numpy path computes the same
         return False
     return True
 
