@@ -262,7 +262,8 @@ def test_value_precision_does_not_change_tables(tiny, text):
 
 def tables_jit(engine: Engine, inp: torch.Tensor) -> torch.Tensor:
     from tzip.jitstep import JitStep
-    step, cache = JitStep(engine), engine.new_cache(inp.shape[0], ring=True)
+    step = JitStep(engine)
+    cache = step.new_cache(inp.shape[0])
     return torch.stack([torch.from_numpy(step(inp[:, t].numpy(), cache))
                         for t in range(inp.shape[1])], 1)
 
@@ -275,8 +276,8 @@ def test_compiled_step_equals_the_parallel_pass(tiny, text, S):
     assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 13))
 
 
-def test_compiled_step_with_float64_values_and_split_products(text):
-    """A long context keeps float64 values; a wide MLP cuts its products into pieces."""
+def test_compiled_step_with_a_long_context_and_split_products(text):
+    """A long context (float64 values elsewhere); a wide MLP cuts its products into pieces."""
     pytest.importorskip("numba")
     m = make_model(8, "long", ModelConfig(d_model=16, n_layer=2, n_head=4, n_kv_head=2,
                                           mlp_mult=36, context=1100), text)
@@ -291,7 +292,8 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
     pytest.importorskip("numba")
     from tzip.jitstep import JitStep
     assert coder._compiled(coder.COMPILED_FROM) and not coder._compiled(coder.COMPILED_FROM - 1)
-    assert isinstance(Engine(tiny).decoder_step(True), JitStep)
+    step, cache = Engine(tiny).decoder(2, compiled=True)
+    assert isinstance(step, JitStep) and cache.k[0].dtype == torch.int8
     e = Engine(tiny)
     data = text[:2500]
     lengths = coder.split_streams(len(data), tiny.cfg.context, 3)

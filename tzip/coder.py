@@ -147,9 +147,8 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     active_until = np.asarray(lengths)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
-    cache = engine.new_cache(S, ring=True)
     mixer = Mixer(out, _compiled(L))
-    step = engine.decoder_step(_compiled(L))
+    step, cache = engine.decoder(S, _compiled(L))
     tok = np.full(S, BOS, dtype=np.int64)
     for t in range(L):
         probs = mixer.mix(t, step(tok, cache))

@@ -272,15 +272,19 @@ class Engine:
         cache.t += C
         return self._freqs(res)
 
-    def decoder_step(self, compiled: bool) -> Callable[[np.ndarray, Cache], np.ndarray]:
-        """Engine.step with tokens and tables as numpy arrays; compiled (numba installed)
-        and on a CPU, tzip/jitstep.py's loops instead. The same tables either way."""
+    def decoder(self, S: int, compiled: bool) -> tuple[Callable[[np.ndarray, Cache], np.ndarray], Cache]:
+        """A decoding step for S streams (numpy tokens in, numpy tables out) and its empty
+        cache: Engine.step, or when compiled (numba installed) and on a CPU,
+        tzip/jitstep.py's loops with their own int8 cache. The same tables either way."""
         if compiled and self.device.type == "cpu":
             if self._jit_step is None:
                 from .jitstep import JitStep
                 self._jit_step = JitStep(self)
-            return self._jit_step
-        return lambda tokens, cache: self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
+            return self._jit_step, self._jit_step.new_cache(S)
+
+        def step(tokens: np.ndarray, cache: Cache) -> np.ndarray:
+            return self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
+        return step, self.new_cache(S, ring=True)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
