@@ -111,3 +111,21 @@ def test_compiled_components_compute_the_same_numbers(text):
         assert np.array_equal(a.w, b.w)
     ab = ord("a") << 8 | ord("b")  # seen about 1,250 times in stream 2: halved on the way
     assert 0 < plain.parts[0].tot[ab] < 1200 * INC
+
+
+def test_compiled_counts_with_thousands_of_streams_on_one_row():
+    """--streams allows 4096: 2,100 streams of one repeated byte add 67,200 to one row per
+    step, so a row passes twice the limit (halved once all the same) and a count wraps
+    in uint16 as numpy's does."""
+    pytest.importorskip("numba")
+    hist = np.full((2100, 12), 32, dtype=np.int64)
+    hist[::7, 5] = 33
+    mask = np.ones_like(hist, dtype=bool)
+    freqs = np.full((2100, 256), 7, dtype=np.float32)
+    plain, fast = Mixer(hist.copy()), Mixer(hist.copy(), compiled=True)
+    for t in range(hist.shape[1]):
+        assert np.array_equal(fast.mix(t, freqs), plain.mix(t, freqs)), t
+        plain.update(t, hist[:, t], mask[:, t])
+        fast.update(t, hist[:, t], mask[:, t])
+        for a, b in zip(plain.parts[:2], fast.parts[:2]):
+            assert np.array_equal(a.cnt, b.cnt) and np.array_equal(a.tot, b.tot), t

@@ -103,18 +103,26 @@ def count_update(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, sym, acti
         gsym[s] = g[s, sym[s]]
         learn[s] = active[s] and has[s]
     weights_step(w, bucket, x16, gsym, k, total, learn)
-    for s in range(S):
+    for s in range(S):  # uint16 counts wrap as numpy's do
         if active[s]:
             cnt[row[s], sym[s]] += inc
             tot[row[s]] += inc
-    for s in range(S):  # halve each full row once (after halving it is far below)
-        r = row[s]
-        if active[s] and tot[r] > limit:
-            t = 0
-            for i in range(cnt.shape[1]):
-                cnt[r, i] = (cnt[r, i] + 1) >> 1
-                t += cnt[r, i]
-            tot[r] = t
+    full = np.empty(S, dtype=np.int64)
+    n = 0
+    for s in range(S):
+        if active[s] and tot[row[s]] > limit:
+            full[n] = row[s]
+            n += 1
+    full = np.sort(full[:n])
+    for j in range(n):  # each full row halved once, however full (np.unique in counts.py)
+        r = full[j]
+        if j > 0 and r == full[j - 1]:
+            continue
+        t = 0
+        for i in range(cnt.shape[1]):
+            cnt[r, i] = np.uint16(cnt[r, i] + np.uint16(1)) >> np.uint16(1)
+            t += cnt[r, i]
+        tot[r] = t
 
 
 @_jit

@@ -41,9 +41,8 @@ def _norm(res, inv, out):
     S, d = res.shape
     for s in range(S):
         ss = np.int64(0)
-        for i in range(d):
-            v = np.int64(res[s, i])
-            ss += v * v
+        for i in range(d):  # float64 squares, as the engine's (exact in its range)
+            ss += np.int64(res[s, i] * res[s, i])
         rms = np.float64(max(_isqrt(ss // d), 1))
         for i in range(d):
             y = np.floor(res[s, i] * inv[i] / rms + 0.5)
