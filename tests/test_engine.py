@@ -261,9 +261,7 @@ def test_value_precision_does_not_change_tables(tiny, text):
 
 
 def tables_jit(engine: Engine, inp: torch.Tensor) -> torch.Tensor:
-    from tzip.jitstep import JitStep
-    step = JitStep(engine)
-    cache = step.new_cache(inp.shape[0])
+    step, cache = engine.decoder(inp.shape[0], compiled=True)
     return torch.stack([torch.from_numpy(step(inp[:, t].numpy(), cache))
                         for t in range(inp.shape[1])], 1)
 

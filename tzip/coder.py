@@ -147,8 +147,9 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     active_until = np.asarray(lengths)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
-    mixer = Mixer(out, _compiled(L))
-    step, cache = engine.decoder(S, _compiled(L))
+    compiled = _compiled(L)
+    mixer = Mixer(out, compiled)
+    step, cache = engine.decoder(S, compiled)
     tok = np.full(S, BOS, dtype=np.int64)
     for t in range(L):
         probs = mixer.mix(t, step(tok, cache))
