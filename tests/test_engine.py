@@ -299,3 +299,76 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
     monkeypatch.setattr(coder, "COMPILED_FROM", 1)
     assert coder.encode(e, data, lengths) == plain
     assert coder.decode(e, plain, lengths) == data
+
+
+def tables_jit_pass(engine: Engine, inp: torch.Tensor, chunks: list[int]) -> torch.Tensor:
+    """The compiled compression pass over inp in passes of the given lengths (cycled)."""
+    forward, cache = engine.encoder(inp.shape[0], compiled=True)
+    out, t, i = [], 0, 0
+    while t < inp.shape[1]:
+        c = chunks[i % len(chunks)]
+        out.append(torch.from_numpy(forward(inp[:, t:t + c].numpy().copy(), cache)))
+        t, i = t + c, i + 1
+    return torch.cat(out, 1)
+
+
+@pytest.mark.parametrize("S", [1, 5])
+def test_compiled_pass_equals_the_parallel_pass(tiny, text, S, monkeypatch):
+    """Passes of 1 to more than a context, past the window's wrap; with 5 streams the two
+    threads take 2 and 3, and tiny attention groups (1 or 2 streams) end mid-batch."""
+    pytest.importorskip("numba")
+    from tzip import jitchunk
+    e = Engine(tiny)
+    forward, _ = e.encoder(S, compiled=True)
+    assert isinstance(forward, jitchunk.JitChunk)
+    inp = inputs(text, S, 3 * tiny.cfg.context + 11)
+    want = tables_parallel(e, inp, 13)
+    assert torch.equal(tables_jit_pass(e, inp, [7, 1, 40, 16]), want)
+    monkeypatch.setattr(jitchunk, "ATTENTION_BYTES", 1)
+    assert torch.equal(tables_jit_pass(e, inp, [5, 33]), want)
+
+
+def test_compiled_pass_with_grouped_heads_and_split_products(text):
+    """Two key/value heads of two queries each; a wide MLP cuts its products into pieces."""
+    pytest.importorskip("numba")
+    m = make_model(9, "wide", ModelConfig(d_model=16, n_layer=2, n_head=4, n_kv_head=2,
+                                          mlp_mult=36, context=64), text)
+    e = Engine(m)
+    inp = inputs(text, 3, 150)
+    assert torch.equal(tables_jit_pass(e, inp, [20, 3]), tables_parallel(e, inp, 16))
+
+
+def test_compiled_and_plain_passes_share_one_cache(tiny, text):
+    pytest.importorskip("numba")
+    e = Engine(tiny)
+    inp = inputs(text, 2, 2 * tiny.cfg.context + 3)
+    forward, cache = e.encoder(2, compiled=True)
+    parts = []
+    for i, t in enumerate(range(0, inp.shape[1], 10)):
+        x = inp[:, t:t + 10]
+        parts.append(torch.from_numpy(forward(x.numpy().copy(), cache)) if i % 2
+                     else e.forward_chunk(x, cache))
+    assert torch.equal(torch.cat(parts, 1), tables_parallel(e, inp, 10))
+
+
+def test_compiled_pass_falls_back_where_it_cannot_skip_keys(text):
+    """Float64 values (a long context) are not what the compiled pass handles: PyTorch's."""
+    pytest.importorskip("numba")
+    from tzip.jitchunk import JitChunk
+    m = make_model(5, "long", ModelConfig(d_model=16, n_layer=1, n_head=2, n_kv_head=1,
+                                          mlp_mult=2, context=2048), text)
+    forward, cache = Engine(m).encoder(2, compiled=True)
+    assert not isinstance(forward, JitChunk)
+    inp = inputs(text, 2, 30)
+    assert torch.equal(torch.from_numpy(forward(inp.numpy(), cache)), tables_parallel(Engine(m), inp, 30))
+
+
+def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
+    pytest.importorskip("numba")
+    from tzip import jitchunk
+    if jitchunk._BLAS is None:
+        pytest.skip("numpy's BLAS is not a known OpenBLAS here")
+    get, _ = jitchunk._BLAS
+    before = get()
+    tables_jit_pass(Engine(tiny), inputs(text, 4, 20), [20])
+    assert get() == before

@@ -77,7 +77,7 @@ def _numba() -> bool:
     """Whether the compiled loops can run (numba installed and importable); imported
     only for blocks that use them, as loading numba takes a while."""
     try:
-        from . import jitmix, jitstep  # noqa: F401
+        from . import jitchunk, jitmix, jitstep  # noqa: F401
     except Exception:  # not installed, or unusable here: the numpy path computes the same
         return False
     return True
@@ -101,14 +101,15 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     mat, mask = _layout(data, lengths)
     S, L = mat.shape
     dev = engine.device
-    inp = torch.from_numpy(np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)).to(dev)
+    inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
     most = engine.cfg.context // CHUNK_CONTEXT_FRACTION.get(dev.type, 4)
     chunk = max(1, min(most, CHUNK_ROWS.get(dev.type, 2048) // S))
     enc = constriction.stream.queue.RangeEncoder()
-    cache = engine.new_cache(S, ring=False)
-    mixer = Mixer(mat, _compiled(L))
+    compiled = _compiled(L)
+    forward, cache = engine.encoder(S, compiled)
+    mixer = Mixer(mat, compiled)
     for t0 in range(0, L, chunk):
-        freqs = engine.forward_chunk(inp[:, t0:t0 + chunk], cache).cpu().numpy()  # (S, c, 256)
+        freqs = forward(np.ascontiguousarray(inp[:, t0:t0 + chunk]), cache)  # (S, c, 256)
         c = freqs.shape[1]
         probs = np.empty((c, S, 256), dtype=np.float32)
         for i in range(c):

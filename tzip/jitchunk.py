@@ -1,0 +1,306 @@
+"""The compression pass compiled with numba, for CPUs: Engine.forward_chunk, fused.
+
+Compression runs the model over many positions of many streams at once. In PyTorch the
+products are a third of that time; the rest is a dozen elementwise passes per layer over
+the attention tables and activations (scale, floor, bias, max, index, two table lookups,
+two sums, requantisations, casts), each a trip through memory. Here the products are
+numpy's BLAS (float32 operands of integers whose partial sums stay below 2**24: exact in
+any order, as everywhere in tzip/engine.py) and everything between them is one compiled
+loop each, reusing the decoding step's loops (tzip/jitstep.py) for norms, residuals, the
+MLP and the head. A query's keys outside its window are skipped rather than given the
+weight att_exp[-1], so the engine must have att_exp[-1] == 0 (JitChunk.usable). The same
+IEEE-754 operations on the same values give the same tables bit for bit;
+tests/test_engine.py compares them with Engine.forward_chunk.
+"""
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+import torch
+
+from .jitstep import JitStep, _head, _jit, _mlp, _norm, _residual, _rq
+from .quant import MLP_BITS
+
+# Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
+# many bytes at a time: a pass's whole tables (tens of MB) run at memory speed, a group of
+# streams' stay in the processor's cache between the product, the weighing and the next
+# product (the weighing alone measured 4.1 against 1.8 ns per entry)
+ATTENTION_BYTES = 2 << 20
+
+
+def _openblas() -> tuple | None:
+    """get/set of the thread count of numpy's own OpenBLAS (its wheels bundle one, its
+    symbols named with or without scipy_ and 64_), if it has one and they can be found."""
+    here = os.path.dirname(np.__file__)
+    for lib in sorted(glob.glob(os.path.join(here + ".libs", "*openblas*"))
+                      + glob.glob(os.path.join(here, ".dylibs", "*openblas*"))):
+        try:
+            blas = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in ("openblas_%s_num_threads", "scipy_openblas_%s_num_threads64_"):
+            get, set_ = (getattr(blas, name % w, None) for w in ("get", "set"))
+            if get is not None and set_ is not None:
+                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
+                return get, set_
+    return None
+
+
+_BLAS = _openblas()
+_BLAS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _blas_on_calling_threads():
+    """OpenBLAS's own threads run a product of a pass's shapes no faster than one thread,
+    and two threads calling it at once then queue for them (measured on 2 cores: 8.2 ms
+    against 4.6 ms for the products of two halves of a pass). So while the parts of a pass
+    run, OpenBLAS runs each product on the thread that calls it. The setting is
+    process-wide, so it is restored afterwards, and only one pass at a time changes it.
+    Where numpy's BLAS is not a known OpenBLAS, nothing changes but the speed."""
+    if _BLAS is None:
+        yield
+        return
+    with _BLAS_LOCK:
+        get, set_ = _BLAS
+        before = get()
+        set_(1)
+        try:
+            yield
+        finally:
+            set_(before)
+
+
+@_jit
+def _qkv(acc, r, C, q, K, V, n0):
+    """Requantise the qkv accumulator (S*C, (H + 2 kv) hd) into queries q (S, kv, G*C, hd)
+    (row g*C + c) and the new keys and values, at column n0 + c of K (S, kv, hd, n) and
+    row n0 + c of V (S, kv, n, hd)."""
+    S, kv, GC, hd = q.shape
+    G = GC // C
+    H = kv * G
+    for s in range(S):
+        for c in range(C):
+            a = s * C + c
+            for h in range(kv):
+                for g in range(G):
+                    for i in range(hd):
+                        j = (h * G + g) * hd + i
+                        q[s, h, g * C + c, i] = min(max(_rq(acc[a, j], r, j), -127.0), 127.0)
+                for i in range(hd):
+                    jk = H * hd + h * hd + i
+                    jv = H * hd + kv * hd + h * hd + i
+                    K[s, h, i, n0 + c] = min(max(_rq(acc[a, jk], r, jk), -127.0), 127.0)
+                    V[s, h, n0 + c, i] = min(max(_rq(acc[a, jv], r, jv), -127.0), 127.0)
+
+
+# Reassociation lets the loops below run in vector registers; they only reorder a max and
+# sums of integers below 2**24, which are exact in any order, and the values are integers,
+# for which the sign of a zero never matters. No other fast-math flag (none that would
+# turn a division into a reciprocal multiply or fuse a multiply-add).
+_jit_exact_sums = numba.njit(cache=True, nogil=True, boundscheck=False,
+                             fastmath={"reassoc", "nnan", "ninf", "nsz"})
+
+
+@_jit_exact_sums
+def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, b, E, esum):
+    """Attention weights from z (S, kv, G*C, n) = q.k of the queries at positions
+    t0 .. t0+C-1 and the keys at k0 .. k0+n-1: Engine._attend's scale, floor, ALiBi bias,
+    max and exp table (float32 att_exp), over each query's window only. Writes the
+    weights' two float32 parts e >> b and e mod 2**b into E (S, kv, 2, G*C, n) (zero
+    outside the window) and their sums into esum (S, kv, G*C) (integers below 2**24:
+    exact in float32); z is overwritten.
+
+    Written for the vector units: indices from 0 (no negative-index checks), the max
+    over integers (a float max does not vectorise), the table lookup in a loop of its
+    own."""
+    S, kv, GC, n = z.shape
+    G = GC // C
+    last = np.int32(att_exp.shape[0] - 1)
+    unit, inv = np.float32(2.0 ** b), np.float32(2.0 ** -b)
+    for s in range(S):
+        for h in range(kv):
+            for g in range(G):
+                slope = slopes[h, g]
+                for c in range(C):
+                    a = g * C + c
+                    t = t0 + c
+                    jhi = t - k0 + 1
+                    jlo = max(0, t - context + 1 - k0)
+                    E[s, h, :, a, :jlo] = 0.0
+                    E[s, h, :, a, jhi:] = 0.0
+                    zr, eh, el = z[s, h, a, jlo:jhi], E[s, h, 0, a, jlo:jhi], E[s, h, 1, a, jlo:jhi]
+                    m = jhi - jlo
+                    top = np.int32(-(1 << 30))
+                    for j in range(m):  # distance m - 1 - j
+                        v = np.floor(np.float32(zr[j] * qk)) - slope * np.float32(np.int32(m - 1 - j))
+                        zr[j] = v
+                        top = max(top, np.int32(v))
+                    for j in range(m):
+                        eh[j] = min(np.float32(top) - zr[j], last)
+                    for j in range(m):
+                        eh[j] = att_exp[np.int32(eh[j])]
+                    total = np.float32(0.0)
+                    for j in range(m):
+                        e = eh[j]
+                        hi = np.floor(e * inv)
+                        eh[j] = hi
+                        el[j] = e - hi * unit
+                        total += e
+                    esum[s, h, a] = total
+
+
+@_jit
+def _attended(P, esum, scale, r_o, C, o):
+    """o (S*C, H*hd) = round(e @ V * r_o / sum(e)) clamped to int8, where e @ V = P's hi
+    rows * scale + its lo rows (P (S, kv, 2*G*C, hd) float32; float64 sum, exact)."""
+    S, kv, GC2, hd = P.shape
+    GC = GC2 // 2
+    G = GC // C
+    for s in range(S):
+        for h in range(kv):
+            for g in range(G):
+                for c in range(C):
+                    a = g * C + c
+                    row, col = s * C + c, (h * G + g) * hd
+                    for i in range(hd):
+                        ev = np.float64(P[s, h, a, i]) * scale + np.float64(P[s, h, GC + a, i])
+                        y = np.floor(ev * r_o[0] / esum[s, h, a] + 0.5)
+                        o[row, col + i] = min(max(y, -127.0), 127.0)
+
+
+class JitChunk(JitStep):
+    """Engine.forward_chunk for an engine on the CPU, compiled; see Engine.forward_chunk.
+    Works on the engine's Cache (keys and values as float32 numpy views), so the two may
+    alternate on one cache."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.exp32 = self.att_exp.astype(np.float32)  # integers <= 2**13 or so: exact
+        self.bits = engine.att_parts[0]
+        self._local = threading.local()  # scratch arrays, one set per thread
+        self._workers: tuple[int, ThreadPoolExecutor] | None = None
+
+    @staticmethod
+    def usable(engine) -> bool:
+        """Float32 values (two weight parts), a zero last exp entry, which lets the loops
+        skip the keys outside a query's window, and weights whose sums over a window are
+        exact in float32."""
+        e = engine.att_exp
+        return (engine.att_parts is not None and float(e[-1]) == 0.0
+                and float(e.max()) * engine.cfg.context < 2 ** 24)
+
+    def _buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A reused scratch array: fresh tens of MB per pass cost page faults."""
+        scratch = self._local.__dict__.setdefault("scratch", {})
+        b = scratch.get(name)
+        if b is None or b.shape != shape:
+            b = scratch[name] = np.empty(shape, dtype=dtype)
+        return b
+
+    def _grown(self, name: str, old: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+        """old, with room for this pass's columns along axis: one of two scratch arrays,
+        the one old (the cache, a view of the other after the first pass) is not in."""
+        b = self._buf(name + "0", shape)
+        if np.may_share_memory(b, old):
+            b = self._buf(name + "1", shape)
+        b[(slice(None),) * axis + (slice(0, old.shape[axis]),)] = old
+        return b
+
+    def _prod(self, key: str, x: np.ndarray, out: np.ndarray, xmax: int = 127) -> np.ndarray:
+        """x @ w exactly, into out when one float32 product suffices (else in pieces)."""
+        if self.p[key].shape[0] * 127 * xmax < 1 << 24:
+            return np.matmul(x, self.p[key], out=out)
+        return self._acc(key, x, xmax)
+
+    def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
+        """tokens (S, C) int64 at positions cache.t .. cache.t+C-1 -> freqs (S, C, 256).
+
+        Streams never mix, so they are cut into as many parts as PyTorch has threads (at
+        most one per stream), each run through the whole model on a thread of its own:
+        the loops release the GIL, and OpenBLAS runs each product on the thread that
+        calls it (_blas_on_calling_threads). Measured 1.5x on two cores."""
+        c = self.cfg
+        S, C = tokens.shape
+        kv, G, hd, d = c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim, c.d_model
+        keep = c.context - 1
+        old = cache.k[0].shape[3]
+        n = old + C
+        f = c.mlp_mult * d
+        # per stream (axis 0) and per row (S*C rows), cut between the parts
+        streams = {"q": self._buf("q", (S, kv, G * C, hd)),
+                   "esum": self._buf("esum", (S, kv, G * C)),
+                   "P": self._buf("P", (S, kv, 2 * G * C, hd))}
+        for l in range(c.n_layer):
+            streams[f"K{l}"] = self._grown(f"K{l}.", cache.k[l].numpy(), (S, kv, hd, n), 3)
+            streams[f"V{l}"] = self._grown(f"V{l}.", cache.v[l].numpy(), (S, kv, n, hd), 2)
+        rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
+                "x": self._buf("x", (S * C, d)), "o": self._buf("o", (S * C, c.n_head * hd)),
+                "h": self._buf("h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
+        for w in {c.n_head * hd + 2 * kv * hd, d, f, 256}:
+            rows[f"acc{w}"] = self._buf(f"acc{w}", (S * C, w))
+
+        def part(a: int, b: int) -> None:
+            self._streams({k: v[a:b] for k, v in streams.items()},
+                          {k: v[a * C:b * C] for k, v in rows.items()}, C, cache.t, old)
+
+        cuts = np.linspace(0, S, max(1, min(S, torch.get_num_threads())) + 1).astype(int)
+        with _blas_on_calling_threads():
+            jobs = [self._pool(len(cuts) - 2).submit(part, a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
+            part(cuts[0], cuts[1])
+            for job in jobs:
+                job.result()
+        for l in range(c.n_layer):
+            cache.k[l] = torch.from_numpy(streams[f"K{l}"][..., -keep:])
+            cache.v[l] = torch.from_numpy(streams[f"V{l}"][:, :, -keep:])
+        t0 = cache.t
+        cache.pos = torch.arange(max(t0 - old, t0 + C - keep), t0 + C, device="cpu")
+        cache.t += C
+        return rows["out"].reshape(S, C, 256)
+
+    def _streams(self, a: dict, r: dict, C: int, t0: int, old: int) -> None:
+        """The whole model for some streams: a holds their per-stream arrays, r their rows."""
+        c = self.cfg
+        kv, G, n = c.n_kv_head, c.n_head // c.n_kv_head, old + C
+        S = a["q"].shape[0]
+        res, x, o, h = r["res"], r["x"], r["o"], r["h"]
+        acc = lambda key: r[f"acc{self.p[key].shape[1]}"]
+        top = float((1 << MLP_BITS) - 1)
+        group = max(1, min(S, ATTENTION_BYTES // (12 * kv * G * C * n)))
+        z = self._buf("z", (group, kv, G * C, n))
+        E = self._buf("E", (group, kv, 2, G * C, n))
+        for l in range(c.n_layer):
+            K, V = a[f"K{l}"], a[f"V{l}"]
+            _norm(res, self.inv[f"l{l}.n1"], x)
+            _qkv(self._prod(f"l{l}.wqkv", x, acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
+                 a["q"], K, V, old)
+            for i in range(0, S, group):  # a group's weights stay in the cache
+                j = min(S, i + group)
+                np.matmul(a["q"][i:j], K[i:j], out=z[:j - i])
+                _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
+                       self.bits, E[:j - i], a["esum"][i:j])
+                np.matmul(E[:j - i].reshape(j - i, kv, 2 * G * C, n), V[i:j], out=a["P"][i:j])
+            _attended(a["P"], a["esum"], self.att_parts[0], self.r[f"l{l}.o_in"], C, o)  # 2**bits
+            _residual(res, self._prod(f"l{l}.wo", o, acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
+            _norm(res, self.inv[f"l{l}.n2"], x)
+            _mlp(self._prod(f"l{l}.w1", x, acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
+                 top, h)
+            _residual(res, self._prod(f"l{l}.w2", h, acc(f"l{l}.w2"), (1 << MLP_BITS) - 1),
+                      self.r[f"l{l}.w2"])
+        _norm(res, self.inv["nf"], x)
+        _head(self._prod("head", x, acc("head")), self.r["head"], self.p["out_exp"], r["out"])
+
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """Threads for all parts but the caller's, kept from pass to pass."""
+        if self._workers is None or self._workers[0] < workers:
+            if self._workers is not None:
+                self._workers[1].shutdown(wait=False)
+            self._workers = (workers, ThreadPoolExecutor(workers, thread_name_prefix="tzip-pass"))
+        return self._workers[1]
