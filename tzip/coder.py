@@ -8,6 +8,7 @@ each step's model frequencies are refined by the adaptive models of tzip/mixer.p
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable
 
@@ -108,8 +109,9 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     compiled = _compiled(L)
     forward, cache = engine.encoder(S, compiled)
     mixer = Mixer(mat, compiled)
-    for t0 in range(0, L, chunk):
-        freqs = forward(np.ascontiguousarray(inp[:, t0:t0 + chunk]), cache)  # (S, c, 256)
+
+    def code(t0: int, freqs: np.ndarray) -> None:
+        """Mix and range-code one pass's positions, in order."""
         c = freqs.shape[1]
         probs = np.empty((c, S, 256), dtype=np.float32)
         for i in range(c):
@@ -119,6 +121,23 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
         enc.encode(mat[:, t0:t0 + c].T[m].astype(np.int32), _FAMILY, probs[m])
         if progress:
             progress(int(m.sum()))
+
+    # The compiled pass leaves gaps on the cores (its threads wait for each other, and for
+    # the GIL), which coding the previous pass on a thread of its own fills: measured
+    # 1.17x on book1, within noise on smaller files (compiled-pass-ab.md)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
+    coded = None  # the previous pass's coding, when on the pool
+    try:
+        for t0 in range(0, L, chunk):
+            freqs = forward(np.ascontiguousarray(inp[:, t0:t0 + chunk]), cache)  # (S, c, 256)
+            if coded is not None:
+                coded.result()
+            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
+        if coded is not None:
+            coded.result()
+    finally:
+        if pool:
+            pool.shutdown()
     return enc.get_compressed().astype("<u4").tobytes()
 
 

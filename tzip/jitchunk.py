@@ -205,14 +205,11 @@ class JitChunk(JitStep):
             b = scratch[name] = np.empty(shape, dtype=dtype)
         return b
 
-    def _grown(self, name: str, old: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
-        """old, with room for this pass's columns along axis: one of two scratch arrays,
-        the one old (the cache, a view of the other after the first pass) is not in."""
+    def _spare(self, name: str, old: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """A scratch array for a layer's keys or values with this pass's columns: one of
+        two, the one old (the cache, a view of the other after the first pass) is not in."""
         b = self._buf(name + "0", shape)
-        if np.may_share_memory(b, old):
-            b = self._buf(name + "1", shape)
-        b[(slice(None),) * axis + (slice(0, old.shape[axis]),)] = old
-        return b
+        return self._buf(name + "1", shape) if np.may_share_memory(b, old) else b
 
     def _prod(self, key: str, x: np.ndarray, out: np.ndarray, xmax: int = 127) -> np.ndarray:
         """x @ w exactly, into out when one float32 product suffices (else in pieces)."""
@@ -238,9 +235,11 @@ class JitChunk(JitStep):
         streams = {"q": self._buf("q", (S, kv, G * C, hd)),
                    "esum": self._buf("esum", (S, kv, G * C)),
                    "P": self._buf("P", (S, kv, 2 * G * C, hd))}
-        for l in range(c.n_layer):
-            streams[f"K{l}"] = self._grown(f"K{l}.", cache.k[l].numpy(), (S, kv, hd, n), 3)
-            streams[f"V{l}"] = self._grown(f"V{l}.", cache.v[l].numpy(), (S, kv, n, hd), 2)
+        for l in range(c.n_layer):  # the parts copy the cached keys and values in
+            for kind, shape in (("K", (S, kv, hd, n)), ("V", (S, kv, n, hd))):
+                was = (cache.k if kind == "K" else cache.v)[l].numpy()
+                streams[f"{kind}{l}"] = self._spare(f"{kind}{l}.", was, shape)
+                streams[f"old{kind}{l}"] = was
         rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
                 "x": self._buf("x", (S * C, d)), "o": self._buf("o", (S * C, c.n_head * hd)),
                 "h": self._buf("h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
@@ -278,6 +277,8 @@ class JitChunk(JitStep):
         E = self._buf("E", (group, kv, 2, G * C, n))
         for l in range(c.n_layer):
             K, V = a[f"K{l}"], a[f"V{l}"]
+            K[..., :old] = a[f"oldK{l}"]
+            V[:, :, :old] = a[f"oldV{l}"]
             _norm(res, self.inv[f"l{l}.n1"], x)
             _qkv(self._prod(f"l{l}.wqkv", x, acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
                  a["q"], K, V, old)
