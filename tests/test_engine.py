@@ -274,6 +274,20 @@ def test_compiled_step_equals_the_parallel_pass(tiny, text, S):
     assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 13))
 
 
+def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
+    """Five streams in three parts (2, 1, 2) on three threads, whatever this machine has."""
+    pytest.importorskip("numba")
+    from tzip import jitstep
+    from tzip.parts import Parts
+    monkeypatch.setattr(jitstep, "PARTS_FROM", 1)
+    e = Engine(tiny)
+    step, _ = e.decoder(5, compiled=True)
+    step.parts = Parts(threads=3)
+    assert len(step.parts.cuts(5, 1)) == 4
+    inp = inputs(text, 5, 2 * tiny.cfg.context + 7)
+    assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 13))
+
+
 def test_compiled_step_with_a_long_context_and_split_products(text):
     """A long context (float64 values elsewhere); a wide MLP cuts its products into pieces."""
     pytest.importorskip("numba")
@@ -318,9 +332,11 @@ def test_compiled_pass_equals_the_parallel_pass(tiny, text, S, monkeypatch):
     threads take 2 and 3, and tiny attention groups (1 or 2 streams) end mid-batch."""
     pytest.importorskip("numba")
     from tzip import jitchunk
+    from tzip.parts import Parts
     e = Engine(tiny)
     forward, _ = e.encoder(S, compiled=True)
     assert isinstance(forward, jitchunk.JitChunk)
+    forward.parts = Parts(threads=2)  # two parts whatever this machine has
     inp = inputs(text, S, 3 * tiny.cfg.context + 11)
     want = tables_parallel(e, inp, 13)
     assert torch.equal(tables_jit_pass(e, inp, [7, 1, 40, 16]), want)
@@ -365,10 +381,10 @@ def test_compiled_pass_falls_back_where_it_cannot_skip_keys(text):
 
 def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
     pytest.importorskip("numba")
-    from tzip import jitchunk
-    if jitchunk._BLAS is None:
+    from tzip import parts
+    if parts.BLAS is None:
         pytest.skip("numpy's BLAS is not a known OpenBLAS here")
-    get, _ = jitchunk._BLAS
+    get, _ = parts.BLAS
     before = get()
     tables_jit_pass(Engine(tiny), inputs(text, 4, 20), [20])
     assert get() == before

@@ -156,6 +156,8 @@ def _threads_for_batch(device: torch.device, S: int):
 
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode: one model step and one coder call per stream position."""
+    if _compiled(max(lengths, default=0)):  # its own threads (tzip/parts.py)
+        return _decode(engine, payload, lengths, progress)
     with _threads_for_batch(engine.device, len(lengths)):
         return _decode(engine, payload, lengths, progress)
 

@@ -14,18 +14,14 @@ tests/test_engine.py compares them with Engine.forward_chunk.
 """
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import numba
 import numpy as np
 import torch
 
 from .jitstep import JitStep, _head, _jit, _mlp, _norm, _residual, _rq
+from .parts import Parts, blas_on_calling_threads
 from .quant import MLP_BITS
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
@@ -33,49 +29,6 @@ from .quant import MLP_BITS
 # streams' stay in the processor's cache between the product, the weighing and the next
 # product (the weighing alone measured 4.1 against 1.8 ns per entry)
 ATTENTION_BYTES = 2 << 20
-
-
-def _openblas() -> tuple | None:
-    """get/set of the thread count of numpy's own OpenBLAS (its wheels bundle one, its
-    symbols named with or without scipy_ and 64_), if it has one and they can be found."""
-    here = os.path.dirname(np.__file__)
-    for lib in sorted(glob.glob(os.path.join(here + ".libs", "*openblas*"))
-                      + glob.glob(os.path.join(here, ".dylibs", "*openblas*"))):
-        try:
-            blas = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for name in ("openblas_%s_num_threads", "scipy_openblas_%s_num_threads64_"):
-            get, set_ = (getattr(blas, name % w, None) for w in ("get", "set"))
-            if get is not None and set_ is not None:
-                get.restype, set_.argtypes = ctypes.c_int, [ctypes.c_int]
-                return get, set_
-    return None
-
-
-_BLAS = _openblas()
-_BLAS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _blas_on_calling_threads():
-    """OpenBLAS's own threads run a product of a pass's shapes no faster than one thread,
-    and two threads calling it at once then queue for them (measured on 2 cores: 8.2 ms
-    against 4.6 ms for the products of two halves of a pass). So while the parts of a pass
-    run, OpenBLAS runs each product on the thread that calls it. The setting is
-    process-wide, so it is restored afterwards, and only one pass at a time changes it.
-    Where numpy's BLAS is not a known OpenBLAS, nothing changes but the speed."""
-    if _BLAS is None:
-        yield
-        return
-    with _BLAS_LOCK:
-        get, set_ = _BLAS
-        before = get()
-        set_(1)
-        try:
-            yield
-        finally:
-            set_(before)
 
 
 @_jit
@@ -186,7 +139,7 @@ class JitChunk(JitStep):
         self.exp32 = self.att_exp.astype(np.float32)  # integers <= 2**13 or so: exact
         self.bits = engine.att_parts[0]
         self._local = threading.local()  # scratch arrays, one set per thread
-        self._workers: tuple[int, ThreadPoolExecutor] | None = None
+        self.parts = Parts()
 
     @staticmethod
     def usable(engine) -> bool:
@@ -220,10 +173,8 @@ class JitChunk(JitStep):
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S, C) int64 at positions cache.t .. cache.t+C-1 -> freqs (S, C, 256).
 
-        Streams never mix, so they are cut into as many parts as PyTorch has threads (at
-        most one per stream), each run through the whole model on a thread of its own:
-        the loops release the GIL, and OpenBLAS runs each product on the thread that
-        calls it (_blas_on_calling_threads). Measured 1.5x on two cores."""
+        The streams run in parts on threads of their own (tzip/parts.py): measured 1.5x
+        on two cores."""
         c = self.cfg
         S, C = tokens.shape
         kv, G, hd, d = c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim, c.d_model
@@ -250,12 +201,8 @@ class JitChunk(JitStep):
             self._streams({k: v[a:b] for k, v in streams.items()},
                           {k: v[a * C:b * C] for k, v in rows.items()}, C, cache.t, old)
 
-        cuts = np.linspace(0, S, max(1, min(S, torch.get_num_threads())) + 1).astype(int)
-        with _blas_on_calling_threads():
-            jobs = [self._pool(len(cuts) - 2).submit(part, a, b) for a, b in zip(cuts[1:-1], cuts[2:])]
-            part(cuts[0], cuts[1])
-            for job in jobs:
-                job.result()
+        with blas_on_calling_threads():
+            self.parts.run(part, S)
         for l in range(c.n_layer):
             cache.k[l] = torch.from_numpy(streams[f"K{l}"][..., -keep:])
             cache.v[l] = torch.from_numpy(streams[f"V{l}"][:, :, -keep:])
@@ -297,11 +244,3 @@ class JitChunk(JitStep):
                       self.r[f"l{l}.w2"])
         _norm(res, self.inv["nf"], x)
         _head(self._prod("head", x, acc("head")), self.r["head"], self.p["out_exp"], r["out"])
-
-    def _pool(self, workers: int) -> ThreadPoolExecutor:
-        """Threads for all parts but the caller's, kept from pass to pass."""
-        if self._workers is None or self._workers[0] < workers:
-            if self._workers is not None:
-                self._workers[1].shutdown(wait=False)
-            self._workers = (workers, ThreadPoolExecutor(workers, thread_name_prefix="tzip-pass"))
-        return self._workers[1]

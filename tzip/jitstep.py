@@ -18,9 +18,12 @@ import numba
 import numpy as np
 
 from .npstep import NumpyStep
+from .parts import Parts, blas_on_calling_threads
 from .quant import MLP_BITS
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+PARTS_FROM = 12  # streams per part at least
 
 
 @_jit
@@ -55,7 +58,8 @@ def _rq(acc, r, j):
 
 @_jit
 def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
-    """qkv from the accumulator, cache update at slot, then attention -> o (S, H*hd).
+    """qkv from the accumulator, cache update at slot (pos[slot] = t already), then
+    attention -> o (S, H*hd).
 
     acc (S, (H + 2 kv) hd); K (S, kv, hd, n) and V (S, kv, n, hd) int8 (Engine.decoder;
     any real dtype works); slopes (kv, G)."""
@@ -64,7 +68,6 @@ def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
     G = slopes.shape[1]
     H = kv * G
     last = att_exp.shape[0] - 1
-    pos[slot] = t
     bias = np.empty((kv, G, n), dtype=np.float32)
     for h in range(kv):
         for g in range(G):
@@ -148,13 +151,34 @@ class JitStep(NumpyStep):
         super().__init__(engine)
         self.slopes = self.slopes.reshape(self.cfg.n_kv_head, -1)  # (kv, G) float32
         self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(self.cfg.n_layer)]
+        self.parts = Parts()
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
-        """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32."""
+        """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. From
+        PARTS_FROM streams on, the streams run in parts on threads of their own
+        (tzip/parts.py)."""
         c = self.cfg
-        S, d = len(tokens), c.d_model
         slot = cache.t % c.context
         pos = cache.pos.numpy()
+        pos[slot] = cache.t
+        K = [k.numpy() for k in cache.k]
+        V = [v.numpy() for v in cache.v]
+        out = np.empty((len(tokens), 256), dtype=np.float32)
+
+        def part(a: int, b: int) -> None:
+            self._streams(tokens[a:b], cache.t, slot, pos, [k[a:b] for k in K],
+                          [v[a:b] for v in V], out[a:b])
+
+        with blas_on_calling_threads():
+            self.parts.run(part, len(tokens), PARTS_FROM)
+        cache.t += 1
+        return out
+
+    def _streams(self, tokens, t, slot, pos, K, V, out) -> None:
+        """The whole step for some streams, with their caches' keys K and values V per
+        layer, into out."""
+        c = self.cfg
+        S, d = len(tokens), c.d_model
         res = self.emb[tokens]
         x = np.empty((S, d), dtype=np.float32)
         o = np.empty((S, c.n_head * c.head_dim), dtype=np.float32)
@@ -163,15 +187,11 @@ class JitStep(NumpyStep):
         for l in range(c.n_layer):
             _norm(res, self.inv[f"l{l}.n1"], x)
             acc = self._acc(f"l{l}.wqkv", x)
-            _attend(acc, self.r[f"l{l}.wqkv"], cache.t, slot, pos, self.slopes,
-                    cache.k[l].numpy(), cache.v[l].numpy(), self.qk[l], self.att_exp,
-                    self.r[f"l{l}.o_in"], o)
+            _attend(acc, self.r[f"l{l}.wqkv"], t, slot, pos, self.slopes, K[l], V[l], self.qk[l],
+                    self.att_exp, self.r[f"l{l}.o_in"], o)
             _residual(res, self._acc(f"l{l}.wo", o), self.r[f"l{l}.wo"])
             _norm(res, self.inv[f"l{l}.n2"], x)
             _mlp(self._acc(f"l{l}.w1", x), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"], top, h)
             _residual(res, self._acc(f"l{l}.w2", h, (1 << MLP_BITS) - 1), self.r[f"l{l}.w2"])
         _norm(res, self.inv["nf"], x)
-        out = np.empty((S, 256), dtype=np.float32)
         _head(self._acc("head", x), self.r["head"], self.p["out_exp"], out)
-        cache.t += 1
-        return out
