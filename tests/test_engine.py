@@ -275,7 +275,7 @@ def test_compiled_step_equals_the_parallel_pass(tiny, text, S):
 
 
 def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
-    """Five streams in three parts (2, 1, 2) on three threads, whatever this machine has."""
+    """Five streams in three parts (1, 2, 2) on three threads, whatever this machine has."""
     pytest.importorskip("numba")
     from tzip import jitstep
     from tzip.parts import Parts
@@ -328,8 +328,9 @@ def tables_jit_pass(engine: Engine, inp: torch.Tensor, chunks: list[int]) -> tor
 
 @pytest.mark.parametrize("S", [1, 5])
 def test_compiled_pass_equals_the_parallel_pass(tiny, text, S, monkeypatch):
-    """Passes of 1 to more than a context, past the window's wrap; with 5 streams the two
-    threads take 2 and 3, and tiny attention groups (1 or 2 streams) end mid-batch."""
+    """Passes of 1 to more than a context, past the window's wrap; with 5 streams two
+    threads take 2 and 3; attention groups of one stream, or of two where a part of 3
+    ends with a group of one."""
     pytest.importorskip("numba")
     from tzip import jitchunk
     from tzip.parts import Parts
@@ -342,6 +343,10 @@ def test_compiled_pass_equals_the_parallel_pass(tiny, text, S, monkeypatch):
     assert torch.equal(tables_jit_pass(e, inp, [7, 1, 40, 16]), want)
     monkeypatch.setattr(jitchunk, "ATTENTION_BYTES", 1)
     assert torch.equal(tables_jit_pass(e, inp, [5, 33]), want)
+    c = tiny.cfg  # passes of 8 once the cache is full: tables of 12 bytes a query and key
+    per_stream = 12 * c.n_head * 8 * (c.context - 1 + 8)
+    monkeypatch.setattr(jitchunk, "ATTENTION_BYTES", 2 * per_stream)
+    assert torch.equal(tables_jit_pass(e, inp, [8]), want)
 
 
 def test_compiled_pass_with_grouped_heads_and_split_products(text):
@@ -384,7 +389,40 @@ def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
     from tzip import parts
     if parts.BLAS is None:
         pytest.skip("numpy's BLAS is not a known OpenBLAS here")
-    get, _ = parts.BLAS
+    get, set_ = parts.BLAS
     before = get()
-    tables_jit_pass(Engine(tiny), inputs(text, 4, 20), [20])
-    assert get() == before
+    set_(3)  # not 1, or the test could not tell
+    try:
+        tables_jit_pass(Engine(tiny), inputs(text, 4, 20), [20])
+        assert get() == 3
+    finally:
+        set_(before)
+
+
+def _compress_in_child(data: bytes, blob: bytes, q) -> None:
+    import tzip
+    q.put(tzip.compress(data, streams=2) == blob)
+
+
+def test_compiled_coding_in_a_forked_child(text, tmp_path):
+    """Thread pools do not survive fork(): a child of a process that has compressed makes
+    its own (it hung before)."""
+    pytest.importorskip("numba")
+    import multiprocessing
+    import tzip
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork() here")
+    data = text[:3000]
+    blob = tzip.compress(data, streams=2)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(coder, "COMPILED_FROM", 1)
+        blob = tzip.compress(data, streams=2)
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_compress_in_child, args=(data, blob, q))
+        p.start()
+        p.join(120)
+        if p.is_alive():
+            p.kill()
+            pytest.fail("the forked child hung")
+        assert p.exitcode == 0 and q.get(timeout=5)

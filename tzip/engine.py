@@ -23,7 +23,7 @@ whose per-operation overhead is a fraction of PyTorch's.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -60,11 +60,13 @@ def _isqrt(n: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Cache:
-    """Per-layer keys/values of the last positions, and the absolute position of each slot."""
+    """Per-layer keys/values of the last positions, and the absolute position of each slot;
+    scratch: arrays a compiled pass reuses from pass to pass, freed with the cache."""
     k: list[torch.Tensor]
     v: list[torch.Tensor]
     pos: torch.Tensor
     t: int = 0  # next position to be computed
+    scratch: dict = field(default_factory=dict)
 
 
 class Engine:
@@ -279,9 +281,8 @@ class Engine:
     def encoder(self, S: int, compiled: bool) -> tuple[Callable[[np.ndarray, Cache], np.ndarray], Cache]:
         """The parallel pass for S streams (numpy tokens (S, C) in, numpy tables (S, C, 256)
         out) and its empty cache: forward_chunk, or when compiled (numba installed) and on
-        a CPU, tzip/jitchunk.py's loops between numpy's products, two threads each running
-        half the streams (measured 1.5x on book1's 128 streams). The same tables either
-        way."""
+        a CPU, tzip/jitchunk.py's loops between numpy's products, the streams in parts on
+        threads of their own (tzip/parts.py). The same tables either way."""
         if compiled and self.device.type == "cpu":
             from .jitchunk import JitChunk
             if JitChunk.usable(self):

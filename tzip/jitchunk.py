@@ -14,14 +14,12 @@ tests/test_engine.py compares them with Engine.forward_chunk.
 """
 from __future__ import annotations
 
-import threading
-
 import numba
 import numpy as np
 import torch
 
 from .jitstep import JitStep, _head, _jit, _mlp, _norm, _residual, _rq
-from .parts import Parts, blas_on_calling_threads
+from .parts import blas_on_calling_threads
 from .quant import MLP_BITS
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
@@ -138,8 +136,6 @@ class JitChunk(JitStep):
         super().__init__(engine)
         self.exp32 = self.att_exp.astype(np.float32)  # integers <= 2**13 or so: exact
         self.bits = engine.att_parts[0]
-        self._local = threading.local()  # scratch arrays, one set per thread
-        self.parts = Parts()
 
     @staticmethod
     def usable(engine) -> bool:
@@ -150,19 +146,20 @@ class JitChunk(JitStep):
         return (engine.att_parts is not None and float(e[-1]) == 0.0
                 and float(e.max()) * engine.cfg.context < 2 ** 24)
 
-    def _buf(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
-        """A reused scratch array: fresh tens of MB per pass cost page faults."""
-        scratch = self._local.__dict__.setdefault("scratch", {})
+    @staticmethod
+    def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """A scratch array reused from pass to pass (fresh tens of MB per pass cost page
+        faults), kept in the cache's scratch: freed with it, never shared by two caches."""
         b = scratch.get(name)
         if b is None or b.shape != shape:
             b = scratch[name] = np.empty(shape, dtype=dtype)
         return b
 
-    def _spare(self, name: str, old: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    def _spare(self, scratch: dict, name: str, old: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """A scratch array for a layer's keys or values with this pass's columns: one of
         two, the one old (the cache, a view of the other after the first pass) is not in."""
-        b = self._buf(name + "0", shape)
-        return self._buf(name + "1", shape) if np.may_share_memory(b, old) else b
+        b = self._buf(scratch, name + "0", shape)
+        return self._buf(scratch, name + "1", shape) if np.may_share_memory(b, old) else b
 
     def _prod(self, key: str, x: np.ndarray, out: np.ndarray, xmax: int = 127) -> np.ndarray:
         """x @ w exactly, into out when one float32 product suffices (else in pieces)."""
@@ -183,23 +180,25 @@ class JitChunk(JitStep):
         n = old + C
         f = c.mlp_mult * d
         # per stream (axis 0) and per row (S*C rows), cut between the parts
-        streams = {"q": self._buf("q", (S, kv, G * C, hd)),
-                   "esum": self._buf("esum", (S, kv, G * C)),
-                   "P": self._buf("P", (S, kv, 2 * G * C, hd))}
+        sc = cache.scratch
+        streams = {"q": self._buf(sc, "q", (S, kv, G * C, hd)),
+                   "esum": self._buf(sc, "esum", (S, kv, G * C)),
+                   "P": self._buf(sc, "P", (S, kv, 2 * G * C, hd))}
         for l in range(c.n_layer):  # the parts copy the cached keys and values in
             for kind, shape in (("K", (S, kv, hd, n)), ("V", (S, kv, n, hd))):
                 was = (cache.k if kind == "K" else cache.v)[l].numpy()
-                streams[f"{kind}{l}"] = self._spare(f"{kind}{l}.", was, shape)
+                streams[f"{kind}{l}"] = self._spare(sc, f"{kind}{l}.", was, shape)
                 streams[f"old{kind}{l}"] = was
         rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
-                "x": self._buf("x", (S * C, d)), "o": self._buf("o", (S * C, c.n_head * hd)),
-                "h": self._buf("h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
+                "x": self._buf(sc, "x", (S * C, d)), "o": self._buf(sc, "o", (S * C, c.n_head * hd)),
+                "h": self._buf(sc, "h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
         for w in {c.n_head * hd + 2 * kv * hd, d, f, 256}:
-            rows[f"acc{w}"] = self._buf(f"acc{w}", (S * C, w))
+            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w))
 
         def part(a: int, b: int) -> None:
-            self._streams({k: v[a:b] for k, v in streams.items()},
-                          {k: v[a * C:b * C] for k, v in rows.items()}, C, cache.t, old)
+            self._part({k: v[a:b] for k, v in streams.items()},
+                       {k: v[a * C:b * C] for k, v in rows.items()}, C, cache.t, old,
+                       sc.setdefault(("part", a), {}))
 
         with blas_on_calling_threads():
             self.parts.run(part, S)
@@ -211,8 +210,9 @@ class JitChunk(JitStep):
         cache.t += C
         return rows["out"].reshape(S, C, 256)
 
-    def _streams(self, a: dict, r: dict, C: int, t0: int, old: int) -> None:
-        """The whole model for some streams: a holds their per-stream arrays, r their rows."""
+    def _part(self, a: dict, r: dict, C: int, t0: int, old: int, scratch: dict) -> None:
+        """The whole model for some streams: a holds their per-stream arrays, r their rows,
+        scratch this part's own attention tables."""
         c = self.cfg
         kv, G, n = c.n_kv_head, c.n_head // c.n_kv_head, old + C
         S = a["q"].shape[0]
@@ -220,8 +220,8 @@ class JitChunk(JitStep):
         acc = lambda key: r[f"acc{self.p[key].shape[1]}"]
         top = float((1 << MLP_BITS) - 1)
         group = max(1, min(S, ATTENTION_BYTES // (12 * kv * G * C * n)))
-        z = self._buf("z", (group, kv, G * C, n))
-        E = self._buf("E", (group, kv, 2, G * C, n))
+        z = self._buf(scratch, "z", (group, kv, G * C, n))
+        E = self._buf(scratch, "E", (group, kv, 2, G * C, n))
         for l in range(c.n_layer):
             K, V = a[f"K{l}"], a[f"V{l}"]
             K[..., :old] = a[f"oldK{l}"]
