@@ -156,20 +156,21 @@ def _threads_for_batch(device: torch.device, S: int):
 
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode: one model step and one coder call per stream position."""
-    if _compiled(max(lengths, default=0)):  # its own threads (tzip/parts.py)
-        return _decode(engine, payload, lengths, progress)
+    compiled = _compiled(max(lengths, default=0))
+    if compiled:  # its own threads (tzip/parts.py)
+        return _decode(engine, payload, lengths, progress, compiled)
     with _threads_for_batch(engine.device, len(lengths)):
-        return _decode(engine, payload, lengths, progress)
+        return _decode(engine, payload, lengths, progress, compiled)
 
 
-def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress) -> bytes:
+def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress,
+            compiled: bool) -> bytes:
     if len(payload) % 4:
         raise CorruptPayload("payload length is not a multiple of 4")
     S, L = len(lengths), max(lengths)
     active_until = np.asarray(lengths)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
-    compiled = _compiled(L)
     mixer = Mixer(out, compiled)
     step, cache = engine.decoder(S, compiled)
     tok = np.full(S, BOS, dtype=np.int64)

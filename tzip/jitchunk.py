@@ -61,13 +61,13 @@ _jit_exact_sums = numba.njit(cache=True, nogil=True, boundscheck=False,
 
 
 @_jit_exact_sums
-def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, b, E, esum):
+def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, unit, E, esum):
     """Attention weights from z (S, kv, G*C, n) = q.k of the queries at positions
     t0 .. t0+C-1 and the keys at k0 .. k0+n-1: Engine._attend's scale, floor, ALiBi bias,
     max and exp table (float32 att_exp), over each query's window only. Writes the
-    weights' two float32 parts e >> b and e mod 2**b into E (S, kv, 2, G*C, n) (zero
-    outside the window) and their sums into esum (S, kv, G*C) (integers below 2**24:
-    exact in float32); z is overwritten.
+    weights' two float32 parts e // unit and e mod unit (unit = 2**b, NumpyStep.att_parts)
+    into E (S, kv, 2, G*C, n) (zero outside the window) and their sums into esum
+    (S, kv, G*C) (integers below 2**24: exact in float32); z is overwritten.
 
     Written for the vector units: indices from 0 (no negative-index checks), the max
     over integers (a float max does not vectorise), the table lookup in a loop of its
@@ -75,7 +75,8 @@ def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, b, E, esum):
     S, kv, GC, n = z.shape
     G = GC // C
     last = np.int32(att_exp.shape[0] - 1)
-    unit, inv = np.float32(2.0 ** b), np.float32(2.0 ** -b)
+    unit = np.float32(unit)
+    inv = np.float32(1.0) / unit  # a power of two: exact
     for s in range(S):
         for h in range(kv):
             for g in range(G):
@@ -134,8 +135,7 @@ class JitChunk(JitStep):
 
     def __init__(self, engine):
         super().__init__(engine)
-        self.exp32 = self.att_exp.astype(np.float32)  # integers <= 2**13 or so: exact
-        self.bits = engine.att_parts[0]
+        self.exp32 = self.att_exp.astype(np.float32)  # exact: see usable
 
     @staticmethod
     def usable(engine) -> bool:
@@ -160,12 +160,6 @@ class JitChunk(JitStep):
         two, the one old (the cache, a view of the other after the first pass) is not in."""
         b = self._buf(scratch, name + "0", shape)
         return self._buf(scratch, name + "1", shape) if np.may_share_memory(b, old) else b
-
-    def _prod(self, key: str, x: np.ndarray, out: np.ndarray, xmax: int = 127) -> np.ndarray:
-        """x @ w exactly, into out when one float32 product suffices (else in pieces)."""
-        if self.p[key].shape[0] * 127 * xmax < 1 << 24:
-            return np.matmul(x, self.p[key], out=out)
-        return self._acc(key, x, xmax)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S, C) int64 at positions cache.t .. cache.t+C-1 -> freqs (S, C, 256).
@@ -192,8 +186,8 @@ class JitChunk(JitStep):
         rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
                 "x": self._buf(sc, "x", (S * C, d)), "o": self._buf(sc, "o", (S * C, c.n_head * hd)),
                 "h": self._buf(sc, "h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
-        for w in {c.n_head * hd + 2 * kv * hd, d, f, 256}:
-            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w))
+        for w in {self.p[key].shape[1] for key in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")}:
+            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w))  # one per product width
 
         def part(a: int, b: int) -> None:
             self._part({k: v[a:b] for k, v in streams.items()},
@@ -227,20 +221,20 @@ class JitChunk(JitStep):
             K[..., :old] = a[f"oldK{l}"]
             V[:, :, :old] = a[f"oldV{l}"]
             _norm(res, self.inv[f"l{l}.n1"], x)
-            _qkv(self._prod(f"l{l}.wqkv", x, acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
+            _qkv(self._acc(f"l{l}.wqkv", x, out=acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
                  a["q"], K, V, old)
             for i in range(0, S, group):  # a group's weights stay in the cache
                 j = min(S, i + group)
                 np.matmul(a["q"][i:j], K[i:j], out=z[:j - i])
                 _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
-                       self.bits, E[:j - i], a["esum"][i:j])
+                       self.att_parts[0], E[:j - i], a["esum"][i:j])
                 np.matmul(E[:j - i].reshape(j - i, kv, 2 * G * C, n), V[i:j], out=a["P"][i:j])
-            _attended(a["P"], a["esum"], self.att_parts[0], self.r[f"l{l}.o_in"], C, o)  # 2**bits
-            _residual(res, self._prod(f"l{l}.wo", o, acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
+            _attended(a["P"], a["esum"], self.att_parts[0], self.r[f"l{l}.o_in"], C, o)
+            _residual(res, self._acc(f"l{l}.wo", o, out=acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
             _norm(res, self.inv[f"l{l}.n2"], x)
-            _mlp(self._prod(f"l{l}.w1", x, acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
+            _mlp(self._acc(f"l{l}.w1", x, out=acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
                  top, h)
-            _residual(res, self._prod(f"l{l}.w2", h, acc(f"l{l}.w2"), (1 << MLP_BITS) - 1),
+            _residual(res, self._acc(f"l{l}.w2", h, (1 << MLP_BITS) - 1, acc(f"l{l}.w2")),
                       self.r[f"l{l}.w2"])
         _norm(res, self.inv["nf"], x)
-        _head(self._prod("head", x, acc("head")), self.r["head"], self.p["out_exp"], r["out"])
+        _head(self._acc("head", x, out=acc("head")), self.r["head"], self.p["out_exp"], r["out"])

@@ -54,13 +54,14 @@ class NumpyStep:
         y += 0.5
         return np.clip(np.floor(y, out=y), -127, 127, out=y).astype(np.float32)
 
-    def _acc(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
-        """x @ w exactly: float32 when one piece suffices, else float32 pieces added in
-        float64."""
+    def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """x @ w exactly: float32 (into out, when given) when one piece suffices, else
+        float32 pieces added in float64."""
         w = self.p[key]
         first, *rest = exact_pieces(w.shape[0], xmax)
         if not rest:
-            return x @ w
+            return np.matmul(x, w, out=out)
         acc = (x[:, first] @ w[first]).astype(np.float64)
         for k in rest:
             acc += x[:, k] @ w[k]
