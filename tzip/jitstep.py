@@ -1,14 +1,15 @@
 """The decoding step compiled with numba, for CPUs: NumpyStep's arithmetic, fused.
 
 A decoding step runs a few hundred small array operations, and with few streams their
-fixed cost is most of the time. Here each layer is four BLAS products (numpy, exact in
-float32 as in tzip/npstep.py) and four compiled loops that do everything in between:
-norms, requantisation, the cache update and the whole attention. The loops compute the
-same IEEE-754 operations on the same values in the same order as Engine and NumpyStep
-(attention weights and values are summed in float64, exact below 2**53, so no
-two-part split is needed), hence the same tables bit for bit; tests/test_engine.py
-compares them. numba is optional (`pip install tzip[fast]`): without it the CPU uses
-NumpyStep.
+fixed cost is most of the time. Here the whole step for a part of the streams is one
+compiled call (`_step`): the products (int8 weights, float32 sums exact as in
+tzip/npstep.py, in any order), norms, requantisation, the cache update and the whole
+attention. The loops compute the same IEEE-754 operations on the same values as Engine
+and NumpyStep (attention weights and values are summed in float64, exact below 2**53,
+so no two-part split is needed), hence the same tables bit for bit; tests/test_engine.py
+compares them. As one call releases the GIL for the whole step, parts of the streams run
+on threads of their own without waiting for each other. numba is optional
+(`pip install tzip[fast]`): without it the CPU uses NumpyStep.
 """
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ import numba
 import numpy as np
 
 from .npstep import NumpyStep
-from .parts import Parts, blas_on_calling_threads
-from .quant import MLP_BITS
+from .parts import Parts
+from .quant import MLP_BITS, exact_pieces
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
-PARTS_FROM = 12  # streams per part at least
+PARTS_FROM = 4  # streams per part at least
 
 
 @_jit
@@ -143,15 +144,131 @@ def _head(acc, r, out_exp, out):
             out[s, i] = out_exp[min(np.int64(top - _rq(acc[s, i], r, i)), last)]
 
 
+# Reassociation and fused multiply-adds let a product's sums run in vector registers; they
+# only reorder sums of exact products of integers, each partial sum below 2**24
+# (exact_pieces): exact in any order, fused or not. No other fast-math flag.
+_jit_exact_sums = numba.njit(cache=True, nogil=True, boundscheck=False,
+                             fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
+
+
+@_jit
+def _put(out, s, n, add, a, b, c):
+    """out[s, n:n+3] = (or +=) a, b, c, as far as the row goes."""
+    N = out.shape[1]
+    out[s, n] = a + (out[s, n] if add else 0.0)
+    if n + 1 < N:
+        out[s, n + 1] = b + (out[s, n + 1] if add else 0.0)
+    if n + 2 < N:
+        out[s, n + 2] = c + (out[s, n + 2] if add else 0.0)
+
+
+@_jit_exact_sums
+def _piece(x, wT, k0, k1, add, out):
+    """out (S, N) float64 = (or +=) x[:, k0:k1] @ wT[:, k0:k1].T summed in float32: three
+    streams and three outputs at a time, nine sums in registers, each loaded weight and
+    input used three times. A short last group repeats its last row, written once."""
+    S, N = out.shape
+    for s in range(0, S, 3):
+        x0, x1, x2 = x[s, k0:k1], x[min(s + 1, S - 1), k0:k1], x[min(s + 2, S - 1), k0:k1]
+        for n in range(0, N, 3):
+            w0, w1, w2 = wT[n, k0:k1], wT[min(n + 1, N - 1), k0:k1], wT[min(n + 2, N - 1), k0:k1]
+            a0 = a1 = a2 = b0 = b1 = b2 = c0 = c1 = c2 = np.float32(0.0)
+            for k in range(k1 - k0):
+                u, v, z = np.float32(w0[k]), np.float32(w1[k]), np.float32(w2[k])
+                a0 += x0[k] * u
+                a1 += x1[k] * u
+                a2 += x2[k] * u
+                b0 += x0[k] * v
+                b1 += x1[k] * v
+                b2 += x2[k] * v
+                c0 += x0[k] * z
+                c1 += x1[k] * z
+                c2 += x2[k] * z
+            _put(out, s, n, add, a0, b0, c0)
+            if s + 1 < S:
+                _put(out, s + 1, n, add, a1, b1, c1)
+            if s + 2 < S:
+                _put(out, s + 2, n, add, a2, b2, c2)
+
+
+@_jit
+def _matmul(x, wT, piece, out):
+    """out (S, N) float64 = x (S, K) @ wT.T exactly, for int8 weights wT (N, K): each
+    piece of `piece` inputs summed in float32 (exact_pieces), the pieces in float64.
+    For a few streams numpy's BLAS spends as long packing the weights as multiplying
+    (it takes as long for 6 streams as for 12); this does not pack."""
+    K = x.shape[1]
+    for k0 in range(0, K, piece):
+        _piece(x, wT, k0, min(K, k0 + piece), k0 > 0, out)
+
+
+@_jit
+def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp, r_o, wo,
+          r_wo, n2, w1, r1, r_sq, w2, r2, nf, head, r_head, out_exp, pieces, out):
+    """The whole step for some streams, into out (S, 256): per layer l, weights
+    wqkv[l], wo[l], w1[l], w2[l] (int8, transposed), multipliers r_*[l], norms n1[l],
+    n2[l]; the cache's keys K[l] and values V[l]; pieces: each product's exact piece
+    (qkv, o, w1, w2, head). One call, so the GIL is taken once per part."""
+    S, d = tokens.shape[0], emb.shape[1]
+    L = wqkv.shape[0]
+    res = np.empty((S, d), dtype=np.float64)
+    for s in range(S):
+        res[s] = emb[tokens[s]]
+    x = np.empty((S, d), dtype=np.float32)
+    acc_qkv = np.empty((S, wqkv.shape[1]), dtype=np.float64)
+    o = np.empty((S, wo.shape[2]), dtype=np.float32)
+    acc_d = np.empty((S, d), dtype=np.float64)
+    acc_h = np.empty((S, w1.shape[1]), dtype=np.float64)
+    h = np.empty((S, w1.shape[1]), dtype=np.float32)
+    acc_out = np.empty((S, head.shape[0]), dtype=np.float64)
+    top = float((1 << MLP_BITS) - 1)
+    for l in range(L):
+        _norm(res, n1[l], x)
+        _matmul(x, wqkv[l], pieces[0], acc_qkv)
+        _attend(acc_qkv, r_qkv[l], t, slot, pos, slopes, K[l], V[l], qk[l], att_exp,
+                r_o[l], o)
+        _matmul(o, wo[l], pieces[1], acc_d)
+        _residual(res, acc_d, r_wo[l])
+        _norm(res, n2[l], x)
+        _matmul(x, w1[l], pieces[2], acc_h)
+        _mlp(acc_h, r1[l], r_sq[l], top, h)
+        _matmul(h, w2[l], pieces[3], acc_d)
+        _residual(res, acc_d, r2[l])
+    _norm(res, nf, x)
+    _matmul(x, head, pieces[4], acc_out)
+    _head(acc_out, r_head, out_exp, out)
+
+
 class JitStep(NumpyStep):
-    """Engine.step for an engine on the CPU, compiled; see Engine.step. The matrix
-    products are NumpyStep's (_acc)."""
+    """Engine.step for an engine on the CPU, compiled; see Engine.step."""
 
     def __init__(self, engine):
         super().__init__(engine)
-        self.slopes = self.slopes.reshape(self.cfg.n_kv_head, -1)  # (kv, G) float32
-        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(self.cfg.n_layer)]
+        c = self.cfg
+        self.slopes = self.slopes.reshape(c.n_kv_head, -1)  # (kv, G) float32
+        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(c.n_layer)]
         self.parts = Parts()
+        layers = range(c.n_layer)
+
+        def stack(key: str, what: dict) -> np.ndarray:
+            return np.stack([what[f"l{l}.{key}"] for l in layers])
+
+        def weights(key: str) -> np.ndarray:  # int8 values, transposed: (N, K)
+            return np.ascontiguousarray(np.stack([self.p[f"l{l}.{key}"].T for l in layers]),
+                                        dtype=np.int8)
+
+        xmax = {"w2": (1 << MLP_BITS) - 1}
+        self.pieces = np.array([exact_pieces(self.p[k].shape[0], xmax.get(k[3:], 127))[0].stop
+                                for k in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")])
+        self.args = dict(
+            emb=self.emb, n1=stack("n1", self.inv), wqkv=weights("wqkv"),
+            r_qkv=stack("wqkv", self.r), slopes=self.slopes,
+            qk=np.array(self.qk, dtype=np.float32), att_exp=self.att_exp,
+            r_o=stack("o_in", self.r), wo=weights("wo"), r_wo=stack("wo", self.r),
+            n2=stack("n2", self.inv), w1=weights("w1"), r1=stack("w1", self.r),
+            r_sq=stack("sq", self.r), w2=weights("w2"), r2=stack("w2", self.r),
+            nf=self.inv["nf"], head=np.ascontiguousarray(self.p["head"].T.astype(np.int8)),
+            r_head=self.r["head"], out_exp=self.p["out_exp"], pieces=self.pieces)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. From
@@ -166,32 +283,9 @@ class JitStep(NumpyStep):
         out = np.empty((len(tokens), 256), dtype=np.float32)
 
         def part(a: int, b: int) -> None:
-            self._streams(tokens[a:b], cache.t, slot, pos, [k[a:b] for k in K],
-                          [v[a:b] for v in V], out[a:b])
+            _step(tokens[a:b], cache.t, slot, pos, K=tuple(k[a:b] for k in K),
+                  V=tuple(v[a:b] for v in V), out=out[a:b], **self.args)
 
-        with blas_on_calling_threads():
-            self.parts.run(part, len(tokens), PARTS_FROM)
+        self.parts.run(part, len(tokens), PARTS_FROM)
         cache.t += 1
         return out
-
-    def _streams(self, tokens, t, slot, pos, K, V, out) -> None:
-        """The whole step for some streams, with their caches' keys K and values V per
-        layer, into out."""
-        c = self.cfg
-        S, d = len(tokens), c.d_model
-        res = self.emb[tokens]
-        x = np.empty((S, d), dtype=np.float32)
-        o = np.empty((S, c.n_head * c.head_dim), dtype=np.float32)
-        h = np.empty((S, c.mlp_mult * d), dtype=np.float32)
-        top = float((1 << MLP_BITS) - 1)
-        for l in range(c.n_layer):
-            _norm(res, self.inv[f"l{l}.n1"], x)
-            acc = self._acc(f"l{l}.wqkv", x)
-            _attend(acc, self.r[f"l{l}.wqkv"], t, slot, pos, self.slopes, K[l], V[l], self.qk[l],
-                    self.att_exp, self.r[f"l{l}.o_in"], o)
-            _residual(res, self._acc(f"l{l}.wo", o), self.r[f"l{l}.wo"])
-            _norm(res, self.inv[f"l{l}.n2"], x)
-            _mlp(self._acc(f"l{l}.w1", x), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"], top, h)
-            _residual(res, self._acc(f"l{l}.w2", h, (1 << MLP_BITS) - 1), self.r[f"l{l}.w2"])
-        _norm(res, self.inv["nf"], x)
-        _head(self._acc("head", x), self.r["head"], self.p["out_exp"], out)
