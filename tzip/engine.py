@@ -301,10 +301,11 @@ class Engine:
         measured 25% faster attention at 37 streams than float32). The same tables either
         way."""
         if compiled and self.device.type == "cpu":
-            if self._jit_step is None:
-                from .jitstep import JitStep
-                self._jit_step = JitStep(self)
-            return self._jit_step, self.new_cache(S, ring=True, dtype=torch.int8)
+            from .jitstep import JitStep
+            if JitStep.usable(self):
+                if self._jit_step is None:
+                    self._jit_step = JitStep(self)
+                return self._jit_step, self.new_cache(S, ring=True, dtype=torch.int8)
 
         def step(tokens: np.ndarray, cache: Cache) -> np.ndarray:
             return self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()

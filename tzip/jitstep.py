@@ -26,6 +26,12 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 PARTS_FROM = 4  # streams per part at least
 
+# Reassociation and fused multiply-adds let a product's sums run in vector registers; they
+# only reorder sums of exact products of integers, each partial sum below 2**24
+# (exact_pieces): exact in any order, fused or not. No other fast-math flag.
+_jit_exact = numba.njit(cache=True, nogil=True, boundscheck=False,
+                             fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
+
 
 @_jit
 def _isqrt(n):
@@ -58,26 +64,81 @@ def _rq(acc, r, j):
 
 
 @_jit
-def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
-    """qkv from the accumulator, cache update at slot (pos[slot] = t already), then
-    attention -> o (S, H*hd).
-
-    acc (S, (H + 2 kv) hd); K (S, kv, hd, n) and V (S, kv, n, hd) int8 (Engine.decoder;
-    any real dtype works); slopes (kv, G)."""
-    S = acc.shape[0]
-    kv, hd, n = K.shape[1], K.shape[2], K.shape[3]
-    G = slopes.shape[1]
-    H = kv * G
-    last = att_exp.shape[0] - 1
+def _bias(t, pos, slopes, n):
+    """(kv, G, n) ALiBi penalties of the ring's keys for the query at t (Engine._alibi);
+    2**23 outside the window. The same for every layer."""
+    kv, G = slopes.shape
     bias = np.empty((kv, G, n), dtype=np.float32)
     for h in range(kv):
         for g in range(G):
             for j in range(n):
                 dist = np.float32(t - pos[j])
                 bias[h, g, j] = slopes[h, g] * dist if 0 <= dist < n else np.float32(2.0 ** 23)
-    q = np.empty((G, hd), dtype=np.float32)
-    z = np.empty((G, n), dtype=np.float32)
+    return bias
+
+
+@_jit_exact
+def _weights(q, Ks, qk, bias, att_exp, z, e):
+    """One query's attention weights e (n,) float64 = att_exp[top - (floor(q.k * qk) -
+    bias)] (past the table's end: its last entry) over the keys Ks (hd, n); returns their
+    sum. z (n,) float32 is scratch. q.k sums integers below 2**24 in float32 and the max
+    is taken over integers (a float max does not vectorise)."""
+    hd, n = Ks.shape
+    last = att_exp.shape[0] - 1
+    z[:] = 0.0
+    for i in range(hd):
+        a, kr = q[i], Ks[i]
+        for j in range(n):
+            z[j] += a * kr[j]
+    top = np.int32(-(1 << 30))
+    for j in range(n):
+        v = np.floor(np.float32(z[j] * qk)) - bias[j]
+        z[j] = v
+        top = max(top, np.int32(v))
+    total = 0.0
+    for j in range(n):
+        e[j] = att_exp[min(np.int64(np.float32(top) - z[j]), last)]
+        total += e[j]
+    return total
+
+
+@_jit_exact
+def _values(e, Vs, block, idx, ev32, ev):
+    """ev (hd,) float64 = e @ Vs (Vs (n, hd)) over the keys of nonzero weight (about 60%
+    with the shipped models' ALiBi slopes), summed in float32 over `block` keys at a time
+    (exact: every sum below 2**24, JitStep.usable) and in float64 across blocks. idx (n,)
+    and ev32 (hd,) are scratch."""
+    n, hd = Vs.shape
+    m = 0
+    for j in range(n):
+        idx[m] = j
+        m += e[j] != 0.0
+    ev[:] = 0.0
+    for j0 in range(0, m, block):
+        ev32[:] = 0.0
+        for jj in range(j0, min(m, j0 + block)):
+            w, vr = np.float32(e[idx[jj]]), Vs[idx[jj]]
+            for i in range(hd):
+                ev32[i] += w * vr[i]
+        for i in range(hd):
+            ev[i] += ev32[i]
+
+
+@_jit
+def _attend(acc, r_qkv, slot, bias, K, V, qk, att_exp, block, r_o, o):
+    """qkv from the accumulator, the cache update at slot, then attention -> o (S, H*hd).
+
+    acc (S, (H + 2 kv) hd); K (S, kv, hd, n) and V (S, kv, n, hd) int8 (Engine.decoder;
+    any real dtype works); bias from _bias."""
+    S = acc.shape[0]
+    kv, hd, n = K.shape[1], K.shape[2], K.shape[3]
+    G = bias.shape[1]
+    H = kv * G
+    q = np.empty(hd, dtype=np.float32)
+    z = np.empty(n, dtype=np.float32)
     e = np.empty(n, dtype=np.float64)
+    idx = np.empty(n, dtype=np.int64)
+    ev32 = np.empty(hd, dtype=np.float32)
     ev = np.empty(hd, dtype=np.float64)
     for s in range(S):
         for h in range(kv):
@@ -88,32 +149,14 @@ def _attend(acc, r_qkv, t, slot, pos, slopes, K, V, qk, att_exp, r_o, o):
                 Ks[i, slot] = min(max(_rq(acc[s, jk], r_qkv, jk), -127.0), 127.0)
                 Vs[slot, i] = min(max(_rq(acc[s, jv], r_qkv, jv), -127.0), 127.0)
             for g in range(G):
+                col = (h * G + g) * hd
                 for i in range(hd):
-                    jq = (h * G + g) * hd + i
-                    q[g, i] = min(max(_rq(acc[s, jq], r_qkv, jq), -127.0), 127.0)
-            for g in range(G):
-                zg = z[g]
-                zg[:] = 0.0
-                for i in range(hd):  # float32 sums of integers below 2**24: exact
-                    a, kr = q[g, i], Ks[i]
-                    for j in range(n):
-                        zg[j] += a * kr[j]
-                top = np.float32(-np.inf)
-                for j in range(n):
-                    zg[j] = np.floor(np.float32(zg[j] * qk)) - bias[h, g, j]
-                    top = max(top, zg[j])
-                esum = 0.0
-                for j in range(n):
-                    e[j] = att_exp[min(np.int64(top - zg[j]), last)]
-                    esum += e[j]
-                ev[:] = 0.0
-                for j in range(n):  # float64 sums below 2**53: exact
-                    w, vr = e[j], Vs[j]
-                    for i in range(hd):
-                        ev[i] += w * vr[i]
+                    q[i] = min(max(_rq(acc[s, col + i], r_qkv, col + i), -127.0), 127.0)
+                esum = _weights(q, Ks, qk, bias[h, g], att_exp, z, e)
+                _values(e, Vs, block, idx, ev32, ev)
                 for i in range(hd):
                     y = np.floor(ev[i] * r_o[0] / esum + 0.5)
-                    o[s, (h * G + g) * hd + i] = min(max(y, -127.0), 127.0)
+                    o[s, col + i] = min(max(y, -127.0), 127.0)
 
 
 @_jit
@@ -144,13 +187,6 @@ def _head(acc, r, out_exp, out):
             out[s, i] = out_exp[min(np.int64(top - _rq(acc[s, i], r, i)), last)]
 
 
-# Reassociation and fused multiply-adds let a product's sums run in vector registers; they
-# only reorder sums of exact products of integers, each partial sum below 2**24
-# (exact_pieces): exact in any order, fused or not. No other fast-math flag.
-_jit_exact_sums = numba.njit(cache=True, nogil=True, boundscheck=False,
-                             fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
-
-
 @_jit
 def _put(out, s, n, add, a, b, c):
     """out[s, n:n+3] = (or +=) a, b, c, as far as the row goes."""
@@ -162,7 +198,7 @@ def _put(out, s, n, add, a, b, c):
         out[s, n + 2] = c + (out[s, n + 2] if add else 0.0)
 
 
-@_jit_exact_sums
+@_jit_exact
 def _piece(x, wT, k0, k1, add, out):
     """out (S, N) float64 = (or +=) x[:, k0:k1] @ wT[:, k0:k1].T summed in float32: three
     streams and three outputs at a time, nine sums in registers, each loaded weight and
@@ -203,8 +239,8 @@ def _matmul(x, wT, piece, out):
 
 
 @_jit
-def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp, r_o, wo,
-          r_wo, n2, w1, r1, r_sq, w2, r2, nf, head, r_head, out_exp, pieces, out):
+def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp, block, r_o,
+          wo, r_wo, n2, w1, r1, r_sq, w2, r2, nf, head, r_head, out_exp, pieces, out):
     """The whole step for some streams, into out (S, 256): per layer l, weights
     wqkv[l], wo[l], w1[l], w2[l] (int8, transposed), multipliers r_*[l], norms n1[l],
     n2[l]; the cache's keys K[l] and values V[l]; pieces: each product's exact piece
@@ -222,11 +258,11 @@ def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp,
     h = np.empty((S, w1.shape[1]), dtype=np.float32)
     acc_out = np.empty((S, head.shape[0]), dtype=np.float64)
     top = float((1 << MLP_BITS) - 1)
+    bias = _bias(t, pos, slopes, K[0].shape[3])
     for l in range(L):
         _norm(res, n1[l], x)
         _matmul(x, wqkv[l], pieces[0], acc_qkv)
-        _attend(acc_qkv, r_qkv[l], t, slot, pos, slopes, K[l], V[l], qk[l], att_exp,
-                r_o[l], o)
+        _attend(acc_qkv, r_qkv[l], slot, bias, K[l], V[l], qk[l], att_exp, block, r_o[l], o)
         _matmul(o, wo[l], pieces[1], acc_d)
         _residual(res, acc_d, r_wo[l])
         _norm(res, n2[l], x)
@@ -242,9 +278,17 @@ def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp,
 class JitStep(NumpyStep):
     """Engine.step for an engine on the CPU, compiled; see Engine.step."""
 
+    @staticmethod
+    def usable(engine) -> bool:
+        """Whether the attention values can be summed in float32 a few keys at a time:
+        a weight times an int8 value must be below 2**24 (the shipped tables: 2**13)."""
+        return int(engine.att_exp.max()) * 127 < 2 ** 24
+
     def __init__(self, engine):
         super().__init__(engine)
         c = self.cfg
+        # keys per float32 sum in _values: every partial sum below 2**24
+        self.block = (2 ** 24 - 1) // (int(self.att_exp.max()) * 127)
         self.slopes = self.slopes.reshape(c.n_kv_head, -1)  # (kv, G) float32
         self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(c.n_layer)]
         self.parts = Parts()
@@ -263,7 +307,7 @@ class JitStep(NumpyStep):
         self.args = dict(
             emb=self.emb, n1=stack("n1", self.inv), wqkv=weights("wqkv"),
             r_qkv=stack("wqkv", self.r), slopes=self.slopes,
-            qk=np.array(self.qk, dtype=np.float32), att_exp=self.att_exp,
+            qk=np.array(self.qk, dtype=np.float32), att_exp=self.att_exp, block=self.block,
             r_o=stack("o_in", self.r), wo=weights("wo"), r_wo=stack("wo", self.r),
             n2=stack("n2", self.inv), w1=weights("w1"), r1=stack("w1", self.r),
             r_sq=stack("sq", self.r), w2=weights("w2"), r2=stack("w2", self.r),
