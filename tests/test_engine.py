@@ -299,6 +299,30 @@ def test_compiled_step_with_a_long_context_and_split_products(text):
     assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 16))
 
 
+@pytest.mark.parametrize("S,N,K,piece", [(1, 1, 5, 5), (4, 7, 64, 64), (5, 8, 100, 32), (9, 3, 33, 8)])
+def test_compiled_products_are_exact(S, N, K, piece):
+    """Groups of three streams and outputs ending short, products in pieces: the exact
+    integer result."""
+    pytest.importorskip("numba")
+    from tzip.jitstep import _matmul
+    rng = np.random.default_rng(S * N)
+    x = rng.integers(-255, 256, (S, K)).astype(np.float32)
+    wT = rng.integers(-127, 128, (N, K)).astype(np.int8)
+    out = np.full((S, N), np.nan)
+    _matmul(x, wT, piece, out)
+    assert np.array_equal(out, x.astype(np.int64) @ wT.T.astype(np.int64))
+
+
+def test_compiled_step_declines_a_table_too_large_for_its_sums(tiny):
+    """Values summed in float32 need weight * 127 < 2**24; past that, the numpy step."""
+    pytest.importorskip("numba")
+    from tzip.jitstep import JitStep
+    e = Engine(tiny)
+    assert isinstance(e.decoder(2, compiled=True)[0], JitStep)
+    e.att_exp = e.att_exp * 2 ** 12
+    assert not isinstance(e.decoder(2, compiled=True)[0], JitStep)
+
+
 def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, monkeypatch):
     """Blocks long enough take the compiled step and components; short ones do not."""
     pytest.importorskip("numba")
