@@ -313,14 +313,38 @@ def test_compiled_products_are_exact(S, N, K, piece):
     assert np.array_equal(out, x.astype(np.int64) @ wT.T.astype(np.int64))
 
 
-def test_compiled_step_declines_a_table_too_large_for_its_sums(tiny):
-    """Values summed in float32 need weight * 127 < 2**24; past that, the numpy step."""
+@pytest.mark.parametrize("scale", [5, 16])  # blocks of 3 keys, and of 1: the limit
+def test_compiled_step_with_larger_weights_sums_fewer_keys_at_a_time(text, scale):
+    """A weight table scaled up: the values' float32 sums take fewer keys each, the tables
+    stay those of the float64 path."""
+    pytest.importorskip("numba")
+    from tzip.jitstep import JitStep
+    m = make_model(8, "long", ModelConfig(d_model=16, n_layer=2, n_head=4, n_kv_head=2,
+                                          mlp_mult=36, context=300), text)
+    e = Engine(m)
+    e.att_exp = e.att_exp * scale
+    e.att_parts, e.vtype = None, torch.float64
+    e.numpy_step = NumpyStep(e)
+    step, _ = e.decoder(7, compiled=True)
+    assert isinstance(step, JitStep) and step.block == (2 ** 24 - 1) // (int(e.att_exp.max()) * 127)
+    assert step.block == {5: 3, 16: 1}[scale]
+    inp = inputs(text, 7, 2 * m.cfg.context + 9)
+    assert torch.equal(tables_jit(e, inp), tables_incremental(e, inp))
+
+
+def test_compiled_step_declines_what_its_sums_cannot_hold(tiny):
+    """Values summed in float32 need weight * 127 < 2**24, the integer max whole ALiBi
+    penalties; past either, the numpy step."""
     pytest.importorskip("numba")
     from tzip.jitstep import JitStep
     e = Engine(tiny)
     assert isinstance(e.decoder(2, compiled=True)[0], JitStep)
     e.att_exp = e.att_exp * 2 ** 12
     assert not isinstance(e.decoder(2, compiled=True)[0], JitStep)
+    e = Engine(tiny)
+    e.slopes = e.slopes + 0.5
+    assert not isinstance(e.decoder(2, compiled=True)[0], JitStep)
+    assert e.encoder(2, compiled=True)[0].__class__.__name__ != "JitChunk"
 
 
 def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, monkeypatch):

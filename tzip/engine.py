@@ -296,10 +296,10 @@ class Engine:
 
     def decoder(self, S: int, compiled: bool) -> tuple[Callable[[np.ndarray, Cache], np.ndarray], Cache]:
         """A decoding step for S streams (numpy tokens in, numpy tables out) and its empty
-        cache: Engine.step, or when compiled (numba installed) and on a CPU,
-        tzip/jitstep.py's loops with an int8 cache (a quarter of the memory a step reads:
-        measured 25% faster attention at 37 streams than float32). The same tables either
-        way."""
+        cache: Engine.step, or when compiled (numba installed), on a CPU and
+        JitStep.usable, tzip/jitstep.py's loops with an int8 cache (a quarter of the memory
+        a step reads: measured 25% faster attention at 37 streams than float32). The same
+        tables either way."""
         if compiled and self.device.type == "cpu":
             from .jitstep import JitStep
             if JitStep.usable(self):

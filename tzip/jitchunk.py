@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import torch
 
-from .jitstep import JitStep, _head, _jit, _mlp, _norm, _residual, _rq
+from .jitstep import Compiled, _head, _jit, _mlp, _norm, _residual, _rq
 from .parts import blas_on_calling_threads
 from .quant import MLP_BITS
 
@@ -128,7 +128,7 @@ def _attended(P, esum, scale, r_o, C, o):
                         o[row, col + i] = min(max(y, -127.0), 127.0)
 
 
-class JitChunk(JitStep):
+class JitChunk(Compiled):
     """Engine.forward_chunk for an engine on the CPU, compiled; see Engine.forward_chunk.
     Works on the engine's Cache (keys and values as float32 numpy views), so the two may
     alternate on one cache."""
@@ -139,12 +139,12 @@ class JitChunk(JitStep):
 
     @staticmethod
     def usable(engine) -> bool:
-        """Float32 values (two weight parts), a zero last exp entry, which lets the loops
-        skip the keys outside a query's window, and weights whose sums over a window are
-        exact in float32."""
+        """Compiled.usable, float32 values (two weight parts), a zero last exp entry, which
+        lets the loops skip the keys outside a query's window, and weights whose sums over
+        a window are exact in float32."""
         e = engine.att_exp
-        return (engine.att_parts is not None and float(e[-1]) == 0.0
-                and float(e.max()) * engine.cfg.context < 2 ** 24)
+        return (Compiled.usable(engine) and engine.att_parts is not None
+                and float(e[-1]) == 0.0 and float(e.max()) * engine.cfg.context < 2 ** 24)
 
     @staticmethod
     def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:

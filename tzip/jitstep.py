@@ -3,10 +3,10 @@
 A decoding step runs a few hundred small array operations, and with few streams their
 fixed cost is most of the time. Here the whole step for a part of the streams is one
 compiled call (`_step`): the products (int8 weights, float32 sums exact as in
-tzip/npstep.py, in any order), norms, requantisation, the cache update and the whole
-attention. The loops compute the same IEEE-754 operations on the same values as Engine
-and NumpyStep (attention weights and values are summed in float64, exact below 2**53,
-so no two-part split is needed), hence the same tables bit for bit; tests/test_engine.py
+tzip/npstep.py), norms, requantisation, the cache update and the whole attention. Where
+these loops sum or compare in another order or precision than Engine and NumpyStep, they
+do it on integers whose sums stay exact (float32 below 2**24, float64 below 2**53), so
+every value, and hence every table, is the same bit for bit; tests/test_engine.py
 compares them. As one call releases the GIL for the whole step, parts of the streams run
 on threads of their own without waiting for each other. numba is optional
 (`pip install tzip[fast]`): without it the CPU uses NumpyStep.
@@ -26,11 +26,14 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 PARTS_FROM = 4  # streams per part at least
 
-# Reassociation and fused multiply-adds let a product's sums run in vector registers; they
-# only reorder sums of exact products of integers, each partial sum below 2**24
-# (exact_pieces): exact in any order, fused or not. No other fast-math flag.
+# For loops whose sums run in vector registers (reassoc) with fused multiply-adds
+# (contract): every product in them is an exact product of integers and every sum one of
+# integers below 2**24 in float32 (exact_pieces, JitStep.block) or 2**53 in float64, so
+# any order, fused or not, gives the same value; the values are finite (nnan, ninf) and
+# integers, for which the sign of a zero never matters (nsz). No flag that would turn a
+# division into a reciprocal multiply; loops with divisions do not take this decorator.
 _jit_exact = numba.njit(cache=True, nogil=True, boundscheck=False,
-                             fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
+                        fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
 
 
 @_jit
@@ -128,8 +131,8 @@ def _values(e, Vs, block, idx, ev32, ev):
 def _attend(acc, r_qkv, slot, bias, K, V, qk, att_exp, block, r_o, o):
     """qkv from the accumulator, the cache update at slot, then attention -> o (S, H*hd).
 
-    acc (S, (H + 2 kv) hd); K (S, kv, hd, n) and V (S, kv, n, hd) int8 (Engine.decoder;
-    any real dtype works); bias from _bias."""
+    acc (S, (H + 2 kv) hd); K (S, kv, hd, n) and V (S, kv, n, hd) of int8 values
+    (Engine.decoder), which _values' blocks assume; bias from _bias."""
     S = acc.shape[0]
     kv, hd, n = K.shape[1], K.shape[2], K.shape[3]
     G = bias.shape[1]
@@ -275,23 +278,39 @@ def _step(tokens, t, slot, pos, emb, K, V, n1, wqkv, r_qkv, slopes, qk, att_exp,
     _head(acc_out, r_head, out_exp, out)
 
 
-class JitStep(NumpyStep):
+class Compiled(NumpyStep):
+    """What the compiled step and the compiled pass (tzip/jitchunk.py) share: ALiBi slopes
+    per (kv head, group), q.k scales per layer, and the parts the streams run in."""
+
+    @staticmethod
+    def usable(engine) -> bool:
+        """Whole ALiBi slopes (so penalties are integers, which the loops' integer max
+        needs; tzip/quant.py rounds them) and a weight table that is not all zero."""
+        s = engine.slopes
+        return bool((s == s.floor()).all()) and float(engine.att_exp.max()) >= 1
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        c = self.cfg
+        self.slopes = self.slopes.reshape(c.n_kv_head, -1)  # (kv, G) float32
+        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(c.n_layer)]
+        self.parts = Parts()
+
+
+class JitStep(Compiled):
     """Engine.step for an engine on the CPU, compiled; see Engine.step."""
 
     @staticmethod
     def usable(engine) -> bool:
-        """Whether the attention values can be summed in float32 a few keys at a time:
-        a weight times an int8 value must be below 2**24 (the shipped tables: 2**13)."""
-        return int(engine.att_exp.max()) * 127 < 2 ** 24
+        """Compiled.usable, and attention values that can be summed in float32 a few keys
+        at a time: a weight times an int8 value below 2**24 (the shipped tables: 2**13)."""
+        return Compiled.usable(engine) and int(engine.att_exp.max()) * 127 < 2 ** 24
 
     def __init__(self, engine):
         super().__init__(engine)
         c = self.cfg
         # keys per float32 sum in _values: every partial sum below 2**24
         self.block = (2 ** 24 - 1) // (int(self.att_exp.max()) * 127)
-        self.slopes = self.slopes.reshape(c.n_kv_head, -1)  # (kv, G) float32
-        self.qk = [np.float32(self.p[f"l{l}.qk"]) for l in range(c.n_layer)]
-        self.parts = Parts()
         layers = range(c.n_layer)
 
         def stack(key: str, what: dict) -> np.ndarray:
@@ -301,9 +320,11 @@ class JitStep(NumpyStep):
             return np.ascontiguousarray(np.stack([self.p[f"l{l}.{key}"].T for l in layers]),
                                         dtype=np.int8)
 
-        xmax = {"w2": (1 << MLP_BITS) - 1}
-        self.pieces = np.array([exact_pieces(self.p[k].shape[0], xmax.get(k[3:], 127))[0].stop
-                                for k in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")])
+        # the inputs' largest values: int8, but squared-ReLU activations into w2
+        xmax = {"l0.wqkv": 127, "l0.wo": 127, "l0.w1": 127, "l0.w2": (1 << MLP_BITS) - 1,
+                "head": 127}
+        self.pieces = np.array([exact_pieces(self.p[k].shape[0], m)[0].stop
+                                for k, m in xmax.items()])
         self.args = dict(
             emb=self.emb, n1=stack("n1", self.inv), wqkv=weights("wqkv"),
             r_qkv=stack("wqkv", self.r), slopes=self.slopes,
@@ -315,9 +336,8 @@ class JitStep(NumpyStep):
             r_head=self.r["head"], out_exp=self.p["out_exp"], pieces=self.pieces)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
-        """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. From
-        PARTS_FROM streams on, the streams run in parts on threads of their own
-        (tzip/parts.py)."""
+        """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. The streams
+        run in parts of at least PARTS_FROM on threads of their own (tzip/parts.py)."""
         c = self.cfg
         slot = cache.t % c.context
         pos = cache.pos.numpy()
