@@ -352,6 +352,8 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
     pytest.importorskip("numba")
     from tzip.jitstep import JitStep
     assert coder._compiled(coder.COMPILED_FROM) and not coder._compiled(coder.COMPILED_FROM - 1)
+    assert coder._compiled(coder.DECODE_COMPILED_FROM, decoding=True)
+    assert not coder._compiled(coder.DECODE_COMPILED_FROM - 1, decoding=True)
     step, cache = Engine(tiny).decoder(2, compiled=True)
     assert isinstance(step, JitStep) and cache.k[0].dtype == torch.int8
     e = Engine(tiny)
@@ -360,7 +362,9 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
     plain = coder.encode(e, data, lengths)
     monkeypatch.setattr(coder, "COMPILED_FROM", 1)
     assert coder.encode(e, data, lengths) == plain
-    assert coder.decode(e, plain, lengths) == data
+    for least in (1, 10 ** 9):  # the compiled step, then the numpy one
+        monkeypatch.setattr(coder, "DECODE_COMPILED_FROM", least)
+        assert coder.decode(e, plain, lengths) == data
 
 
 def tables_jit_pass(engine: Engine, inp: torch.Tensor, chunks: list[int]) -> torch.Tensor:

@@ -36,10 +36,16 @@ CHUNK_ROWS = {"cpu": 2048, "cuda": 32768}
 CHUNK_CONTEXT_FRACTION = {"cpu": 4, "cuda": 1}
 
 # Blocks of at least this many positions per stream run the adaptive models and, on a
-# CPU, the decoding step as compiled loops when numba is installed (tzip/jitmix.py,
-# tzip/jitstep.py): the same numbers, far fewer operations per step; loading them costs
-# about a second, which 1,024 steps repay
+# CPU, the model as compiled loops when numba is installed (tzip/jitmix.py,
+# tzip/jitstep.py, tzip/jitchunk.py): the same numbers, far fewer operations per step.
+# Loading them costs a process about 1.2 s (0.4 s import, 0.8 s first call; AMD machine,
+# 2026-11-29). Compressing, PyTorch's pass starts sooner and 1,024 positions repay the
+# load; decoding, the numpy step takes 3-4 ms per step of 8 streams against 0.4 ms
+# compiled, so a few hundred steps repay it: grammar.lsp (465 steps) decoded in 1.6-2.1 s
+# per call against 2.3-2.5 s with the numpy step
+# (bench/published/cpu-2026-11-29-speed/decode-threshold.md)
 COMPILED_FROM = 1024
+DECODE_COMPILED_FROM = 256
 
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
@@ -69,8 +75,8 @@ def split_streams(n: int, context: int, streams: int | None = None) -> list[int]
     return lengths
 
 
-def _compiled(steps: int) -> bool:
-    return steps >= COMPILED_FROM and _numba()
+def _compiled(steps: int, decoding: bool = False) -> bool:
+    return steps >= (DECODE_COMPILED_FROM if decoding else COMPILED_FROM) and _numba()
 
 
 @functools.cache
@@ -156,7 +162,7 @@ def _threads_for_batch(device: torch.device, S: int):
 
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode: one model step and one coder call per stream position."""
-    compiled = _compiled(max(lengths, default=0))
+    compiled = _compiled(max(lengths, default=0), decoding=True)
     if compiled:  # its own threads (tzip/parts.py)
         return _decode(engine, payload, lengths, progress, compiled)
     with _threads_for_batch(engine.device, len(lengths)):
