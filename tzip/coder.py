@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable
 
 import constriction
@@ -163,9 +163,8 @@ def _threads_for_batch(device: torch.device, S: int):
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode: one model step and one coder call per stream position."""
     compiled = _compiled(max(lengths, default=0), decoding=True)
-    if compiled:  # its own threads (tzip/parts.py)
-        return _decode(engine, payload, lengths, progress, compiled)
-    with _threads_for_batch(engine.device, len(lengths)):
+    # the compiled step runs its own threads (tzip/parts.py)
+    with nullcontext() if compiled else _threads_for_batch(engine.device, len(lengths)):
         return _decode(engine, payload, lengths, progress, compiled)
 
 

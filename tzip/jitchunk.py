@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import torch
 
-from .jitstep import Compiled, _head, _jit, _mlp, _norm, _residual, _rq
+from .jitstep import Compiled, _head, _jit, _jit_exact, _mlp, _norm, _residual, _rq
 from .parts import blas_on_calling_threads
 from .quant import MLP_BITS
 
@@ -52,15 +52,7 @@ def _qkv(acc, r, C, q, K, V, n0):
                     V[s, h, n0 + c, i] = min(max(_rq(acc[a, jv], r, jv), -127.0), 127.0)
 
 
-# Reassociation lets the loops below run in vector registers; they only reorder a max and
-# sums of integers below 2**24, which are exact in any order, and the values are integers,
-# for which the sign of a zero never matters. No other fast-math flag (none that would
-# turn a division into a reciprocal multiply or fuse a multiply-add).
-_jit_exact_sums = numba.njit(cache=True, nogil=True, boundscheck=False,
-                             fastmath={"reassoc", "nnan", "ninf", "nsz"})
-
-
-@_jit_exact_sums
+@_jit_exact
 def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, unit, E, esum):
     """Attention weights from z (S, kv, G*C, n) = q.k of the queries at positions
     t0 .. t0+C-1 and the keys at k0 .. k0+n-1: Engine._attend's scale, floor, ALiBi bias,

@@ -26,12 +26,14 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 PARTS_FROM = 4  # streams per part at least
 
-# For loops whose sums run in vector registers (reassoc) with fused multiply-adds
-# (contract): every product in them is an exact product of integers and every sum one of
-# integers below 2**24 in float32 (exact_pieces, JitStep.block) or 2**53 in float64, so
-# any order, fused or not, gives the same value; the values are finite (nnan, ninf) and
-# integers, for which the sign of a zero never matters (nsz). No flag that would turn a
-# division into a reciprocal multiply; loops with divisions do not take this decorator.
+# For loops whose sums and maxima run in vector registers (reassoc) with fused
+# multiply-adds (contract): every product that is added to something is an exact product
+# of integers (whole ALiBi slopes included: Compiled.usable), and every sum one of integers
+# below 2**24 in float32 (exact_pieces, JitStep.block, JitChunk.usable) or 2**53 in
+# float64, so any order, fused or not, gives the same value; the values are finite (nnan,
+# ninf) and integers, for which the sign of a zero never matters (nsz). No flag that would
+# turn a division into a reciprocal multiply; loops with divisions do not take it. Also
+# used by tzip/jitchunk.py.
 _jit_exact = numba.njit(cache=True, nogil=True, boundscheck=False,
                         fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
 
@@ -323,8 +325,7 @@ class JitStep(Compiled):
         # the inputs' largest values: int8, but squared-ReLU activations into w2
         xmax = {"l0.wqkv": 127, "l0.wo": 127, "l0.w1": 127, "l0.w2": (1 << MLP_BITS) - 1,
                 "head": 127}
-        self.pieces = np.array([exact_pieces(self.p[k].shape[0], m)[0].stop
-                                for k, m in xmax.items()])
+        pieces = np.array([exact_pieces(self.p[k].shape[0], m)[0].stop for k, m in xmax.items()])
         self.args = dict(
             emb=self.emb, n1=stack("n1", self.inv), wqkv=weights("wqkv"),
             r_qkv=stack("wqkv", self.r), slopes=self.slopes,
@@ -333,7 +334,7 @@ class JitStep(Compiled):
             n2=stack("n2", self.inv), w1=weights("w1"), r1=stack("w1", self.r),
             r_sq=stack("sq", self.r), w2=weights("w2"), r2=stack("w2", self.r),
             nf=self.inv["nf"], head=np.ascontiguousarray(self.p["head"].T.astype(np.int8)),
-            r_head=self.r["head"], out_exp=self.p["out_exp"], pieces=self.pieces)
+            r_head=self.r["head"], out_exp=self.p["out_exp"], pieces=pieces)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. The streams
