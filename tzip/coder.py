@@ -119,10 +119,7 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
     def code(t0: int, freqs: np.ndarray) -> None:
         """Mix and range-code one pass's positions, in order."""
         c = freqs.shape[1]
-        probs = np.empty((c, S, 256), dtype=np.float32)
-        for i in range(c):
-            probs[i] = mixer.mix(t0 + i, freqs[:, i])
-            mixer.update(t0 + i, mat[:, t0 + i], mask[:, t0 + i])
+        probs = mixer.mix_coded(t0, freqs, mask)
         m = mask[:, t0:t0 + c].T
         enc.encode(mat[:, t0:t0 + c].T[m].astype(np.int32), _FAMILY, probs[m])
         if progress:

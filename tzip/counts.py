@@ -23,22 +23,13 @@ SURE = 4  # buckets for the share of the row's most frequent byte
 class CountModel:
     """Counts for one order over S lockstep streams whose bytes fill `hist` (S, L)."""
 
-    def __init__(self, hist: np.ndarray, order: int, compiled: bool = False):
+    def __init__(self, hist: np.ndarray, order: int):
         self.hist, self.order = hist, order
         self.cnt = np.zeros((1 << ROW_BITS, 256), dtype=np.uint16)
         self.tot = np.zeros(1 << ROW_BITS, dtype=np.int64)
-        S = hist.shape[0]
-        self.rows = np.arange(S)
+        self.rows = np.arange(hist.shape[0])
         self.w = np.zeros(SEEN * SURE, dtype=np.int64)
         self._step = None
-        # compiled: jitmix's loops on the same state (buffers reused from step to step)
-        self._jit = None
-        if compiled:
-            from . import jitmix
-            self._jm = jitmix
-            i64 = lambda: np.zeros(S, dtype=np.int64)
-            self._jit = (i64(), np.zeros((S, 256), dtype=np.int64), np.zeros(S, dtype=bool),
-                         i64(), i64(), i64(), i64(), i64())
 
     def _row(self, t: int) -> np.ndarray:
         if self.order == 2:
@@ -49,16 +40,6 @@ class CountModel:
         if t < self.order:
             self._step = None
             return p
-        if self._jit:
-            row, g, *rest = self._jit
-            if self.order == 2:
-                np.bitwise_or(self.hist[:, t - 2] << 8, self.hist[:, t - 1], out=row)
-            else:
-                self._jm.hash_bytes(self.hist, t, self.order, ROW_BITS, row)
-            self._jm.count_mix(row, self.cnt, self.tot, self.w, p, g, *rest, INC, 1 << (SEEN - 1),
-                               SURE)
-            self._step = p
-            return g
         row = self._row(t)
         c = self.cnt[row].astype(np.int64)
         C = self.tot[row]
@@ -79,11 +60,6 @@ class CountModel:
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
         if self._step is None:
-            return
-        if self._jit:
-            row, g, *rest = self._jit
-            self._jm.count_update(row, self.cnt, self.tot, self.w, self._step, g, *rest, sym,
-                                  active, INC, LIMIT)
             return
         row, has, bucket, p, F, c, C1, g, k, total = self._step
         rows = self.rows

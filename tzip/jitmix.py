@@ -1,17 +1,21 @@
-"""The adaptive models' per-step arithmetic compiled with numba (optional, like jitstep).
+"""The adaptive models' chain compiled with numba (optional, like jitstep): Mixer's steps.
 
 tzip/counts.py and tzip/match.py run a few dozen small int64 numpy operations per step,
 whose fixed cost is most of their time. These loops compute the same integers from the
 same state arrays (numpy's int64 // and >> floor like these do), so either
 implementation can code a block and the other decode it; tests/test_mixer.py compares
-them. Each function mirrors the numpy method named in its docstring. Importing this module
-needs numba (tzip/coder.py checks).
+them. Each function mirrors the numpy method named in its docstring. The whole chain is
+one call per mix and one per update (Chain), and the encoder's pass of steps, whose bytes
+are known, one call in all: a call costs microseconds however small the work, which
+with tens of streams was most of the time. Importing this module needs numba
+(tzip/coder.py checks).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
 
+from . import counts, match
 from .fixedpoint import MAX_W, ONE, RATE_SHIFT
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -185,3 +189,116 @@ def match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, buc
         if active[s]:
             ln[s] = length[s] + 1 if has[s] and pred[s] == sym[s] else 0
             table[slots[s]] = max(table[slots[s]], t * S + s)
+
+
+@_jit
+def _count_mix_at(t, hist, cm, p):
+    """CountModel.mix at step t: the numerators g from p, or p itself before the model
+    has `order` bytes to look at."""
+    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
+    if t < order:
+        return p
+    if order == 2:
+        for s in range(hist.shape[0]):
+            row[s] = hist[s, t - 2] << 8 | hist[s, t - 1]
+    else:
+        hash_bytes(hist, t, order, row_bits, row)
+    count_mix(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, inc, seen_cap, sure_n)
+    return g
+
+
+@_jit
+def _count_update_at(t, cm, p, sym, active):
+    """CountModel.update at step t, p being what the model mixed."""
+    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
+    if t >= order:
+        count_update(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, sym, active, inc, limit)
+
+
+@_jit
+def _match_mix_at(t, hist, mm, p):
+    """MatchModel.mix at step t, as _count_mix_at."""
+    nbytes, bits, conf_n, verify, run_edges, table, ln, ptr, w, g, slots, has, pred, prev, length, bucket, F, k = mm
+    if t < nbytes:
+        return p
+    match_mix(hist, t, nbytes, bits, table, ln, ptr, w, run_edges, conf_n, verify, p,
+              g, slots, has, pred, prev, length, bucket, F, k)
+    return g
+
+
+@_jit
+def _match_update_at(t, mm, p, sym, active):
+    nbytes, bits, conf_n, verify, run_edges, table, ln, ptr, w, g, slots, has, pred, prev, length, bucket, F, k = mm
+    if t >= nbytes:
+        match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, bucket, F,
+                     k, sym, active)
+
+
+@_jit
+def mix_step(t, freqs, hist, c2, c4, mm, p0, out):
+    """Mixer.mix: freqs (S, 256) integer-valued through both count models, then the
+    match model, into out (S, 256) float32; p0 (S, 256) int64 keeps the model's."""
+    S, n = p0.shape
+    for s in range(S):
+        for i in range(n):
+            p0[s, i] = np.int64(freqs[s, i])
+    g = _match_mix_at(t, hist, mm, _count_mix_at(t, hist, c4, _count_mix_at(t, hist, c2, p0)))
+    for s in range(S):
+        for i in range(n):
+            out[s, i] = np.float32(g[s, i])
+
+
+@_jit
+def update_step(t, sym, active, c2, c4, mm, p0):
+    """Mixer.update after mix_step at step t: each model learns from what it mixed."""
+    p2 = p0 if t < c2[0] else c2[10]  # what the next model mixed: c2's g, or p0
+    p4 = p2 if t < c4[0] else c4[10]
+    _count_update_at(t, c2, p0, sym, active)
+    _count_update_at(t, c4, p2, sym, active)
+    _match_update_at(t, mm, p4, sym, active)
+
+
+@_jit
+def mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
+    """mix_step and update_step for steps t0 .. t0+c-1 of freqs (S, c, 256), whose
+    bytes hist (S, L) already holds (the encoder's): out (c, S, 256) float32."""
+    for i in range(freqs.shape[1]):
+        t = t0 + i
+        mix_step(t, freqs[:, i], hist, c2, c4, mm, p0, out[i])
+        update_step(t, hist[:, t], active[:, t], c2, c4, mm, p0)
+
+
+class Chain:
+    """Mixer's chain over the state of its components (order-a and order-b counts, then
+    matches), compiled: the components' arrays, updated in place, and per-step scratch."""
+
+    def __init__(self, hist: np.ndarray, c2: counts.CountModel, c4: counts.CountModel,
+                 mm: match.MatchModel):
+        S = hist.shape[0]
+        self.hist = hist
+        i64 = lambda: np.zeros(S, dtype=np.int64)
+        rows = lambda: np.zeros((S, 256), dtype=np.int64)
+
+        def count_state(cm: counts.CountModel) -> tuple:
+            return (cm.order, counts.ROW_BITS, counts.INC, 1 << (counts.SEEN - 1), counts.SURE,
+                    counts.LIMIT, cm.cnt, cm.tot, cm.w, i64(), rows(), np.zeros(S, dtype=bool),
+                    i64(), i64(), i64(), i64(), i64())
+
+        self.c2, self.c4 = count_state(c2), count_state(c4)
+        self.mm = (mm.nbytes, mm.bits, match.CONF, match.VERIFY, match.RUN_EDGES, mm.table,
+                   mm.len, mm.ptr, mm.w, rows(), i64(), np.zeros(S, dtype=bool), i64(), i64(),
+                   i64(), i64(), i64(), i64())
+        self.p0 = rows()
+
+    def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
+        out = np.empty(self.p0.shape, dtype=np.float32)
+        mix_step(t, freqs, self.hist, self.c2, self.c4, self.mm, self.p0, out)
+        return out
+
+    def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
+        update_step(t, sym, active, self.c2, self.c4, self.mm, self.p0)
+
+    def mix_coded(self, t0: int, freqs: np.ndarray, active: np.ndarray) -> np.ndarray:
+        out = np.empty((freqs.shape[1],) + self.p0.shape, dtype=np.float32)
+        mix_coded(t0, freqs, self.hist, active, self.c2, self.c4, self.mm, self.p0, out)
+        return out

@@ -25,7 +25,7 @@ VERIFY = 32  # bytes compared backwards to measure a fresh candidate's match len
 class MatchModel:
     """One match model over S lockstep streams whose bytes fill `hist` (S, L)."""
 
-    def __init__(self, hist: np.ndarray, nbytes: int, compiled: bool = False):
+    def __init__(self, hist: np.ndarray, nbytes: int):
         self.hist, self.nbytes = hist, nbytes
         S, L = hist.shape
         self.bits = min(22, max(12, (S * L).bit_length() + 1))
@@ -36,14 +36,6 @@ class MatchModel:
         self.w = np.repeat(np.minimum(RUN_EDGES, 20) * (ONE // 40), CONF).astype(np.int64)
         self._back = np.arange(1, VERIFY + 1)
         self._step = None
-        # compiled: jitmix's loops on the same state (buffers reused from step to step)
-        self._jit = None
-        if compiled:
-            from . import jitmix
-            self._jm = jitmix
-            i64 = lambda: np.zeros(S, dtype=np.int64)
-            self._jit = (np.zeros((S, 256), dtype=np.int64), i64(), np.zeros(S, dtype=bool),
-                         i64(), i64(), i64(), i64(), i64(), i64())
 
     def _agree(self, t: int, streams: np.ndarray, prev: np.ndarray) -> np.ndarray:
         """Bytes before position prev (step * S + stream) that equal those before step t
@@ -60,11 +52,6 @@ class MatchModel:
         if t < self.nbytes:
             self._step = None
             return p
-        if self._jit:
-            self._jm.match_mix(self.hist, t, self.nbytes, self.bits, self.table, self.len,
-                               self.ptr, self.w, RUN_EDGES, CONF, VERIFY, p, *self._jit)
-            self._step = p
-            return self._jit[0]
         S = len(self.rows)
         slots = hash_bytes(self.hist, t, self.nbytes, self.bits)
         follow = self.len > 0  # the last guess came true: stay on the same copy
@@ -89,10 +76,6 @@ class MatchModel:
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
         if self._step is None:
-            return
-        if self._jit:
-            self._jm.match_update(t, self.table, self.len, self.ptr, self.w, self._step,
-                                  *self._jit, sym, active)
             return
         slots, has, pred, prev, length, bucket, p, F, g, k = self._step
         rows = self.rows

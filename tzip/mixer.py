@@ -26,14 +26,19 @@ class Mixer:
     coding proceeds: mix() then update() once per step."""
 
     def __init__(self, hist: np.ndarray, compiled: bool = False):
-        """compiled: run the components' steps as tzip/jitmix.py's loops (numba must be
-        installed); the same numbers either way."""
-        self.parts = [CountModel(hist, 2, compiled), CountModel(hist, 4, compiled),
-                      MatchModel(hist, 6, compiled)]
+        """compiled: run the chain as tzip/jitmix.py's loops on the components' state
+        (numba must be installed); the same numbers either way."""
+        self.parts = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
+        self._chain = None
+        if compiled:
+            from .jitmix import Chain
+            self._chain = Chain(hist, *self.parts)
 
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
         """freqs (S, 256) integer-valued model frequencies -> (S, 256) float32 mixture of
         exact integers >= 1 with row sums below 2**24."""
+        if self._chain:
+            return self._chain.mix(t, freqs)
         p = freqs.astype(np.int64)
         for part in self.parts:
             p = part.mix(t, p)
@@ -41,5 +46,21 @@ class Mixer:
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
         """Learn from the bytes sym (S,) just coded at step t (only where active)."""
+        if self._chain:
+            self._chain.update(t, sym, active)
+            return
         for part in self.parts:
             part.update(t, sym, active)
+
+    def mix_coded(self, t0: int, freqs: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """mix() and update() for steps t0 .. t0+c-1 of freqs (S, c, 256) whose bytes
+        `hist` already holds, as the encoder's do (active (S, L): where streams have
+        bytes) -> (c, S, 256)."""
+        if self._chain:
+            return self._chain.mix_coded(t0, freqs, active)
+        hist = self.parts[0].hist
+        out = np.empty((freqs.shape[1],) + freqs.shape[::2], dtype=np.float32)
+        for i in range(freqs.shape[1]):
+            out[i] = self.mix(t0 + i, freqs[:, i])
+            self.update(t0 + i, hist[:, t0 + i], active[:, t0 + i])
+        return out
