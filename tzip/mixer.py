@@ -37,7 +37,7 @@ class Mixer:
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
         """freqs (S, 256) integer-valued model frequencies -> (S, 256) float32 mixture of
         exact integers >= 1 with row sums below 2**24."""
-        if self._chain:
+        if self._chain is not None:
             return self._chain.mix(t, freqs)
         p = freqs.astype(np.int64)
         for part in self.parts:
@@ -46,7 +46,7 @@ class Mixer:
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
         """Learn from the bytes sym (S,) just coded at step t (only where active)."""
-        if self._chain:
+        if self._chain is not None:
             self._chain.update(t, sym, active)
             return
         for part in self.parts:
@@ -56,7 +56,7 @@ class Mixer:
         """mix() and update() for steps t0 .. t0+c-1 of freqs (S, c, 256) whose bytes
         `hist` already holds, as the encoder's do (active (S, L): where streams have
         bytes) -> (c, S, 256)."""
-        if self._chain:
+        if self._chain is not None:
             return self._chain.mix_coded(t0, freqs, active)
         hist = self.parts[0].hist
         out = np.empty((freqs.shape[1],) + freqs.shape[::2], dtype=np.float32)
