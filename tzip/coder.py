@@ -176,11 +176,12 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
     mixer = Mixer(out, compiled)
     step, cache = engine.decoder(S, compiled)
     tok = np.full(S, BOS, dtype=np.int64)
+    every, full = np.ones(S, dtype=bool), min(lengths)  # all streams active before full
     for t in range(L):
         probs = mixer.mix(t, step(tok, cache))
-        act = active_until > t
+        act = every if t < full else active_until > t
         try:
-            if act.all():
+            if t < full:
                 sym = dec.decode(_FAMILY, probs)
             else:
                 sym = np.zeros(S, dtype=np.int32)
@@ -191,5 +192,5 @@ def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progre
         mixer.update(t, out[:, t], act)
         tok = out[:, t].copy()
         if progress:
-            progress(int(act.sum()))
+            progress(S if t < full else int(act.sum()))
     return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))

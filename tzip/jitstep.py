@@ -326,31 +326,49 @@ class JitStep(Compiled):
         xmax = {"l0.wqkv": 127, "l0.wo": 127, "l0.w1": 127, "l0.w2": (1 << MLP_BITS) - 1,
                 "head": 127}
         pieces = np.array([exact_pieces(self.p[k].shape[0], m)[0].stop for k, m in xmax.items()])
-        self.args = dict(
-            emb=self.emb, n1=stack("n1", self.inv), wqkv=weights("wqkv"),
-            r_qkv=stack("wqkv", self.r), slopes=self.slopes,
-            qk=np.array(self.qk, dtype=np.float32), att_exp=self.att_exp, block=self.block,
-            r_o=stack("o_in", self.r), wo=weights("wo"), r_wo=stack("wo", self.r),
-            n2=stack("n2", self.inv), w1=weights("w1"), r1=stack("w1", self.r),
-            r_sq=stack("sq", self.r), w2=weights("w2"), r2=stack("w2", self.r),
-            nf=self.inv["nf"], head=np.ascontiguousarray(self.p["head"].T.astype(np.int8)),
-            r_head=self.r["head"], out_exp=self.p["out_exp"], pieces=pieces)
+        # _step's arguments after the cache's keys and values, in order (positional: a
+        # call with keywords costs more)
+        self.args = (stack("n1", self.inv), weights("wqkv"), stack("wqkv", self.r), self.slopes,
+                     np.array(self.qk, dtype=np.float32), self.att_exp, self.block,
+                     stack("o_in", self.r), weights("wo"), stack("wo", self.r),
+                     stack("n2", self.inv), weights("w1"), stack("w1", self.r),
+                     stack("sq", self.r), weights("w2"), stack("w2", self.r), self.inv["nf"],
+                     np.ascontiguousarray(self.p["head"].T.astype(np.int8)), self.r["head"],
+                     self.p["out_exp"], pieces)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32. The streams
         run in parts of at least PARTS_FROM on threads of their own (tzip/parts.py)."""
-        c = self.cfg
-        slot = cache.t % c.context
-        pos = cache.pos.numpy()
-        pos[slot] = cache.t
-        K = [k.numpy() for k in cache.k]
-        V = [v.numpy() for v in cache.v]
+        slot = cache.t % self.cfg.context
+        views = cache.scratch.get("jitstep")
+        if views is None or views.key is not cache.k[0]:
+            views = cache.scratch["jitstep"] = _Views(cache)
+        views.pos[slot] = cache.t
         out = np.empty((len(tokens), 256), dtype=np.float32)
 
         def part(a: int, b: int) -> None:
-            _step(tokens[a:b], cache.t, slot, pos, K=tuple(k[a:b] for k in K),
-                  V=tuple(v[a:b] for v in V), out=out[a:b], **self.args)
+            K, V = views.part(a, b)
+            _step(tokens[a:b], cache.t, slot, views.pos, self.emb, K, V, *self.args, out[a:b])
 
         self.parts.run(part, len(tokens), PARTS_FROM)
         cache.t += 1
         return out
+
+
+class _Views:
+    """A decoding cache's positions, keys and values as numpy views, and its keys and
+    values per part of the streams: made once per cache, as a ring's tensors are written
+    in place, never replaced (making them every step cost tens of us)."""
+
+    def __init__(self, cache):
+        self.key = cache.k[0]  # the cache these views are of
+        self.pos = cache.pos.numpy()
+        self.K = [k.numpy() for k in cache.k]
+        self.V = [v.numpy() for v in cache.v]
+        self.parts: dict[tuple[int, int], tuple[tuple, tuple]] = {}
+
+    def part(self, a: int, b: int) -> tuple[tuple, tuple]:
+        got = self.parts.get((a, b))
+        if got is None:
+            got = self.parts[a, b] = (tuple(k[a:b] for k in self.K), tuple(v[a:b] for v in self.V))
+        return got

@@ -10,6 +10,7 @@ while parts run, OpenBLAS runs each product on the thread that calls it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import os
 import threading
@@ -70,6 +71,14 @@ def blas_on_calling_threads():
                 set_(_before)
 
 
+@functools.lru_cache(maxsize=64)
+def _cuts(threads: int, S: int, least: int) -> tuple[int, ...]:
+    """Cut points of S streams into up to `threads` parts of at least `least` streams
+    (np.linspace takes tens of us, a decoding step's part a few hundred)."""
+    n = max(1, min(threads, S // max(1, least)))
+    return tuple(int(x) for x in np.linspace(0, S, n + 1).astype(int))
+
+
 class Parts:
     """Cuts S streams into up to `threads` contiguous parts (default: PyTorch's thread
     count, which OMP_NUM_THREADS and torch.set_num_threads set) of at least `least`
@@ -81,9 +90,8 @@ class Parts:
         self._pool: tuple[int, int, ThreadPoolExecutor] | None = None  # pid, workers, pool
         self._lock = threading.Lock()
 
-    def cuts(self, S: int, least: int = 1) -> np.ndarray:
-        n = self.threads or torch.get_num_threads()
-        return np.linspace(0, S, max(1, min(n, S // max(1, least))) + 1).astype(int)
+    def cuts(self, S: int, least: int = 1) -> tuple[int, ...]:
+        return _cuts(self.threads or torch.get_num_threads(), S, least)
 
     def _workers(self, n: int) -> ThreadPoolExecutor:
         with self._lock:
