@@ -288,6 +288,24 @@ def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
     assert torch.equal(tables_jit(e, inp), tables_parallel(e, inp, 13))
 
 
+def test_compiled_step_on_one_cache_as_its_parts_change(tiny, text, monkeypatch):
+    """Three parts, then one, then two, step after step on one cache (the thread count may
+    change between steps): each cut's views of the cache serve it alike."""
+    pytest.importorskip("numba")
+    from tzip import jitstep
+    from tzip.parts import Parts
+    monkeypatch.setattr(jitstep, "PARTS_FROM", 1)
+    e = Engine(tiny)
+    step, cache = e.decoder(5, compiled=True)
+    parts = [Parts(threads=n) for n in (3, 1, 2)]
+    inp = inputs(text, 5, 2 * tiny.cfg.context + 7)
+    out = []
+    for t in range(inp.shape[1]):
+        step.parts = parts[t % 3]
+        out.append(torch.from_numpy(step(inp[:, t].numpy(), cache)))
+    assert torch.equal(torch.stack(out, 1), tables_parallel(e, inp, 13))
+
+
 def test_compiled_step_with_a_long_context_and_split_products(text):
     """A long context (float64 values elsewhere); a wide MLP cuts its products into pieces."""
     pytest.importorskip("numba")
