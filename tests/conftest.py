@@ -27,6 +27,14 @@ def repo_text() -> bytes:
     return b"\n".join(parts)
 
 
+@pytest.fixture(autouse=True)
+def cold_coder(monkeypatch):
+    """Each test starts as a fresh process would: small blocks on the plain path until a
+    block has taken the compiled loops (tzip/coder.py's _warm)."""
+    from tzip import coder
+    monkeypatch.setattr(coder, "_warm", False)
+
+
 @pytest.fixture(scope="session")
 def text() -> bytes:
     return repo_text()

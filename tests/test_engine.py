@@ -366,12 +366,15 @@ def test_compiled_step_declines_what_its_sums_cannot_hold(tiny):
 
 
 def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, monkeypatch):
-    """Blocks long enough take the compiled step and components; short ones do not."""
+    """Blocks long enough take the compiled step and components; short ones do not until
+    a block has loaded them."""
     pytest.importorskip("numba")
     from tzip.jitstep import JitStep
-    assert coder._compiled(coder.COMPILED_FROM) and not coder._compiled(coder.COMPILED_FROM - 1)
-    assert coder._compiled(coder.DECODE_COMPILED_FROM, decoding=True)
+    assert not coder._compiled(coder.COMPILED_FROM - 1)
     assert not coder._compiled(coder.DECODE_COMPILED_FROM - 1, decoding=True)
+    assert coder._compiled(coder.DECODE_COMPILED_FROM, decoding=True)
+    assert coder._compiled(1) and coder._compiled(1, decoding=True)  # loaded: any size
+    monkeypatch.setattr(coder, "_warm", False)
     step, cache = Engine(tiny).decoder(2, compiled=True)
     assert isinstance(step, JitStep) and cache.k[0].dtype == torch.int8
     e = Engine(tiny)
@@ -380,9 +383,11 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
     plain = coder.encode(e, data, lengths)
     monkeypatch.setattr(coder, "COMPILED_FROM", 1)
     assert coder.encode(e, data, lengths) == plain
-    for least in (1, 10 ** 9):  # the compiled step, then the numpy one
+    for least in (1, 10 ** 9):  # the compiled step, then the numpy one (in a cold process)
         monkeypatch.setattr(coder, "DECODE_COMPILED_FROM", least)
+        monkeypatch.setattr(coder, "_warm", False)
         assert coder.decode(e, plain, lengths) == data
+        assert coder._warm == (least == 1)
 
 
 def tables_jit_pass(engine: Engine, inp: torch.Tensor, chunks: list[int]) -> torch.Tensor:

@@ -29,6 +29,16 @@ from .quant import IntModel
 BLOCK_SIZE = 4 << 20
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
+
+def _lzma_pack(data: bytes) -> bytes:
+    """LZMA2 preset 9e with a dictionary no larger than the data needs: the same bytes as
+    the preset's 64 MiB one gives (checked on the Calgary files), which the decoder's
+    _LZMA_FILTERS read, without setting up its match finder for 64 MiB (75 ms for a 4 KB
+    block, 94 for paper1; 2 and 18 sized)."""
+    size = max(1 << 12, 1 << max(0, len(data) - 1).bit_length())
+    return lzma.compress(data, lzma.FORMAT_RAW, filters=[
+        {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": min(size, 64 << 20)}])
+
 ModelSpec = Union[str, Path, IntModel, None]  # a name in models/, a path, or a loaded model
 Progress = Callable[[int], None] | None
 
@@ -57,7 +67,7 @@ def _encode_block(raw: bytes, engine, streams: int | None, progress: Progress) -
     best = Block(STORED, NO_TRANSFORM, len(raw), crc, raw)
     tf = CRLF if transform.crlf_applies(raw) else NO_TRANSFORM
     data = transform.crlf_to_lf(raw) if tf == CRLF else raw
-    packed = lzma.compress(data, lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    packed = _lzma_pack(data)
     if len(packed) < len(best.payload):
         best = Block(LZMA, tf, len(raw), crc, packed)
     done = 0
