@@ -137,8 +137,9 @@ class TzipCodec:
 
     def warmup(self) -> None:
         """Loads the model, builds the engine and, where numba is installed, loads the
-        compiled loops (a block as long as coder.COMPILED_FROM in one stream takes them),
-        so timings are of coding alone. A command-line run pays these once per process."""
+        compiled loops (a block as long as coder.COMPILED_FROM in one stream takes them;
+        then, as in any process that has loaded them, blocks of every size do), so timings
+        are of coding alone. A command-line run pays these once per process."""
         from tzip import coder
         self.decompress(self.compress(b"warm-up text for the model\n" * 4))
         text = (b"warm-up text for the model\n" * 64)[:coder.COMPILED_FROM]
