@@ -139,7 +139,9 @@ class TzipCodec:
         """Loads the model, builds the engine and, where numba is installed, loads the
         compiled loops (a block as long as coder.COMPILED_FROM in one stream takes them;
         then, as in any process that has loaded them, blocks of every size do), so timings
-        are of coding alone. A command-line run pays these once per process."""
+        are of coding alone, in a warm process. A command-line run pays the loading once
+        per process, and one that codes only small blocks never loads them (it takes the
+        plain path)."""
         from tzip import coder
         self.decompress(self.compress(b"warm-up text for the model\n" * 4))
         text = (b"warm-up text for the model\n" * 64)[:coder.COMPILED_FROM]

@@ -390,6 +390,25 @@ def test_compiled_and_plain_coding_make_and_read_the_same_archives(tiny, text, m
         assert coder._warm == (least == 1)
 
 
+def test_a_warm_process_codes_small_blocks_compiled_to_the_same_archives(tiny, text, monkeypatch):
+    """Once a block has loaded the compiled loops, blocks of any size take them: 1 byte,
+    more streams than steps, a short last stream: the same payloads as a cold process's
+    (plain path), decoded by the compiled step."""
+    pytest.importorskip("numba")
+    e = Engine(tiny)
+    cases = [(text[:1], None), (text[:40], 7), (text[:300], 3), (bytes(range(256)) * 3, 5)]
+    cold = []
+    for data, streams in cases:
+        lengths = coder.split_streams(len(data), tiny.cfg.context, streams)
+        cold.append((data, lengths, coder.encode(e, data, lengths)))
+        assert not coder._warm
+    monkeypatch.setattr(coder, "_warm", True)  # as after a large block
+    for data, lengths, payload in cold:
+        assert coder._compiled(len(data) // len(lengths))
+        assert coder.encode(e, data, lengths) == payload
+        assert coder.decode(e, payload, lengths) == data
+
+
 def tables_jit_pass(engine: Engine, inp: torch.Tensor, chunks: list[int]) -> torch.Tensor:
     """The compiled compression pass over inp in passes of the given lengths (cycled)."""
     forward, cache = engine.encoder(inp.shape[0], compiled=True)

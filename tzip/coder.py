@@ -168,22 +168,22 @@ def _threads_for_batch(device: torch.device, S: int):
 
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode: one model step and one coder call per stream position."""
-    compiled = _compiled(max(lengths, default=0), decoding=True)
-    # the compiled step runs its own threads (tzip/parts.py)
-    with nullcontext() if compiled else _threads_for_batch(engine.device, len(lengths)):
-        return _decode(engine, payload, lengths, progress, compiled)
-
-
-def _decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress,
-            compiled: bool) -> bytes:
     if len(payload) % 4:
         raise CorruptPayload("payload length is not a multiple of 4")
+    compiled = _compiled(max(lengths, default=0), decoding=True)
+    step, cache = engine.decoder(len(lengths), compiled)
+    # a compiled step (tzip/jitstep.py) runs its own threads (tzip/parts.py)
+    with nullcontext() if hasattr(step, "parts") else _threads_for_batch(engine.device, len(lengths)):
+        return _decode(payload, lengths, progress, compiled, step, cache)
+
+
+def _decode(payload: bytes, lengths: list[int], progress: Progress, compiled: bool,
+            step: Callable[[np.ndarray, object], np.ndarray], cache) -> bytes:
     S, L = len(lengths), max(lengths)
     active_until = np.asarray(lengths)
     dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
     out = np.zeros((S, L), dtype=np.int64)
     mixer = Mixer(out, compiled)
-    step, cache = engine.decoder(S, compiled)
     tok = np.full(S, BOS, dtype=np.int64)
     every, full = np.ones(S, dtype=bool), min(lengths, default=0)  # all active before full
     for t in range(L):

@@ -228,6 +228,7 @@ def _match_mix_at(t, hist, mm, p):
 
 @_jit
 def _match_update_at(t, mm, p, sym, active):
+    """MatchModel.update at step t, as _count_update_at."""
     nbytes, bits, conf_n, verify, run_edges, table, ln, ptr, w, g, slots, has, pred, prev, length, bucket, F, k = mm
     if t >= nbytes:
         match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, bucket, F,
@@ -270,7 +271,9 @@ def mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
 
 class Chain:
     """Mixer's chain over the state of its components (order-a and order-b counts, then
-    matches), compiled: the components' arrays, updated in place, and per-step scratch."""
+    matches), compiled: the components' arrays, updated in place, and per-step scratch.
+    The components' own numpy updates rebind some of these arrays (w, len), so a Mixer
+    runs one or the other for a whole block, never both."""
 
     def __init__(self, hist: np.ndarray, c2: counts.CountModel, c4: counts.CountModel,
                  mm: match.MatchModel):
