@@ -36,8 +36,8 @@ def _lzma_pack(data: bytes) -> bytes:
     _LZMA_FILTERS read, without setting up its match finder for 64 MiB (75 ms for a 4 KB
     block, 94 for paper1; 2 and 18 sized)."""
     size = max(1 << 12, 1 << max(0, len(data) - 1).bit_length())
-    return lzma.compress(data, lzma.FORMAT_RAW, filters=[
-        {"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": min(size, 64 << 20)}])
+    filters = [{**_LZMA_FILTERS[0], "dict_size": min(size, 64 << 20)}]
+    return lzma.compress(data, lzma.FORMAT_RAW, filters=filters)
 
 ModelSpec = Union[str, Path, IntModel, None]  # a name in models/, a path, or a loaded model
 Progress = Callable[[int], None] | None

@@ -14,7 +14,6 @@ tests/test_engine.py compares them with Engine.forward_chunk.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 

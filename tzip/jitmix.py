@@ -208,6 +208,13 @@ def _count_mix_at(t, hist, cm, p):
 
 
 @_jit
+def _count_mixed(t, cm, p):
+    """What CountModel.mix at step t gave for p (the next model's input): its g, or p."""
+    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
+    return p if t < order else g
+
+
+@_jit
 def _count_update_at(t, cm, p, sym, active):
     """CountModel.update at step t, p being what the model mixed."""
     order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
@@ -252,8 +259,8 @@ def mix_step(t, freqs, hist, c2, c4, mm, p0, out):
 @_jit
 def update_step(t, sym, active, c2, c4, mm, p0):
     """Mixer.update after mix_step at step t: each model learns from what it mixed."""
-    p2 = p0 if t < c2[0] else c2[10]  # what the next model mixed: c2's g, or p0
-    p4 = p2 if t < c4[0] else c4[10]
+    p2 = _count_mixed(t, c2, p0)
+    p4 = _count_mixed(t, c4, p2)
     _count_update_at(t, c2, p0, sym, active)
     _count_update_at(t, c4, p2, sym, active)
     _match_update_at(t, mm, p4, sym, active)

@@ -318,9 +318,11 @@ class JitStep(Compiled):
         def stack(key: str, what: dict) -> np.ndarray:
             return np.stack([what[f"l{l}.{key}"] for l in layers])
 
-        def weights(key: str) -> np.ndarray:  # int8 values, transposed: (N, K)
-            return np.ascontiguousarray(np.stack([self.p[f"l{l}.{key}"].T for l in layers]),
-                                        dtype=np.int8)
+        def int8T(w: np.ndarray) -> np.ndarray:  # int8 values, transposed: (N, K)
+            return np.ascontiguousarray(w.T, dtype=np.int8)
+
+        def weights(key: str) -> np.ndarray:
+            return np.stack([int8T(self.p[f"l{l}.{key}"]) for l in layers])
 
         # the inputs' largest values: int8, but squared-ReLU activations into w2
         xmax = {"l0.wqkv": 127, "l0.wo": 127, "l0.w1": 127, "l0.w2": (1 << MLP_BITS) - 1,
@@ -333,7 +335,7 @@ class JitStep(Compiled):
                      stack("o_in", self.r), weights("wo"), stack("wo", self.r),
                      stack("n2", self.inv), weights("w1"), stack("w1", self.r),
                      stack("sq", self.r), weights("w2"), stack("w2", self.r), self.inv["nf"],
-                     np.ascontiguousarray(self.p["head"].T.astype(np.int8)), self.r["head"],
+                     int8T(self.p["head"]), self.r["head"],
                      self.p["out_exp"], pieces)
 
     def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:

@@ -28,6 +28,7 @@ class Mixer:
     def __init__(self, hist: np.ndarray, compiled: bool = False):
         """compiled: run the chain as tzip/jitmix.py's loops on the components' state
         (numba must be installed); the same numbers either way."""
+        self.hist = hist
         self.parts = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
         self._chain = None
         if compiled:
@@ -58,9 +59,8 @@ class Mixer:
         bytes) -> (c, S, 256)."""
         if self._chain is not None:
             return self._chain.mix_coded(t0, freqs, active)
-        hist = self.parts[0].hist
         out = np.empty((freqs.shape[1],) + freqs.shape[::2], dtype=np.float32)
         for i in range(freqs.shape[1]):
             out[i] = self.mix(t0 + i, freqs[:, i])
-            self.update(t0 + i, hist[:, t0 + i], active[:, t0 + i])
+            self.update(t0 + i, self.hist[:, t0 + i], active[:, t0 + i])
         return out
