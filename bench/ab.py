@@ -26,33 +26,46 @@ from bench.report import emit_markdown
 
 _MEASURE = r"""
 import hashlib, sys, time
-import torch, tzip
-from tzip import coder, models
+import numpy as np, torch, tzip
 what, model, arg, blob_path = sys.argv[1:5]
-m = models.load(model, torch.device("cpu"))
+if hasattr(tzip, "Compressor"):  # the object API: the model and its engine made beforehand
+    comp, dec = tzip.Compressor(model, device="cpu"), tzip.Decompressor(model, device="cpu")
+    compress, decompress = comp.compress, dec.decompress
+else:  # checkouts before it keep engines in a module cache
+    from tzip import models
+    m = models.load(model, torch.device("cpu"))
+    compress = lambda d: tzip.compress(d, m, device="cpu")
+    decompress = lambda b: tzip.decompress(b, m, device="cpu")
 if what == "step":
-    eng = models.engine_for(m, torch.device("cpu"))
     S = int(arg)
-    with coder._threads_for_batch(eng.device, S):
-        cache = eng.new_cache(S, ring=True)
-        tok = torch.randint(0, 256, (S,), generator=torch.Generator().manual_seed(0))
+    tok = np.random.default_rng(0).integers(0, 256, S)
+    if hasattr(tzip, "Compressor"):
+        stepper = comp.engine.stepper(S, 10 ** 9)
+        state, threads = stepper.new_state(S), stepper.threads(S)
+        step = lambda: stepper(tok, state)
+    else:
+        from tzip import coder
+        eng = models.engine_for(m, torch.device("cpu"))
+        fn, state = eng.decoder(S, coder._compiled(10 ** 9, decoding=True))
+        threads, step = coder._threads_for_batch(eng.device, S), lambda: fn(tok, state)
+    with threads:
         for _ in range(50):
-            eng.step(tok, cache)
+            step()
         t = time.perf_counter()
         for _ in range(200):
-            eng.step(tok, cache)
+            step()
         print(f"{(time.perf_counter() - t) / 200 * 1e3:.3f} -")
     sys.exit()
 data = open(arg, "rb").read()
 if what == "compress":
     t = time.perf_counter()
-    blob = tzip.compress(data, m, device="cpu")
+    blob = compress(data)
     dt = time.perf_counter() - t
     open(blob_path, "wb").write(blob)
 else:
     blob = open(blob_path, "rb").read()
     t = time.perf_counter()
-    assert tzip.decompress(blob, m, device="cpu") == data
+    assert decompress(blob) == data
     dt = time.perf_counter() - t
 print(f"{len(data) / dt / 1e3:.2f} {hashlib.sha256(blob).hexdigest()[:12]}")
 """

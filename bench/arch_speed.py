@@ -3,14 +3,14 @@
 Training time is scarce (GPU sessions), while the engine's speed depends on the shape of
 a model, not on its weights. This builds each config's model with its initial weights,
 converts it to the integer engine as a trained one would be, and times the model coder
-(tzip/coder.py encode and decode: the path of a model-coded block, which the container
+(tzip/codec.py encode and decode: the path of a model-coded block, which the container
 would not choose for an untrained model) on the given files, interleaved (round r runs
 every config in turn, the order rotating each round) so the machine's drift hits all
 alike:
 
-    python -m bench.arch_speed models/tzip-small.json cand.json --files alice29.txt paper1
+    python -m bench.arch_speed tzip/configs/tzip-small.json cand.json --files alice29.txt paper1
 
-A config is a model JSON as in models/ (only its "model" part is used) or inline JSON; a
+A config is a model JSON as in tzip/configs/ (only its "model" part is used) or inline JSON; a
 trained model (.npz path or a name in models/) may be listed too, to check that its
 untrained twin runs at its speed. The sizes it would report mean nothing (untrained weights); the speeds are the point.
 """
@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tzip import coder, models, transform
+from tzip import codec as coder
+from tzip import transform
 from tzip.engine import Engine
-from tzip.model import ByteTransformer, ModelConfig
-from tzip.quant import IntModel, calibration_windows, convert
+from tzip.model import ByteTransformer, IntModel, ModelConfig
+from tzip.model import registry as models
+from tzip.model.convert import calibration_windows, convert
 from bench.report import emit_markdown
 
 CALIBRATION = Path(__file__).resolve().parent / "sample" / "notes.txt"
@@ -48,7 +50,7 @@ def build(spec: str) -> tuple[str, IntModel, Engine]:
         text = np.frombuffer(CALIBRATION.read_bytes(), np.uint8)
         im = convert(ByteTransformer(c).eval(), calibration_windows(text, min(c.context, 256), 8), "speed")
         label = f"d{c.d_model} L{c.n_layer} H{c.n_head}/{c.n_kv_head} mlp{c.mlp_mult} ctx{c.context}"
-    return label, im, models.engine_for(im, torch.device("cpu"))
+    return label, im, Engine(im, torch.device("cpu"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models-dir", type=Path, default=None,
                     help="where the cards are (default: tzip's models folder, $TZIP_MODELS)")
     a = ap.parse_args(argv)
-    from tzip.models import models_dir
+    from tzip.model.registry import models_dir
     for card in update(a.results, a.models_dir or models_dir()):
         print(f"bench.card: updated {card}", file=sys.stderr)
     return 0

@@ -40,13 +40,14 @@ def _timed(fn, dev: str):
 def table_digest(model_path: Path, data: bytes, streams: int, dev: str) -> str:
     """sha256 of every frequency table the engine gives for data cut into streams."""
     import hashlib
+    import numpy as np
     from tzip.engine import Engine
-    from tzip.quant import IntModel
-    e = Engine(IntModel.load(model_path), dev)
-    tok = torch.tensor(list(data), dtype=torch.long, device=dev).view(streams, -1)
-    cache, h = e.new_cache(streams, ring=False), hashlib.sha256()
+    from tzip.model.intmodel import IntModel
+    scorer = Engine(IntModel.load(model_path), dev).backend("torch", "scorer")
+    tok = np.frombuffer(data, dtype=np.uint8).astype(np.int64).reshape(streams, -1)
+    state, h = scorer.new_state(streams), hashlib.sha256()
     for t in range(0, tok.shape[1], 250):
-        h.update(e.forward_chunk(tok[:, t:t + 250], cache).cpu().numpy().tobytes())
+        h.update(scorer(np.ascontiguousarray(tok[:, t:t + 250]), state).tobytes())
     return h.hexdigest()
 
 

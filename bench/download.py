@@ -3,7 +3,7 @@
     python -m bench download NAME [NAME ...] [--dest DIR] [--force]
     python -m bench download --list
 
-The archive is streamed to a temporary file; only the files the registry (tzip.corpora)
+The archive is streamed to a temporary file; only the files the registry (bench/corpora.py)
 knows are extracted, matched by base name, and each is written to DEST/PATH only after
 its size and SHA-256 matched. DEST defaults to ~/.cache/tzip/corpora, a corpora root.
 """
@@ -21,8 +21,8 @@ import zipfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from tzip import corpora
-from tzip.corpora import Corpus, CorpusError, CorpusFile, CorpusMismatch
+from . import corpora
+from .corpora import Corpus, CorpusError, CorpusFile, CorpusMismatch
 
 CHUNK = 1 << 20
 Log = Callable[[str], None]

@@ -1,11 +1,11 @@
-"""Which files a run measures: a registered corpus (tzip.corpora), the user's own files,
+"""Which files a run measures: a registered corpus (bench/corpora.py), the user's own files,
 or the quick set (three small Canterbury files, else the sample texts shipped here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from tzip import corpora
+from . import corpora
 
 from .tools import UsageError
 

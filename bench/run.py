@@ -15,9 +15,9 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from tzip import corpora
+from . import corpora
 from tzip.errors import ModelError
-from tzip.models import models_dir
+from tzip.model.registry import models_dir
 
 from . import env, inputs, measure, report, tools
 from .inputs import Input
@@ -88,7 +88,7 @@ def select_tools(args: argparse.Namespace) -> list[Tool]:
 
 
 def select_models(args: argparse.Namespace) -> list[str]:
-    from tzip import models
+    from tzip.model import registry as models
     installed = models.available()
     if args.models is None:
         if not args.quick:
@@ -109,7 +109,7 @@ def select_models(args: argparse.Namespace) -> list[str]:
 
 def model_info(spec: str) -> dict:
     """Name, id, weight count and file size of a tzip model (reported apart from bpb)."""
-    from tzip import models
+    from tzip.model import registry as models
     m = models.load(spec)
     path = Path(spec) if spec.endswith(".npz") else models.models_dir() / f"{spec}.npz"
     params = m.num_params() + m.tensors["emb"].numel()  # int8 matrices + the embedding
@@ -226,7 +226,7 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
     model_specs = select_models(args)
     device, infos, model_tools = None, [], []
     if model_specs:
-        from tzip import models
+        from tzip.model import registry as models
         device = str(models.resolve_device(args.device))
         for spec in model_specs:
             tool = tools.tzip_tool(spec, device)

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import tzip
-from tzip import coder, models, transform
+from tzip import codec, transform
+from tzip.model import registry
 from bench.report import emit_markdown
 
 
@@ -22,7 +23,7 @@ def default_streams(data: bytes, context: int) -> int:
     """The stream count tzip picks for a one-block file (after the CRLF transform)."""
     if transform.crlf_applies(data):
         data = transform.crlf_to_lf(data)
-    return len(coder.split_streams(len(data), context))
+    return len(codec.split_streams(len(data), context))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
-    m = models.load(args.model)
+    m = registry.load(args.model)
     cols = (args.counts or args.factors).split(",")
     heads = cols if args.counts else [f"{c}x default" for c in cols]
     lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}: bits per byte of "
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         base = default_streams(data, m.cfg.context)
         cells = []
         for c in cols:
-            n = int(c) if args.counts else min(coder.MAX_STREAMS, base * int(c))
+            n = int(c) if args.counts else min(codec.AUTO_MAX_STREAMS, base * int(c))
             size = len(tzip.compress(data, m, device=args.device, streams=n))
             cells.append(f"{8 * size / len(data):.3f} ({n})")
             print(f"{Path(f).name}: {cells[-1]}", file=sys.stderr)

@@ -128,23 +128,28 @@ class TzipCodec:
     def __init__(self, model: str, device: str):
         import tzip
         self._tzip, self.model, self.device = tzip, model, device
+        self._c = self._d = None
 
     def compress(self, data: bytes) -> bytes:
-        return self._tzip.compress(data, model=self.model, device=self.device)
+        if self._c is None:
+            self._c = self._tzip.Compressor(self.model, device=self.device)
+        return self._c.compress(data)
 
     def decompress(self, blob: bytes) -> bytes:
-        return self._tzip.decompress(blob, model=self.model, device=self.device)
+        if self._d is None:
+            self._d = self._tzip.Decompressor(self.model, device=self.device)
+        return self._d.decompress(blob)
 
     def warmup(self) -> None:
         """Loads the model, builds the engine and, where numba is installed, loads the
-        compiled loops (a block as long as coder.COMPILED_FROM in one stream takes them;
+        compiled loops (a block as long as TUNING["compiled_from"] in one stream takes them;
         then, as in any process that has loaded them, blocks of every size do), so timings
         are of coding alone, in a warm process. A command-line run pays the loading once
         per process, and one that codes only small blocks never loads them (it takes the
         plain path)."""
-        from tzip import coder
+        from tzip.engine import TUNING
         self.decompress(self.compress(b"warm-up text for the model\n" * 4))
-        text = (b"warm-up text for the model\n" * 64)[:coder.COMPILED_FROM]
+        text = (b"warm-up text for the model\n" * 64)[:TUNING["compiled_from"]]
         blob = self._tzip.compress(text, model=self.model, device=self.device, streams=1)
         self._tzip.decompress(blob, model=self.model, device=self.device)
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import download, run  # noqa: E402
 from bench.inputs import sample_files  # noqa: E402
-from tzip import corpora  # noqa: E402
+from bench import corpora  # noqa: E402
 
 GZIP_PAIR = "gzip -9 -c {in} > {out};gzip -d -c {in} > {out}"
 
@@ -281,7 +281,7 @@ def test_arch_speed_times_an_untrained_shape(tmp_path):
     """bench.arch_speed round-trips a file through the engine of a config with no weights
     trained, and reports its stream count and speeds."""
     from bench import arch_speed
-    from tzip import coder
+    from tzip import codec as coder
     out = tmp_path / "arch.md"
     conf = '{"model": {"d_model": 32, "n_layer": 1, "n_head": 2, "context": 32}}'
     assert arch_speed.main([conf, "--files", str(REPO / "bench/sample/notes.txt"),

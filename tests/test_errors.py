@@ -31,7 +31,7 @@ def test_truncated(archive, small, cut):
 
 def test_flipped_payload_byte(archive, small):
     i = tzip.info(archive)
-    assert i.blocks[0]["method"] == "model"
+    assert i.blocks[0].method == "model"
     for pos in (len(archive) - 200, len(archive) // 2, 100):
         bad = bytearray(archive)
         bad[pos] ^= 0x10
@@ -61,7 +61,7 @@ def test_trailing_garbage(archive, small):
 
 def test_wrong_model_is_refused(tiny, tiny_b, text):
     blob = tzip.compress(text[:3000], tiny, streams=4, block_size=1 << 20)
-    if tzip.info(blob).blocks[0]["method"] != "model":  # the random tiny model may lose
+    if tzip.info(blob).blocks[0].method != "model":  # the random tiny model may lose
         blob = _force_model_block(tiny, text[:3000])
     with pytest.raises(tzip.WrongModel, match="tiny-a"):
         tzip.decompress(blob, tiny_b)
@@ -84,7 +84,7 @@ def test_model_found_by_id_in_models_dir(tiny, text, monkeypatch, tmp_path):
 def _force_model_block(model, data: bytes) -> bytes:
     """An archive whose only block is model-coded, whatever LZMA would have done."""
     import zlib
-    from tzip import coder
+    from tzip import codec as coder
     from tzip.container import MODEL, NO_TRANSFORM, Block, Header, Trailer
     from tzip.engine import Engine
     lengths = coder.split_streams(len(data), model.cfg.context, 4)

@@ -8,11 +8,11 @@ import constriction
 import numpy as np
 import pytest
 
-from tzip import coder
+from tzip import codec as coder
 from tzip.engine import Engine
-from tzip.fixedpoint import MAX_W, bit_length
-from tzip.counts import INC
-from tzip.mixer import Mixer
+from tzip.mixing.fixedpoint import MAX_W, bit_length
+from tzip.mixing.counts import INC
+from tzip.mixing import Mixer
 
 
 def test_repeat_is_nearly_free(tiny, text):
@@ -29,10 +29,10 @@ def test_matches_reach_across_streams(tiny, text):
     """Stream 1's second half repeats what stream 0 coded steps before: found through the
     shared table, and decoded exactly."""
     e = Engine(tiny)
-    x, other = text[:2000], text[5000:6000]
+    x, other = text[30000:32000], text[60000:61000]
     lengths = coder.split_streams(4000, 32, 2)
     data = x + other + x[:1000]
-    fresh = len(coder.encode(e, x + other + text[7000:8000], lengths))
+    fresh = len(coder.encode(e, x + other + text[90000:91000], lengths))
     payload = coder.encode(e, data, lengths)
     assert len(payload) < 0.85 * fresh
     assert coder.decode(e, payload, lengths) == data
@@ -74,7 +74,7 @@ def test_confident_mixture_still_codes_every_byte():
     freqs = np.full((3, 256), 65536, dtype=np.float32)
     freqs[:, 255] = 1
     for t in range(30):
-        for part in m.parts:
+        for part in m.components:
             part.w[:] = MAX_W
         m.mix(t, freqs)
         m.update(t, hist[:, t], np.ones(3, bool))
@@ -95,7 +95,7 @@ def test_bit_length_is_exact_near_powers_of_two():
 
 
 def test_compiled_components_compute_the_same_numbers(text):
-    """tzip/jitmix.py against the numpy components on one block: repeats across streams
+    """tzip/mixing/compiled.py against the numpy components on one block: repeats across streams
     (match model), a row that fills up and is halved (counts), streams that end early."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(3)
@@ -118,10 +118,10 @@ def test_compiled_components_compute_the_same_numbers(text):
         got = passes.mix_coded(t0, np.ascontiguousarray(freqs[t0:t0 + c].transpose(1, 0, 2)), mask)
         assert np.array_equal(got, np.stack(wants[t0:t0 + c])), t0
         t0 += got.shape[0]
-    for a, b, c in zip(plain.parts, fast.parts, passes.parts):
+    for a, b, c in zip(plain.components, fast.components, passes.components):
         assert np.array_equal(a.w, b.w) and np.array_equal(a.w, c.w)
     ab = ord("a") << 8 | ord("b")  # seen about 1,250 times in stream 2: halved on the way
-    assert 0 < plain.parts[0].tot[ab] < 1200 * INC
+    assert 0 < plain.components[0].tot[ab] < 1200 * INC
 
 
 def test_compiled_counts_with_thousands_of_streams_on_one_row():
@@ -138,5 +138,5 @@ def test_compiled_counts_with_thousands_of_streams_on_one_row():
         assert np.array_equal(fast.mix(t, freqs), plain.mix(t, freqs)), t
         plain.update(t, hist[:, t], mask[:, t])
         fast.update(t, hist[:, t], mask[:, t])
-        for a, b in zip(plain.parts[:2], fast.parts[:2]):
+        for a, b in zip(plain.components[:2], fast.components[:2]):
             assert np.array_equal(a.cnt, b.cnt) and np.array_equal(a.tot, b.tot), t

@@ -24,7 +24,7 @@ def test_shipped_model_archive_is_pinned_and_decodes_on_cpu(name):
     data = SAMPLE.read_bytes()
     blob = tzip.compress(data, name, device="cpu", streams=4)
     info = tzip.info(blob)
-    assert info.model_name == name and [b["method"] for b in info.blocks] == ["model"]
+    assert info.model_name == name and [b.method for b in info.blocks] == ["model"]
     assert len(blob) < len(data) // 3
     assert hashlib.sha256(blob).hexdigest() == PINNED[name]
     assert tzip.decompress(blob, device="cpu") == data  # model found by name and id

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import tzip
-from tzip.quant import IntModel, calibration_windows, convert
+from tzip.model.convert import calibration_windows, convert
+from tzip.model.intmodel import IntModel
 from tzip.train import load_float, train
 
 import numpy as np

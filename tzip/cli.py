@@ -14,7 +14,8 @@ from typing import BinaryIO, Callable
 
 import click
 
-from . import api, models
+from . import api
+from .model import registry
 from .container import MAX_STREAMS
 from .errors import TzipError
 
@@ -118,7 +119,7 @@ def _io_options(f):
 
 
 def _compiled_loops() -> str:
-    """What --version says of the optional compiled CPU loops (tzip/jitstep.py)."""
+    """What --version says of the optional compiled CPU loops (tzip/engine/compiled/)."""
     try:
         return f"compiled CPU loops: numba {importlib.metadata.version('numba')}"
     except importlib.metadata.PackageNotFoundError:
@@ -146,14 +147,13 @@ def compress(files, stdout, output, force, quiet, verbose, model, device, stream
     if (stdout or (not files or files == ("-",)) and not output) and sys.stdout.isatty() and not force:
         raise click.UsageError("refusing to write compressed data to a terminal (use -o or -f)")
     try:
-        dev = models.resolve_device(device)
-        m = models.load(model, dev)
+        compressor = api.Compressor(model, device=device, streams=streams)
     except TzipError as e:
         _say(str(e))
         sys.exit(1)
 
     def work(fin, fout, tick):
-        return api.compress_stream(fin, fout, m, device=dev, streams=streams, progress=tick)
+        return compressor.compress_stream(fin, fout, tick)
     _run_all(files, output, stdout, force=force, quiet=quiet, verbose=verbose, work=work,
              verb="compressed", out_of=lambda s: s + ".tz")
 
@@ -170,8 +170,10 @@ def _strip_tz(src: str) -> str:
 @_model_options
 def decompress(files, stdout, output, force, quiet, verbose, model, device):
     """Decompress FILE.tz to FILE, verifying every block's checksum."""
+    decompressor = api.Decompressor(model, device=device)
+
     def work(fin, fout, tick):
-        api.decompress_stream(fin, fout, model, device=device, progress=tick)
+        decompressor.decompress_stream(fin, fout, tick)
         return fin.tell() if fin.seekable() else 0
     _run_all(files, output, stdout, force=force, quiet=quiet, verbose=verbose, work=work,
              verb="decompressed", out_of=_strip_tz)
@@ -189,10 +191,11 @@ class _Sink:
 def test(files, model, device, quiet):
     """Decode FILES fully and check them, writing nothing."""
     failed = False
+    decompressor = api.Decompressor(model, device=device)
     for src in files:
         try:
             with open(src, "rb") as fin, _progress(_size(src), quiet, "testing") as tick:
-                n = api.decompress_stream(fin, _Sink(), model, device=device, progress=tick)
+                n = decompressor.decompress_stream(fin, _Sink(), tick)
             if not quiet:
                 click.echo(f"{src}: OK ({n:,} bytes)")
         except (TzipError, OSError) as e:
@@ -214,21 +217,21 @@ def info(files):
             _say(f"{src}: {getattr(e, 'strerror', None) or e}")
             failed = True
             continue
-        methods = ", ".join(sorted({b["method"] for b in i.blocks})) or "none"
-        streams = sum(b["streams"] for b in i.blocks)
+        methods = ", ".join(sorted({b.method for b in i.blocks})) or "none"
+        streams = sum(b.streams for b in i.blocks)
         click.echo(f"{src}\n  original   {i.original_size:,} bytes\n"
                    f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
                    f"  model      {i.model_name}  (id {i.model_id[:16]})\n"
                    f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
-                   f"{'; CRLF->LF' if any(b['crlf'] for b in i.blocks) else ''})")
+                   f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''})")
     sys.exit(1 if failed else 0)
 
 
 @main.command("models", context_settings=CONTEXT)
 def list_models():
     """List installed models."""
-    for name in models.available():
-        m = models.load(name)
+    for name in registry.available():
+        m = registry.load(name)
         click.echo(f"{name:14s} {m.num_params() / 1e6:5.2f}M params  context {m.cfg.context:5d}  "
                    f"id {m.digest.hex()[:16]}")
 

@@ -1,10 +1,10 @@
 """Train a ByteTransformer on the training text (bf16 + torch.compile on CUDA, fp32 on CPU).
 
-    python -m tzip.train --config models/tzip-small.json --out runs/small [--seconds 400]
+    python -m tzip.train --config tzip/configs/tzip-small.json --out runs/small [--seconds 400]
 
 The run stops after `steps` optimizer steps, or after `seconds` of training when the
 config (or the command line) gives a time budget; the learning-rate schedule follows
-whichever is used. Weights are saved as a float npz (no pickle) that tzip.quant turns
+whichever is used. Weights are saved as a float npz (no pickle) that tzip.model.convert turns
 into a shippable integer model; with `--optimizer-state` the AdamW moments are saved too.
 
 `--resume DIR` continues from a saved run: its weights, its step and byte counters, and
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import BOS, ByteTransformer, ModelConfig
+from .model.net import BOS, ByteTransformer, ModelConfig
 
 DEFAULT_TRAIN = {
     "batch_size": 64,
@@ -250,6 +250,17 @@ def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
     return out
 
 
+def train_dir() -> Path:
+    """The training corpus: $TZIP_CORPORA/train, or ../shared/corpora/train beside the repo."""
+    roots = [Path(os.environ["TZIP_CORPORA"])] if os.environ.get("TZIP_CORPORA") else []
+    roots.append(Path(__file__).resolve().parent.parent.parent / "shared" / "corpora")
+    for r in roots:
+        if (r / "train").is_dir():
+            return r / "train"
+    raise FileNotFoundError("no training corpus found; looked for train/ under "
+                            + ", ".join(map(str, roots)) + " (set TZIP_CORPORA)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tzip train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -263,7 +274,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", type=Path, default=None, help="a run folder to continue from")
     ap.add_argument("--optimizer-state", action="store_true", help="also save AdamW moments")
     a = ap.parse_args(argv)
-    from .corpora import train_dir
     config = json.loads(a.config.read_text())
     if a.lr is not None:
         config.setdefault("train", {})["lr"] = a.lr

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import torch
 
-from .engine import Engine
-from .errors import ModelError
-from .quant import IntModel, ModelFileError
+from ..errors import ModelError
+from .intmodel import IntModel, ModelFileError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 CPU_DEFAULT, GPU_DEFAULT = "tzip-small", "tzip-large"
 
 
@@ -80,15 +79,3 @@ def find(name: str, digest: bytes) -> IntModel:
                 return m
     raise ModelError(f"this archive was made with model {name!r} (id {digest.hex()[:16]}), "
                      f"which is not installed in {models_dir()}; pass --model PATH")
-
-
-_engines: dict[tuple[bytes, str], Engine] = {}
-
-
-def engine_for(model: IntModel, device: torch.device) -> Engine:
-    key = (model.digest, str(device))
-    if key not in _engines:
-        if len(_engines) > 4:
-            _engines.clear()
-        _engines[key] = Engine(model, device)
-    return _engines[key]

@@ -1,6 +1,6 @@
 """The adaptive models' chain compiled with numba (optional, like jitstep): Mixer's steps.
 
-tzip/counts.py and tzip/match.py run a few dozen small int64 numpy operations per step,
+tzip/mixing/counts.py and tzip/mixing/match.py run a few dozen small int64 numpy operations per step,
 whose fixed cost is most of their time. These loops compute the same integers from the
 same state arrays (numpy's int64 // and >> floor like these do), so either
 implementation can code a block and the other decode it; tests/test_mixer.py compares
@@ -8,7 +8,7 @@ them. Each function mirrors the numpy method named in its docstring. The whole c
 one call per mix and one per update (Chain), and the encoder's pass of steps, whose bytes
 are known, one call in all: a call costs microseconds however small the work, which
 with tens of streams was most of the time. Importing this module needs numba
-(tzip/coder.py checks).
+(tzip/engine/__init__.py checks).
 """
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ import numba
 import numpy as np
 
 from . import counts, match
-from .fixedpoint import MAX_W, ONE, RATE_SHIFT
+from .fixedpoint import _GOLDEN, _PRIME, MAX_W, ONE, RATE_SHIFT
 
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
-_PRIME = np.uint64(0x100000001B3)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @_jit

@@ -1,6 +1,6 @@
 """The floating-point byte transformer, used for training.
 
-Every choice here is made so the integer engine (tzip/engine.py) can reproduce it with
+Every choice here is made so the integer engine (tzip/engine/) can reproduce it with
 exact integer arithmetic: pre-norm RMSNorm, multi-query attention with ALiBi slopes that
 are multiples of 1/256 (no position embeddings, so a sliding window works at any length),
 a squared-ReLU MLP and no biases. Input vocabulary is 256 bytes plus BOS (stream start).

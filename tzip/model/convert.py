@@ -1,123 +1,21 @@
 """Float model -> integer model: calibration, int8 weights, fixed-point multipliers.
 
-An IntModel is everything the integer engine needs and nothing else: int8 weight
-matrices (per-output-row scales folded into int64 multipliers), integer embeddings,
-per-channel norm steps, exp tables and shifts. It is saved as an .npz of plain arrays
-(no pickle); its identity is a sha256 over those arrays, so an archive can name the exact
-model that made it.
+    python -m tzip.model.convert RUN_DIR OUT.npz --name NAME
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field
-from functools import cached_property
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .model import ByteTransformer, ModelConfig, alibi_slopes
-
-FORMAT = 2  # engine semantics version: a model file of another format is refused
-NORM_SHIFT = 16  # fixed-point bits of the per-channel norm multipliers
-ATT_EXP_ONE = 1 << 13  # exp table top for attention weights (float64 sums stay exact)
-OUT_ONE = 1 << 16  # top frequency of the output distribution; every byte gets >= 1
-MLP_BITS = 8  # squared-ReLU activations are integers in [0, 255]
-UNITS = 256  # logits are integers in units of 1/256 nat
-RES_BITS = 22  # calibrated residual maximum maps to 2**22
-MULT_BITS = 24
-EXACT = 1 << 24  # float32 holds every integer below this
-
-
-def exact_pieces(K: int, xmax: int) -> list[slice]:
-    """Pieces of an inner dimension K short enough that a float32 product of int8 weights
-    and integers in [-xmax, xmax] sums exactly in any order (every partial sum < 2**24):
-    the whole of K when it fits, else power-of-two lengths."""
-    step = (EXACT - 1) // (127 * xmax)
-    if K <= step:
-        return [slice(0, K)]
-    step = 1 << (step.bit_length() - 1)
-    return [slice(k0, min(K, k0 + step)) for k0 in range(0, K, step)]
-
-
-def weight_split(emax: int, n: int) -> int | None:
-    """Bits b that cut attention weights 0 <= e <= emax into e >> b and e mod 2**b so that
-    float32 products of either part with int8 values, summed over n keys, stay below 2**24
-    (exact in any order); None when no cut does. Both parts stay <= 256, like every other
-    matmul operand, so they are exact in bf16 and TF32 too. Float32 halves the bytes of a
-    decoding step's value cache and runs the products faster than float64."""
-    for b in range(max(1, emax.bit_length() - 9), emax.bit_length() + 1):
-        if ((1 << b) - 1) * 127 * n >= EXACT:
-            return None
-        if (emax >> b) * 127 * n < EXACT:
-            return b
-    return None
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be read or is not a tzip integer model."""
-
-
-@dataclass
-class IntModel:
-    cfg: ModelConfig
-    tensors: dict[str, torch.Tensor]
-    shifts: dict[str, int]
-    name: str = "unnamed"
-    info: dict = field(default_factory=dict)
-
-    def numeric_meta(self) -> dict:
-        return {"config": self.cfg.to_dict(), "shifts": self.shifts, "format": FORMAT}
-
-    @cached_property
-    def digest(self) -> bytes:
-        """sha256 over the numbers that define the engine (not the name or the card)."""
-        h = hashlib.sha256(json.dumps(self.numeric_meta(), sort_keys=True).encode())
-        for k in sorted(self.tensors):
-            a = _storage_array(k, self.tensors[k])
-            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-        return h.digest()
-
-    def num_params(self) -> int:
-        return sum(v.numel() for k, v in self.tensors.items() if _is_weight(k))
-
-    def save(self, path: Path) -> None:
-        meta = dict(self.numeric_meta(), name=self.name, info=self.info)
-        arrays = {k: _storage_array(k, v) for k, v in self.tensors.items()}
-        with open(path, "wb") as f:
-            np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-
-    @classmethod
-    def load(cls, path: Path) -> "IntModel":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(z["__meta__"].tobytes())
-                tensors = {}
-                for k in z.files:
-                    if k == "__meta__":
-                        continue
-                    a = z[k]
-                    tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelFileError(f"{path}: not a readable tzip model ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: model format {meta.get('format')!r}, this tzip reads "
-                                 f"format {FORMAT}; convert the float checkpoint again")
-        return cls(ModelConfig.from_dict(meta["config"]), tensors, meta["shifts"],
-                   meta.get("name", Path(path).stem), meta.get("info", {}))
-
-
-def _is_weight(key: str) -> bool:
-    return key == "head" or key.split(".")[-1] in ("wqkv", "wo", "w1", "w2")
-
-
-def _storage_array(key: str, t: torch.Tensor) -> np.ndarray:
-    a = t.cpu().numpy()
-    return a.astype(np.int8) if _is_weight(key) else a
+from .intmodel import (ATT_EXP_ONE, MLP_BITS, MULT_BITS, NORM_SHIFT, OUT_ONE, RES_BITS, UNITS,
+                       IntModel)
+from ..engine.reference import Engine
+from .net import BOS, ByteTransformer, alibi_bias, alibi_slopes
 
 
 def _fixed(scale, bits: int = MULT_BITS) -> tuple[torch.Tensor, int]:
@@ -143,7 +41,6 @@ def calibrate(model: ByteTransformer, tokens: torch.Tensor) -> dict[str, torch.T
     model = model.float().eval()
     c = model.cfg
     T = tokens.shape[1]
-    from .model import alibi_bias
     bias = alibi_bias(c.n_head, T, T, c.context)
     st: dict[str, torch.Tensor] = {}
 
@@ -253,8 +150,6 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
     each stream starting with BOS as a compressed stream does: the cost of quantising.
     Past the first context, every `every`-th position is scored (a float pass per scored
     position is slow on a CPU); the integer engine scores the same ones."""
-    from .engine import Engine
-    from .model import BOS
     c = model.cfg.context
     win = calibration_windows(text, length, streams)
     inp = torch.cat([torch.full((streams, 1), BOS), win[:, :-1]], 1)
@@ -277,11 +172,9 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m tzip.quant RUN_DIR OUT.npz --name NAME: float training output -> int model."""
+    """python -m tzip.model.convert RUN_DIR OUT.npz --name NAME: float training output -> int model."""
     import argparse
-    import sys
-    from .corpora import train_dir
-    from .train import load_float, load_text_files, training_files
+    from ..train import load_float, load_text_files, train_dir, training_files
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("run", type=Path)
     ap.add_argument("out", type=Path)

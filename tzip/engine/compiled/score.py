@@ -1,34 +1,36 @@
-"""The compression pass compiled with numba, for CPUs: Engine.forward_chunk, fused.
+"""The compression pass compiled with numba, for CPUs: the reference's score, fused.
 
 Compression runs the model over many positions of many streams at once. In PyTorch the
 products are a third of that time; the rest is a dozen elementwise passes per layer over
 the attention tables and activations (scale, floor, bias, max, index, two table lookups,
 two sums, requantisations, casts), each a trip through memory. Here the products are
 numpy's BLAS (float32 operands of integers whose partial sums stay below 2**24: exact in
-any order, as everywhere in tzip/engine.py) and everything between them is one compiled
-loop each, reusing the decoding step's loops (tzip/jitstep.py) for norms, residuals, the
-MLP and the head. A query's keys outside its window are skipped rather than given the
-weight att_exp[-1], so the engine must have att_exp[-1] == 0 (JitChunk.usable). The same
+any order, tzip/engine/exact.py) and everything between them is one compiled
+loop each, reusing the kernels of kernels.py for norms, residuals, the MLP and the
+head. A query's keys outside its window are skipped rather than given the
+weight att_exp[-1], so the model must have att_exp[-1] == 0 (JitScorer.usable). The same
 IEEE-754 operations on the same values give the same tables bit for bit;
-tests/test_engine.py compares them with Engine.forward_chunk.
+tests/test_backends.py compares them with the reference.
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
+from dataclasses import dataclass, field
 
-from .jitstep import Compiled, _head, _jit, _jit_exact, _mlp, _norm, _residual, _rq
-from .parts import blas_on_calling_threads
-from .quant import MLP_BITS
+import numpy as np
+
+from ...model.intmodel import MLP_BITS
+from ..exact import exact_pieces
+from ..weights import Weights
+from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
+from .threads import Parts, blas_on_calling_threads
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
-# many bytes at a time: a pass's whole tables (tens of MB) run at memory speed, a group of
-# streams' stay in the processor's cache between the product, the weighing and the next
-# product (the weighing alone measured 4.1 against 1.8 ns per entry)
+# many bytes at a time: a group of streams' tables stay in the processor's cache between
+# the product, the weighing and the next product (docs/performance.md)
 ATTENTION_BYTES = 2 << 20
 
 
-@_jit
+@jit
 def _qkv(acc, r, C, q, K, V, n0):
     """Requantise the qkv accumulator (S*C, (H + 2 kv) hd) into queries q (S, kv, G*C, hd)
     (row g*C + c) and the new keys and values, at column n0 + c of K (S, kv, hd, n) and
@@ -43,20 +45,20 @@ def _qkv(acc, r, C, q, K, V, n0):
                 for g in range(G):
                     for i in range(hd):
                         j = (h * G + g) * hd + i
-                        q[s, h, g * C + c, i] = min(max(_rq(acc[a, j], r, j), -127.0), 127.0)
+                        q[s, h, g * C + c, i] = min(max(rq(acc[a, j], r, j), -127.0), 127.0)
                 for i in range(hd):
                     jk = H * hd + h * hd + i
                     jv = H * hd + kv * hd + h * hd + i
-                    K[s, h, i, n0 + c] = min(max(_rq(acc[a, jk], r, jk), -127.0), 127.0)
-                    V[s, h, n0 + c, i] = min(max(_rq(acc[a, jv], r, jv), -127.0), 127.0)
+                    K[s, h, i, n0 + c] = min(max(rq(acc[a, jk], r, jk), -127.0), 127.0)
+                    V[s, h, n0 + c, i] = min(max(rq(acc[a, jv], r, jv), -127.0), 127.0)
 
 
-@_jit_exact
+@jit_exact
 def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, unit, E, esum):
     """Attention weights from z (S, kv, G*C, n) = q.k of the queries at positions
-    t0 .. t0+C-1 and the keys at k0 .. k0+n-1: Engine._attend's scale, floor, ALiBi bias,
+    t0 .. t0+C-1 and the keys at k0 .. k0+n-1: the reference's _attend's scale, floor, ALiBi bias,
     max and exp table (float32 att_exp), over each query's window only. Writes the
-    weights' two float32 parts e // unit and e mod unit (unit = 2**b, NumpyStep.att_parts)
+    weights' two float32 parts e // unit and e mod unit (unit = 2**b, Weights.att_split)
     into E (S, kv, 2, G*C, n) (zero outside the window) and their sums into esum
     (S, kv, G*C) (integers below 2**24: exact in float32); z is overwritten.
 
@@ -100,7 +102,7 @@ def _weigh(z, qk, t0, k0, C, slopes, context, att_exp, unit, E, esum):
                     esum[s, h, a] = total
 
 
-@_jit
+@jit
 def _attended(P, esum, scale, r_o, C, o):
     """o (S*C, H*hd) = round(e @ V * r_o / sum(e)) clamped to int8, where e @ V = P's hi
     rows * scale + its lo rows (P (S, kv, 2*G*C, hd) float32; float64 sum, exact)."""
@@ -119,23 +121,60 @@ def _attended(P, esum, scale, r_o, C, o):
                         o[row, col + i] = min(max(y, -127.0), 127.0)
 
 
-class JitChunk(Compiled):
-    """Engine.forward_chunk for an engine on the CPU, compiled; see Engine.forward_chunk.
-    Works on the engine's Cache (keys and values as float32 numpy views), so the two may
-    alternate on one cache."""
+@dataclass
+class PassState:
+    """Per-layer float32 keys (S, kv, hd, n) and values (S, kv, n, hd) of the last
+    context - 1 positions (n grows to that), their absolute positions, the next position,
+    and scratch arrays reused from pass to pass (freed with the state, never shared)."""
+    k: list[np.ndarray]
+    v: list[np.ndarray]
+    pos: np.ndarray
+    t: int = 0
+    scratch: dict = field(default_factory=dict)
 
-    def __init__(self, engine):
-        super().__init__(engine)
-        self.exp32 = self.att_exp.astype(np.float32)  # exact: see usable
+
+class JitScorer:
+    """The reference's score compiled, behind the Scorer interface."""
+    name = "numba"
+
+    def __init__(self, weights: Weights):
+        self.cfg = weights.cfg
+        self.p, self.r, self.inv, self.emb = weights.arrays, weights.r, weights.inv, weights.emb
+        self.unit = 2 ** weights.att_split
+        self.slopes = weights.slopes.reshape(self.cfg.n_kv_head, -1)  # (kv, G)
+        self.qk = weights.qk
+        self.exp32 = weights.att_exp.astype(np.float32)  # exact: see usable
+        self.parts = Parts()
 
     @staticmethod
-    def usable(engine) -> bool:
-        """Compiled.usable, float32 values (two weight parts), a zero last exp entry, which
+    def usable(weights: Weights) -> bool:
+        """Whole slopes, float32 values (two weight parts), a zero last exp entry, which
         lets the loops skip the keys outside a query's window, and weights whose sums over
         a window are exact in float32."""
-        e = engine.att_exp
-        return (Compiled.usable(engine) and engine.att_parts is not None
-                and float(e[-1]) == 0.0 and float(e.max()) * engine.cfg.context < 2 ** 24)
+        e = weights.att_exp
+        return (weights.whole_slopes and weights.att_split is not None
+                and float(e[-1]) == 0.0 and float(e.max()) * weights.cfg.context < 2 ** 24)
+
+    def new_state(self, streams: int) -> PassState:
+        c = self.cfg
+        return PassState([np.zeros((streams, c.n_kv_head, c.head_dim, 0), np.float32)
+                          for _ in range(c.n_layer)],
+                         [np.zeros((streams, c.n_kv_head, 0, c.head_dim), np.float32)
+                          for _ in range(c.n_layer)],
+                         np.zeros(0, dtype=np.int64))
+
+    def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
+             out: np.ndarray | None = None) -> np.ndarray:
+        """x @ w exactly: float32 (into out) when one piece suffices, else float32 pieces
+        added in float64."""
+        w = self.p[key]
+        first, *rest = exact_pieces(w.shape[0], xmax)
+        if not rest:
+            return np.matmul(x, w, out=out)
+        acc = (x[:, first] @ w[first]).astype(np.float64)
+        for k in rest:
+            acc += x[:, k] @ w[k]
+        return acc
 
     @staticmethod
     def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -152,11 +191,10 @@ class JitChunk(Compiled):
         b = self._buf(scratch, name + "0", shape)
         return self._buf(scratch, name + "1", shape) if np.may_share_memory(b, old) else b
 
-    def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
+    def __call__(self, tokens: np.ndarray, cache: PassState) -> np.ndarray:
         """tokens (S, C) int64 at positions cache.t .. cache.t+C-1 -> freqs (S, C, 256).
 
-        The streams run in parts on threads of their own (tzip/parts.py): measured 1.5x
-        on two cores."""
+        The streams run in parts on threads of their own (threads.py)."""
         c = self.cfg
         S, C = tokens.shape
         kv, G, hd, d = c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim, c.d_model
@@ -171,7 +209,7 @@ class JitChunk(Compiled):
                    "P": self._buf(sc, "P", (S, kv, 2 * G * C, hd))}
         for l in range(c.n_layer):  # the parts copy the cached keys and values in
             for kind, shape in (("K", (S, kv, hd, n)), ("V", (S, kv, n, hd))):
-                was = (cache.k if kind == "K" else cache.v)[l].numpy()
+                was = (cache.k if kind == "K" else cache.v)[l]
                 streams[f"{kind}{l}"] = self._spare(sc, f"{kind}{l}.", was, shape)
                 streams[f"old{kind}{l}"] = was
         rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
@@ -188,10 +226,10 @@ class JitChunk(Compiled):
         with blas_on_calling_threads():
             self.parts.run(part, S)
         for l in range(c.n_layer):
-            cache.k[l] = torch.from_numpy(streams[f"K{l}"][..., -keep:])
-            cache.v[l] = torch.from_numpy(streams[f"V{l}"][:, :, -keep:])
+            cache.k[l] = streams[f"K{l}"][..., -keep:]
+            cache.v[l] = streams[f"V{l}"][:, :, -keep:]
         t0 = cache.t
-        cache.pos = torch.arange(max(t0 - old, t0 + C - keep), t0 + C, device="cpu")
+        cache.pos = np.arange(max(t0 - old, t0 + C - keep), t0 + C)
         cache.t += C
         return rows["out"].reshape(S, C, 256)
 
@@ -211,21 +249,21 @@ class JitChunk(Compiled):
             K, V = a[f"K{l}"], a[f"V{l}"]
             K[..., :old] = a[f"oldK{l}"]
             V[:, :, :old] = a[f"oldV{l}"]
-            _norm(res, self.inv[f"l{l}.n1"], x)
+            norm(res, self.inv[f"l{l}.n1"], x)
             _qkv(self._acc(f"l{l}.wqkv", x, out=acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
                  a["q"], K, V, old)
             for i in range(0, S, group):  # a group's weights stay in the cache
                 j = min(S, i + group)
                 np.matmul(a["q"][i:j], K[i:j], out=z[:j - i])
                 _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
-                       self.att_parts[0], E[:j - i], a["esum"][i:j])
+                       self.unit, E[:j - i], a["esum"][i:j])
                 np.matmul(E[:j - i].reshape(j - i, kv, 2 * G * C, n), V[i:j], out=a["P"][i:j])
-            _attended(a["P"], a["esum"], self.att_parts[0], self.r[f"l{l}.o_in"], C, o)
-            _residual(res, self._acc(f"l{l}.wo", o, out=acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
-            _norm(res, self.inv[f"l{l}.n2"], x)
-            _mlp(self._acc(f"l{l}.w1", x, out=acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
+            _attended(a["P"], a["esum"], self.unit, self.r[f"l{l}.o_in"], C, o)
+            residual(res, self._acc(f"l{l}.wo", o, out=acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
+            norm(res, self.inv[f"l{l}.n2"], x)
+            mlp(self._acc(f"l{l}.w1", x, out=acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
                  top, h)
-            _residual(res, self._acc(f"l{l}.w2", h, (1 << MLP_BITS) - 1, acc(f"l{l}.w2")),
+            residual(res, self._acc(f"l{l}.w2", h, (1 << MLP_BITS) - 1, acc(f"l{l}.w2")),
                       self.r[f"l{l}.w2"])
-        _norm(res, self.inv["nf"], x)
-        _head(self._acc("head", x, out=acc("head")), self.r["head"], self.p["out_exp"], r["out"])
+        norm(res, self.inv["nf"], x)
+        head(self._acc("head", x, out=acc("head")), self.r["head"], self.p["out_exp"], r["out"])

@@ -3,37 +3,60 @@
 A decoding step of a small model with few streams is a few hundred tiny tensor
 operations, and on a CPU PyTorch's fixed cost per operation (a few microseconds) is most
 of the time; numpy's is a fraction of that. Every operation here is the one
-tzip/engine.py performs, in the same order and the same dtypes: float32 matrix products
+the reference (tzip/engine/reference.py) performs, in the same order and the same dtypes: float32 matrix products
 of integers up to 256 in size (int8 values; attention weights in two parts) whose partial
 sums stay below 2**24 (exact in any order, so the BLAS may
 sum as it likes), float64 requantisation by m / 2**shift then floor, integer exp tables.
-So its tables are bit-identical to `Engine.step`'s, and the two may even alternate on one
-cache (tests/test_engine.py checks both). It reads the engine's CPU tensors and cache
-through zero-copy numpy views.
+So its tables are bit-identical to the reference step's (tests/test_backends.py).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
+
 import numpy as np
 
-from .quant import MLP_BITS, exact_pieces
+from ..model.intmodel import MLP_BITS
+from .exact import exact_pieces
+from .weights import Weights
+
+
+@dataclass
+class RingState:
+    """Per-layer keys (S, kv, hd, context) and values (S, kv, context, hd) of the last
+    `context` positions, the absolute position held in each slot, and the next position."""
+    k: list[np.ndarray]
+    v: list[np.ndarray]
+    pos: np.ndarray
+    t: int = 0
 
 
 class NumpyStep:
-    """Engine.step for an engine on the CPU; see Engine.step."""
+    """The reference step (Engine.step) in numpy, behind the Stepper interface."""
+    name = "numpy"
 
-    def __init__(self, engine):
-        c = self.cfg = engine.cfg
-        self.p = {k: v.numpy() for k, v in engine.p.items()}
-        self.r = {k: v.numpy() for k, v in engine.r.items()}
-        self.inv = {k: v.numpy() for k, v in engine.inv.items()}
-        self.emb, self.att_exp = engine.emb.numpy(), engine.att_exp.numpy()
+    def __init__(self, weights: Weights):
+        c = self.cfg = weights.cfg
+        self.p, self.r, self.inv = weights.arrays, weights.r, weights.inv
+        self.emb, self.att_exp = weights.emb, weights.att_exp
         self.att_parts = None
-        if engine.att_parts:
-            b, hi, lo = engine.att_parts
-            self.att_parts = (2.0 ** b, hi.numpy(), lo.numpy())
-        kv, G = c.n_kv_head, c.n_head // c.n_kv_head
-        self.slopes = engine.slopes.numpy().reshape(kv, G, 1)
-        self.split = np.cumsum(engine.split)[:2]
+        if weights.att_parts:
+            self.att_parts = (2.0 ** weights.att_split,) + weights.att_parts
+        kv, G = c.n_kv_head, weights.groups
+        self.slopes = weights.slopes.reshape(kv, G, 1)
+        self.split = np.cumsum([c.n_head * c.head_dim, kv * c.head_dim])
+
+    def new_state(self, streams: int) -> RingState:
+        c = self.cfg
+        vtype = np.float32 if self.att_parts else np.float64
+        return RingState([np.zeros((streams, c.n_kv_head, c.head_dim, c.context), np.float32)
+                          for _ in range(c.n_layer)],
+                         [np.zeros((streams, c.n_kv_head, c.context, c.head_dim), vtype)
+                          for _ in range(c.n_layer)],
+                         np.full(c.context, -(1 << 40), dtype=np.int64))
+
+    def threads(self, streams: int):
+        return nullcontext()
 
     def _rms(self, res: np.ndarray) -> np.ndarray:
         """As Engine._rms on a CPU: float64 when every row sum of squares is below 2**52,
@@ -95,12 +118,12 @@ class NumpyStep:
         esum += ps[:, :, G:]
         return ev, esum
 
-    def __call__(self, tokens: np.ndarray, cache) -> np.ndarray:
+    def __call__(self, tokens: np.ndarray, cache: RingState) -> np.ndarray:
         """tokens (S,) int64 at position cache.t -> freqs (S, 256) float32."""
         c = self.cfg
         S, kv, G, hd = len(tokens), c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim
         slot = cache.t % c.context
-        pos = cache.pos.numpy()
+        pos = cache.pos
         pos[slot] = cache.t
         dist = (cache.t - pos).astype(np.float32)
         valid = (dist >= 0) & (dist < c.context)
@@ -109,7 +132,7 @@ class NumpyStep:
         for l in range(c.n_layer):
             y = self._lin(f"l{l}.wqkv", self._norm(res, f"l{l}.n1"))
             q, k, v = np.split(np.clip(y, -127, 127, out=y).astype(np.float32), self.split, -1)
-            K, V = cache.k[l].numpy(), cache.v[l].numpy()
+            K, V = cache.k[l], cache.v[l]
             K[..., slot] = k.reshape(S, kv, hd)
             V[:, :, slot] = v.reshape(S, kv, hd)
             z = np.matmul(q.reshape(S, kv, G, hd), K)  # (S, kv, G, context), exact

@@ -3,7 +3,7 @@
 The transformer is fixed and sees only `context` bytes. Text it never saw (a terminal
 transcript, Lisp, a bibliography) or that repeats itself from far back is better told by
 models that learn while coding. Each step, the model frequencies pass through a chain of
-such components (tzip/counts.py: order-2 and order-4 byte counts; tzip/match.py: what
+such components (tzip/mixing/counts.py: order-2 and order-4 byte counts; tzip/mixing/match.py: what
 followed the last occurrence of the recent bytes); each mixes its own prediction in linearly,
 
     p' = (1 - w) * p + w * q,
@@ -26,14 +26,14 @@ class Mixer:
     coding proceeds: mix() then update() once per step."""
 
     def __init__(self, hist: np.ndarray, compiled: bool = False):
-        """compiled: run the chain as tzip/jitmix.py's loops on the components' state
-        (numba must be installed); the same numbers either way."""
+        """compiled: run the chain as tzip/mixing/compiled.py's loops on the components' state
+        (numba must be installed: tzip/mixing/compiled.py); the same numbers either way."""
         self.hist = hist
-        self.parts = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
+        self.components = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
         self._chain = None
         if compiled:
-            from .jitmix import Chain
-            self._chain = Chain(hist, *self.parts)
+            from .compiled import Chain
+            self._chain = Chain(hist, *self.components)
 
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
         """freqs (S, 256) integer-valued model frequencies -> (S, 256) float32 mixture of
@@ -41,7 +41,7 @@ class Mixer:
         if self._chain is not None:
             return self._chain.mix(t, freqs)
         p = freqs.astype(np.int64)
-        for part in self.parts:
+        for part in self.components:
             p = part.mix(t, p)
         return p.astype(np.float32)
 
@@ -50,7 +50,7 @@ class Mixer:
         if self._chain is not None:
             self._chain.update(t, sym, active)
             return
-        for part in self.parts:
+        for part in self.components:
             part.update(t, sym, active)
 
     def mix_coded(self, t0: int, freqs: np.ndarray, active: np.ndarray) -> np.ndarray:

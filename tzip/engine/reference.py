@@ -1,38 +1,24 @@
-"""Integer-exact inference: the probabilities the coder sees, bit-identical everywhere.
+"""The reference engine in PyTorch: the tables every other backend must equal, bit for bit.
 
-Every value that crosses a layer boundary is an integer, held in a float tensor: matrix
-products take integer-valued float32 operands whose partial sums stay below 2**24, so
-float32 holds each one exactly in any summation order, on any device, any thread count,
-any batch size (longer reductions are split into chunks and added in float64, exact below
-2**53). Requantisation is a float64 multiply by m / 2**shift (m < 2**24), exact while
-|accumulator| * m < 2**52 (the shipped models stay below 2**49), then floor. RMSNorm
-uses an exact integer square root; softmax and the output distribution use integer exp
-tables. The remaining steps are
-single IEEE-754 operations on tensors (x*y, x/y, x+y, floor), correctly rounded on every
-platform. No division by a Python scalar: CUDA turns that into a reciprocal multiply.
-
-Float64 and float32 rather than int64, because int64 multiplies and divides do not
-vectorise on x86 CPUs (measured about 5x slower than float32 for the same elementwise op).
-
-Two paths share one attention function: `forward_chunk` runs many positions of many
-streams at once (compression), `step` runs one position per stream with a ring-buffer KV
-cache (decompression). They give the same tables, position for position. On a CPU, steps
-of fewer than NUMPY_STEP_BELOW streams run the same arithmetic in numpy (tzip/npstep.py),
-whose per-operation overhead is a fraction of PyTorch's.
+It follows the rules of tzip/engine/exact.py literally, as tensor operations, so it runs
+the same on a CPU and a GPU. Two paths share one attention function: `score` runs many
+positions of many streams at once (compression), `step` runs one position per stream
+with a ring-buffer key/value cache (decompression). They give the same tables, position
+for position. TorchScorer and TorchStepper put them behind the engine's two interfaces
+(tzip/engine/__init__.py).
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from typing import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .npstep import NumpyStep
-from .quant import MLP_BITS, NORM_SHIFT, IntModel, exact_pieces, weight_split
-
-NUMPY_STEP_BELOW = 48  # streams; from about there on PyTorch's two threads are as fast
+from ..model.intmodel import MLP_BITS
+from .exact import exact_pieces
+from .weights import Weights
 
 
 def _mm(x: torch.Tensor, w: torch.Tensor, xmax: int = 127, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,42 +46,36 @@ def _isqrt(n: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Cache:
-    """Per-layer keys/values of the last positions, and the absolute position of each slot;
-    scratch: arrays a compiled pass reuses from pass to pass, freed with the cache."""
+    """Per-layer keys/values of the last positions, and the absolute position of each slot."""
     k: list[torch.Tensor]
     v: list[torch.Tensor]
     pos: torch.Tensor
     t: int = 0  # next position to be computed
-    scratch: dict = field(default_factory=dict)
 
 
 class Engine:
-    def __init__(self, model: IntModel, device: str | torch.device = "cpu"):
-        self.cfg = c = model.cfg
+    """The torch arithmetic of one model on one device (weights moved there once)."""
+
+    def __init__(self, weights: Weights, device: str | torch.device = "cpu"):
+        self.cfg = c = weights.cfg
         self.device = torch.device(device)
-        self.p = {k: v.to(self.device) for k, v in model.tensors.items()}
+        to = lambda a: torch.from_numpy(a).to(self.device)
+        self.p = {k: to(v) for k, v in weights.arrays.items()}
         self.n_rep = c.n_head // c.n_kv_head
-        self.slopes = self.p["alibi"].float()  # (H,) in table units per position
-        self.emb = self.p["emb"].double()
-        self.att_exp = self.p["att_exp"].double()
+        self.slopes = to(weights.slopes)  # (H,) in table units per position
+        self.emb = to(weights.emb)
+        self.att_exp = to(weights.att_exp)
         # attention values in float32 and weights in two float32 parts (see _attend): half
-        # the cache, and products several times faster than float64 on a CPU
-        # (bench/published/cpu-2026-11-29-speed/float32-values-ab.md, chunk-values-ab.md)
-        b = weight_split(int(self.att_exp.max()), c.context)
-        self.att_parts = None if b is None else \
-            (b, (self.att_exp // 2 ** b).float(), (self.att_exp % 2 ** b).float())
+        # the cache, and faster products than float64 (docs/performance.md)
+        parts = weights.att_parts
+        self.att_parts = None if parts is None else (weights.att_split, to(parts[0]), to(parts[1]))
         self.vtype = torch.float32 if self.att_parts else torch.float64
-        # every multiplier as the exact float64 m / 2**shift (matrices keep m in "KEY.m")
-        # at least 1-D: a 0-dim float64 r would let addcmul in _rq compute in float32
-        self.r = {k: torch.atleast_1d(self.p.get(k + ".m", self.p.get(k)).double() * 2.0 ** -shift)
-                  for k, shift in model.shifts.items() if k != "norm"}
-        self.inv = {k[:-4]: self.p[k].double() * 2.0 ** -NORM_SHIFT for k in self.p if k.endswith(".inv")}
+        self.r = {k: to(v) for k, v in weights.r.items()}
+        self.inv = {k: to(v) for k, v in weights.inv.items()}
         self._local = threading.local()  # scratch buffers, one set per thread
         self.split = (c.n_head * c.head_dim, c.n_kv_head * c.head_dim, c.n_kv_head * c.head_dim)
         self.half = torch.tensor(0.5, dtype=torch.float64, device=self.device)
         self.width = torch.tensor(float(c.d_model), dtype=torch.float64, device=self.device)  # _rms divides by a tensor
-        self.numpy_step = NumpyStep(self) if self.device.type == "cpu" else None
-        self._jit_step = self._jit_chunk = None
 
     def _buf(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused scratch tensor: the attention tables are tens of MB per chunk, and a
@@ -242,18 +222,17 @@ class Engine:
         return tab[torch.sub(top, z, out=z).clamp_(max=tab.numel() - 1).int()]
 
     # ---- the two paths ---------------------------------------------------------------
-    def new_cache(self, S: int, ring: bool, dtype: torch.dtype | None = None) -> Cache:
+    def new_cache(self, S: int, ring: bool) -> Cache:
         """Empty caches for S streams: a ring of `context` slots (decoding) or none yet
-        (forward_chunk grows it). Keys and values in dtype, by default float32 keys and
-        self.vtype values (JitStep takes int8: they are int8 values)."""
+        (forward_chunk grows it); float32 keys and self.vtype values."""
         c = self.cfg
         n = c.context if ring else 0
         pos = torch.full((n,), -(1 << 40), dtype=torch.long, device=self.device)
         kshape = (S, c.n_kv_head, c.head_dim, n)  # keys transposed, see _attend
         vshape = (S, c.n_kv_head, n, c.head_dim)
-        return Cache([torch.zeros(kshape, device=self.device, dtype=dtype or torch.float32)
+        return Cache([torch.zeros(kshape, device=self.device, dtype=torch.float32)
                       for _ in range(c.n_layer)],
-                     [torch.zeros(vshape, device=self.device, dtype=dtype or self.vtype)
+                     [torch.zeros(vshape, device=self.device, dtype=self.vtype)
                       for _ in range(c.n_layer)], pos)
 
     @torch.no_grad()
@@ -278,46 +257,11 @@ class Engine:
         cache.t += C
         return self._freqs(res)
 
-    def encoder(self, S: int, compiled: bool) -> tuple[Callable[[np.ndarray, Cache], np.ndarray], Cache]:
-        """The parallel pass for S streams (numpy tokens (S, C) in, numpy tables (S, C, 256)
-        out) and its empty cache: forward_chunk, or when compiled (numba installed) and on
-        a CPU, tzip/jitchunk.py's loops between numpy's products, the streams in parts on
-        threads of their own (tzip/parts.py). The same tables either way."""
-        if compiled and self.device.type == "cpu":
-            from .jitchunk import JitChunk
-            if JitChunk.usable(self):
-                if self._jit_chunk is None:
-                    self._jit_chunk = JitChunk(self)
-                return self._jit_chunk, self.new_cache(S, ring=False)
-
-        def forward(tokens: np.ndarray, cache: Cache) -> np.ndarray:
-            return self.forward_chunk(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
-        return forward, self.new_cache(S, ring=False)
-
-    def decoder(self, S: int, compiled: bool) -> tuple[Callable[[np.ndarray, Cache], np.ndarray], Cache]:
-        """A decoding step for S streams (numpy tokens in, numpy tables out) and its empty
-        cache: Engine.step, or when compiled (numba installed), on a CPU and
-        JitStep.usable, tzip/jitstep.py's loops with an int8 cache (a quarter of the memory
-        a step reads: measured 25% faster attention at 37 streams than float32). The same
-        tables either way."""
-        if compiled and self.device.type == "cpu":
-            from .jitstep import JitStep
-            if JitStep.usable(self):
-                if self._jit_step is None:
-                    self._jit_step = JitStep(self)
-                return self._jit_step, self.new_cache(S, ring=True, dtype=torch.int8)
-
-        def step(tokens: np.ndarray, cache: Cache) -> np.ndarray:
-            return self.step(torch.from_numpy(tokens).to(self.device), cache).cpu().numpy()
-        return step, self.new_cache(S, ring=True)
-
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
         """tokens (S,) at position cache.t -> freqs (S, 256); ring-buffer cache of size context."""
         c = self.cfg
         S = tokens.shape[0]
-        if self.numpy_step is not None and S < NUMPY_STEP_BELOW:
-            return torch.from_numpy(self.numpy_step(tokens.numpy(), cache))
         slot = cache.t % c.context
         cache.pos[slot] = cache.t
         bias = self._alibi(cache.pos[slot:slot + 1], cache.pos)
@@ -329,3 +273,45 @@ class Engine:
             res = self._finish_layer(l, res, self._attend(l, q, cache.k[l], cache.v[l], bias))
         cache.t += 1
         return self._freqs(res)[:, 0]
+
+
+class TorchScorer:
+    """Engine.forward_chunk behind the Scorer interface (numpy in, numpy out)."""
+    name = "torch"
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def new_state(self, streams: int) -> Cache:
+        return self.engine.new_cache(streams, ring=False)
+
+    def __call__(self, tokens: np.ndarray, state: Cache) -> np.ndarray:
+        e = self.engine
+        return e.forward_chunk(torch.from_numpy(tokens).to(e.device), state).cpu().numpy()
+
+
+class TorchStepper:
+    """Engine.step behind the Stepper interface (numpy in, numpy out)."""
+    name = "torch"
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def new_state(self, streams: int) -> Cache:
+        return self.engine.new_cache(streams, ring=True)
+
+    @contextmanager
+    def threads(self, streams: int):
+        """Small CPU steps are dominated by thread hand-offs: run them on one thread.
+        Results are unaffected."""
+        before = torch.get_num_threads()
+        if self.engine.device.type == "cpu" and streams < 32:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def __call__(self, tokens: np.ndarray, state: Cache) -> np.ndarray:
+        e = self.engine
+        return e.step(torch.from_numpy(tokens).to(e.device), state).cpu().numpy()

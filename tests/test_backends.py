@@ -1,0 +1,225 @@
+"""The hard rule, as a matrix: every backend x model shape x stream count x {pass, step}
+gives the reference's tables bit for bit (tzip/engine/exact.py says why it can)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import SHAPES, inputs, make_model, tables_scored, tables_stepped
+from tzip.engine import Engine, numba_available
+
+needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
+SCORERS = ["torch", pytest.param("numba", marks=needs_numba)]
+STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba)]
+
+
+@functools.cache
+def model(shape: str):
+    from helpers import repo_text
+    return make_model(4, shape, SHAPES[shape], repo_text())
+
+
+@functools.cache
+def reference_tables(shape: str, S: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs longer than twice the context (the window and the ring wrap) and the
+    reference pass's tables over them, in passes of 13."""
+    from helpers import repo_text
+    m = model(shape)
+    L = min(2 * m.cfg.context + 7, 60)
+    inp = inputs(repo_text(), S, L)
+    return inp, tables_scored(Engine(m).backend("torch", "scorer"), inp, [13])
+
+
+def _usable(engine: Engine, backend: str, kind: str) -> bool:
+    return backend != "numba" or engine._numba_can(kind)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("S", [1, 5])
+@pytest.mark.parametrize("backend", SCORERS)
+def test_scorer_equals_the_reference(backend, shape, S):
+    """Passes of 1 to more than a context, cycled."""
+    e = Engine(model(shape))
+    if not _usable(e, backend, "scorer"):
+        pytest.skip(f"{backend} does not run {shape}")
+    inp, want = reference_tables(shape, S)
+    assert np.array_equal(tables_scored(e.backend(backend, "scorer"), inp, [7, 1, 40, 16]), want)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("S", [1, 5])
+@pytest.mark.parametrize("backend", STEPPERS)
+def test_stepper_equals_the_reference(backend, shape, S):
+    e = Engine(model(shape))
+    if not _usable(e, backend, "stepper"):
+        pytest.skip(f"{backend} does not run {shape}")
+    inp, want = reference_tables(shape, S)
+    assert np.array_equal(tables_stepped(e.backend(backend, "stepper"), inp), want)
+
+
+def test_frequencies_are_valid_integers(tiny, text):
+    f = tables_scored(Engine(tiny).backend("torch", "scorer"), inputs(text, 2, 64), [64])
+    assert f.dtype == np.float32 and f.shape[-1] == 256
+    assert np.array_equal(f, np.floor(f))
+    assert f.min() >= 1 and f.max() <= 1 << 16
+    assert f.sum(-1).max() < 1 << 24  # exact as float32 in the coder
+
+
+def test_pass_length_and_batch_do_not_matter(tiny, text):
+    scorer = Engine(tiny).backend("torch", "scorer")
+    inp = inputs(text, 4, 100)
+    ref = tables_scored(scorer, inp, [7])
+    assert np.array_equal(ref, tables_scored(scorer, inp, [32]))
+    assert np.array_equal(ref, tables_scored(scorer, inp, [1]))
+    alone = tables_scored(scorer, inp[2:3], [13])  # one stream alone vs inside a batch
+    assert np.array_equal(alone[0], ref[2])
+
+
+def test_thread_count_does_not_matter(tiny, text):
+    scorer = Engine(tiny).backend("torch", "scorer")
+    inp = inputs(text, 2, 80)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = tables_scored(scorer, inp, [80])
+        torch.set_num_threads(max(2, before))
+        many = tables_scored(scorer, inp, [80])
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one, many)
+
+
+def _with(m, **changes):
+    """An engine over m whose prepared weights differ as given (dataclasses.replace)."""
+    e = Engine(m)
+    object.__setattr__(e, "weights", dataclasses.replace(e.weights, **changes))
+    return e
+
+
+def test_value_precision_does_not_change_tables(tiny, text):
+    """Float32 values with two-part weights give the tables of float64 values."""
+    fast, exact = Engine(tiny), _with(tiny, att_split=None)
+    assert fast.weights.att_split is not None
+    inp = inputs(text, 3, 2 * tiny.cfg.context + 9)
+    want = tables_scored(exact.backend("torch", "scorer"), inp, [11])
+    assert np.array_equal(tables_scored(fast.backend("torch", "scorer"), inp, [11]), want)
+    for name in ("torch", "numpy"):
+        assert np.array_equal(tables_stepped(fast.backend(name, "stepper"), inp), want)
+        assert np.array_equal(tables_stepped(exact.backend(name, "stepper"), inp), want)
+
+
+@needs_numba
+def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
+    """Five streams in three parts (1, 2, 2) on three threads, then one, then two, step
+    after step on one state, whatever this machine has."""
+    from tzip.engine.compiled import step
+    from tzip.engine.compiled.threads import Parts
+    monkeypatch.setattr(step, "PARTS_FROM", 1)
+    stepper = Engine(tiny).backend("numba", "stepper")
+    parts = [Parts(threads=n) for n in (3, 1, 2)]
+    assert len(parts[0].cuts(5, 1)) == 4
+    inp = inputs(text, 5, 2 * tiny.cfg.context + 7)
+    state, out = stepper.new_state(5), []
+    for t in range(inp.shape[1]):
+        stepper.parts = parts[t % 3]
+        out.append(stepper(np.ascontiguousarray(inp[:, t]), state))
+    want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
+    assert np.array_equal(np.stack(out, 1), want)
+
+
+@needs_numba
+@pytest.mark.parametrize("scale", [5, 16])  # blocks of 3 keys, and of 1: the limit
+def test_compiled_step_with_larger_weights_sums_fewer_keys_at_a_time(text, scale):
+    """A weight table scaled up: the values' float32 sums take fewer keys each, the tables
+    stay those of the float64 path."""
+    m = make_model(8, "long", dataclasses.replace(SHAPES["grouped"], context=300), text)
+    w = Engine(m).weights
+    e = _with(m, att_exp=w.att_exp * scale, att_split=None)
+    stepper = e.backend("numba", "stepper")
+    assert stepper.w.keys_per_sum == {5: 3, 16: 1}[scale]
+    inp = inputs(text, 7, 2 * m.cfg.context + 9)
+    assert np.array_equal(tables_stepped(stepper, inp), tables_stepped(e.backend("numpy", "stepper"), inp))
+
+
+@needs_numba
+def test_compiled_backends_decline_what_their_sums_cannot_hold(tiny):
+    """Values summed in float32 need weight * 127 < 2**24, the integer max whole ALiBi
+    penalties; past either, another backend is chosen."""
+    e = Engine(tiny)
+    assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    big = _with(tiny, att_exp=e.weights.att_exp * 2 ** 12)
+    assert big.choose("stepper", 2, 10 ** 6) != "numba"
+    half = _with(tiny, slopes=e.weights.slopes + 0.5)
+    assert half.choose("stepper", 2, 10 ** 6) != "numba" and half.choose("scorer", 2, 10 ** 6) != "numba"
+    long = Engine(model("long"))  # float64 values: the compiled pass cannot skip keys
+    assert long.choose("scorer", 2, 10 ** 6) == "torch"
+
+
+@needs_numba
+@pytest.mark.parametrize("S,N,K,piece", [(1, 1, 5, 5), (4, 7, 64, 64), (5, 8, 100, 32), (9, 3, 33, 8)])
+def test_compiled_products_are_exact(S, N, K, piece):
+    """Groups of three streams and outputs ending short, products in pieces: the exact
+    integer result."""
+    from tzip.engine.compiled.kernels import matmul
+    rng = np.random.default_rng(S * N)
+    x = rng.integers(-255, 256, (S, K)).astype(np.float32)
+    wT = rng.integers(-127, 128, (N, K)).astype(np.int8)
+    out = np.full((S, N), np.nan)
+    matmul(x, wT, piece, out)
+    assert np.array_equal(out, x.astype(np.int64) @ wT.T.astype(np.int64))
+
+
+@needs_numba
+def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch):
+    """Attention groups of one stream, or of two where a part of 3 ends with a group of
+    one, on two threads."""
+    from tzip.engine.compiled import score
+    from tzip.engine.compiled.threads import Parts
+    scorer = Engine(tiny).backend("numba", "scorer")
+    scorer.parts = Parts(threads=2)
+    inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
+    want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
+    monkeypatch.setattr(score, "ATTENTION_BYTES", 1)
+    assert np.array_equal(tables_scored(scorer, inp, [5, 33]), want)
+    c = tiny.cfg  # passes of 8 once the cache is full: tables of 12 bytes a query and key
+    monkeypatch.setattr(score, "ATTENTION_BYTES", 2 * 12 * c.n_head * 8 * (c.context - 1 + 8))
+    assert np.array_equal(tables_scored(scorer, inp, [8]), want)
+
+
+@needs_numba
+def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
+    from tzip.engine.compiled import threads
+    if threads.BLAS is None:
+        pytest.skip("numpy's BLAS is not a known OpenBLAS here")
+    get, set_ = threads.BLAS
+    before = get()
+    set_(3)  # not 1, or the test could not tell
+    try:
+        tables_scored(Engine(tiny).backend("numba", "scorer"), inputs(text, 4, 20), [20])
+        assert get() == 3
+    finally:
+        set_(before)
+
+
+def test_backend_choice_follows_tuning_and_environment(tiny, monkeypatch):
+    from tzip import engine
+    e = Engine(tiny)
+    monkeypatch.setenv("TZIP_BACKEND", "torch")
+    assert e.stepper(2, 10 ** 6).name == "torch" and e.scorer(2, 10 ** 6).name == "torch"
+    monkeypatch.setenv("TZIP_BACKEND", "numpy")
+    assert e.stepper(2, 10 ** 6).name == "numpy" and e.scorer(2, 10 ** 6).name == "torch"
+    monkeypatch.setenv("TZIP_BACKEND", "auto")
+    monkeypatch.setattr(engine, "compiled_loaded", lambda: False)
+    below = engine.TUNING["compiled_from_decoding"] - 1
+    assert e.stepper(2, below).name == "numpy"
+    assert e.stepper(engine.TUNING["numpy_below"], below).name == "torch"
+    if numba_available():
+        monkeypatch.setenv("TZIP_BACKEND", "numba")
+        assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
+    monkeypatch.setenv("TZIP_BACKEND", "gpu")
+    with pytest.raises(Exception, match="TZIP_BACKEND"):
+        e.stepper(2, 1)

@@ -1,0 +1,173 @@
+"""The engine: a model's next-byte frequency tables, through one of several backends.
+
+Two interfaces, each implemented by peers that give the same tables bit for bit
+(tzip/engine/exact.py says why they can):
+
+    Scorer   compression: many known positions of S streams at once
+             new_state(S) -> state;  scorer(tokens (S, C), state) -> freqs (S, C, 256)
+    Stepper  decompression: one position per stream, a key/value cache in the state
+             new_state(S) -> state;  stepper(tokens (S,), state) -> freqs (S, 256)
+             threads(S): a context to run its steps in (thread settings)
+
+| backend | scorer | stepper | where |
+|---|---|---|---|
+| torch (reference.py) | TorchScorer | TorchStepper | any device; the reference |
+| numpy (numpy_step.py) | - | NumpyStep | CPU, few streams |
+| numba (compiled/) | JitScorer | JitStep | CPU, numba installed |
+
+Which one runs is speed only, never archive bytes, and is decided in one place:
+`Engine.scorer` and `Engine.stepper` read the TUNING table below, and the environment
+variable TZIP_BACKEND=torch|numpy|numba overrides it (a backend that cannot run the
+model or device is passed over). Each picked backend has a `name`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import ContextManager, Protocol
+
+import numpy as np
+import torch
+
+from ..errors import TzipError
+from ..model.intmodel import IntModel
+from .weights import Weights
+
+# Speed-only thresholds (docs/performance.md has the evidence for each).
+TUNING = {
+    # positions per stream from which a block takes the compiled loops (loading numba
+    # costs a process about a second); once loaded, every block takes them
+    "compiled_from": 1024,
+    "compiled_from_decoding": 256,
+    # on a CPU, decoding steps of fewer streams take numpy rather than torch
+    "numpy_below": 48,
+}
+BACKENDS = ("torch", "numpy", "numba")
+
+
+class Scorer(Protocol):
+    name: str
+
+    def new_state(self, streams: int) -> object: ...
+
+    def __call__(self, tokens: np.ndarray, state: object) -> np.ndarray: ...
+
+
+class Stepper(Protocol):
+    name: str
+
+    def new_state(self, streams: int) -> object: ...
+
+    def threads(self, streams: int) -> ContextManager: ...
+
+    def __call__(self, tokens: np.ndarray, state: object) -> np.ndarray: ...
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether the compiled loops can run (numba installed and importable)."""
+    try:
+        from .compiled import score, step  # noqa: F401
+    except Exception:  # not installed, or unusable here: the other backends compute the same
+        return False
+    return True
+
+
+_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.mixing.compiled")
+
+
+def compiled_loaded() -> bool:
+    """Whether this process has already loaded compiled loops (then every block takes them:
+    their cost is paid)."""
+    return any(m in sys.modules for m in _COMPILED_MODULES)
+
+
+def preferred() -> str:
+    """TZIP_BACKEND, or "auto"."""
+    want = os.environ.get("TZIP_BACKEND", "auto").strip().lower() or "auto"
+    if want not in BACKENDS + ("auto",):
+        raise TzipError(f"TZIP_BACKEND={want!r}: use auto, {', '.join(BACKENDS)}")
+    return want
+
+
+class Engine:
+    """One model on one device: its weights prepared once, and the backends built from
+    them on first use (each is kept: the compiled ones prepare arrays of their own)."""
+
+    def __init__(self, model: IntModel, device: str | torch.device = "cpu"):
+        self.model = model
+        self.cfg = model.cfg
+        self.device = torch.device(device)
+        self.weights = Weights.from_model(model)
+        self._built: dict[str, object] = {}
+
+    def _get(self, key: str):
+        b = self._built.get(key)
+        if b is None:
+            b = self._built[key] = self._build(key)
+        return b
+
+    def _build(self, key: str):
+        w = self.weights
+        if key == "reference":
+            from .reference import Engine as Reference
+            return Reference(w, self.device)
+        if key == "torch-scorer":
+            from .reference import TorchScorer
+            return TorchScorer(self._get("reference"))
+        if key == "torch-stepper":
+            from .reference import TorchStepper
+            return TorchStepper(self._get("reference"))
+        if key == "numpy-stepper":
+            from .numpy_step import NumpyStep
+            return NumpyStep(w)
+        if key == "numba-scorer":
+            from .compiled.score import JitScorer
+            return JitScorer(w)
+        if key == "numba-stepper":
+            from .compiled.step import JitStep
+            return JitStep(w)
+        raise KeyError(key)
+
+    def compiled(self, kind: str, positions: int) -> bool:
+        """Whether a block of `positions` positions per stream takes compiled loops (the
+        model's on a CPU, and the adaptive models' anywhere)."""
+        want = preferred()
+        if want != "auto":
+            return want == "numba" and numba_available()
+        least = TUNING["compiled_from_decoding" if kind == "stepper" else "compiled_from"]
+        return (compiled_loaded() or positions >= least) and numba_available()
+
+    def _numba_can(self, kind: str) -> bool:
+        if self.device.type != "cpu":
+            return False
+        if kind == "scorer":
+            from .compiled.score import JitScorer
+            return JitScorer.usable(self.weights)
+        from .compiled.step import JitStep
+        return JitStep.usable(self.weights)
+
+    def choose(self, kind: str, streams: int, positions: int) -> str:
+        """The backend for a block of `streams` streams of up to `positions` positions:
+        "torch", "numpy" or "numba". The one place where speed decides."""
+        want = preferred()
+        cpu = self.device.type == "cpu"
+        if self.compiled(kind, positions) and self._numba_can(kind):
+            return "numba"
+        if want == "torch":
+            return "torch"
+        if kind == "stepper" and cpu and (want == "numpy" or streams < TUNING["numpy_below"]):
+            return "numpy"
+        return "torch"
+
+    def scorer(self, streams: int, positions: int) -> Scorer:
+        return self._get(self.choose("scorer", streams, positions) + "-scorer")
+
+    def stepper(self, streams: int, positions: int) -> Stepper:
+        return self._get(self.choose("stepper", streams, positions) + "-stepper")
+
+    def backend(self, name: str, kind: str):
+        """A backend by name ("torch", "numpy", "numba") and kind ("scorer", "stepper"),
+        whatever the tuning says (tests and benchmarks)."""
+        return self._get(f"{name}-{kind}")

@@ -1,0 +1,94 @@
+"""The integer model file: what the integer engine needs and nothing else.
+
+An IntModel holds int8 weight matrices (per-output-row scales folded into int64
+multipliers), integer embeddings, per-channel norm steps, exp tables and shifts. It is
+saved as an .npz of plain arrays (no pickle); its identity is a sha256 over those arrays,
+so an archive can name the exact model that made it. How a float model becomes one is
+tzip/model/convert.py; how the engine computes with one is tzip/engine/exact.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .net import ModelConfig
+
+FORMAT = 2  # engine semantics version: a model file of another format is refused
+NORM_SHIFT = 16  # fixed-point bits of the per-channel norm multipliers
+ATT_EXP_ONE = 1 << 13  # exp table top for attention weights (float64 sums stay exact)
+OUT_ONE = 1 << 16  # top frequency of the output distribution; every byte gets >= 1
+MLP_BITS = 8  # squared-ReLU activations are integers in [0, 255]
+UNITS = 256  # logits are integers in units of 1/256 nat
+RES_BITS = 22  # calibrated residual maximum maps to 2**22
+MULT_BITS = 24
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read or is not a tzip integer model."""
+
+
+@dataclass
+class IntModel:
+    cfg: ModelConfig
+    tensors: dict[str, torch.Tensor]
+    shifts: dict[str, int]
+    name: str = "unnamed"
+    info: dict = field(default_factory=dict)
+
+    def numeric_meta(self) -> dict:
+        return {"config": self.cfg.to_dict(), "shifts": self.shifts, "format": FORMAT}
+
+    @cached_property
+    def digest(self) -> bytes:
+        """sha256 over the numbers that define the engine (not the name or the card)."""
+        h = hashlib.sha256(json.dumps(self.numeric_meta(), sort_keys=True).encode())
+        for k in sorted(self.tensors):
+            a = _storage_array(k, self.tensors[k])
+            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.digest()
+
+    def num_params(self) -> int:
+        return sum(v.numel() for k, v in self.tensors.items() if _is_weight(k))
+
+    def save(self, path: Path) -> None:
+        meta = dict(self.numeric_meta(), name=self.name, info=self.info)
+        arrays = {k: _storage_array(k, v) for k, v in self.tensors.items()}
+        with open(path, "wb") as f:
+            np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> "IntModel":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(z["__meta__"].tobytes())
+                tensors = {}
+                for k in z.files:
+                    if k == "__meta__":
+                        continue
+                    a = z[k]
+                    tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelFileError(f"{path}: not a readable tzip model ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: model format {meta.get('format')!r}, this tzip reads "
+                                 f"format {FORMAT}; convert the float checkpoint again")
+        return cls(ModelConfig.from_dict(meta["config"]), tensors, meta["shifts"],
+                   meta.get("name", Path(path).stem), meta.get("info", {}))
+
+
+def _is_weight(key: str) -> bool:
+    return key == "head" or key.split(".")[-1] in ("wqkv", "wo", "w1", "w2")
+
+
+def _storage_array(key: str, t: torch.Tensor) -> np.ndarray:
+    a = t.cpu().numpy()
+    return a.astype(np.int8) if _is_weight(key) else a
+
+
