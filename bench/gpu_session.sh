@@ -23,7 +23,7 @@ log() { sed -u "s/^/[$1] /"; }  # logs go live to $OUT, prefixed, so a cut run k
 nvidia-smi -L > "$OUT/train.log" 2>&1
 for m in $MODELS; do  # resume where a previous session left off, else start fresh
     more=(); [ -d ".data/prev/$m" ] && more=(--resume ".data/prev/$m" --lr "${LR[$m]:-1e-3}")
-    python -m tzip.train --config "models/tzip-$m.json" --data .data/train --out "runs/$m" \
+    python -m tzip.train --config "tzip/configs/tzip-$m.json" --data .data/train --out "runs/$m" \
         --seconds "$SECS" "${more[@]}" 2>&1 | log "$m" >> "$OUT/train.log" &
 done
 timeout 100 python bench/device_check.py --refs .data/check --out /tmp/check 2>&1 | log check >> "$OUT/convert.log"
@@ -32,7 +32,7 @@ tar -xJf .data/bench.tar.xz -C /tmp/bench
 wait
 for m in $MODELS; do
     for f in runs/$m/float-*.npz; do cp "$f" "$OUT/$m-$(basename "$f")"; done
-    timeout "$(left)" python -m tzip.quant "runs/$m" "models/tzip-$m.npz" --name "tzip-$m" --data .data/train \
+    timeout "$(left)" python -m tzip.model.convert "runs/$m" "models/tzip-$m.npz" --name "tzip-$m" --data .data/train \
         2>&1 | log "$m quant" >> "$OUT/convert.log" && cp "models/tzip-$m.npz" "$OUT/"
 done
 # A GPU-made archive of a small slice, to be rebuilt and decoded on a CPU afterwards

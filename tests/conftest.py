@@ -41,3 +41,9 @@ def small() -> IntModel:
     """The shipped CPU model (committed in models/), for tests where the model must win."""
     from tzip.model import registry
     return registry.load("tzip-small")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one; CI runs all but these)")
+    config.addinivalue_line("markers", "bench: runs the benchmark suite's code")

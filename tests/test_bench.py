@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -41,6 +42,7 @@ def bench(out: Path, *args: str) -> tuple[int, dict | None, str]:
         ((out / "results.md").read_text() if (out / "results.md").exists() else "")
 
 
+@pytest.mark.slow
 def test_quick_run_writes_table_and_json(tmp_path, no_corpora, tiny_path, monkeypatch):
     monkeypatch.setenv("TZIP_MODELS", str(tiny_path.parent))
     rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "tiny-a", "--tools", "gzip,xz",
@@ -110,6 +112,7 @@ def test_shell_tool_pairs_from_flag_and_config(tmp_path, no_corpora):
     assert abs(gz["compressed_bytes"] - len(gzip.compress(sample, 9))) < 64
 
 
+@pytest.mark.slow
 def test_command_line_exit_status(tmp_path):
     """python -m bench itself: a broken codec makes it exit 1 after writing the report."""
     out = tmp_path / "out"
@@ -201,6 +204,7 @@ def test_download_installs_only_verified_files(tmp_path, kind):
     assert not (dest / "toy" / "a.txt").exists()
 
 
+@pytest.mark.slow
 def test_card_gets_the_models_numbers(tmp_path, no_corpora, tiny_path, monkeypatch):
     """--card writes the model's per-file bpb next to the classic tools into models/NAME.md,
     and a second run replaces that section instead of adding another."""
@@ -264,6 +268,7 @@ def test_interrupted_run_counts_the_failures_it_saw(tmp_path, no_corpora, monkey
     assert "interrupted; the 1 complete file(s)" in err and "; 1 of their results FAILED" in err
 
 
+@pytest.mark.slow
 def test_ab_compares_two_checkouts_and_their_archives(tmp_path):
     """bench.ab times each side in fresh processes and says whether the archives match."""
     from bench import ab

@@ -9,6 +9,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import torch
 
 import tzip
 
@@ -19,10 +20,16 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4), archive format 3
 }
 
 
-@pytest.mark.parametrize("name", sorted(PINNED))
-def test_shipped_model_archive_is_pinned_and_decodes_on_cpu(name):
+DEVICES = ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")])]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)])
+def test_shipped_model_archive_is_pinned_and_decodes(name, device):
+    """The same hashes whichever device makes the archive; it decodes on the CPU."""
     data = SAMPLE.read_bytes()
-    blob = tzip.compress(data, name, device="cpu", streams=4)
+    blob = tzip.compress(data, name, device=device, streams=4)
     info = tzip.info(blob)
     assert info.model_name == name and [b.method for b in info.blocks] == ["model"]
     assert len(blob) < len(data) // 3

@@ -34,6 +34,7 @@ def test_random_megabyte_grows_by_a_few_bytes_only(tiny):
     assert tzip.decompress(blob, tiny) == data
 
 
+@pytest.mark.slow
 def test_hundreds_of_kb_of_text_across_blocks(tiny, text):
     data = (text * (300_000 // len(text) + 1))[:300_000]
     blob = tzip.compress(data, tiny, block_size=128 << 10)

@@ -1,6 +1,8 @@
 """Training end to end on text every clone has: loss falls, the model converts and codes."""
 from __future__ import annotations
 
+import pytest
+
 import tzip
 from tzip.model.convert import calibration_windows, convert
 from tzip.model.intmodel import IntModel
@@ -9,6 +11,7 @@ from tzip.train import load_float, train
 import numpy as np
 
 
+@pytest.mark.slow
 def test_tiny_training_run(tmp_path, text):
     data = tmp_path / "data"
     data.mkdir()

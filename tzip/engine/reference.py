@@ -157,8 +157,8 @@ class Engine:
         return torch.where(valid, bias, torch.full_like(bias, 2.0 ** 23)).view(kv, G * len(qpos), -1)
 
     def _attend(self, l: int, q, K, V, bias) -> torch.Tensor:
-        """q (S, C, H*hd); K (S, kv, hd, Kn) float32 (keys stored transposed: measured
-        faster for the small step products); V (S, kv, Kn, hd) float32 when weight_split
+        """q (S, C, H*hd); K (S, kv, hd, Kn) float32 (keys stored transposed: faster for
+        the small step products, docs/performance.md); V (S, kv, Kn, hd) float32 when weight_split
         allows, else float64 (see new_cache); bias from _alibi -> (S, C, H*hd) int8 values.
 
         Weights e come from an integer exp table (<= 2**13); e @ V and sum(e) are exact in

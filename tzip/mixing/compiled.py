@@ -12,6 +12,8 @@ with tens of streams was most of the time. Importing this module needs numba
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -189,55 +191,98 @@ def match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, buc
             table[slots[s]] = max(table[slots[s]], t * S + s)
 
 
+class CountState(NamedTuple):
+    """A CountModel's constants and arrays for the compiled loops: its learned state
+    (cnt, tot, w: the numpy model's own arrays, updated in place) and per-step scratch
+    (row .. total, one entry per stream)."""
+    order: int
+    row_bits: int
+    inc: int
+    seen_cap: int
+    sure_n: int
+    limit: int
+    cnt: np.ndarray
+    tot: np.ndarray
+    w: np.ndarray
+    row: np.ndarray
+    g: np.ndarray
+    has: np.ndarray
+    bucket: np.ndarray
+    F: np.ndarray
+    C1: np.ndarray
+    k: np.ndarray
+    total: np.ndarray
+
+
+class MatchState(NamedTuple):
+    """A MatchModel's constants and arrays for the compiled loops: its learned state
+    (table, ln, ptr, w: the numpy model's own arrays) and per-step scratch (g .. k)."""
+    nbytes: int
+    bits: int
+    conf_n: int
+    verify: int
+    run_edges: np.ndarray
+    table: np.ndarray
+    ln: np.ndarray
+    ptr: np.ndarray
+    w: np.ndarray
+    g: np.ndarray
+    slots: np.ndarray
+    has: np.ndarray
+    pred: np.ndarray
+    prev: np.ndarray
+    length: np.ndarray
+    bucket: np.ndarray
+    F: np.ndarray
+    k: np.ndarray
+
+
 @_jit
 def _count_mix_at(t, hist, cm, p):
     """CountModel.mix at step t: the numerators g from p, or p itself before the model
     has `order` bytes to look at."""
-    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
-    if t < order:
+    if t < cm.order:
         return p
-    if order == 2:
+    if cm.order == 2:
         for s in range(hist.shape[0]):
-            row[s] = hist[s, t - 2] << 8 | hist[s, t - 1]
+            cm.row[s] = hist[s, t - 2] << 8 | hist[s, t - 1]
     else:
-        hash_bytes(hist, t, order, row_bits, row)
-    count_mix(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, inc, seen_cap, sure_n)
-    return g
+        hash_bytes(hist, t, cm.order, cm.row_bits, cm.row)
+    count_mix(cm.row, cm.cnt, cm.tot, cm.w, p, cm.g, cm.has, cm.bucket, cm.F, cm.C1, cm.k,
+              cm.total, cm.inc, cm.seen_cap, cm.sure_n)
+    return cm.g
 
 
 @_jit
 def _count_mixed(t, cm, p):
     """What CountModel.mix at step t gave for p (the next model's input): its g, or p."""
-    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
-    return p if t < order else g
+    return p if t < cm.order else cm.g
 
 
 @_jit
 def _count_update_at(t, cm, p, sym, active):
     """CountModel.update at step t, p being what the model mixed."""
-    order, row_bits, inc, seen_cap, sure_n, limit, cnt, tot, w, row, g, has, bucket, F, C1, k, total = cm
-    if t >= order:
-        count_update(row, cnt, tot, w, p, g, has, bucket, F, C1, k, total, sym, active, inc, limit)
+    if t >= cm.order:
+        count_update(cm.row, cm.cnt, cm.tot, cm.w, p, cm.g, cm.has, cm.bucket, cm.F, cm.C1, cm.k,
+                     cm.total, sym, active, cm.inc, cm.limit)
 
 
 @_jit
 def _match_mix_at(t, hist, mm, p):
     """MatchModel.mix at step t, as _count_mix_at."""
-    nbytes, bits, conf_n, verify, run_edges, table, ln, ptr, w, g, slots, has, pred, prev, length, bucket, F, k = mm
-    if t < nbytes:
+    if t < mm.nbytes:
         return p
-    match_mix(hist, t, nbytes, bits, table, ln, ptr, w, run_edges, conf_n, verify, p,
-              g, slots, has, pred, prev, length, bucket, F, k)
-    return g
+    match_mix(hist, t, mm.nbytes, mm.bits, mm.table, mm.ln, mm.ptr, mm.w, mm.run_edges, mm.conf_n,
+              mm.verify, p, mm.g, mm.slots, mm.has, mm.pred, mm.prev, mm.length, mm.bucket, mm.F, mm.k)
+    return mm.g
 
 
 @_jit
 def _match_update_at(t, mm, p, sym, active):
     """MatchModel.update at step t, as _count_update_at."""
-    nbytes, bits, conf_n, verify, run_edges, table, ln, ptr, w, g, slots, has, pred, prev, length, bucket, F, k = mm
-    if t >= nbytes:
-        match_update(t, table, ln, ptr, w, p, g, slots, has, pred, prev, length, bucket, F,
-                     k, sym, active)
+    if t >= mm.nbytes:
+        match_update(t, mm.table, mm.ln, mm.ptr, mm.w, p, mm.g, mm.slots, mm.has, mm.pred, mm.prev,
+                     mm.length, mm.bucket, mm.F, mm.k, sym, active)
 
 
 @_jit
@@ -277,8 +322,7 @@ def mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
 class Chain:
     """Mixer's chain over the state of its components (order-a and order-b counts, then
     matches), compiled: the components' arrays, updated in place, and per-step scratch.
-    The components' own numpy updates rebind some of these arrays (w, len), so a Mixer
-    runs one or the other for a whole block, never both."""
+    Both work on the same arrays, in place, so either may run any step."""
 
     def __init__(self, hist: np.ndarray, c2: counts.CountModel, c4: counts.CountModel,
                  mm: match.MatchModel):
@@ -287,15 +331,16 @@ class Chain:
         i64 = lambda: np.zeros(S, dtype=np.int64)
         rows = lambda: np.zeros((S, 256), dtype=np.int64)
 
-        def count_state(cm: counts.CountModel) -> tuple:
-            return (cm.order, counts.ROW_BITS, counts.INC, 1 << (counts.SEEN - 1), counts.SURE,
-                    counts.LIMIT, cm.cnt, cm.tot, cm.w, i64(), rows(), np.zeros(S, dtype=bool),
-                    i64(), i64(), i64(), i64(), i64())
+        def count_state(cm: counts.CountModel) -> CountState:
+            return CountState(cm.order, counts.ROW_BITS, counts.INC, 1 << (counts.SEEN - 1),
+                              counts.SURE, counts.LIMIT, cm.cnt, cm.tot, cm.w, row=i64(), g=rows(),
+                              has=np.zeros(S, dtype=bool), bucket=i64(), F=i64(), C1=i64(), k=i64(),
+                              total=i64())
 
         self.c2, self.c4 = count_state(c2), count_state(c4)
-        self.mm = (mm.nbytes, mm.bits, match.CONF, match.VERIFY, match.RUN_EDGES, mm.table,
-                   mm.len, mm.ptr, mm.w, rows(), i64(), np.zeros(S, dtype=bool), i64(), i64(),
-                   i64(), i64(), i64(), i64())
+        self.mm = MatchState(mm.nbytes, mm.bits, match.CONF, match.VERIFY, match.RUN_EDGES, mm.table,
+                             mm.len, mm.ptr, mm.w, g=rows(), slots=i64(), has=np.zeros(S, dtype=bool),
+                             pred=i64(), prev=i64(), length=i64(), bucket=i64(), F=i64(), k=i64())
         self.p0 = rows()
 
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ class CountModel:
         row, has, bucket, p, F, c, C1, g, k, total = self._step
         rows = self.rows
         x16 = (c[rows, sym] << 16) // C1 - (p[rows, sym] << 16) // F
-        self.w = weights_step(self.w, bucket, x16, g[rows, sym], k, total, active & has)
+        self.w[:] = weights_step(self.w, bucket, x16, g[rows, sym], k, total, active & has)
         r = row[active]
         np.add.at(self.cnt, (r, sym[active]), INC)
         np.add.at(self.tot, r, INC)

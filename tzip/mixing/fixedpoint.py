@@ -55,4 +55,4 @@ def weights_step(w: np.ndarray, bucket: np.ndarray, x16: np.ndarray, g: np.ndarr
     count = np.bincount(b, minlength=len(w))
     acc = np.zeros(len(w), dtype=np.int64)
     np.add.at(acc, b, step[learn])
-    return np.minimum(np.maximum(w + acc // np.maximum(count, 1), 0), MAX_W)  # np.clip: 10 us more
+    return np.minimum(np.maximum(w + acc // np.maximum(count, 1), 0), MAX_W)

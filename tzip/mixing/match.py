@@ -81,7 +81,7 @@ class MatchModel:
         rows = self.rows
         hit = pred == sym
         x16 = np.where(hit, ONE, 0) - (p[rows, sym] << 16) // F
-        self.w = weights_step(self.w, bucket, x16, g[rows, sym], k, F * ONE, active & has)
-        self.ptr = prev
-        self.len = np.where(active, np.where(has & hit, length + 1, 0), self.len)
+        self.w[:] = weights_step(self.w, bucket, x16, g[rows, sym], k, F * ONE, active & has)
+        self.ptr[:] = prev
+        self.len[:] = np.where(active, np.where(has & hit, length + 1, 0), self.len)
         np.maximum.at(self.table, slots[active], t * len(rows) + rows[active])  # latest wins

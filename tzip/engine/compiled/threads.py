@@ -48,8 +48,7 @@ _before = 1
 
 @contextmanager
 def blas_on_calling_threads():
-    """OpenBLAS on one thread, the caller's (measured on 2 cores: 8.2 ms against 4.6 ms
-    for the products of two halves of a compression pass). The setting is process-wide:
+    """OpenBLAS on one thread, the caller's (docs/performance.md). The setting is process-wide:
     the first caller in sets it, the last one out restores it, and concurrent callers run
     at once. Where numpy's BLAS is not a known OpenBLAS, nothing changes but the speed."""
     global _users, _before
