@@ -46,6 +46,8 @@ contract exactly where rule 2 makes any order give the same value.
 """
 from __future__ import annotations
 
+import numpy as np
+
 EXACT = 1 << 24  # float32 holds every integer below this
 
 
@@ -72,3 +74,17 @@ def weight_split(emax: int, n: int) -> int | None:
         if (emax >> b) * 127 * n < EXACT:
             return b
     return None
+
+
+def exact_matmul(x: np.ndarray, w: np.ndarray, xmax: int = 127,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """x @ w exactly for int8-valued float32 w (K, N) and integer x in [-xmax, xmax]:
+    float32 (into out, when given) when one piece of K suffices, else float32 pieces
+    added in float64 (rule 2)."""
+    first, *rest = exact_pieces(w.shape[0], xmax)
+    if not rest:
+        return np.matmul(x, w, out=out)
+    acc = (x[..., first] @ w[first]).astype(np.float64)
+    for k in rest:
+        acc += x[..., k] @ w[k]
+    return acc

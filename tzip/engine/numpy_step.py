@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.intmodel import MLP_BITS
-from .exact import exact_pieces
+from .exact import exact_matmul
 from .weights import Weights
 
 
@@ -79,16 +79,8 @@ class NumpyStep:
 
     def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
              out: np.ndarray | None = None) -> np.ndarray:
-        """x @ w exactly: float32 (into out, when given) when one piece suffices, else
-        float32 pieces added in float64."""
-        w = self.p[key]
-        first, *rest = exact_pieces(w.shape[0], xmax)
-        if not rest:
-            return np.matmul(x, w, out=out)
-        acc = (x[:, first] @ w[first]).astype(np.float64)
-        for k in rest:
-            acc += x[:, k] @ w[k]
-        return acc
+        """x @ the key's weights, exactly (exact_matmul)."""
+        return exact_matmul(x, self.p[key], xmax, out)
 
     def _lin(self, key: str, x: np.ndarray, xmax: int = 127) -> np.ndarray:
         """int8 matmul in exact float32 pieces, then round(acc * m / 2**shift), float64."""

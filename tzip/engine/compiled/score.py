@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...model.intmodel import MLP_BITS
-from ..exact import exact_pieces
+from ..exact import exact_matmul
 from ..weights import Weights
 from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
 from .threads import Parts, blas_on_calling_threads
@@ -165,16 +165,8 @@ class JitScorer:
 
     def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
              out: np.ndarray | None = None) -> np.ndarray:
-        """x @ w exactly: float32 (into out) when one piece suffices, else float32 pieces
-        added in float64."""
-        w = self.p[key]
-        first, *rest = exact_pieces(w.shape[0], xmax)
-        if not rest:
-            return np.matmul(x, w, out=out)
-        acc = (x[:, first] @ w[first]).astype(np.float64)
-        for k in rest:
-            acc += x[:, k] @ w[k]
-        return acc
+        """x @ the key's weights, exactly (exact_matmul)."""
+        return exact_matmul(x, self.p[key], xmax, out)
 
     @staticmethod
     def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
