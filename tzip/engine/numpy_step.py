@@ -12,7 +12,7 @@ So its tables are bit-identical to the reference step's (tests/test_backends.py)
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,11 +24,13 @@ from .weights import Weights
 @dataclass
 class RingState:
     """Per-layer keys (S, kv, hd, context) and values (S, kv, context, hd) of the last
-    `context` positions, the absolute position held in each slot, and the next position."""
+    `context` positions, the absolute position held in each slot, and the next position;
+    parts: per-part views of k and v a backend may keep (the ring is written in place)."""
     k: list[np.ndarray]
     v: list[np.ndarray]
     pos: np.ndarray
     t: int = 0
+    parts: dict = field(default_factory=dict)
 
 
 class NumpyStep:

@@ -286,7 +286,7 @@ def _match_update_at(t, mm, p, sym, active):
 
 
 @_jit
-def mix_step(t, freqs, hist, c2, c4, mm, p0, out):
+def _mix_step(t, freqs, hist, c2, c4, mm, p0, out):
     """Mixer.mix: freqs (S, 256) integer-valued through both count models, then the
     match model, into out (S, 256) float32; p0 (S, 256) int64 keeps the model's."""
     S, n = p0.shape
@@ -300,8 +300,8 @@ def mix_step(t, freqs, hist, c2, c4, mm, p0, out):
 
 
 @_jit
-def update_step(t, sym, active, c2, c4, mm, p0):
-    """Mixer.update after mix_step at step t: each model learns from what it mixed."""
+def _update_step(t, sym, active, c2, c4, mm, p0):
+    """Mixer.update after _mix_step at step t: each model learns from what it mixed."""
     p2 = _count_mixed(t, c2, p0)
     p4 = _count_mixed(t, c4, p2)
     _count_update_at(t, c2, p0, sym, active)
@@ -310,13 +310,31 @@ def update_step(t, sym, active, c2, c4, mm, p0):
 
 
 @_jit
-def mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
-    """mix_step and update_step for steps t0 .. t0+c-1 of freqs (S, c, 256), whose
+def _mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
+    """_mix_step and _update_step for steps t0 .. t0+c-1 of freqs (S, c, 256), whose
     bytes hist (S, L) already holds (the encoder's): out (c, S, 256) float32."""
     for i in range(freqs.shape[1]):
         t = t0 + i
-        mix_step(t, freqs[:, i], hist, c2, c4, mm, p0, out[i])
-        update_step(t, hist[:, t], active[:, t], c2, c4, mm, p0)
+        _mix_step(t, freqs[:, i], hist, c2, c4, mm, p0, out[i])
+        _update_step(t, hist[:, t], active[:, t], c2, c4, mm, p0)
+
+
+# The entry points from Python take each state as a plain tuple and name it inside: the
+# dispatcher types a plain tuple of arrays in C, a NamedTuple in Python (tens of us per
+# call, every step).
+@_jit
+def mix_step(t, freqs, hist, c2, c4, mm, p0, out):
+    _mix_step(t, freqs, hist, CountState(*c2), CountState(*c4), MatchState(*mm), p0, out)
+
+
+@_jit
+def update_step(t, sym, active, c2, c4, mm, p0):
+    _update_step(t, sym, active, CountState(*c2), CountState(*c4), MatchState(*mm), p0)
+
+
+@_jit
+def mix_coded(t0, freqs, hist, active, c2, c4, mm, p0, out):
+    _mix_coded(t0, freqs, hist, active, CountState(*c2), CountState(*c4), MatchState(*mm), p0, out)
 
 
 class Chain:
@@ -342,16 +360,17 @@ class Chain:
                              mm.len, mm.ptr, mm.w, g=rows(), slots=i64(), has=np.zeros(S, dtype=bool),
                              pred=i64(), prev=i64(), length=i64(), bucket=i64(), F=i64(), k=i64())
         self.p0 = rows()
+        self._states = (tuple(self.c2), tuple(self.c4), tuple(self.mm))
 
     def mix(self, t: int, freqs: np.ndarray) -> np.ndarray:
         out = np.empty(self.p0.shape, dtype=np.float32)
-        mix_step(t, freqs, self.hist, self.c2, self.c4, self.mm, self.p0, out)
+        mix_step(t, freqs, self.hist, *self._states, self.p0, out)
         return out
 
     def update(self, t: int, sym: np.ndarray, active: np.ndarray) -> None:
-        update_step(t, sym, active, self.c2, self.c4, self.mm, self.p0)
+        update_step(t, sym, active, *self._states, self.p0)
 
     def mix_coded(self, t0: int, freqs: np.ndarray, active: np.ndarray) -> np.ndarray:
         out = np.empty((freqs.shape[1],) + self.p0.shape, dtype=np.float32)
-        mix_coded(t0, freqs, self.hist, active, self.c2, self.c4, self.mm, self.p0, out)
+        mix_coded(t0, freqs, self.hist, active, *self._states, self.p0, out)
         return out

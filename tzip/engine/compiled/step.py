@@ -152,10 +152,12 @@ class StepWeights(NamedTuple):
 
 
 @jit
-def _step(tokens, t, slot, pos, emb, K, V, w, out):
+def _step(tokens, t, slot, pos, emb, K, V, weights, out):
     """The whole step for some streams, into out (S, 256), with the cache's keys K[l]
-    and values V[l] and the weights w (StepWeights). One call, so the GIL is taken once
-    per part."""
+    and values V[l] and the weights as a plain tuple of StepWeights' fields (the
+    dispatcher types a plain tuple of arrays in C, a NamedTuple in Python: tens of us per
+    call). One call, so the GIL is taken once per part."""
+    w = StepWeights(*weights)
     S, d = tokens.shape[0], emb.shape[1]
     L = w.wqkv.shape[0]
     res = np.empty((S, d), dtype=np.float64)
@@ -220,7 +222,7 @@ class JitStep:
             r_sq=stack("sq", weights.r), w2=mats["w2"], r2=stack("w2", weights.r),
             nf=weights.inv["nf"], head=_int8T(weights.matrix("head")), r_head=weights.r["head"],
             out_exp=weights.out_exp, pieces=pieces)
-        self._parts_of: dict[int, tuple] = {}
+        self._w = tuple(self.w)
 
     def new_state(self, streams: int) -> RingState:
         c = self.cfg
@@ -242,9 +244,12 @@ class JitStep:
         out = np.empty((len(tokens), 256), dtype=np.float32)
 
         def part(a: int, b: int) -> None:
-            K = tuple(k[a:b] for k in state.k)
-            V = tuple(v[a:b] for v in state.v)
-            _step(tokens[a:b], state.t, slot, state.pos, self.emb, K, V, self.w, out[a:b])
+            views = state.parts.get((a, b))
+            if views is None:  # made once per cut: slicing anew each step costs tens of us
+                views = state.parts[a, b] = (tuple(k[a:b] for k in state.k),
+                                             tuple(v[a:b] for v in state.v))
+            K, V = views
+            _step(tokens[a:b], state.t, slot, state.pos, self.emb, K, V, self._w, out[a:b])
 
         self.parts.run(part, len(tokens), PARTS_FROM)
         state.t += 1
