@@ -8,7 +8,7 @@ units), the same bytes for every compressor. Every compressor's output is decode
 compared with its input.
 
 Compressors: xz -9e (lzma preset 9|EXTREME), bzip2 -9, brotli (quality 11, lgwin 24),
-zstd -19, PPMd var. H (pyppmd, 256 MiB) at order 6 and at the best of orders 4..12, and
+zstd -19, PPMd var. I (pyppmd, 256 MiB) at order 6 and at the best of orders 4..12, and
 with --tzip the current tzip (model tzip-small on the CPU), whose block methods are read
 back with tzip.info. For a UTF-16 file the same is done on its UTF-8 conversion
 (tzip.transform.utf16_to_utf8), counted in bits per byte of the UTF-16 input, to show what
@@ -53,18 +53,25 @@ def _zstd():
     return c.compress, (lambda b: dc.decompress(b, max_output_size=1 << 31))
 
 
-def _ppmd(order: int, n: int):
-    """PPMd var. H (7-Zip's Ppmd7), no end mark, decoded to the known length n. (pyppmd
-    1.3.1's var. I, Ppmd8, was tried first: its decoder fails with 'Corrupted input data'
-    on lodash.js at order 6 and gdb-check.log at order 4, with or without the length.)"""
+PPMD_CHUNK = 1 << 16
+
+
+def _ppmd(order: int):
+    """PPMd var. I (Ppmd8, restart when memory is full, with the end mark), as bench/tools.py.
+
+    The input goes to the encoder in 64 KiB pieces: pyppmd 1.3.1's encoder, given a few
+    hundred KB in one call, can write a stream that does not decode (var. I: lodash.js at
+    order 6, gdb-check.log at order 4; var. H: airports.csv at order 11, ...); fed in pieces
+    the same inputs round-trip."""
     import pyppmd
 
     def comp(d: bytes) -> bytes:
-        enc = pyppmd.Ppmd7Encoder(order, PPMD_MEM)
-        return enc.encode(d) + enc.flush(endmark=False)
+        enc = pyppmd.Ppmd8Encoder(order, PPMD_MEM)
+        out = [enc.encode(d[i:i + PPMD_CHUNK]) for i in range(0, len(d), PPMD_CHUNK)]
+        return b"".join(out) + enc.flush()
 
     def decomp(b: bytes) -> bytes:
-        return pyppmd.Ppmd7Decoder(order, PPMD_MEM).decode(b, n)
+        return pyppmd.Ppmd8Decoder(order, PPMD_MEM).decode(b)
 
     return comp, decomp
 
@@ -83,7 +90,7 @@ def ppmd_sizes(data: bytes, name: str) -> dict[int, int]:
     """Sizes of the orders whose round trip holds (any that fails is reported, left out)."""
     out = {}
     for o in PPMD_ORDERS:
-        comp, decomp = _ppmd(o, len(data))
+        comp, decomp = _ppmd(o)
         blob = comp(data)
         try:
             ok = decomp(blob) == data
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}; "
              f"{elapsed:.0f} s.", ""]
     lines += table(rows, with_tzip)
-    lines += ["", "PPMd: pyppmd variant H (as in 7-Zip), 256 MiB; 'best' is the lowest of orders 4..12, its order in brackets.",
+    lines += ["", "PPMd: pyppmd variant I (Ppmd8), 256 MiB, input fed in 64 KiB pieces; 'best' is the lowest of orders 4..12, its order in brackets.",
               *([f"PPMd's decoder did not return the input for {', '.join(PPMD_FAILED)}: "
                 "left out of 'best'."] if PPMD_FAILED else []),
               "The **all** row is total compressed bits / total input bytes"
