@@ -38,6 +38,8 @@ LIM_MATCH = T.COUNTER_LIMIT_MATCH
 LR_A, LR_B, LR_F = T.LR_A, T.LR_B, T.LR_F
 W_MAX = T.W_MAX
 APM_RATE = T.APM_RATE
+SEL_A = getattr(T, 'SEL_A', 0)
+APM_MODE = getattr(T, 'APM_MODE', 0)
 SLACK = 4
 
 
@@ -270,7 +272,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             x[IN_MATCH_LEN] = 0
         x[IN_BIAS] = 256
         # mixers
-        sa = c0 * N_IN
+        sa = (c0 if SEL_A == 0 else (j if SEL_A == 1 else min(lb, 3) * 8 + j)) * N_IN
         tfb = abs(x[0]) >> 9
         if tfb > 3:
             tfb = 3
@@ -294,7 +296,12 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         p1, i1 = apm_p(st.apm1, c0, pf)
         ctx2 = (hmix(c1 | (c[2] << 8), c0) >> 16)
         p2, i2 = apm_p(st.apm2, ctx2, pf)
-        p = (pf + p1 + 2 * p2 + 2) >> 2
+        if APM_MODE == 0:
+            p = (pf + p1 + 2 * p2 + 2) >> 2
+        elif APM_MODE == 1:
+            p = pf
+        else:
+            p = (pf + p2 + 1) >> 1
         if p < 1:
             p = 1
         elif p > 4095:

@@ -109,3 +109,13 @@ def table_bits(n: int) -> int:
 def match_bits(n: int) -> int:
     """log2 of the match model's table size for a block of n bytes."""
     return min(22, max(10, n.bit_length() + 1))
+
+
+def _experiment_overrides() -> None:  # TEMPORARY: CM_PARAMS="NAME=int,..." for tuning runs
+    import os
+    for item in filter(None, os.environ.get("CM_PARAMS", "").split(",")):
+        k, v = item.split("=")
+        globals()[k] = int(v)
+
+
+_experiment_overrides()
