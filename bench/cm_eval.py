@@ -123,3 +123,63 @@ def cmd_freqs() -> None:
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "freqs":
     cmd_freqs()
+
+
+# ---------------------------------------------------------------- baselines
+def xz_size(data: bytes) -> int:
+    return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+
+
+def bzip2_size(data: bytes) -> int:
+    return len(bz2.compress(data, 9))
+
+
+def ppmd_sizes(data: bytes) -> tuple[int, int]:
+    """PPMd variant H order 6 (256 MiB), and the best of orders 4..16 (I and H)."""
+    import pyppmd
+    o6 = len(pyppmd.compress(data, max_order=6, mem_size=256 << 20, variant="H"))
+    best = o6
+    for order in (4, 5, 8, 10, 12, 16):
+        for v in ("H", "I"):
+            best = min(best, len(pyppmd.compress(data, max_order=order, mem_size=256 << 20, variant=v)))
+    return o6, best
+
+
+def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> int:
+    """Format 3's model payload (coder.encode's: tzip/mixer.py's chain and constriction's
+    range coder) from the cached tables: the same bytes coder.encode writes."""
+    import constriction
+    from tzip import coder
+    from tzip.mixer import Mixer
+    mat, mask = coder._layout(data, lengths)
+    S, L = mat.shape
+    enc = constriction.stream.queue.RangeEncoder()
+    mixer = Mixer(mat, compiled=True)
+    fam = constriction.stream.model.Categorical(perfect=False)
+    for t0 in range(0, L, 64):
+        probs = mixer.mix_coded(t0, freqs[:, t0:t0 + 64], mask)
+        m = mask[:, t0:t0 + 64].T
+        enc.encode(mat[:, t0:t0 + 64].T[m].astype(np.int32), fam, probs[m])
+    return 4 * len(enc.get_compressed())
+
+
+def format3_archive_size(data: bytes) -> int:
+    """tzip.compress at this commit (container, LZMA fallback and all)."""
+    import tzip
+    return len(tzip.compress(data, MODEL, device="cpu"))
+
+
+def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 256,
+            compiled: bool = True) -> tuple[int, float]:
+    """(CM payload bytes, seconds of the CM stage) with the given tables (None: flat)."""
+    from tzip import coder
+    from tzip.cm import Encoder
+    mat, _ = coder._layout(data, lengths)
+    S, L = mat.shape
+    t = time.perf_counter()
+    enc = Encoder(lengths, mat, compiled=compiled)
+    for t0 in range(0, L, c):
+        n = min(c, L - t0)
+        enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
+    out = enc.finish()
+    return len(out), time.perf_counter() - t
