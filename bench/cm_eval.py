@@ -53,7 +53,16 @@ FILES = [
     ("numpy-ma-core.py", "source", Path("/work/venv/lib/python3.11/site-packages/numpy/ma/core.py"), 64 * KB),
     ("paper1-utf16", "utf16", _utf16_sample, None),
 ]
-STRUCTURED = {"html", "source", "xml", "json", "log", "csv", "markdown", "utf16"}
+# The project's structured corpus (corpora/structured of the corpus checkout, copied to
+# $CM_STRUCTURED): measured only, never tuned on; first 64 KiB of each
+STRUCT_DIR = Path(os.environ.get("CM_STRUCTURED", "/tmp/structured"))
+STRUCT_KINDS = {"airports.csv": "csv", "bashref.html": "html", "debian-reference-zh-cn.utf16le.txt": "utf16",
+                "fail2ban-server-logs.log": "log", "fortunes-ru-knowledge.txt": "utf8-ru",
+                "gdb-check.log": "log", "lodash.js": "source", "lz4.c": "source", "mime-db.json": "json",
+                "nodejs-fs.md": "markdown", "regex-syntax-parse.rs": "source",
+                "typing_extensions.py": "source", "xkb-base.xml": "xml"}
+CORPUS_FILES = [(f"s/{n}", k, STRUCT_DIR / n, 64 * KB) for n, k in STRUCT_KINDS.items()]
+STRUCTURED = {"utf8-ru", "html", "source", "xml", "json", "log", "csv", "markdown", "utf16"}
 
 
 def load(entry) -> bytes:
@@ -112,7 +121,7 @@ LAYOUT_FILES = ("dpkg.log", "node-http.html", "book1", "iso_639-3.json")
 
 
 def cmd_freqs() -> None:
-    for e in FILES:
+    for e in FILES + CORPUS_FILES:
         data = load(e)
         lays = _layouts(data) if e[0] in LAYOUT_FILES else {"default": default_lengths(len(data))}
         for name, lengths in lays.items():
@@ -176,10 +185,57 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
     from tzip.cm import Encoder
     mat, _ = coder._layout(data, lengths)
     S, L = mat.shape
-    t = time.perf_counter()
+    t = time.thread_time()  # CPU seconds of this thread: the machine is shared
     enc = Encoder(lengths, mat, compiled=compiled)
     for t0 in range(0, L, c):
         n = min(c, L - t0)
         enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
     out = enc.finish()
-    return len(out), time.perf_counter() - t
+    return len(out), time.thread_time() - t
+
+
+def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
+    """The CM stage alone (cached tables): encode in passes of 64 steps, decode one
+    step per call as the codec does; after a warm-up that compiles everything. Speeds are
+    per core: bytes over the CPU time of the calling thread (time.thread_time), as the
+    shared machine's wall clock varies with other jobs."""
+    from tzip import coder
+    from tzip.cm import Decoder
+    warm = b"warm up " * 512
+    cm_size(warm, [len(warm)], None)
+    rows = []
+    for e in FILES:
+        if e[0] not in names:
+            continue
+        data = load(e)
+        for lay, lengths in _layouts(data).items():
+            try:
+                f = cached_freqs(data, lengths) if e[0] in LAYOUT_FILES or lay == "default" else None
+            except Exception:
+                continue
+            size, t_enc = cm_size(data, lengths, f, c=64)
+            mat, _ = coder._layout(data, lengths)
+            S, L = mat.shape
+            from tzip.cm import Encoder
+            enc = Encoder(lengths, mat)
+            for t0 in range(0, L, 64):
+                enc.encode(t0, f[:, t0:t0 + 64])
+            payload = enc.finish()
+            out = np.zeros((S, L), dtype=np.int64)
+            t = time.thread_time()
+            dec = Decoder(payload, lengths, out)
+            for i in range(L):
+                dec.decode(i, f[:, i])
+            dec.finish()
+            t_dec = time.thread_time() - t
+            assert np.array_equal(out, mat)
+            r = dict(file=e[0], layout=lay, S=S, n=len(data), bpb=8 * size / len(data),
+                     enc_kbs=len(data) / t_enc / KB, dec_kbs=len(data) / t_dec / KB)
+            rows.append(r)
+            print(f"{e[0]:16s} {lay:8s} S={S:3d} {r['bpb']:.4f} bpb  encode {r['enc_kbs']:6.0f} KB/s"
+                  f"  decode {r['dec_kbs']:6.0f} KB/s", flush=True)
+    return rows
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "speed":
+    cmd_speed()

@@ -31,7 +31,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
         w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
         apm_tf=tables.apm_init(65536), apm1=tables.apm_init(256), apm2=tables.apm_init(65536),
         coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
-        buf=buf, scratch=np.zeros(257 + 4 * N + len(tables.ALL_CONTEXTS), dtype=np.int64)), tb, mb
+        buf=buf, scratch=np.zeros(257 + 4 * N + len(tables.ALL_CONTEXTS) + 9, dtype=np.int64)), tb, mb
 
 
 class FastCM:

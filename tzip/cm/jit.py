@@ -44,6 +44,7 @@ APM_RATE = T.APM_RATE
 SEL_A = T.SEL_A
 APM_MODE = T.APM_MODE
 WORD_SKIP0 = T.WORD_SKIP0
+MIXB = T.MIXB
 CTX_IDS = np.array(T.CONTEXT_IDS, dtype=np.int64)
 N_ALL = len(T.ALL_CONTEXTS)
 SLACK = 4
@@ -173,7 +174,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     cum[0] = 0
     for i in range(256):
         cum[i + 1] = cum[i] + np.int64(freq[i])
-    c = np.zeros(9, dtype=np.int64)
+    c = sc[257 + 4 * N_IN + N_ALL:257 + 4 * N_IN + N_ALL + 9]
     for k in range(1, 9):
         c[k] = hist[s, t - k] if t - k >= 0 else 0
     c1 = c[1]
@@ -218,12 +219,14 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         pt = (mptr - 1) // S
         if pt >= t:
             mlen = 0
-    if mlen == 0 and t >= MATCH_MIN:
+    if t >= MATCH_MIN:
         hm = 0
         for k in range(MATCH_MIN, 0, -1):
             hm = hmix(hm, hist[s, t - k])
-        cand = st.match_table[hm >> (32 - mbits)]
-        if cand > 0:
+        mslot = hm >> (32 - mbits)
+        cand = st.match_table[mslot]
+        st.match_table[mslot] = 1 + t * S + s  # this context now last seen before (t, s)
+        if mlen == 0 and cand > 0:
             ps = (cand - 1) % S
             pt = (cand - 1) // S
             if pt < t:
@@ -315,9 +318,13 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         sb = ((lb if expect >= 0 else 0) * 4 + tfb) * N_IN
         dot_a = 0
         dot_b = 0
-        for i in range(N_IN):
-            dot_a += st.w_a[sa + i] * x[i]
-            dot_b += st.w_b[sb + i] * x[i]
+        if MIXB:
+            for i in range(N_IN):
+                dot_a += st.w_a[sa + i] * x[i]
+                dot_b += st.w_b[sb + i] * x[i]
+        else:
+            for i in range(N_IN):
+                dot_a += st.w_a[sa + i] * x[i]
         sta = dot_a >> 16
         stb = dot_b >> 16
         sta = max(-2047, min(2047, sta))
@@ -327,7 +334,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         sf = j * 3
         dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * 256
         stf = max(-2047, min(2047, dot_f >> 16))
-        pf = squash(stf)
+        pf = squash(stf) if MIXB else pma
         # APMs
         p1, i1 = apm_p(st.apm1, c0, pf)
         ctx2 = (hmix(c1 | (c[2] << 8), c0) >> 16)
@@ -383,8 +390,10 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         for i in range(N_IN):
             wa = st.w_a[sa + i] + ((x[i] * err_a + 32768) >> 16)
             st.w_a[sa + i] = max(-W_MAX, min(W_MAX, wa))
-            wb = st.w_b[sb + i] + ((x[i] * err_b + 32768) >> 16)
-            st.w_b[sb + i] = max(-W_MAX, min(W_MAX, wb))
+        if MIXB:
+            for i in range(N_IN):
+                wb = st.w_b[sb + i] + ((x[i] * err_b + 32768) >> 16)
+                st.w_b[sb + i] = max(-W_MAX, min(W_MAX, wb))
         err_f = ((y << 12) - pf) * LR_F
         st.w_f[sf] = max(-W_MAX, min(W_MAX, st.w_f[sf] + ((sta * err_f + 32768) >> 16)))
         st.w_f[sf + 1] = max(-W_MAX, min(W_MAX, st.w_f[sf + 1] + ((stb * err_f + 32768) >> 16)))
@@ -415,12 +424,6 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             mlen = 0
     st.match_len[s] = mlen
     st.match_ptr[s] = mptr
-    if t + 1 >= MATCH_MIN:
-        hm = 0
-        for k in range(MATCH_MIN, 1, -1):
-            hm = hmix(hm, hist[s, t + 1 - k])
-        hm = hmix(hm, byte)
-        st.match_table[hm >> (32 - mbits)] = 1 + (t + 1) * S + s
     if is_letter(byte):
         lc = byte + 32 if 65 <= byte <= 90 else byte
         st.word[s] = hmix(st.word[s] + 1, lc)

@@ -208,6 +208,8 @@ class CMModel:
         self.table = HashTable(T.table_bits(n))
         self.o1 = Counters(65536)
         self.match_sm = Counters(64)
+        self.ctx_map = Counters(len(T.CONTEXTS) * 1024)
+        self.indirect = [0] * 65536
         self.match_bits = T.match_bits(n)
         self.match_table = [0] * (1 << self.match_bits)
         self.streams = [StreamState() for _ in range(self.S)]
@@ -304,29 +306,34 @@ class CMModel:
         c = [0] + [self._byte(s, t - k) for k in range(1, 9)]  # c[k]: k bytes back (0 before the start)
         c1 = c[1]
 
-        # context hashes, fixed for the whole byte
-        o2 = hmix(hmix(1, c1), c[2])
-        o3 = hmix(o2, c[3])
-        o4 = hmix(o3, c[4])
-        o6 = hmix(hmix(o4, c[5]), c[6])
-        word = hmix(hmix(5, ss.word), c1)
-        sparse = hmix(hmix(6, c[2]), c[3])
+        # context hashes, fixed for the whole byte: every candidate, then the selected
+        candidates = {}
+        h = hmix(1, c1)  # orders 2..24: one hash chain over the previous bytes
+        for k in range(2, 25):
+            h = hmix(h, self._byte(s, t - k))
+            candidates[f"o{k}"] = h
+        candidates["word"] = hmix(hmix(5, ss.word), c1)
+        candidates["sparse"] = hmix(hmix(6, c[2]), c[3])
         col = t - ss.line_start
         above_at = ss.prev_line + col
         above = int(hist[s, above_at]) if above_at < ss.line_start else 0
-        column = hmix(hmix(7, above), c1)
-        ctx_hashes = [o2, o3, o4, o6, word, sparse, column]
+        candidates["column"] = hmix(hmix(7, above), c1)
+        candidates["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+        candidates["indirect"] = hmix(hmix(10, c1), self.indirect[(c[2] << 8) | c1])
+        ctx_hashes = [candidates[name] for name in T.CONTEXTS]
 
         # match model: continue the copy while it is known, else look the context up
         mptr, mlen = ss.match_ptr, ss.match_len
         if mlen > 0 and (mptr - 1) // S >= t:  # the copy reached bytes not coded yet
             mlen = 0
-        if mlen == 0 and t >= T.MATCH_MIN:
+        if t >= T.MATCH_MIN:
             h = 0
             for k in range(T.MATCH_MIN, 0, -1):
                 h = hmix(h, int(hist[s, t - k]))
-            cand = self.match_table[h >> (32 - self.match_bits)]
-            if cand > 0:
+            slot = h >> (32 - self.match_bits)
+            cand = self.match_table[slot]
+            self.match_table[slot] = 1 + t * S + s  # this context is now last seen before (t, s)
+            if mlen == 0 and cand > 0:
                 ps, pt = (cand - 1) % S, (cand - 1) // S
                 if pt < t:
                     n = 0  # verify: how many bytes before both positions agree
@@ -359,8 +366,14 @@ class CMModel:
             x[T.IN_TF_APM] = stretch(self.apm_tf.p(c1 * 256 + c0, p_tf))
             o1_index = c1 * 256 + c0
             x[T.IN_O1] = stretch(self.o1.p12(o1_index))
+            map_index = [0] * len(slots)
             for i, b in enumerate(slots):
-                x[T.IN_CTX + i] = stretch(self.table.p12(b + node))
+                e = self.table.v[b + node]
+                x[T.IN_CTX + i] = stretch(e >> 20)
+                # the same counter through a map by (context, count, p): learns how far
+                # a context seen n times with this p is right in this block
+                map_index[i] = i * 1024 + min(e & 1023, 15) * 64 + (e >> 26)
+                x[T.IN_CMAP + i] = stretch(self.ctx_map.p12(map_index[i]))
 
             expect = -1  # the match's bit, while its byte agrees with the bits so far
             if predicted >= 0 and (predicted + 256) >> (8 - j) == c0:
@@ -377,9 +390,12 @@ class CMModel:
 
             tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
             st_a = self.mixer_a.mix(x, c0)
-            st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
-            xf = [st_a, st_b, 256]
-            p_f = squash(self.mixer_f.mix(xf, j))
+            if T.MIXB:
+                st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
+                xf = [st_a, st_b, 256]
+                p_f = squash(self.mixer_f.mix(xf, j))
+            else:
+                p_f = self.mixer_a.pr
             p1 = self.apm1.p(c0, p_f)
             p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
             p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
@@ -387,14 +403,17 @@ class CMModel:
             y = self._code_bit(p, (byte >> (7 - j)) & 1)
 
             self.mixer_a.update(x, y)
-            self.mixer_b.update(x, y)
-            self.mixer_f.update(xf, y)
+            if T.MIXB:
+                self.mixer_b.update(x, y)
+                self.mixer_f.update(xf, y)
             self.apm_tf.update(y)
             self.apm1.update(y)
             self.apm2.update(y)
             self.o1.update(o1_index, y, T.COUNTER_LIMIT_O1)
             for b in slots:
                 self.table.update(b + node, y, T.COUNTER_LIMIT_CTX)
+            for i in map_index:
+                self.ctx_map.update(i, y, 1023)
             if match_index >= 0:
                 self.match_sm.update(match_index, y, T.COUNTER_LIMIT_MATCH)
             c0 = (c0 << 1) | y
@@ -409,16 +428,12 @@ class CMModel:
             else:
                 mlen = 0
         ss.match_ptr, ss.match_len = mptr, mlen
-        if t + 1 >= T.MATCH_MIN:  # the context ending with this byte now points at step t + 1
-            h = 0
-            for k in range(T.MATCH_MIN, 1, -1):
-                h = hmix(h, int(hist[s, t + 1 - k]))
-            h = hmix(h, byte)
-            self.match_table[h >> (32 - self.match_bits)] = 1 + (t + 1) * S + s
         if is_letter(byte):
             ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
-        else:
+        elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
             ss.word = 0
+        i = (c[2] << 8) | c1  # what followed this order-2 context: its last two bytes
+        self.indirect[i] = ((self.indirect[i] << 8) | byte) & 0xFFFF
         if byte == 10:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
         return byte

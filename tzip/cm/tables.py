@@ -77,7 +77,7 @@ PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
 IN_TF, IN_TF_APM, IN_O1 = 0, 1, 2
 ALL_CONTEXTS = ("o2", "o3", "o4", "o6", "word", "sparse", "column", "o5", "even", "o8", "o12",
                 "o16", "o24", "indirect")
-CTX_ON = _p("CTX_ON", 0b1111111)
+CTX_ON = _p("CTX_ON", 0b1011101111111)
 CONTEXT_IDS = tuple(i for i in range(len(ALL_CONTEXTS)) if CTX_ON >> i & 1)
 CONTEXTS = tuple(ALL_CONTEXTS[i] for i in CONTEXT_IDS)  # hashed context models
 IN_CTX = 3
@@ -109,6 +109,7 @@ APM3 = _p('APM3', 0)
 SEL_A = _p('SEL_A', 0)
 APM_MODE = _p('APM_MODE', 0)
 WORD_SKIP0 = _p('WORD_SKIP0', 1)
+MIXB = _p('MIXB', 1)
 APM_BINS = 33
 
 
@@ -122,7 +123,7 @@ def apm_init(contexts: int) -> np.ndarray:
 def table_bits(n: int) -> int:
     """log2 of the bucket count of the context hash table for a block of n bytes:
     about 4 buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB)."""
-    return min(20, max(12, n.bit_length() + 2))
+    return min(20, max(12, n.bit_length() + _p('TB_ADD', 2)))
 
 
 def match_bits(n: int) -> int:
