@@ -1,0 +1,241 @@
+"""Evaluate the context-mixing stage (tzip/cm) on real files.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/cm_eval.py freqs      # cache tzip-small's tables
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/cm_eval.py table      # bpb table vs format 3, xz, bzip2, PPMd
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/cm_eval.py layout     # S = 1, 8, default
+    OMP_NUM_THREADS=1 PYTHONPATH=. python bench/cm_eval.py speed      # the CM stage alone
+
+The transformer's frequency tables are cached in $CM_CACHE (default /tmp/tzip-cm-freqs) as
+uint16 .npy holding f - 1 (exact: f is in 1..65536), one file per (input slice, layout), so
+experiments on the adaptive stage do not rerun the model. Files are benchmark inputs: we
+measure on them, never fit constants to one of them.
+"""
+from __future__ import annotations
+
+import bz2
+import hashlib
+import lzma
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CORPORA = Path(os.environ.get("TZIP_CORPORA", "/work/shared/corpora")) / "bench"
+CACHE = Path(os.environ.get("CM_CACHE", "/tmp/tzip-cm-freqs"))
+MODEL = "tzip-small"
+KB = 1024
+
+
+def _utf16_sample() -> bytes:
+    text = (CORPORA / "calgary/paper1").read_bytes()[:32 * KB]
+    return text.decode("latin-1").encode("utf-16-le")
+
+
+# (name, kind, path or callable, slice length or None for the whole file)
+FILES = [
+    ("paper1", "prose", CORPORA / "calgary/paper1", None),
+    ("book1", "prose", CORPORA / "calgary/book1", 128 * KB),
+    ("alice29.txt", "prose", CORPORA / "canterbury/alice29.txt", 128 * KB),
+    ("enwik-sample", "prose", CORPORA / "enwik/enwiki-2016-sample.xml", 128 * KB),
+    ("world192.txt", "prose", CORPORA / "large/world192.txt", 64 * KB),
+    ("cp.html", "html", CORPORA / "canterbury/cp.html", None),
+    ("fields.c", "source", CORPORA / "canterbury/fields.c", None),
+    ("grammar.lsp", "source", CORPORA / "canterbury/grammar.lsp", None),
+    ("xargs.1", "prose", CORPORA / "canterbury/xargs.1", None),
+    ("iso_3166-2.xml", "xml", Path("/usr/share/xml/iso-codes/iso_3166-2.xml"), 64 * KB),
+    ("iso_639-3.json", "json", Path("/usr/share/iso-codes/json/iso_639-3.json"), 64 * KB),
+    ("dpkg.log", "log", Path("/var/log/dpkg.log"), 64 * KB),
+    ("umath-cos.csv", "csv", Path("/work/venv/lib/python3.11/site-packages/numpy/_core/tests/data/umath-validation-set-cos.csv"), None),
+    ("node-fs.md", "markdown", Path("/usr/share/doc/nodejs/api/fs.md"), 64 * KB),
+    ("node-http.html", "html", Path("/usr/share/doc/nodejs/api/http.html"), 64 * KB),
+    ("numpy-ma-core.py", "source", Path("/work/venv/lib/python3.11/site-packages/numpy/ma/core.py"), 64 * KB),
+    ("paper1-utf16", "utf16", _utf16_sample, None),
+]
+# The project's structured corpus (corpora/structured of the corpus checkout, copied to
+# $CM_STRUCTURED): measured only, never tuned on; first 64 KiB of each
+STRUCT_DIR = Path(os.environ.get("CM_STRUCTURED", "/tmp/structured"))
+STRUCT_KINDS = {"airports.csv": "csv", "bashref.html": "html", "debian-reference-zh-cn.utf16le.txt": "utf16",
+                "fail2ban-server-logs.log": "log", "fortunes-ru-knowledge.txt": "utf8-ru",
+                "gdb-check.log": "log", "lodash.js": "source", "lz4.c": "source", "mime-db.json": "json",
+                "nodejs-fs.md": "markdown", "regex-syntax-parse.rs": "source",
+                "typing_extensions.py": "source", "xkb-base.xml": "xml"}
+CORPUS_FILES = [(f"s/{n}", k, STRUCT_DIR / n, 64 * KB) for n, k in STRUCT_KINDS.items()]
+STRUCTURED = {"utf8-ru", "html", "source", "xml", "json", "log", "csv", "markdown", "utf16"}
+
+
+def load(entry) -> bytes:
+    """The coded block of a bench entry: the slice, CRLF turned into LF as the codec does."""
+    from tzip import transform
+    _, _, src, n = entry
+    raw = src() if callable(src) else Path(src).read_bytes()
+    if n:
+        raw = raw[:n]
+    return transform.crlf_to_lf(raw) if transform.crlf_applies(raw) else raw
+
+
+def default_lengths(n: int) -> list[int]:
+    from tzip import coder, models
+    import torch
+    eng = models.engine_for(models.load(MODEL), torch.device("cpu"))
+    return coder.split_streams(n, eng.cfg.context)
+
+
+def model_freqs(data: bytes, lengths: list[int], c: int = 64) -> np.ndarray:
+    """tzip-small's integer frequency tables (S, L, 256) float32 for the lockstep layout.
+    The ONE place that knows the engine's API (being renamed in parallel)."""
+    import torch
+    from tzip import coder, models
+    m = models.load(MODEL)
+    eng = models.engine_for(m, torch.device("cpu"))
+    mat, _ = coder._layout(data, lengths)
+    S, L = mat.shape
+    inp = np.concatenate([np.full((S, 1), 256), mat[:, :-1]], 1)
+    forward, cache = eng.encoder(S, compiled=True)
+    out = np.empty((S, L, 256), dtype=np.float32)
+    for t0 in range(0, L, c):
+        out[:, t0:t0 + c] = forward(np.ascontiguousarray(inp[:, t0:t0 + c]), cache)
+    return out
+
+
+def cached_freqs(data: bytes, lengths: list[int]) -> np.ndarray:
+    key = hashlib.sha256(data + repr(lengths).encode() + MODEL.encode()).hexdigest()[:20]
+    path = CACHE / f"{key}.npy"
+    if path.exists():
+        return np.load(path).astype(np.float32) + 1
+    CACHE.mkdir(parents=True, exist_ok=True)
+    f = model_freqs(data, lengths)
+    assert f.min() >= 1 and f.max() <= 65536 and np.all(f == np.round(f))
+    np.save(path, (f - 1).astype(np.uint16))
+    return f
+
+
+def _layouts(data: bytes) -> dict[str, list[int]]:
+    from tzip import coder
+    return {"default": default_lengths(len(data)), "S=1": [len(data)],
+            "S=8": coder.split_streams(len(data), 1, 8)}
+
+
+LAYOUT_FILES = ("dpkg.log", "node-http.html", "book1", "iso_639-3.json")
+
+
+def cmd_freqs() -> None:
+    for e in FILES + CORPUS_FILES:
+        data = load(e)
+        lays = _layouts(data) if e[0] in LAYOUT_FILES else {"default": default_lengths(len(data))}
+        for name, lengths in lays.items():
+            t = time.time()
+            cached_freqs(data, lengths)
+            print(f"{e[0]:18s} {name:8s} {len(data):7d} B S={len(lengths):3d} {time.time() - t:6.1f} s", flush=True)
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "freqs":
+    cmd_freqs()
+
+
+# ---------------------------------------------------------------- baselines
+def xz_size(data: bytes) -> int:
+    return len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))
+
+
+def bzip2_size(data: bytes) -> int:
+    return len(bz2.compress(data, 9))
+
+
+def ppmd_sizes(data: bytes) -> tuple[int, int]:
+    """PPMd variant H order 6 (256 MiB), and the best of orders 4..16 (I and H)."""
+    import pyppmd
+    o6 = len(pyppmd.compress(data, max_order=6, mem_size=256 << 20, variant="H"))
+    best = o6
+    for order in (4, 5, 8, 10, 12, 16):
+        for v in ("H", "I"):
+            best = min(best, len(pyppmd.compress(data, max_order=order, mem_size=256 << 20, variant=v)))
+    return o6, best
+
+
+def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> int:
+    """Format 3's model payload (coder.encode's: tzip/mixer.py's chain and constriction's
+    range coder) from the cached tables: the same bytes coder.encode writes."""
+    import constriction
+    from tzip import coder
+    from tzip.mixer import Mixer
+    mat, mask = coder._layout(data, lengths)
+    S, L = mat.shape
+    enc = constriction.stream.queue.RangeEncoder()
+    mixer = Mixer(mat, compiled=True)
+    fam = constriction.stream.model.Categorical(perfect=False)
+    for t0 in range(0, L, 64):
+        probs = mixer.mix_coded(t0, freqs[:, t0:t0 + 64], mask)
+        m = mask[:, t0:t0 + 64].T
+        enc.encode(mat[:, t0:t0 + 64].T[m].astype(np.int32), fam, probs[m])
+    return 4 * len(enc.get_compressed())
+
+
+def format3_archive_size(data: bytes) -> int:
+    """tzip.compress at this commit (container, LZMA fallback and all)."""
+    import tzip
+    return len(tzip.compress(data, MODEL, device="cpu"))
+
+
+def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 256,
+            compiled: bool = True) -> tuple[int, float]:
+    """(CM payload bytes, seconds of the CM stage) with the given tables (None: flat)."""
+    from tzip import coder
+    from tzip.cm import Encoder
+    mat, _ = coder._layout(data, lengths)
+    S, L = mat.shape
+    t = time.thread_time()  # CPU seconds of this thread: the machine is shared
+    enc = Encoder(lengths, mat, compiled=compiled)
+    for t0 in range(0, L, c):
+        n = min(c, L - t0)
+        enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
+    out = enc.finish()
+    return len(out), time.thread_time() - t
+
+
+def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
+    """The CM stage alone (cached tables): encode in passes of 64 steps, decode one
+    step per call as the codec does; after a warm-up that compiles everything. Speeds are
+    per core: bytes over the CPU time of the calling thread (time.thread_time), as the
+    shared machine's wall clock varies with other jobs."""
+    from tzip import coder
+    from tzip.cm import Decoder
+    warm = b"warm up " * 512
+    cm_size(warm, [len(warm)], None)
+    rows = []
+    for e in FILES:
+        if e[0] not in names:
+            continue
+        data = load(e)
+        for lay, lengths in _layouts(data).items():
+            try:
+                f = cached_freqs(data, lengths) if e[0] in LAYOUT_FILES or lay == "default" else None
+            except Exception:
+                continue
+            size, t_enc = cm_size(data, lengths, f, c=64)
+            mat, _ = coder._layout(data, lengths)
+            S, L = mat.shape
+            from tzip.cm import Encoder
+            enc = Encoder(lengths, mat)
+            for t0 in range(0, L, 64):
+                enc.encode(t0, f[:, t0:t0 + 64])
+            payload = enc.finish()
+            out = np.zeros((S, L), dtype=np.int64)
+            t = time.thread_time()
+            dec = Decoder(payload, lengths, out)
+            for i in range(L):
+                dec.decode(i, f[:, i])
+            dec.finish()
+            t_dec = time.thread_time() - t
+            assert np.array_equal(out, mat)
+            r = dict(file=e[0], layout=lay, S=S, n=len(data), bpb=8 * size / len(data),
+                     enc_kbs=len(data) / t_enc / KB, dec_kbs=len(data) / t_dec / KB)
+            rows.append(r)
+            print(f"{e[0]:16s} {lay:8s} S={S:3d} {r['bpb']:.4f} bpb  encode {r['enc_kbs']:6.0f} KB/s"
+                  f"  decode {r['dec_kbs']:6.0f} KB/s", flush=True)
+    return rows
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "speed":
+    cmd_speed()

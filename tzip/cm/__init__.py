@@ -1,0 +1,139 @@
+"""Context-mixing (CM) stage of tzip's archive format 4: the transformer's integer
+frequencies are one input of a bitwise context mixer (lpaq/paq8 style) whose binary
+arithmetic coder writes the payload.
+
+    enc = Encoder(lengths, hist); enc.encode(t0, freqs) ...; payload = enc.finish()
+    dec = Decoder(payload, lengths, hist0); dec.decode(t, freqs) ...; dec.finish()
+
+A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
+given); they are coded in lockstep, step-major: at step t, streams 0..S-1 that still have
+a byte at t, in order. freqs are the transformer's integer frequencies (float32 holding
+exact integers 1..65536) for each stream and step. Every probability is computed in
+integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
+
+Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
+the normative definition) and tzip/cm/jit.py (numba). `compiled=True` (the default when
+numba is importable) picks the second.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import tables
+
+__all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available"]
+
+SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
+FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
+
+
+class CorruptPayload(ValueError):
+    """The CM payload could not be decoded (truncated, corrupted or with trailing bytes)."""
+
+
+@functools.cache
+def numba_available() -> bool:
+    try:
+        from . import jit  # noqa: F401
+    except Exception:  # numba missing or unusable: the reference computes the same
+        return False
+    return True
+
+
+def _check_layout(lengths, hist) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.asarray([int(n) for n in lengths], dtype=np.int64)
+    if np.any(lengths < 0):
+        raise ValueError("negative stream length")
+    hist = np.asarray(hist)
+    S = len(lengths)
+    L = int(lengths.max()) if S else 0
+    if hist.ndim != 2 or hist.shape[0] != S or hist.shape[1] < L:
+        raise ValueError(f"hist must be (S, >= max length) = ({S}, {L}), got {hist.shape}")
+    return lengths, hist
+
+
+def _new_model(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, compiled: bool | None):
+    if compiled is None:
+        compiled = numba_available()
+    if compiled:
+        from .fast import FastCM
+        return FastCM(lengths, hist, buf)
+    from .reference import CMModel
+    return CMModel(lengths, hist, buf)
+
+
+class Encoder:
+    """Codes a block's streams; encode() is called with consecutive passes of steps."""
+
+    def __init__(self, lengths: list[int], hist: np.ndarray, compiled: bool | None = None):
+        lengths, hist = _check_layout(lengths, hist)
+        self.hist = np.ascontiguousarray(hist, dtype=np.int64)
+        self.lengths = lengths
+        self.t = 0
+        self.model = _new_model(lengths, self.hist, np.zeros(1 << 12, dtype=np.uint8), compiled)
+
+    def encode(self, t0: int, freqs: np.ndarray) -> None:
+        """freqs (S, c, 256): the transformer's frequencies for steps t0 .. t0 + c - 1."""
+        if t0 != self.t:
+            raise ValueError(f"encode passes must be consecutive: expected step {self.t}, got {t0}")
+        freqs = np.asarray(freqs, dtype=np.float32)
+        S, c = freqs.shape[0], freqs.shape[1]
+        if S != len(self.lengths) or freqs.shape[2] != 256:
+            raise ValueError(f"freqs must be ({len(self.lengths)}, c, 256), got {freqs.shape}")
+        coded = int(np.clip(self.lengths - t0, 0, c).sum())
+        self.model.reserve(32 * coded + 16)  # at most 4 bytes out per bit, with margin
+        self.model.code_steps(t0, np.ascontiguousarray(freqs), False)
+        self.t += c
+
+    def finish(self) -> bytes:
+        if self.t < int(self.lengths.max(initial=0)):
+            raise ValueError(f"finish() at step {self.t} of {int(self.lengths.max())}")
+        self.model.reserve(16)
+        self.model.flush()
+        return self.model.output()
+
+
+class Decoder:
+    """Decodes a block step by step; each step's bytes are written into hist[:, t]."""
+
+    def __init__(self, payload: bytes, lengths: list[int], hist: np.ndarray,
+                 compiled: bool | None = None):
+        lengths, hist = _check_layout(lengths, hist)
+        if not (isinstance(hist, np.ndarray) and hist.dtype == np.int64 and hist.flags.c_contiguous):
+            raise ValueError("the decoder's hist must be a C-contiguous int64 array (it is filled in place)")
+        self.hist = hist
+        self.lengths = lengths
+        self.t = 0
+        buf = np.frombuffer(bytes(payload), dtype=np.uint8).copy()
+        self.model = _new_model(lengths, hist, buf, compiled)
+        self.model.start_decoding()
+        self._check(0)
+
+    def _check(self, t: int) -> None:
+        if self.model.error():
+            raise CorruptPayload(f"CM payload exhausted at step {t} "
+                                 f"({self.model.payload_length()} bytes)")
+
+    def decode(self, t: int, freqs: np.ndarray) -> np.ndarray:
+        """freqs (S, 256) -> the S bytes of step t (0 for streams already ended)."""
+        if t != self.t:
+            raise ValueError(f"decode steps must be consecutive: expected {self.t}, got {t}")
+        freqs = np.asarray(freqs, dtype=np.float32)
+        if freqs.shape != (len(self.lengths), 256):
+            raise ValueError(f"freqs must be ({len(self.lengths)}, 256), got {freqs.shape}")
+        self.model.code_steps(t, np.ascontiguousarray(freqs[:, None, :]), True)
+        self._check(t)
+        self.t += 1
+        return self.hist[:, t].copy() if t < self.hist.shape[1] else np.zeros(len(self.lengths), np.int64)
+
+    def finish(self) -> None:
+        """Raise CorruptPayload unless the payload was consumed exactly."""
+        if self.t < int(self.lengths.max(initial=0)):
+            raise ValueError(f"finish() at step {self.t} of {int(self.lengths.max())}")
+        self._check(self.t)
+        used, n = self.model.position(), self.model.payload_length()
+        if used != n + FLUSH_READ_AHEAD:
+            raise CorruptPayload(f"CM payload of {n} bytes, but decoding used {used - FLUSH_READ_AHEAD}"
+                                 " (trailing or missing bytes)")

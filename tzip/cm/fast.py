@@ -1,0 +1,73 @@
+"""The compiled CM model: owns a jit.CMState and drives tzip/cm/jit.py's loops."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import jit, tables
+
+
+def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMState:
+    S = len(lengths)
+    n = int(lengths.sum())
+    tb, mb = tables.table_bits(n), tables.match_bits(n)
+    N = tables.N_INPUTS
+    w_a = np.full((tables.MIX_SETS_A, N), tables.W_INIT, dtype=np.int64)
+    w_a[:, tables.IN_TF] = tables.W_INIT_TF
+    w_b = np.full((tables.MIX_SETS_B, N), tables.W_INIT, dtype=np.int64)
+    w_b[:, tables.IN_TF] = tables.W_INIT_TF
+    w_f = np.tile(np.array([1 << 15, 1 << 15, 0], dtype=np.int64), tables.MIX_SETS_F)
+    return jit.CMState(
+        hist=hist, lengths=lengths.astype(np.int64),
+        table=np.zeros((1 << tb) * tables.BUCKET, dtype=np.uint32),
+        o1=np.full(65536, tables.COUNTER_INIT, dtype=np.uint32),
+        ctx_map=np.full(len(tables.CONTEXTS) * 1024, tables.COUNTER_INIT, dtype=np.uint32),
+        apm3=tables.apm_init(33),
+        match_sm=np.full(64, tables.COUNTER_INIT, dtype=np.uint32),
+        match_table=np.zeros(1 << mb, dtype=np.int64),
+        match_ptr=np.zeros(S, dtype=np.int64), match_len=np.zeros(S, dtype=np.int64),
+        indirect=np.zeros(65536, dtype=np.int64),
+        word=np.zeros(S, dtype=np.int64), line_start=np.zeros(S, dtype=np.int64),
+        prev_line=np.zeros(S, dtype=np.int64),
+        w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
+        apm_tf=tables.apm_init(65536), apm1=tables.apm_init(256), apm2=tables.apm_init(65536),
+        coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
+        buf=buf, scratch=np.zeros(257 + 4 * N + len(tables.ALL_CONTEXTS) + 9, dtype=np.int64)), tb, mb
+
+
+class FastCM:
+    def __init__(self, lengths, hist, buf):
+        self.st, self.tb, self.mb = new_state(lengths, hist, buf)
+
+    def reserve(self, extra: int) -> None:
+        need = int(self.st.coder[jit.POS]) + extra
+        if need > len(self.st.buf):
+            buf = np.zeros(max(need, 2 * len(self.st.buf)), dtype=np.uint8)
+            buf[:len(self.st.buf)] = self.st.buf
+            self.st = self.st._replace(buf=buf)
+
+    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
+        jit.code_steps(self.st, t0, freqs, decoding, self.tb, self.mb)
+
+    def flush(self) -> None:
+        jit.flush(self.st)
+
+    def output(self) -> bytes:
+        return self.st.buf[:self.st.coder[jit.POS]].tobytes()
+
+    def start_decoding(self) -> None:
+        c = self.st.coder
+        c[jit.NPAY] = len(self.st.buf)
+        x = 0
+        for i in range(4):  # the first 4 bytes, zero padded (slack)
+            x = (x << 8) | (int(self.st.buf[i]) if i < len(self.st.buf) else 0)
+        c[jit.X] = x
+        c[jit.POS] = 4
+
+    def error(self) -> bool:
+        return bool(self.st.coder[jit.ERR])
+
+    def position(self) -> int:
+        return int(self.st.coder[jit.POS])
+
+    def payload_length(self) -> int:
+        return int(self.st.coder[jit.NPAY])

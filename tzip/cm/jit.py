@@ -1,0 +1,461 @@
+"""The CM stage compiled with numba: the same integers as tzip/cm/reference.py, fast.
+
+State lives in a typing.NamedTuple of numpy arrays (CMState), updated in place; scalars
+that change (the coder's range, the output position, error flags) live in small int64
+arrays. `code_steps` codes (or decodes) whole steps of the lockstep layout in one call.
+See tzip/cm/reference.py for the normative, commented definition of every step.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from . import tables as T
+
+_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+SQUASH = T.SQUASH
+STRETCH = T.STRETCH
+DT = T.DT
+MASK32 = T.MASK32
+HASH_MUL = T.HASH_MUL
+HASH_MUL2 = T.HASH_MUL2
+N_IN = T.N_INPUTS
+N_CTX = len(T.CONTEXTS)
+IN_CTX = T.IN_CTX
+IN_MATCH = T.IN_MATCH
+IN_CMAP = T.IN_CMAP
+CTXMAP = T.CTXMAP
+APM3 = T.APM3
+IN_MATCH_LEN = T.IN_MATCH_LEN
+IN_BIAS = T.IN_BIAS
+COUNTER_INIT = T.COUNTER_INIT
+MATCH_MIN = T.MATCH_MIN
+MATCH_VERIFY = T.MATCH_VERIFY
+MATCH_LEN_CAP = T.MATCH_LEN_CAP
+LIM_CTX = T.COUNTER_LIMIT_CTX
+LIM_O1 = T.COUNTER_LIMIT_O1
+LIM_MATCH = T.COUNTER_LIMIT_MATCH
+LR_A, LR_B, LR_F = T.LR_A, T.LR_B, T.LR_F
+W_MAX = T.W_MAX
+APM_RATE = T.APM_RATE
+SEL_A = T.SEL_A
+APM_MODE = T.APM_MODE
+WORD_SKIP0 = T.WORD_SKIP0
+MIXB = T.MIXB
+CTX_IDS = np.array(T.CONTEXT_IDS, dtype=np.int64)
+N_ALL = len(T.ALL_CONTEXTS)
+SLACK = 4
+
+
+class CMState(NamedTuple):
+    """Everything the CM stage remembers within one block (see reference.CMModel)."""
+    hist: np.ndarray  # (S, L) int64: the streams' bytes (the decoder fills it)
+    lengths: np.ndarray  # (S,) int64
+    table: np.ndarray  # (buckets * 16,) uint32: hashed context slots
+    o1: np.ndarray  # (65536,) uint32: order-1 counters by (c1, c0)
+    ctx_map: np.ndarray  # (contexts * 1024,) uint32: counters by (context, count, p)
+    apm3: np.ndarray  # (33 * 33,) int64: final APM by match state
+    match_sm: np.ndarray  # (64,) uint32: match counters by (length bucket, expected bit)
+    match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
+    match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
+    match_len: np.ndarray  # (S,) int64
+    indirect: np.ndarray  # (65536,) int64: the last two bytes that followed each order-2 context
+    word: np.ndarray  # (S,) int64: hash of the letters since the last non-letter
+    line_start: np.ndarray  # (S,) int64: step after the stream's last newline
+    prev_line: np.ndarray  # (S,) int64: start of the line before
+    w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
+    w_b: np.ndarray  # (32 * N_IN,) int64 mixer B weights
+    w_f: np.ndarray  # (8 * 3,) int64 final mixer weights
+    apm_tf: np.ndarray  # (65536 * 33,) int64
+    apm1: np.ndarray  # (256 * 33,) int64
+    apm2: np.ndarray  # (65536 * 33,) int64
+    coder: np.ndarray  # (8,) int64: x1, x2, x (decoder), pos, limit, error, payload length
+    buf: np.ndarray  # uint8 output (encoder) or input (decoder) bytes
+    scratch: np.ndarray  # (257 + 4 * N_IN,) int64 work space
+
+
+# coder[] fields
+X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
+
+
+@_jit
+def hmix(h, x):
+    h = ((h ^ x) & MASK32) * HASH_MUL & MASK32
+    return (h ^ (h >> 15)) * HASH_MUL2 & MASK32
+
+
+@_jit
+def squash(d):
+    if d > 2047:
+        return 4095
+    if d < -2047:
+        return 1
+    return SQUASH[d + 2048]
+
+
+@_jit
+def counter_update(tab, i, y, limit):
+    e = np.int64(tab[i])
+    n = e & 1023
+    p = e >> 10
+    p += (((y << 22) - p) * DT[n]) >> 16
+    if n < limit:
+        n += 1
+    tab[i] = np.uint32((p << 10) | n)
+
+
+@_jit
+def apm_p(tab, ctx, p):
+    s = STRETCH[p] + 2048
+    lo = s >> 7
+    w = s & 127
+    idx = ctx * 33 + lo
+    out = (tab[idx] * (128 - w) + tab[idx + 1] * w) >> 11
+    if out < 1:
+        out = 1
+    elif out > 4095:
+        out = 4095
+    return out, idx + (w >> 6)
+
+
+@_jit
+def apm_update(tab, idx, y):
+    g = (y << 16) + (y << APM_RATE) - y - y
+    tab[idx] += (g - tab[idx]) >> APM_RATE
+
+
+@_jit
+def bucket_find(table, h, key, tbits):
+    """Slot base of the bucket for context hash h and nibble key (see reference)."""
+    hh = hmix(h, key + 1)
+    idx = hh >> (32 - tbits)
+    chk = hmix(hh, 0x5BD1E995) & 0xFFFF
+    if chk == 0:
+        chk = 1
+    best = -1
+    best_pri = 1 << 30
+    for k in range(3):
+        b = (idx ^ k) * 16
+        c = np.int64(table[b])
+        if c == chk:
+            return b
+        if c == 0:
+            pri = -1
+        else:
+            pri = np.int64(table[b + 1]) & 1023
+        if pri < best_pri:
+            best_pri = pri
+            best = b
+    table[best] = np.uint32(chk)
+    for i in range(1, 16):
+        table[best + i] = np.uint32(COUNTER_INIT)
+    return best
+
+
+@_jit
+def is_letter(c):
+    return (65 <= c <= 90) or (97 <= c <= 122) or c >= 128
+
+
+@_jit
+def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
+    """Code (or decode, returning it) the byte of stream s at step t."""
+    hist = st.hist
+    S = hist.shape[0]
+    sc = st.scratch
+    cum = sc[0:257]
+    x = sc[257:257 + N_IN]
+    slot = sc[257 + N_IN:257 + 2 * N_IN]  # context bucket bases
+    ctxh = sc[257 + 2 * N_IN:257 + 3 * N_IN]
+    cmi = sc[257 + 3 * N_IN:257 + 4 * N_IN]
+    cum[0] = 0
+    for i in range(256):
+        cum[i + 1] = cum[i] + np.int64(freq[i])
+    c = sc[257 + 4 * N_IN + N_ALL:257 + 4 * N_IN + N_ALL + 9]
+    for k in range(1, 9):
+        c[k] = hist[s, t - k] if t - k >= 0 else 0
+    c1 = c[1]
+    # byte contexts: every candidate, then the selected ones (tables.CONTEXTS)
+    allh = sc[257 + 4 * N_IN:257 + 4 * N_IN + N_ALL]
+    # orders 2..24: one hash chain over the previous bytes (0 before the stream's start)
+    h = hmix(1, c1)
+    for k in range(2, 25):
+        h = hmix(h, hist[s, t - k] if t - k >= 0 else 0)
+        if k == 2:
+            allh[0] = h
+        elif k == 3:
+            allh[1] = h
+        elif k == 4:
+            allh[2] = h
+        elif k == 5:
+            allh[7] = h
+        elif k == 6:
+            allh[3] = h
+        elif k == 8:
+            allh[9] = h
+        elif k == 12:
+            allh[10] = h
+        elif k == 16:
+            allh[11] = h
+        elif k == 24:
+            allh[12] = h
+    allh[4] = hmix(hmix(5, st.word[s]), c1)
+    allh[5] = hmix(hmix(6, c[2]), c[3])
+    col = t - st.line_start[s]
+    above_i = st.prev_line[s] + col
+    above = hist[s, above_i] if above_i < st.line_start[s] else 0
+    allh[6] = hmix(hmix(7, above), c1)
+    allh[8] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+    allh[13] = hmix(hmix(10, c1), st.indirect[(c[2] << 8) | c1])
+    for i in range(N_CTX):
+        ctxh[i] = allh[CTX_IDS[i]]
+    # match model: find or continue a candidate
+    mptr = st.match_ptr[s]
+    mlen = st.match_len[s]
+    if mlen > 0:
+        pt = (mptr - 1) // S
+        if pt >= t:
+            mlen = 0
+    if t >= MATCH_MIN:
+        hm = 0
+        for k in range(MATCH_MIN, 0, -1):
+            hm = hmix(hm, hist[s, t - k])
+        mslot = hm >> (32 - mbits)
+        cand = st.match_table[mslot]
+        st.match_table[mslot] = 1 + t * S + s  # this context now last seen before (t, s)
+        if mlen == 0 and cand > 0:
+            ps = (cand - 1) % S
+            pt = (cand - 1) // S
+            if pt < t:
+                n = 0
+                while n < MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0 \
+                        and hist[ps, pt - n - 1] == hist[s, t - n - 1]:
+                    n += 1
+                if n >= MATCH_MIN:
+                    mlen = n
+                    mptr = cand
+    pb = -1
+    if mlen > 0:
+        pb = hist[(mptr - 1) % S, (mptr - 1) // S]
+    if mlen == 0:
+        lb = 0
+    elif mlen < 16:
+        lb = 1
+    elif mlen < 24:
+        lb = 2
+    elif mlen < 32:
+        lb = 3
+    elif mlen < 64:
+        lb = 4
+    elif mlen < 128:
+        lb = 5
+    elif mlen < 512:
+        lb = 6
+    else:
+        lb = 7
+    mcap = min(mlen, 15)
+    # bits
+    coder = st.coder
+    buf = st.buf
+    table = st.table
+    c0 = 1
+    for j in range(8):
+        if j == 0 or j == 4:
+            key = 0 if j == 0 else c0
+            for i in range(N_CTX):
+                slot[i] = bucket_find(table, ctxh[i], key, tbits)
+        if j < 4:
+            node = c0
+        else:
+            node = (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
+        # transformer
+        lo = (c0 - (1 << j)) << (8 - j)
+        wd = 256 >> j
+        n1 = cum[lo + wd] - cum[lo + (wd >> 1)]
+        tot = cum[lo + wd] - cum[lo]
+        ptf = (n1 * 4096 + (tot >> 1)) // tot
+        if ptf < 1:
+            ptf = 1
+        elif ptf > 4095:
+            ptf = 4095
+        x[0] = STRETCH[ptf]
+        ctx_tf = c1 * 256 + c0
+        pa, ia_tf = apm_p(st.apm_tf, ctx_tf, ptf)
+        x[1] = STRETCH[pa]
+        o1i = c1 * 256 + c0
+        x[2] = STRETCH[np.int64(st.o1[o1i]) >> 20]
+        for i in range(N_CTX):
+            e = np.int64(table[slot[i] + node])
+            x[IN_CTX + i] = STRETCH[e >> 20]
+            if CTXMAP:
+                n = e & 1023
+                cmi[i] = i * 1024 + (n if n < 15 else 15) * 64 + (e >> 26)
+                x[IN_CMAP + i] = STRETCH[np.int64(st.ctx_map[cmi[i]]) >> 20]
+            else:
+                x[IN_CMAP + i] = 0
+        # match
+        expect = -1
+        if pb >= 0 and ((pb + 256) >> (8 - j)) == c0:
+            expect = (pb >> (7 - j)) & 1
+        if expect >= 0:
+            mi = mcap * 2 + expect
+            x[IN_MATCH] = STRETCH[np.int64(st.match_sm[mi]) >> 20]
+            ml = min(mlen, 32) * 32
+            x[IN_MATCH_LEN] = ml if expect == 1 else -ml
+        else:
+            mi = -1
+            x[IN_MATCH] = 0
+            x[IN_MATCH_LEN] = 0
+        x[IN_BIAS] = 256
+        # mixers
+        sa = (c0 if SEL_A == 0 else (j if SEL_A == 1 else min(lb, 3) * 8 + j)) * N_IN
+        tfb = abs(x[0]) >> 9
+        if tfb > 3:
+            tfb = 3
+        sb = ((lb if expect >= 0 else 0) * 4 + tfb) * N_IN
+        dot_a = 0
+        dot_b = 0
+        if MIXB:
+            for i in range(N_IN):
+                dot_a += st.w_a[sa + i] * x[i]
+                dot_b += st.w_b[sb + i] * x[i]
+        else:
+            for i in range(N_IN):
+                dot_a += st.w_a[sa + i] * x[i]
+        sta = dot_a >> 16
+        stb = dot_b >> 16
+        sta = max(-2047, min(2047, sta))
+        stb = max(-2047, min(2047, stb))
+        pma = squash(sta)
+        pmb = squash(stb)
+        sf = j * 3
+        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * 256
+        stf = max(-2047, min(2047, dot_f >> 16))
+        pf = squash(stf) if MIXB else pma
+        # APMs
+        p1, i1 = apm_p(st.apm1, c0, pf)
+        ctx2 = (hmix(c1 | (c[2] << 8), c0) >> 16)
+        p2, i2 = apm_p(st.apm2, ctx2, pf)
+        if APM3:
+            ctx3 = 0 if expect < 0 else 1 + mcap * 2 + expect
+            p3, i3 = apm_p(st.apm3, ctx3, pf)
+            p = (pf + p1 + p2 + p3 + 2) >> 2
+        elif APM_MODE == 0:
+            p = (pf + p1 + 2 * p2 + 2) >> 2
+        elif APM_MODE == 1:
+            p = pf
+        else:
+            p = (pf + p2 + 1) >> 1
+        if p < 1:
+            p = 1
+        elif p > 4095:
+            p = 4095
+        # code the bit
+        x1 = coder[X1]
+        x2 = coder[X2]
+        xmid = x1 + ((x2 - x1) >> 12) * p
+        if decoding:
+            y = 1 if coder[X] <= xmid else 0
+        else:
+            y = (byte >> (7 - j)) & 1
+        if y:
+            x2 = xmid
+        else:
+            x1 = xmid + 1
+        while ((x1 ^ x2) & 0xFF000000) == 0:
+            if decoding:
+                pos = coder[POS]
+                if pos < coder[NPAY]:
+                    b = np.int64(buf[pos])
+                elif pos < coder[NPAY] + SLACK:
+                    b = 0
+                else:
+                    coder[ERR] = 1
+                    b = 0
+                coder[POS] = pos + 1
+                coder[X] = ((coder[X] << 8) & MASK32) | b
+            else:
+                buf[coder[POS]] = np.uint8(x2 >> 24)
+                coder[POS] += 1
+            x1 = (x1 << 8) & MASK32
+            x2 = ((x2 << 8) & MASK32) | 255
+        coder[X1] = x1
+        coder[X2] = x2
+        # learn
+        err_a = ((y << 12) - pma) * LR_A
+        err_b = ((y << 12) - pmb) * LR_B
+        for i in range(N_IN):
+            wa = st.w_a[sa + i] + ((x[i] * err_a + 32768) >> 16)
+            st.w_a[sa + i] = max(-W_MAX, min(W_MAX, wa))
+        if MIXB:
+            for i in range(N_IN):
+                wb = st.w_b[sb + i] + ((x[i] * err_b + 32768) >> 16)
+                st.w_b[sb + i] = max(-W_MAX, min(W_MAX, wb))
+        err_f = ((y << 12) - pf) * LR_F
+        st.w_f[sf] = max(-W_MAX, min(W_MAX, st.w_f[sf] + ((sta * err_f + 32768) >> 16)))
+        st.w_f[sf + 1] = max(-W_MAX, min(W_MAX, st.w_f[sf + 1] + ((stb * err_f + 32768) >> 16)))
+        st.w_f[sf + 2] = max(-W_MAX, min(W_MAX, st.w_f[sf + 2] + ((256 * err_f + 32768) >> 16)))
+        apm_update(st.apm_tf, ia_tf, y)
+        apm_update(st.apm1, i1, y)
+        apm_update(st.apm2, i2, y)
+        if APM3:
+            apm_update(st.apm3, i3, y)
+        if CTXMAP:
+            for i in range(N_CTX):
+                counter_update(st.ctx_map, cmi[i], y, 1023)
+        counter_update(st.o1, o1i, y, LIM_O1)
+        for i in range(N_CTX):
+            counter_update(table, slot[i] + node, y, LIM_CTX)
+        if mi >= 0:
+            counter_update(st.match_sm, mi, y, LIM_MATCH)
+        c0 = (c0 << 1) | y
+        if decoding and coder[ERR]:
+            return 0
+    byte = c0 & 255
+    # per-stream state after the byte
+    if mlen > 0:
+        if pb == byte:
+            mlen = min(mlen + 1, MATCH_LEN_CAP)
+            mptr += S
+        else:
+            mlen = 0
+    st.match_len[s] = mlen
+    st.match_ptr[s] = mptr
+    if is_letter(byte):
+        lc = byte + 32 if 65 <= byte <= 90 else byte
+        st.word[s] = hmix(st.word[s] + 1, lc)
+    elif not (WORD_SKIP0 and byte == 0):
+        st.word[s] = 0
+    ii = (c[2] << 8) | c1
+    st.indirect[ii] = ((st.indirect[ii] << 8) | byte) & 0xFFFF
+    if byte == 10:
+        st.prev_line[s] = st.line_start[s]
+        st.line_start[s] = t + 1
+    return byte
+
+
+@_jit
+def code_steps(st, t0, freqs, decoding, tbits, mbits):
+    """Steps t0 .. t0 + c - 1 (freqs (S, c, 256)) in step-major order. Encoding reads the
+    bytes from st.hist; decoding writes them there. Stops early on a decoder error."""
+    S = st.hist.shape[0]
+    c = freqs.shape[1]
+    for k in range(c):
+        t = t0 + k
+        for s in range(S):
+            if t < st.lengths[s]:
+                b = code_byte(st, s, t, freqs[s, k], st.hist[s, t], decoding, tbits, mbits)
+                if decoding:
+                    st.hist[s, t] = b
+                    if st.coder[ERR]:
+                        return
+
+
+@_jit
+def flush(st):
+    """Encoder end: one byte that, followed by zeros, lies inside the final range."""
+    st.buf[st.coder[POS]] = np.uint8((st.coder[X1] >> 24) + 1)
+    st.coder[POS] += 1

@@ -1,0 +1,439 @@
+"""The CM stage, normative reference: readable pure Python (slow; tests run it on small
+inputs). tzip/cm/jit.py computes exactly the same integers, fast.
+
+How a byte is coded
+-------------------
+A byte is 8 binary decisions, most significant bit first. Before bit j the decoder knows
+c0 = 1 followed by the j bits already coded (1..255). Every model predicts P(bit = 1) as a
+12-bit integer p (1..4095); the mixers combine the predictions in the logistic domain
+(st(p) = 256 ln(p / (1 - p)), tables.STRETCH) and two APMs refine the result; the binary
+arithmetic coder codes the bit with the final p; then every component learns the bit.
+
+Inputs of the mixers (tables.IN_*):
+ - the transformer: P(bit = 1 | c0) from its 256 frequencies f as a ratio of two partial
+   sums over the byte's binary tree (prefix sums), and the same refined by an APM keyed by
+   (previous byte, c0), which learns how far to trust the transformer in this block;
+ - an order-1 counter (previous byte, c0), direct;
+ - hashed context models (tables.CONTEXTS): orders 2, 3, 4, 6; the word (letters since
+   the last non-letter) with the previous byte; sparse (the two bytes before the previous
+   one); column (the byte above in the previous line of this stream, with the previous
+   byte). Each context selects, at each nibble boundary, a bucket of 16 uint32 slots in
+   one hash table: a 16-bit checksum and 15 adaptive probability counters, one per node of
+   the nibble's binary tree;
+ - the match model: the byte that followed the last earlier occurrence of the stream's
+   last MATCH_MIN bytes, anywhere in the block's coded bytes (any stream, steps < t), and
+   the length the two contexts agree; it gives an adaptive st(p) by (length, expected bit)
+   and a signed linear length, while the bits so far agree with the predicted byte;
+ - a bias (constant 256).
+
+Mixing: mixer A has a weight set per c0, mixer B per (match length bucket, transformer
+confidence bucket); each outputs st = sum(w_i x_i) >> 16 (weights 16.16 fixed point) and is
+trained on its own error: w_i += (x_i * err * LR + 2^15) >> 16, err = (y << 12) - p.
+A final mixer (weight set per bit position) combines st_A, st_B and a bias. Two APMs
+(by c0; by a hash of the two previous bytes and c0) refine it:
+p = (p_f + p_apm1 + 2 p_apm2 + 2) >> 2, clamped to 1..4095.
+
+What the decoder knows at step t: every stream's bytes at steps < t and the current
+byte's bits so far. All contexts use only those (the match model's pointer must be at a
+step < t), so the decoder reproduces every probability.
+
+The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
+xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
+the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
+encoder ends with one byte, (x1 >> 24) + 1, which followed by zeros lies in the final
+range. The decoder reads 4 bytes ahead; past the payload's end it reads up to SLACK zero
+bytes and then reports an error, so a hostile payload cannot make it run on; a complete
+decode has read exactly len(payload) + 3 bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import tables as T
+
+SLACK = 4
+MASK32 = T.MASK32
+
+
+def hmix(h: int, x: int) -> int:
+    """Mix x into the 32-bit hash h (products stay below 2^63, as in the compiled code)."""
+    h = (((h ^ x) & MASK32) * T.HASH_MUL) & MASK32
+    return ((h ^ (h >> 15)) * T.HASH_MUL2) & MASK32
+
+
+STRETCH = [int(v) for v in T.STRETCH]
+SQUASH = [int(v) for v in T.SQUASH]
+DT = [int(v) for v in T.DT]
+
+
+def stretch(p: int) -> int:
+    return STRETCH[p]
+
+
+def squash(d: int) -> int:
+    if d > 2047:
+        return 4095
+    if d < -2047:
+        return 1
+    return SQUASH[d + 2048]
+
+
+def clamp(v: int, lo: int, hi: int) -> int:
+    return lo if v < lo else hi if v > hi else v
+
+
+class Counters:
+    """Adaptive probability counters in a list: each a 22-bit probability and a 10-bit
+    count packed as (p << 10) | n. The rate 1/(n + 1.5) makes the first observations
+    count fully (a frequency estimate) and `limit` keeps later ones from freezing it."""
+
+    def __init__(self, size: int):
+        self.v = [T.COUNTER_INIT] * size
+
+    def p12(self, i: int) -> int:
+        return self.v[i] >> 20
+
+    def update(self, i: int, y: int, limit: int) -> None:
+        e = self.v[i]
+        n, p = e & 1023, e >> 10
+        p += (((y << 22) - p) * DT[n]) >> 16
+        if n < limit:
+            n += 1
+        self.v[i] = (p << 10) | n
+
+
+class HashTable(Counters):
+    """Buckets of 16 slots: [checksum, 15 counters of a nibble's tree]. A lookup tries 3
+    neighbouring buckets; on a miss it takes an empty one or the one whose first counter
+    has seen least, and resets it."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.v = [0] * ((1 << bits) * T.BUCKET)
+
+    def find(self, h: int, key: int) -> int:
+        hh = hmix(h, key + 1)
+        idx = hh >> (32 - self.bits)
+        chk = hmix(hh, 0x5BD1E995) & 0xFFFF or 1
+        best, best_pri = -1, 1 << 30
+        for k in range(T.PROBES):
+            b = (idx ^ k) * T.BUCKET
+            if self.v[b] == chk:
+                return b
+            pri = -1 if self.v[b] == 0 else self.v[b + 1] & 1023
+            if pri < best_pri:
+                best, best_pri = b, pri
+        self.v[best] = chk
+        for i in range(1, T.BUCKET):
+            self.v[best + i] = T.COUNTER_INIT
+        return best
+
+
+class APM:
+    """Adaptive probability map: per context, 33 bins over the stretched input
+    probability, interpolated; the nearer bin learns the coded bit at rate 2^-APM_RATE."""
+
+    def __init__(self, contexts: int):
+        self.t = [int(v) for v in T.apm_init(contexts)]
+        self.index = 0
+
+    def p(self, ctx: int, p: int) -> int:
+        s = stretch(p) + 2048
+        lo, w = s >> 7, s & 127
+        idx = ctx * T.APM_BINS + lo
+        self.index = idx + (w >> 6)
+        return clamp((self.t[idx] * (128 - w) + self.t[idx + 1] * w) >> 11, 1, 4095)
+
+    def update(self, y: int) -> None:
+        r = T.APM_RATE
+        g = (y << 16) + (y << r) - y - y
+        self.t[self.index] += (g - self.t[self.index]) >> r
+
+
+class Mixer:
+    """Weight sets of N inputs (16.16 fixed point); one set is chosen per bit."""
+
+    def __init__(self, sets: int, n: int, init: list[int], lr: int):
+        self.w = [list(init) for _ in range(sets)]
+        self.lr = lr
+        self.sel = 0
+        self.pr = 2048
+
+    def mix(self, x: list[int], sel: int) -> int:
+        """-> the stretched output st (clamped to +-2047); remembers squash(st)."""
+        self.sel = sel
+        w = self.w[sel]
+        st = clamp(sum(wi * xi for wi, xi in zip(w, x)) >> 16, -2047, 2047)
+        self.pr = squash(st)
+        return st
+
+    def update(self, x: list[int], y: int) -> None:
+        err = ((y << 12) - self.pr) * self.lr
+        w = self.w[self.sel]
+        for i, xi in enumerate(x):
+            w[i] = clamp(w[i] + ((xi * err + 32768) >> 16), -T.W_MAX, T.W_MAX)
+
+
+def match_length_bucket(n: int) -> int:
+    for i, edge in enumerate((1, 16, 24, 32, 64, 128, 512)):
+        if n < edge:
+            return i
+    return 7
+
+
+def is_letter(c: int) -> bool:
+    return 65 <= c <= 90 or 97 <= c <= 122 or c >= 128
+
+
+class StreamState:
+    """Per-stream memory between its bytes."""
+
+    def __init__(self):
+        self.match_ptr = 0  # 1 + step * S + stream of the byte the match predicts; 0: none
+        self.match_len = 0  # bytes the two contexts agree (0: no match)
+        self.word = 0  # hash of the letters since the last non-letter
+        self.line_start = 0  # step after this stream's last newline
+        self.prev_line = 0  # where the line before started
+
+
+class CMModel:
+    """The CM stage for one block: S streams of the given lengths, bytes in hist (S, L)
+    (the decoder fills it). Same driving interface as fast.FastCM."""
+
+    def __init__(self, lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray):
+        self.hist = hist
+        self.lengths = [int(n) for n in lengths]
+        self.S = len(self.lengths)
+        n = sum(self.lengths)
+        self.table = HashTable(T.table_bits(n))
+        self.o1 = Counters(65536)
+        self.match_sm = Counters(64)
+        self.ctx_map = Counters(len(T.CONTEXTS) * 1024)
+        self.indirect = [0] * 65536
+        self.match_bits = T.match_bits(n)
+        self.match_table = [0] * (1 << self.match_bits)
+        self.streams = [StreamState() for _ in range(self.S)]
+        N = T.N_INPUTS
+        init = [T.W_INIT] * N
+        init[T.IN_TF] = T.W_INIT_TF
+        self.mixer_a = Mixer(T.MIX_SETS_A, N, init, T.LR_A)
+        self.mixer_b = Mixer(T.MIX_SETS_B, N, init, T.LR_B)
+        self.mixer_f = Mixer(T.MIX_SETS_F, 3, [1 << 15, 1 << 15, 0], T.LR_F)
+        self.apm_tf, self.apm1, self.apm2 = APM(65536), APM(256), APM(65536)
+        # coder
+        self.x1, self.x2, self.x = 0, MASK32, 0
+        self.out = bytearray()
+        self.buf = bytes(buf)
+        self.pos = 0
+        self.err = False
+        self.decoding = False
+
+    # ------------------------------------------------------------------ coder
+    def start_decoding(self) -> None:
+        self.decoding = True
+        self.x = 0
+        for _ in range(4):
+            self.x = (self.x << 8) | self._read()
+
+    def _read(self) -> int:
+        """Next payload byte; zeros for SLACK bytes past the end, then an error."""
+        pos = self.pos
+        self.pos += 1
+        if pos < len(self.buf):
+            return self.buf[pos]
+        if pos >= len(self.buf) + SLACK:
+            self.err = True
+        return 0
+
+    def _code_bit(self, p: int, y: int) -> int:
+        """Encode y (encoder) or decode a bit (decoder) with P(1) = p / 4096."""
+        xmid = self.x1 + ((self.x2 - self.x1) >> 12) * p
+        if self.decoding:
+            y = 1 if self.x <= xmid else 0
+        if y:
+            self.x2 = xmid
+        else:
+            self.x1 = xmid + 1
+        while ((self.x1 ^ self.x2) & 0xFF000000) == 0:
+            if self.decoding:
+                self.x = ((self.x << 8) & MASK32) | self._read()
+            else:
+                self.out.append(self.x2 >> 24)
+            self.x1 = (self.x1 << 8) & MASK32
+            self.x2 = ((self.x2 << 8) & MASK32) | 255
+        return y
+
+    def flush(self) -> None:
+        self.out.append((self.x1 >> 24) + 1)
+
+    def output(self) -> bytes:
+        return bytes(self.out)
+
+    def reserve(self, extra: int) -> None:  # the bytearray grows by itself
+        pass
+
+    def error(self) -> bool:
+        return self.err
+
+    def position(self) -> int:
+        return self.pos
+
+    def payload_length(self) -> int:
+        return len(self.buf)
+
+    # ------------------------------------------------------------------ steps
+    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
+        """Steps t0 .. t0 + c - 1 in step-major order (freqs (S, c, 256))."""
+        for k in range(freqs.shape[1]):
+            t = t0 + k
+            for s in range(self.S):
+                if t < self.lengths[s]:
+                    byte = self.code_byte(s, t, freqs[s, k], int(self.hist[s, t]))
+                    if decoding:
+                        self.hist[s, t] = byte
+                        if self.err:
+                            return
+
+    def _byte(self, s: int, t: int) -> int:
+        return int(self.hist[s, t]) if t >= 0 else 0
+
+    def code_byte(self, s: int, t: int, freq: np.ndarray, byte: int) -> int:
+        """Code (or decode and return) the byte of stream s at step t."""
+        S, hist, ss = self.S, self.hist, self.streams[s]
+        cum = [0] * 257  # prefix sums of the transformer's frequencies
+        for i in range(256):
+            cum[i + 1] = cum[i] + int(freq[i])
+        c = [0] + [self._byte(s, t - k) for k in range(1, 9)]  # c[k]: k bytes back (0 before the start)
+        c1 = c[1]
+
+        # context hashes, fixed for the whole byte: every candidate, then the selected
+        candidates = {}
+        h = hmix(1, c1)  # orders 2..24: one hash chain over the previous bytes
+        for k in range(2, 25):
+            h = hmix(h, self._byte(s, t - k))
+            candidates[f"o{k}"] = h
+        candidates["word"] = hmix(hmix(5, ss.word), c1)
+        candidates["sparse"] = hmix(hmix(6, c[2]), c[3])
+        col = t - ss.line_start
+        above_at = ss.prev_line + col
+        above = int(hist[s, above_at]) if above_at < ss.line_start else 0
+        candidates["column"] = hmix(hmix(7, above), c1)
+        candidates["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+        candidates["indirect"] = hmix(hmix(10, c1), self.indirect[(c[2] << 8) | c1])
+        ctx_hashes = [candidates[name] for name in T.CONTEXTS]
+
+        # match model: continue the copy while it is known, else look the context up
+        mptr, mlen = ss.match_ptr, ss.match_len
+        if mlen > 0 and (mptr - 1) // S >= t:  # the copy reached bytes not coded yet
+            mlen = 0
+        if t >= T.MATCH_MIN:
+            h = 0
+            for k in range(T.MATCH_MIN, 0, -1):
+                h = hmix(h, int(hist[s, t - k]))
+            slot = h >> (32 - self.match_bits)
+            cand = self.match_table[slot]
+            self.match_table[slot] = 1 + t * S + s  # this context is now last seen before (t, s)
+            if mlen == 0 and cand > 0:
+                ps, pt = (cand - 1) % S, (cand - 1) // S
+                if pt < t:
+                    n = 0  # verify: how many bytes before both positions agree
+                    while (n < T.MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0
+                           and hist[ps, pt - n - 1] == hist[s, t - n - 1]):
+                        n += 1
+                    if n >= T.MATCH_MIN:
+                        mlen, mptr = n, cand
+        predicted = int(hist[(mptr - 1) % S, (mptr - 1) // S]) if mlen > 0 else -1
+        len_bucket = match_length_bucket(mlen)
+        len_capped = min(mlen, 15)
+
+        N = T.N_INPUTS
+        x = [0] * N
+        slots = [0] * len(ctx_hashes)
+        c0 = 1
+        for j in range(8):
+            if j in (0, 4):  # nibble boundary: find the contexts' buckets
+                key = 0 if j == 0 else c0
+                slots = [self.table.find(h, key) for h in ctx_hashes]
+            node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
+
+            # transformer: the bytes below node c0 whose next bit is 1, over all below it
+            lo = (c0 - (1 << j)) << (8 - j)
+            width = 256 >> j
+            n1 = cum[lo + width] - cum[lo + width // 2]
+            total = cum[lo + width] - cum[lo]
+            p_tf = clamp((n1 * 4096 + (total >> 1)) // total, 1, 4095)
+            x[T.IN_TF] = stretch(p_tf)
+            x[T.IN_TF_APM] = stretch(self.apm_tf.p(c1 * 256 + c0, p_tf))
+            o1_index = c1 * 256 + c0
+            x[T.IN_O1] = stretch(self.o1.p12(o1_index))
+            map_index = [0] * len(slots)
+            for i, b in enumerate(slots):
+                e = self.table.v[b + node]
+                x[T.IN_CTX + i] = stretch(e >> 20)
+                # the same counter through a map by (context, count, p): learns how far
+                # a context seen n times with this p is right in this block
+                map_index[i] = i * 1024 + min(e & 1023, 15) * 64 + (e >> 26)
+                x[T.IN_CMAP + i] = stretch(self.ctx_map.p12(map_index[i]))
+
+            expect = -1  # the match's bit, while its byte agrees with the bits so far
+            if predicted >= 0 and (predicted + 256) >> (8 - j) == c0:
+                expect = (predicted >> (7 - j)) & 1
+            if expect >= 0:
+                match_index = len_capped * 2 + expect
+                x[T.IN_MATCH] = stretch(self.match_sm.p12(match_index))
+                strength = min(mlen, 32) * 32
+                x[T.IN_MATCH_LEN] = strength if expect else -strength
+            else:
+                match_index = -1
+                x[T.IN_MATCH] = x[T.IN_MATCH_LEN] = 0
+            x[T.IN_BIAS] = 256
+
+            tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
+            st_a = self.mixer_a.mix(x, c0)
+            if T.MIXB:
+                st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
+                xf = [st_a, st_b, 256]
+                p_f = squash(self.mixer_f.mix(xf, j))
+            else:
+                p_f = self.mixer_a.pr
+            p1 = self.apm1.p(c0, p_f)
+            p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
+            p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
+
+            y = self._code_bit(p, (byte >> (7 - j)) & 1)
+
+            self.mixer_a.update(x, y)
+            if T.MIXB:
+                self.mixer_b.update(x, y)
+                self.mixer_f.update(xf, y)
+            self.apm_tf.update(y)
+            self.apm1.update(y)
+            self.apm2.update(y)
+            self.o1.update(o1_index, y, T.COUNTER_LIMIT_O1)
+            for b in slots:
+                self.table.update(b + node, y, T.COUNTER_LIMIT_CTX)
+            for i in map_index:
+                self.ctx_map.update(i, y, 1023)
+            if match_index >= 0:
+                self.match_sm.update(match_index, y, T.COUNTER_LIMIT_MATCH)
+            c0 = (c0 << 1) | y
+            if self.err:
+                return 0
+        byte = c0 & 255
+
+        # per-stream state after the byte
+        if mlen > 0:
+            if predicted == byte:
+                mlen, mptr = min(mlen + 1, T.MATCH_LEN_CAP), mptr + S  # next byte of the copy
+            else:
+                mlen = 0
+        ss.match_ptr, ss.match_len = mptr, mlen
+        if is_letter(byte):
+            ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
+        elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
+            ss.word = 0
+        i = (c[2] << 8) | c1  # what followed this order-2 context: its last two bytes
+        self.indirect[i] = ((self.indirect[i] << 8) | byte) & 0xFFFF
+        if byte == 10:
+            ss.prev_line, ss.line_start = ss.line_start, t + 1
+        return byte
