@@ -4,8 +4,15 @@ CRLF: the training text uses LF line endings, and a model that never saw CRLF co
 files about 1 bit per byte worse. When every LF of a block is preceded by CR, the block is
 coded with those CRs removed and the decoder puts them back; the mapping is exact
 (a lone CR, or CR CR LF, survives the round trip).
+
+UTF-16: a block of UTF-16 text (LE or BE, with or without a byte order mark) is coded as
+its UTF-8, converted back exactly by the decoder; applied before CRLF (see below).
 """
 from __future__ import annotations
+
+import math as _math
+import re as _re
+import unicodedata as _ud
 
 
 def crlf_applies(block: bytes) -> bool:
@@ -48,10 +55,6 @@ def lf_to_crlf(block: bytes) -> bytes:
 # crlf_applies on the raw UTF-16 bytes is never true for CRLF text (CR 00 LF 00), so the
 # CRLF test must come after the conversion; to_text_block / from_text_block do both.
 # ---------------------------------------------------------------------------------------
-import math as _math
-import re as _re
-import unicodedata as _ud
-
 _SAMPLE = 4096          # bytes looked at in each of up to three places (even)
 _MIN_GAP_BITS = 1.0     # high bytes' entropy must be this far under the low bytes'
 _MAX_BAD = 0.01         # most control / unassigned / private-use characters in the sample
