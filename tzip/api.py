@@ -32,7 +32,8 @@ from typing import BinaryIO, Callable, Union
 import torch
 
 from . import codec
-from .container import CRLF, MAX_BLOCK, MAX_STREAMS, METHODS, FormatError, Header, Reader, Trailer, read_record
+from .container import (MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, FormatError, Header,
+                        Reader, Trailer, read_record, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, TzipError, WrongModel
 from .model import registry
@@ -46,17 +47,19 @@ Progress = Callable[[int], None] | None
 
 @dataclass
 class BlockInfo:
-    method: str  # "stored", "lzma" or "model"
-    crlf: bool
+    method: str  # "stored", "lzma", "model" (format 3) or "model+cm" (format 4)
+    crlf: bool  # coded with LF line endings
     original: int
     coded: int
     streams: int
+    utf16: str | None = None  # "le" or "be": coded as UTF-8
 
 
 @dataclass
 class ArchiveInfo:
     model_name: str
     model_id: str
+    version: int = 4
     original_size: int = 0
     compressed_size: int = 0
     blocks: list[BlockInfo] = field(default_factory=list)
@@ -71,8 +74,11 @@ class Compressor:
     prepared, backends built) from call to call."""
 
     def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto",
-                 streams: int | None = None, block_size: int = BLOCK_SIZE):
-        """streams: model streams per block (1 to MAX_STREAMS; default: from the block size)."""
+                 streams: int | None = None, block_size: int = BLOCK_SIZE, format: int = VERSION):
+        """streams: model streams per block (1 to MAX_STREAMS; default: from the block size);
+        format: the archive format to write (4; 3 for decoders of tzip before it)."""
+        if format not in READABLE:
+            raise ValueError(f"format must be one of {READABLE}, not {format}")
         if streams is not None and not 1 <= streams <= MAX_STREAMS:
             raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
         if not 1 <= block_size <= MAX_BLOCK:
@@ -80,18 +86,18 @@ class Compressor:
         self.device = registry.resolve_device(device)
         self.model = registry.load(model, self.device)
         self.engine = Engine(self.model, self.device)
-        self.streams, self.block_size = streams, block_size
+        self.streams, self.block_size, self.format = streams, block_size, format
 
     def compress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Compress everything readable from fin into fout; returns the bytes read."""
         m = self.model
-        fout.write(Header(m.name, m.digest[:16]).pack())
+        fout.write(Header(m.name, m.digest[:16], self.format).pack())
         total, crc = 0, 0
         while True:
             raw = Reader(fin).read(self.block_size)
             if not raw:
                 break
-            fout.write(codec.encode_block(raw, self.engine, self.streams, progress).pack())
+            fout.write(codec.encode_block(raw, self.engine, self.streams, progress, self.format).pack())
             total += len(raw)
             crc = zlib.crc32(raw, crc)
         fout.write(Trailer(total, crc).pack())
@@ -147,7 +153,7 @@ class Decompressor:
         total, crc = 0, 0
         try:
             while True:
-                rec = read_record(r)
+                rec = read_record(r, header.version)
                 if isinstance(rec, Trailer):
                     break
                 data = codec.decode_block(rec, get_engine, progress)
@@ -169,11 +175,11 @@ class Decompressor:
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",
-                    streams: int | None = None, block_size: int = BLOCK_SIZE,
+                    streams: int | None = None, block_size: int = BLOCK_SIZE, format: int = VERSION,
                     progress: Progress = None) -> int:
     """Compress everything readable from fin into fout; returns the bytes read."""
-    return Compressor(model, device=device, streams=streams,
-                      block_size=block_size).compress_stream(fin, fout, progress)
+    return Compressor(model, device=device, streams=streams, block_size=block_size,
+                      format=format).compress_stream(fin, fout, progress)
 
 
 def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",
@@ -249,14 +255,15 @@ def info(src: "bytes | BinaryIO") -> ArchiveInfo:
     r = Reader(fin)
     try:
         h = Header.read(r)
-        res = ArchiveInfo(h.model_name, h.model_digest.hex())
+        res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version)
         while True:
-            rec = read_record(r)
+            rec = read_record(r, h.version)
             if isinstance(rec, Trailer):
                 res.original_size = rec.total_len
                 break
-            res.blocks.append(BlockInfo(METHODS[rec.method], rec.transform == CRLF, rec.raw_len,
-                                        len(rec.payload), len(rec.streams)))
+            utf16, crlf = transform_parts(rec.transform)
+            res.blocks.append(BlockInfo(METHODS[rec.method], crlf, rec.raw_len, len(rec.payload),
+                                        len(rec.streams), utf16))
     except FormatError as e:
         raise CorruptArchive(str(e)) from None
     res.compressed_size = (fin.tell() - start) if fin.seekable() else \

@@ -223,7 +223,9 @@ def info(files):
                    f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
                    f"  model      {i.model_name}  (id {i.model_id[:16]})\n"
                    f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
-                   f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''})")
+                   f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
+                   f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''})\n"
+                   f"  format     {i.version}")
     sys.exit(1 if failed else 0)
 
 

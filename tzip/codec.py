@@ -1,17 +1,19 @@
 """The byte path of one block: stored, LZMA or model, and the model's streams and coder.
 
-    block bytes -> transform (CRLF->LF when it applies)
+    block bytes -> transforms (UTF-16 -> UTF-8, then CRLF -> LF, when they apply)
                 -> LZMA trial; model trial when the block looks compressible
                    split_streams: S contiguous streams, coded in lockstep
-                   encode: per pass of positions, the engine's scorer gives the model's
-                           frequencies (S, C, 256); the adaptive models (tzip/mixing)
-                           refine them step by step; one range coder codes every symbol
-                           in step-major order (step t: streams 0..S-1)
+                   encode_cm: per pass of positions, the engine's scorer gives the
+                           model's frequencies (S, C, 256); the context mixer (tzip/cm)
+                           takes them as one input among its own models and codes every
+                           byte, bit by bit, in step-major order (step t: streams 0..S-1)
                 -> the smallest of stored / LZMA / model, as a container Block
 
-decode mirrors it with the engine's stepper: one model step and one coder call per stream
-position, so step t of every stream is decoded with one batched model call. Only the
-constants marked "archive" here change archive bytes; the engine's TUNING never does.
+decode mirrors it with the engine's stepper: one model step per stream position, so step
+t of every stream is decoded with one batched model call. Archives of format 3 code model
+blocks with the linear mixer of tzip/mixing and one range coder (encode / decode below);
+they are still decoded. Only the constants marked "archive" here change archive bytes;
+the engine's TUNING never does.
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from typing import Callable
 import constriction
 import numpy as np
 
-from . import transform
-from .container import CRLF, LZMA, MODEL, NO_TRANSFORM, STORED, Block
+from . import cm, transform
+from .container import (LZMA, MODEL, MODEL_CM, STORED, Block, transform_code,
+                        transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive
 from .mixing import Mixer
@@ -178,12 +181,76 @@ def _looks_compressible(data: bytes) -> bool:
     return len(zlib.compress(sample, 1)) < 0.97 * len(sample)
 
 
-def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress) -> Block:
-    """The smallest of stored, LZMA and (with an engine) model coding of raw."""
+def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None) -> bytes:
+    """Code data (already split into streams of the given lengths) with the model and the
+    context mixer (format 4)."""
+    mat, mask = _layout(data, lengths)
+    S, L = mat.shape
+    dev = engine.device
+    inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
+    most = engine.cfg.context // PASS_CONTEXT_FRACTION.get(dev.type, 4)
+    chunk = max(1, min(most, PASS_ROWS.get(dev.type, 2048) // S))
+    compiled = engine.compiled("scorer", L)
+    scorer = engine.scorer(S, L)
+    state = scorer.new_state(S)
+    enc = cm.Encoder(lengths, mat, compiled=compiled and cm.numba_available())
+
+    def code(t0: int, freqs: np.ndarray) -> None:
+        enc.encode(t0, freqs)
+        if progress:
+            progress(int(mask[:, t0:t0 + freqs.shape[1]].sum()))
+
+    # the mixer codes one pass (releasing the GIL) while the model scores the next
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
+    coded = None
+    try:
+        for t0 in range(0, L, chunk):
+            freqs = scorer(np.ascontiguousarray(inp[:, t0:t0 + chunk]), state)
+            if coded is not None:
+                coded.result()
+            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
+        if coded is not None:
+            coded.result()
+    finally:
+        if pool:
+            pool.shutdown()
+    return enc.finish()
+
+
+def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
+    """Inverse of encode_cm: one model step and one mixer step per stream position."""
+    S, L = len(lengths), max(lengths)
+    compiled = engine.compiled("stepper", L)
+    stepper = engine.stepper(S, L)
+    out = np.zeros((S, L), dtype=np.int64)
+    try:
+        dec = cm.Decoder(payload, lengths, out, compiled=compiled and cm.numba_available())
+        state = stepper.new_state(S)
+        tok = np.full(S, BOS, dtype=np.int64)
+        active = np.asarray(lengths)
+        with stepper.threads(S):
+            for t in range(L):
+                tok = dec.decode(t, stepper(tok, state))
+                if progress:
+                    progress(int((active > t).sum()))
+        dec.finish()
+    except cm.CorruptPayload as e:
+        raise CorruptPayload(str(e)) from None
+    return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
+
+
+def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,
+                 version: int = 4) -> Block:
+    """The smallest of stored, LZMA and (with an engine) model coding of raw, as archive
+    format `version` codes it (4; or 3: linear mixing and the CRLF transform only)."""
     crc = zlib.crc32(raw)
-    best = Block(STORED, NO_TRANSFORM, len(raw), crc, raw)
-    tf = CRLF if transform.crlf_applies(raw) else NO_TRANSFORM
-    data = transform.crlf_to_lf(raw) if tf == CRLF else raw
+    best = Block(STORED, 0, len(raw), crc, raw)
+    if version == 3:
+        crlf = transform.crlf_applies(raw)
+        utf16, data = None, transform.crlf_to_lf(raw) if crlf else raw
+    else:
+        utf16, crlf, data = transform.to_text_block(raw)
+    tf = transform_code(utf16, crlf)
     packed = lzma_pack(data)
     if len(packed) < len(best.payload):
         best = Block(LZMA, tf, len(raw), crc, packed)
@@ -195,9 +262,10 @@ def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progres
             if progress:
                 progress(n)
         lengths = split_streams(len(data), engine.cfg.context, streams)
-        payload = encode(engine, data, lengths, tick)
+        method, code = (MODEL, encode) if version == 3 else (MODEL_CM, encode_cm)
+        payload = code(engine, data, lengths, tick)
         if len(payload) + 2 * len(lengths) < len(best.payload):
-            best = Block(MODEL, tf, len(raw), crc, payload, lengths)
+            best = Block(method, tf, len(raw), crc, payload, lengths)
     if progress and len(raw) > done:
         progress(len(raw) - done)
     return best
@@ -214,13 +282,17 @@ def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progres
             raise CorruptArchive(f"corrupt archive (LZMA block: {e})") from None
     else:
         try:
-            data = decode(get_engine(), blk.payload, blk.streams, progress)
+            code = decode if blk.method == MODEL else decode_cm
+            data = code(get_engine(), blk.payload, blk.streams, progress)
         except CorruptPayload as e:
             raise CorruptArchive(f"corrupt archive ({e})") from None
-    if blk.transform == CRLF:
-        data = transform.lf_to_crlf(data)
+    utf16, crlf = transform_parts(blk.transform)
+    try:
+        data = transform.from_text_block(data, utf16, crlf)
+    except UnicodeError:  # only a corrupt block's bytes fail to convert back
+        raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
     if len(data) != blk.raw_len or zlib.crc32(data) != blk.raw_crc:
         raise CorruptArchive("corrupt archive (block checksum mismatch)")
-    if progress and blk.method != MODEL:
+    if progress and blk.method not in (MODEL, MODEL_CM):
         progress(len(data))
     return data

@@ -12,16 +12,23 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 MAGIC = b"\x89TZP"
-VERSION = 3  # 2: match model mixed in; 3: order-2/4 count models too (tzip/mixer.py)
+VERSION = 4  # what this tzip writes: 4 adds context-mixed model blocks and UTF-16 transforms
+READABLE = (3, 4)  # 3: model blocks mixed linearly (tzip/mixing), still decoded
 DIGEST_LEN = 16
 # Most streams a model block may have: decoding holds a key/value cache per stream, so
 # a corrupt or hostile count must not make the decoder allocate without bound.
 MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 
-STORED, LZMA, MODEL = 0, 1, 2
-METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model"}
+STORED, LZMA, MODEL, MODEL_CM = 0, 1, 2, 3
+METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm"}
+MODEL_METHODS = (MODEL, MODEL_CM)
+# The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
+# big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
 NO_TRANSFORM, CRLF = 0, 1
+UTF16_SHIFT = 1
+UTF16_KINDS = {1: "le", 2: "be"}
+TRANSFORMS = {3: (0, 1), 4: (0, 1, 2, 3, 4, 5)}
 TAG_BLOCK, TAG_END = 1, 0
 
 
@@ -89,14 +96,27 @@ class Reader:
         self.seen = bytearray()
 
 
+def transform_code(utf16: str | None, crlf: bool) -> int:
+    """The transform byte for a block converted from UTF-16 of this kind (or not), then
+    CRLF -> LF (or not)."""
+    kind = {v: k for k, v in UTF16_KINDS.items()}[utf16] if utf16 else 0
+    return kind << UTF16_SHIFT | int(crlf)
+
+
+def transform_parts(code: int) -> tuple[str | None, bool]:
+    """(UTF-16 kind or None, CRLF) of a transform byte."""
+    return UTF16_KINDS.get(code >> UTF16_SHIFT), bool(code & CRLF)
+
+
 @dataclass
 class Header:
     model_name: str
     model_digest: bytes
+    version: int = VERSION
 
     def pack(self) -> bytes:
         name = self.model_name.encode()[:255]
-        body = MAGIC + bytes([VERSION, len(name)]) + name + self.model_digest
+        body = MAGIC + bytes([self.version, len(name)]) + name + self.model_digest
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -108,13 +128,13 @@ class Header:
             raise FormatError("not a tzip archive (bad magic)")
         r.seen += magic
         version = r.u8("header")
-        if version != VERSION:
-            raise FormatError(f"unsupported archive format version {version} "
-                              f"(this tzip reads version {VERSION}); upgrade tzip")
+        if version not in READABLE:
+            raise FormatError(f"unsupported archive format version {version} (this tzip reads "
+                              f"versions {', '.join(map(str, READABLE))}); upgrade tzip")
         name = r.take(r.u8("header"), "header").decode("utf-8", "replace")
         digest = r.take(DIGEST_LEN, "header")
         r.check_crc("header")
-        return cls(name, digest)
+        return cls(name, digest, version)
 
 
 @dataclass
@@ -129,7 +149,7 @@ class Block:
     def pack(self) -> bytes:
         body = bytes([TAG_BLOCK, self.method, self.transform]) + put_varint(self.raw_len) \
             + put_varint(len(self.payload)) + struct.pack("<I", self.raw_crc)
-        if self.method == MODEL:
+        if self.method in MODEL_METHODS:
             if not 0 < len(self.streams) <= MAX_STREAMS:
                 raise ValueError(f"a model block has 1 to {MAX_STREAMS} streams, not {len(self.streams)}")
             body += put_varint(len(self.streams)) + b"".join(put_varint(n) for n in self.streams)
@@ -146,8 +166,8 @@ class Trailer:
         return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
-    """The next block, or the trailer."""
+def read_record(r: Reader, version: int = VERSION, max_payload: int = 1 << 34) -> Block | Trailer:
+    """The next block, or the trailer, of an archive of this format version."""
     tag = r.u8("block header")
     if tag == TAG_END:
         total = r.varint("trailer")
@@ -162,13 +182,14 @@ def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
     if raw_len > MAX_BLOCK:
         raise FormatError("corrupt archive (bad block length)")
     streams: list[int] = []
-    if method == MODEL:
+    if method in MODEL_METHODS:
         n = r.varint("block header")
         if not 1 <= n <= min(raw_len, MAX_STREAMS):
             raise FormatError("corrupt archive (bad stream count)")
         streams = [r.varint("block header") for _ in range(n)]
     r.check_crc("block header")
-    if method not in METHODS or transform not in (NO_TRANSFORM, CRLF):
+    methods = (STORED, LZMA, MODEL) if version == 3 else (STORED, LZMA, MODEL_CM)
+    if method not in methods or transform not in TRANSFORMS[version]:
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
     if sum(streams) > raw_len or n_payload > max_payload:
         raise FormatError("corrupt archive (bad block lengths)")
