@@ -193,7 +193,7 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
     compiled = engine.compiled("scorer", L)
     scorer = engine.scorer(S, L)
     state = scorer.new_state(S)
-    enc = cm.Encoder(lengths, mat, compiled=compiled and cm.numba_available())
+    enc = cm.Encoder(lengths, mat)  # compiled whenever numba is installed
 
     def code(t0: int, freqs: np.ndarray) -> None:
         enc.encode(t0, freqs)
@@ -220,11 +220,10 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
 def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
     """Inverse of encode_cm: one model step and one mixer step per stream position."""
     S, L = len(lengths), max(lengths)
-    compiled = engine.compiled("stepper", L)
     stepper = engine.stepper(S, L)
     out = np.zeros((S, L), dtype=np.int64)
     try:
-        dec = cm.Decoder(payload, lengths, out, compiled=compiled and cm.numba_available())
+        dec = cm.Decoder(payload, lengths, out)
         state = stepper.new_state(S)
         tok = np.full(S, BOS, dtype=np.int64)
         active = np.asarray(lengths)

@@ -74,7 +74,8 @@ def numba_available() -> bool:
     return True
 
 
-_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.mixing.compiled")
+_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.mixing.compiled",
+                     "tzip.cm.jit")
 
 
 def compiled_loaded() -> bool:
