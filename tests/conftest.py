@@ -41,3 +41,7 @@ def small() -> IntModel:
     """The shipped CPU model (committed in models/), for tests where the model must win."""
     from tzip.model import registry
     return registry.load("tzip-small")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long runs, skipped unless TZIP_SLOW_TESTS=1 (tests/test_hostile.py)")

@@ -11,6 +11,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from .errors import TzipError
+
 MAGIC = b"\x89TZP"
 VERSION = 3  # 2: match model mixed in; 3: order-2/4 count models too (tzip/mixer.py)
 DIGEST_LEN = 16
@@ -18,6 +20,7 @@ DIGEST_LEN = 16
 # a corrupt or hostile count must not make the decoder allocate without bound.
 MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
+READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
 STORED, LZMA, MODEL = 0, 1, 2
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model"}
@@ -27,6 +30,11 @@ TAG_BLOCK, TAG_END = 1, 0
 
 class FormatError(ValueError):
     """The input is not a valid .tz archive (wrong magic, corrupt, truncated...)."""
+
+
+class LimitExceeded(TzipError):
+    """Decoding an archive would take more memory than this decoder allows (FORMAT.md,
+    "Decoder limits"); the message says what it needs and how to allow it."""
 
 
 def put_varint(n: int) -> bytes:
@@ -47,10 +55,12 @@ class Reader:
         self.seen = bytearray()  # bytes of the record being read, for its CRC
 
     def read(self, n: int) -> bytes:
-        """Up to n bytes; fewer only at the end of input (pipes may return short reads)."""
+        """Up to n bytes; fewer only at the end of input (pipes may return short reads).
+        Read in pieces of READ_CHUNK: a length from a corrupt header costs no memory beyond
+        the bytes that are really there."""
         parts, got = [], 0
         while got < n:
-            b = self.f.read(n - got)
+            b = self.f.read(min(n - got, READ_CHUNK))
             if not b:
                 break
             parts.append(b)
@@ -146,8 +156,11 @@ class Trailer:
         return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
-    """The next block, or the trailer."""
+def read_record(r: Reader, max_payload: int = MAX_BLOCK) -> Block | Trailer:
+    """The next block, or the trailer. Every length is checked against what the encoder
+    can write before anything is read or sized by it: a payload is never longer than its
+    block (the encoder stores a block that coding does not make smaller), model streams
+    are 1 to MAX_STREAMS, at most one per byte, and sum to at most the block length."""
     tag = r.u8("block header")
     if tag == TAG_END:
         total = r.varint("trailer")
@@ -170,8 +183,13 @@ def read_record(r: Reader, max_payload: int = 1 << 34) -> Block | Trailer:
     r.check_crc("block header")
     if method not in METHODS or transform not in (NO_TRANSFORM, CRLF):
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
-    if sum(streams) > raw_len or n_payload > max_payload:
+    if sum(streams) > raw_len or n_payload > min(raw_len, max_payload):
         raise FormatError("corrupt archive (bad block lengths)")
-    payload = r.take(n_payload, "block payload")
     r.seen = bytearray()
+    try:
+        payload = r.read(n_payload)  # not kept in r.seen: no CRC covers it
+    except MemoryError:
+        raise LimitExceeded(f"not enough memory to read a block payload of {n_payload} bytes") from None
+    if len(payload) != n_payload:
+        raise FormatError("truncated archive (while reading block payload)")
     return Block(method, transform, raw_len, raw_crc, payload, streams)
