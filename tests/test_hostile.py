@@ -284,7 +284,7 @@ def test_memory_estimate_covers_what_decoding_allocates(tiny, backend, monkeypat
     engine = Engine(tiny)
     S, L = len(lengths), max(lengths)
     codec.decode(engine, payload, lengths)  # warm: compiled loops, weights
-    host, dev = codec.decode_memory(engine.stepper(S, L), S, L)
+    host, dev = codec.decode_memory(engine.stepper(S, L), tiny.cfg, S, L)
     tracemalloc.start()
     try:
         assert codec.decode(engine, payload, lengths) == data

@@ -142,7 +142,7 @@ def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progres
     L = max(lengths)
     compiled = engine.compiled("stepper", L)
     stepper = engine.stepper(S, L)
-    check_memory(decode_memory(stepper, S, L), f"decoding a model block of {n} bytes in {S} streams",
+    check_memory(decode_memory(stepper, engine.cfg, S, L), f"decoding a model block of {n} bytes in {S} streams",
                  engine.device)
     with stepper.threads(S):
         return _decode(payload, lengths, progress, compiled, stepper, stepper.new_state(S))
@@ -356,15 +356,20 @@ def _state_bytes(obj) -> tuple[int, int]:
     return host, dev
 
 
-def decode_memory(stepper, S: int, L: int) -> tuple[int, int]:
+def decode_memory(stepper, cfg, S: int, L: int) -> tuple[int, int]:
     """(host, device) bytes that decoding S streams of up to L positions with this stepper
     needs, estimated before any of it is allocated: the stepper's state per stream
-    (measured on states of one and two streams) with as much again for its temporaries,
-    the (S, L) int64 output matrix and the bytes it becomes, and the adaptive models."""
+    (measured on states of one and two streams) and its temporaries (attention scores
+    and MLP activations of a step, a few copies each), the (S, L) int64 output matrix
+    and the bytes it becomes, and the adaptive models' tables and rows."""
     h1, d1 = _state_bytes(stepper.new_state(1))
     h2, d2 = _state_bytes(stepper.new_state(2))
-    host = h1 + 2 * S * (h2 - h1) + S * _MIXER_PER_STREAM + _MIXER_FIXED + 11 * S * L
-    return host, d1 + 2 * S * (d2 - d1)
+    work = 16 * cfg.n_head * cfg.context + 64 * cfg.d_model * cfg.mlp_mult
+    if d2 > d1:  # a GPU step: its temporaries are there
+        dev, host = d1 + S * (d2 - d1 + work), h1 + S * (h2 - h1)
+    else:
+        dev, host = 0, h1 + S * (h2 - h1 + work)
+    return host + S * _MIXER_PER_STREAM + _MIXER_FIXED + 12 * S * L, dev
 
 
 def physical_memory() -> int | None:
