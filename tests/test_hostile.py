@@ -54,7 +54,8 @@ def one_line_error(exc: pytest.ExceptionInfo) -> str:
     return msg
 
 
-def timed_reject(blob: bytes, model, *, seconds: float, err=tzip.TzipError, match: str | None = None) -> float:
+def timed_reject(blob: bytes, model, *, seconds: float, err=tzip.TzipError,
+                 match: str | None = None) -> float:
     t = time.perf_counter()
     with pytest.raises(err, match=match) as exc:
         tzip.decompress(blob, model)

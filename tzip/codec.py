@@ -142,8 +142,8 @@ def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progres
     L = max(lengths)
     compiled = engine.compiled("stepper", L)
     stepper = engine.stepper(S, L)
-    check_memory(decode_memory(stepper, engine.cfg, S, L), f"decoding a model block of {n} bytes in {S} streams",
-                 engine.device)
+    check_memory(decode_memory(stepper, engine.cfg, S, L),
+                 f"decoding a model block of {n} bytes in {S} streams", engine.device)
     with stepper.threads(S):
         return _decode(payload, lengths, progress, compiled, stepper, stepper.new_state(S))
 
@@ -268,7 +268,8 @@ def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progres
         if blk.method == STORED:
             data = blk.payload
         elif blk.method == LZMA:
-            check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len), f"an LZMA block of {blk.raw_len} bytes")
+            check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len),
+                         f"an LZMA block of {blk.raw_len} bytes")
             data = _lzma_decode(blk.payload, blk.raw_len)
         else:
             _check_model_block(blk)

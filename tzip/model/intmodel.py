@@ -76,8 +76,9 @@ class IntModel:
                 if not isinstance(meta, dict):
                     raise ValueError("metadata is not a JSON object")
                 if meta.get("format") != FORMAT:
-                    raise ModelFileError(f"{path}: model format {_short(repr(meta.get('format')))}, this tzip "
-                                         f"reads format {FORMAT}; convert the float checkpoint again")
+                    raise ModelFileError(f"{path}: model format {_short(repr(meta.get('format')))}, "
+                                         f"this tzip reads format {FORMAT}; convert the float "
+                                         f"checkpoint again")
                 cfg, shifts = meta["config"], meta["shifts"]
                 if not isinstance(cfg, dict) or not isinstance(shifts, dict):
                     raise ValueError("config and shifts must be JSON objects")

@@ -59,7 +59,8 @@ def load(spec: "str | Path | IntModel | None", device: torch.device | None = Non
             p = models_dir() / f"{spec}.npz"
             if not p.is_file():
                 have = ", ".join(available()) or "none"
-                raise ModelError(f"model {_shown(str(spec))} not found (installed in {models_dir()}: {have})")
+                raise ModelError(f"model {_shown(str(spec))} not found "
+                                 f"(installed in {models_dir()}: {have})")
         return _load_path(str(p.resolve()), p.stat().st_mtime)
     except ModelFileError as e:
         raise ModelError(str(e)) from None
