@@ -18,6 +18,7 @@ the engine's TUNING never does.
 from __future__ import annotations
 
 import lzma
+import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -29,7 +30,8 @@ from . import cm, transform
 from .container import (LZMA, MODEL, MODEL_CM, STORED, Block, transform_code,
                         transform_parts)
 from .engine import Engine
-from .errors import CorruptArchive
+from .errors import CorruptArchive, LimitExceeded
+from .limits import check_memory, decode_memory, limit_text
 from .mixing import Mixer
 from .model.net import BOS
 
@@ -128,21 +130,71 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
 
 
 def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
-    """Inverse of encode: one model step and one coder call per stream position."""
+    """Inverse of encode: one model step and one coder call per stream position.
+
+    Bounded by the payload: lengths must be the ones split_streams gives for their sum
+    and count, the block no longer than its payload can code, the memory it needs
+    within memory_limit() (checked before the caches are allocated), and decoding stops
+    as soon as the symbols have used more information than the payload holds."""
     if len(payload) % 4:
         raise CorruptPayload("payload length is not a multiple of 4")
-    S, L = len(lengths), max(lengths, default=0)
+    S, n = len(lengths), sum(lengths)
+    if not S or lengths != split_streams(n, engine.cfg.context, S):
+        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
+    if n > max_symbols(len(payload) // 4):
+        raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
+    L = max(lengths)
     compiled = engine.compiled("stepper", L)
     stepper = engine.stepper(S, L)
+    check_memory(decode_memory(stepper, engine.cfg, S, L),
+                 f"decoding a model block of {n} bytes in {S} streams", engine.device)
     with stepper.threads(S):
         return _decode(payload, lengths, progress, compiled, stepper, stepper.new_state(S))
+
+
+# A range coder's symbols cost at least the information they carry: decoding n symbols
+# of probabilities q_i (constriction's quantized ones, of 2**24) takes
+# sum(log2(2**24 / q_i)) <= 32 * (k + 1) bits after k refills of its 64-bit state (the
+# range starts below 2**64, is multiplied by at most q_i / 2**24 per symbol and by 2**32
+# per refill, and stays >= 2**32). The encoder writes one word per refill and one or two
+# to finish, so a decoder that decodes what was encoded refills at most W - 1 times for a
+# payload of W words: the symbols it decodes carry at most 32 * W bits. constriction's
+# fast quantization (Categorical(perfect=False)) of exact integer frequencies f (sum F,
+# below 2**24) gives q <= 2**24 * (f / F) * (1 + 2**-24)**2 + 6, so p = f / F + 2**-20
+# bounds q / 2**24 from above; and with 256 symbols of q >= 1, every q <= 2**24 - 255.
+PAYLOAD_BITS_MARGIN = 64  # slack on 32 * W for float rounding of the running sum
+_Q_SLACK = 2.0 ** -20
+_MIN_SYMBOL_BITS = float(np.log2(2.0 ** 24 / (2 ** 24 - 255)))  # 2.19e-5 bits
+
+
+def payload_bits(words: int) -> int:
+    """The most information (bits) the symbols coded in a payload of `words` uint32 words
+    can carry, with margin."""
+    return 32 * words + PAYLOAD_BITS_MARGIN
+
+
+def max_symbols(words: int) -> int:
+    """The most symbols a payload of `words` words can code: each costs >= 2.19e-5 bits
+    (0 without words: the encoder writes at least one for any symbol)."""
+    return int(payload_bits(words) / _MIN_SYMBOL_BITS) + 1 if words else 0
+
+
+def _symbol_bits(probs: np.ndarray, sym: np.ndarray) -> float:
+    """A lower bound on the bits the range decoder consumed for symbols sym of the rows
+    probs (exact integers as float32), as the block comment above derives."""
+    total = probs.sum(1).astype(np.float64)  # exact: partial sums of integers below 2**24
+    p = probs[np.arange(len(sym)), sym] / total
+    return float(-np.log2(np.minimum(1.0, p + _Q_SLACK)).sum())
 
 
 def _decode(payload: bytes, lengths: list[int], progress: Progress, compiled: bool,
             step: Callable[[np.ndarray, object], np.ndarray], cache) -> bytes:
     S, L = len(lengths), max(lengths)
     active_until = np.asarray(lengths)
-    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+    budget = payload_bits(len(words))
+    spent = 0.0  # bits the decoded symbols carry at least (see payload_bits)
+    dec = constriction.stream.queue.RangeDecoder(words)
     out = np.zeros((S, L), dtype=np.int64)
     mixer = Mixer(out, compiled)
     tok = np.full(S, BOS, dtype=np.int64)
@@ -153,11 +205,15 @@ def _decode(payload: bytes, lengths: list[int], progress: Progress, compiled: bo
         try:
             if t < full:
                 sym = dec.decode(_FAMILY, probs)
+                spent += _symbol_bits(probs, sym)
             else:
                 sym = np.zeros(S, dtype=np.int32)
-                sym[act] = dec.decode(_FAMILY, probs[act])
-        except Exception as e:  # constriction raises on exhausted or invalid input
+                sym[act] = got = dec.decode(_FAMILY, probs[act])
+                spent += _symbol_bits(probs[act], got)
+        except Exception as e:  # constriction raises on invalid input
             raise CorruptPayload(f"range decoder failed at step {t}: {e}") from None
+        if spent > budget:
+            raise CorruptPayload(f"payload exhausted at step {t} of {L}")
         out[:, t] = sym
         mixer.update(t, out[:, t], act)
         tok = out[:, t].copy()
@@ -218,9 +274,21 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
 
 
 def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
-    """Inverse of encode_cm: one model step and one mixer step per stream position."""
-    S, L = len(lengths), max(lengths)
+    """Inverse of encode_cm: one model step and one mixer step per stream position.
+
+    Bounded as decode is: canonical stream lengths, no more bytes than the payload can
+    code (cm.max_bytes), memory checked before allocating, and the mixer's coder stops
+    once it has read past the payload."""
+    S, n = len(lengths), sum(lengths)
+    if not S or lengths != split_streams(n, engine.cfg.context, S):
+        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
+    if n > cm.max_bytes(len(payload)):
+        raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
+    L = max(lengths)
     stepper = engine.stepper(S, L)
+    host, dev = decode_memory(stepper, engine.cfg, S, L)
+    check_memory((host + cm.memory(n), dev), f"decoding a model block of {n} bytes in {S} streams",
+                 engine.device)
     out = np.zeros((S, L), dtype=np.int64)
     try:
         dec = cm.Decoder(payload, lengths, out)
@@ -271,27 +339,85 @@ def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progres
 
 
 def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress) -> bytes:
-    """The original bytes of a block, verified against its checksum."""
-    if blk.method == STORED:
-        data = blk.payload
-    elif blk.method == LZMA:
-        try:
-            data = lzma.decompress(blk.payload, lzma.FORMAT_RAW, filters=LZMA_FILTERS)
-        except lzma.LZMAError as e:
-            raise CorruptArchive(f"corrupt archive (LZMA block: {e})") from None
-    else:
-        try:
-            code = decode if blk.method == MODEL else decode_cm
-            data = code(get_engine(), blk.payload, blk.streams, progress)
-        except CorruptPayload as e:
-            raise CorruptArchive(f"corrupt archive ({e})") from None
-    utf16, crlf = transform_parts(blk.transform)
+    """The original bytes of a block, verified against its checksum.
+
+    Whatever the block's bytes, this returns them or raises CorruptArchive (or
+    LimitExceeded, ModelError...: TzipError subclasses), with work and memory bounded by
+    what the block really holds (FORMAT.md, "Decoder limits")."""
     try:
-        data = transform.from_text_block(data, utf16, crlf)
-    except UnicodeError:  # only a corrupt block's bytes fail to convert back
-        raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
+        if blk.method == STORED:
+            data = blk.payload
+        elif blk.method == LZMA:
+            check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len),
+                         f"an LZMA block of {blk.raw_len} bytes")
+            data = _lzma_decode(blk.payload, blk.raw_len)
+        else:
+            _check_model_block(blk)
+            try:
+                code = decode if blk.method == MODEL else decode_cm
+                data = code(get_engine(), blk.payload, blk.streams, progress)
+            except CorruptPayload as e:
+                raise CorruptArchive(f"corrupt archive ({e})") from None
+        utf16, crlf = transform_parts(blk.transform)
+        if crlf and not utf16 and len(data) + data.count(b"\n") != blk.raw_len:
+            raise CorruptArchive("corrupt archive (block checksum mismatch)")
+        try:
+            data = transform.from_text_block(data, utf16, crlf)
+        except UnicodeError:  # only a corrupt block's bytes fail to convert back
+            raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
+    except MemoryError:
+        raise LimitExceeded(f"not enough memory to decode a block of {blk.raw_len} bytes "
+                            f"(limit: {limit_text()})") from None
+    except RuntimeError as e:  # torch.OutOfMemoryError on a GPU
+        if type(e).__name__ != "OutOfMemoryError":
+            raise
+        raise LimitExceeded(f"not enough GPU memory to decode a block of {blk.raw_len} bytes in "
+                            f"{len(blk.streams)} streams; try --device cpu") from None
     if len(data) != blk.raw_len or zlib.crc32(data) != blk.raw_crc:
         raise CorruptArchive("corrupt archive (block checksum mismatch)")
     if progress and blk.method not in (MODEL, MODEL_CM):
         progress(len(data))
     return data
+
+
+def _lzma_dict(limit: int) -> int:
+    """The dictionary that decodes an LZMA block of at most `limit` bytes as LZMA_FILTERS'
+    64 MiB one does (no match reaches further back than the bytes decoded), as lzma_pack
+    sizes it: liblzma allocates the whole dictionary up front."""
+    return min(max(1 << 12, 1 << max(0, limit - 1).bit_length()), 64 << 20)
+
+
+def _lzma_decode(payload: bytes, limit: int) -> bytes:
+    """A raw LZMA2 stream of at most `limit` bytes: decompression stops one byte past it
+    (a bomb costs no more than the stated length), and the stream must end exactly at
+    the end of the payload."""
+    filters = [{**LZMA_FILTERS[0], "dict_size": _lzma_dict(limit + 1)}]
+    d = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
+    try:
+        data = d.decompress(payload, max_length=limit + 1)
+    except lzma.LZMAError as e:
+        raise CorruptArchive(f"corrupt archive (LZMA block: {e})") from None
+    if len(data) > limit:
+        raise CorruptArchive("corrupt archive (LZMA block longer than its stated length)")
+    if not d.eof or d.unused_data:
+        raise CorruptArchive("corrupt archive (LZMA block does not end with its payload)")
+    return data
+
+
+def _check_model_block(blk: Block) -> None:
+    """What a model block's header must say, checked before the model is looked up: its
+    streams sum to the block length (less the CRs a CRLF block drops: at least one, at
+    most one per byte; a UTF-16 block's UTF-8 is between a quarter and 3/2 of it), and its
+    payload can code that many symbols."""
+    n = sum(blk.streams)
+    utf16, crlf = transform_parts(blk.transform)
+    if utf16:
+        ok = blk.raw_len // 4 <= n <= blk.raw_len * 3 // 2
+    else:
+        ok = n == blk.raw_len if not crlf else n < blk.raw_len <= 2 * n
+    if blk.method == MODEL:
+        ok = ok and len(blk.payload) % 4 == 0 and n <= max_symbols(len(blk.payload) // 4)
+    else:
+        ok = ok and n <= cm.max_bytes(len(blk.payload))
+    if not ok:
+        raise CorruptArchive("corrupt archive (bad model block lengths)")

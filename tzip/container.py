@@ -11,6 +11,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from .errors import LimitExceeded
+
 MAGIC = b"\x89TZP"
 VERSION = 4  # what this tzip writes: 4 adds context-mixed model blocks and UTF-16 transforms
 READABLE = (3, 4)  # 3: model blocks mixed linearly (tzip/mixing), still decoded
@@ -19,6 +21,7 @@ DIGEST_LEN = 16
 # a corrupt or hostile count must not make the decoder allocate without bound.
 MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
+READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
 STORED, LZMA, MODEL, MODEL_CM = 0, 1, 2, 3
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm"}
@@ -54,10 +57,12 @@ class Reader:
         self.seen = bytearray()  # bytes of the record being read, for its CRC
 
     def read(self, n: int) -> bytes:
-        """Up to n bytes; fewer only at the end of input (pipes may return short reads)."""
+        """Up to n bytes; fewer only at the end of input (pipes may return short reads).
+        Read in pieces of READ_CHUNK: a length from a corrupt header costs no memory beyond
+        the bytes that are really there."""
         parts, got = [], 0
         while got < n:
-            b = self.f.read(n - got)
+            b = self.f.read(min(n - got, READ_CHUNK))
             if not b:
                 break
             parts.append(b)
@@ -166,8 +171,13 @@ class Trailer:
         return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_record(r: Reader, version: int = VERSION, max_payload: int = 1 << 34) -> Block | Trailer:
-    """The next block, or the trailer, of an archive of this format version."""
+def read_record(r: Reader, version: int = VERSION, max_payload: int = MAX_BLOCK) -> Block | Trailer:
+    """The next block, or the trailer, of an archive of this format version. Every length
+    is checked against what the encoder can write before anything is read or sized by it:
+    a payload is never longer than its block (the encoder stores a block that coding does
+    not make smaller), model streams are 1 to MAX_STREAMS, at most one per byte, and sum to
+    at most the transformed block's length (the block's, or 3/2 of it for UTF-16 text,
+    whose UTF-8 may be longer)."""
     tag = r.u8("block header")
     if tag == TAG_END:
         total = r.varint("trailer")
@@ -191,8 +201,14 @@ def read_record(r: Reader, version: int = VERSION, max_payload: int = 1 << 34) -
     methods = (STORED, LZMA, MODEL) if version == 3 else (STORED, LZMA, MODEL_CM)
     if method not in methods or transform not in TRANSFORMS[version]:
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
-    if sum(streams) > raw_len or n_payload > max_payload:
+    longest = raw_len * 3 // 2 if transform >> UTF16_SHIFT else raw_len
+    if sum(streams) > longest or n_payload > min(raw_len, max_payload):
         raise FormatError("corrupt archive (bad block lengths)")
-    payload = r.take(n_payload, "block payload")
     r.seen = bytearray()
+    try:
+        payload = r.read(n_payload)  # not kept in r.seen: no CRC covers it
+    except MemoryError:
+        raise LimitExceeded(f"not enough memory to read a block payload of {n_payload} bytes") from None
+    if len(payload) != n_payload:
+        raise FormatError("truncated archive (while reading block payload)")
     return Block(method, transform, raw_len, raw_crc, payload, streams)

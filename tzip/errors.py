@@ -15,3 +15,8 @@ class WrongModel(TzipError):
 
 class ModelError(TzipError):
     """A model that cannot be found or loaded."""
+
+
+class LimitExceeded(TzipError):
+    """Decoding an archive would take more memory than this decoder allows (FORMAT.md,
+    "Decoder limits"); the message says what it needs and how to allow it."""

@@ -137,3 +137,17 @@ class Decoder:
         if used != n + FLUSH_READ_AHEAD:
             raise CorruptPayload(f"CM payload of {n} bytes, but decoding used {used - FLUSH_READ_AHEAD}"
                                  " (trailing or missing bytes)")
+
+
+def max_bytes(payload_len: int) -> int:
+    """The most bytes a payload of payload_len bytes can code: every binary decision's
+    probability is at most 4095/4096, so a byte costs at least 8 * log2(4096/4095) bits
+    (and the decoder reads at most SLACK bytes past the payload)."""
+    per_byte_bits = 8 * np.log2(4096 / 4095)
+    return int(8 * (payload_len + SLACK) / per_byte_bits) + 1
+
+
+def memory(n: int) -> int:
+    """Bytes of the mixer's tables for a block of n bytes (the largest of its arrays)."""
+    return (1 << tables.table_bits(n)) * tables.BUCKET * 4 + (1 << tables.match_bits(n)) * 8 \
+        + 2 * 65536 * 33 * 8 + (1 << 20)

@@ -65,22 +65,46 @@ class IntModel:
 
     @classmethod
     def load(cls, path: Path) -> "IntModel":
+        """The model saved at path; any file that is not one (unreadable, not an .npz,
+        pickled, malformed metadata, arrays torch cannot hold) raises ModelFileError with a
+        one-line message, never another exception."""
         try:
             with np.load(path, allow_pickle=False) as z:
+                if not hasattr(z, "files"):
+                    raise ValueError("not an .npz archive")
                 meta = json.loads(z["__meta__"].tobytes())
+                if not isinstance(meta, dict):
+                    raise ValueError("metadata is not a JSON object")
+                if meta.get("format") != FORMAT:
+                    raise ModelFileError(f"{path}: model format {_short(repr(meta.get('format')))}, "
+                                         f"this tzip reads format {FORMAT}; convert the float "
+                                         f"checkpoint again")
+                cfg, shifts = meta["config"], meta["shifts"]
+                if not isinstance(cfg, dict) or not isinstance(shifts, dict):
+                    raise ValueError("config and shifts must be JSON objects")
                 tensors = {}
                 for k in z.files:
                     if k == "__meta__":
                         continue
                     a = z[k]
                     tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelFileError(f"{path}: not a readable tzip model ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: model format {meta.get('format')!r}, this tzip reads "
-                                 f"format {FORMAT}; convert the float checkpoint again")
-        return cls(ModelConfig.from_dict(meta["config"]), tensors, meta["shifts"],
-                   meta.get("name", Path(path).stem), meta.get("info", {}))
+            config = ModelConfig.from_dict(cfg)
+            if not all(type(v) is int and v > 0 for v in config.to_dict().values()):
+                raise ValueError(f"bad config {config}")
+            info = meta.get("info", {})
+            return cls(config, tensors, shifts,
+                       str(meta.get("name", Path(path).stem)), info if isinstance(info, dict) else {})
+        except ModelFileError:
+            raise
+        except Exception as e:  # a malformed file may fail anywhere in numpy, zipfile or json
+            raise ModelFileError(f"{path}: not a readable tzip model ({type(e).__name__}: "
+                                 f"{_short(e)})") from None
+
+
+def _short(x: object) -> str:
+    """x on one line of at most 200 characters."""
+    text = " ".join(str(x).split())
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _is_weight(key: str) -> bool:

@@ -53,29 +53,114 @@ def load(spec: "str | Path | IntModel | None", device: torch.device | None = Non
         return spec
     if spec is None:
         spec = default_name(device or torch.device("cpu"))
-    p = Path(spec)
-    if not p.is_file():
-        p = models_dir() / f"{spec}.npz"
-        if not p.is_file():
-            have = ", ".join(available()) or "none"
-            raise ModelError(f"model {str(spec)!r} not found (installed in {models_dir()}: {have})")
     try:
+        p = Path(spec)
+        if not p.is_file():
+            p = models_dir() / f"{spec}.npz"
+            if not p.is_file():
+                have = ", ".join(available()) or "none"
+                raise ModelError(f"model {_shown(str(spec))} not found "
+                                 f"(installed in {models_dir()}: {have})")
         return _load_path(str(p.resolve()), p.stat().st_mtime)
     except ModelFileError as e:
         raise ModelError(str(e)) from None
+    except (OSError, ValueError) as e:  # a name too long for a path, a NUL in it...
+        raise ModelError(f"model {_shown(str(spec))} cannot be opened ({_one_line(e)})") from None
 
 
 def find(name: str, digest: bytes) -> IntModel:
-    """The installed model with this digest (tried by name first)."""
-    candidates = [name] + [n for n in available() if n != name]
-    for n in candidates:
-        path = models_dir() / f"{n}.npz"
-        if path.exists():
-            try:
-                m = load(path)
-            except ModelError:
-                continue
-            if m.digest.startswith(digest):
-                return m
-    raise ModelError(f"this archive was made with model {name!r} (id {digest.hex()[:16]}), "
+    """The installed model with this digest. The name (from an archive's header) is only
+    a hint: never a path. It is tried first when it is a plain name among the installed
+    models; then every installed model's id is compared (ids are cached by file, so a
+    model is loaded in full only when its id matches)."""
+    names = available()
+    if _plain(name) and name in names:
+        names = [name] + [n for n in names if n != name]
+    for n in names:
+        path = _installed_path(n)
+        if path is None or _file_digest(path)[:len(digest)] != digest:
+            continue
+        try:
+            m = load(path)
+        except ModelError:
+            continue
+        if m.digest.startswith(digest):
+            return m
+    raise ModelError(f"this archive was made with model {_shown(name)} (id {digest.hex()[:16]}), "
                      f"which is not installed in {models_dir()}; pass --model PATH")
+
+
+NAME_MAX = 128  # longest model name find() looks up
+
+
+def _plain(name: str) -> bool:
+    """A model name that cannot be read as a path: no separators, no leading dot."""
+    return (0 < len(name) <= NAME_MAX and name.isprintable() and not name.startswith(".")
+            and not any(c in name for c in "/\\:"))
+
+
+def _shown(name: str) -> str:
+    """A name for a one-line message, however long or odd."""
+    return repr(name if len(name) <= 40 else name[:40] + "...")
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _installed_path(name: str) -> Path | None:
+    """The file of an installed model (a name from available()), or None."""
+    p = models_dir() / f"{name}.npz"
+    try:
+        return p if p.is_file() else None
+    except OSError:
+        return None
+
+
+_digests: dict[tuple[str, int, int], bytes] = {}
+
+
+def _file_digest(path: Path) -> bytes:
+    """IntModel.digest of a model file, computed from its arrays one at a time without
+    building the model, and cached by (path, mtime, size); b"" for a file that is not a
+    readable model (load() says why, if it is the one asked for)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return b""
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _digests:
+        try:
+            _digests[key] = npz_digest(path)
+        except Exception:  # any malformed file: not a match, never a traceback
+            _digests[key] = b""
+    return _digests[key]
+
+
+def npz_digest(path: Path) -> bytes:
+    """The digest IntModel.load(path).digest would have (same meta, same arrays in the
+    form IntModel stores them), reading one array at a time."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from .intmodel import FORMAT, _is_weight
+    from .net import ModelConfig
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["__meta__"].tobytes())
+        if meta.get("format") != FORMAT:
+            return b""
+        numeric = {"config": ModelConfig.from_dict(meta["config"]).to_dict(),
+                   "shifts": meta["shifts"], "format": FORMAT}
+        h = hashlib.sha256(json.dumps(numeric, sort_keys=True).encode())
+        for k in sorted(f for f in z.files if f != "__meta__"):
+            a = z[k]
+            if a.dtype == np.int8:
+                a = a.astype(np.float32)  # as IntModel.load holds it...
+            if _is_weight(k):
+                a = a.astype(np.int8)  # ...and _storage_array gives it back
+            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.digest()

@@ -1,0 +1,581 @@
+"""Hostile archives (issue 19): a decoder bounded by the data, not by the header.
+
+Each test builds its archive from the format (FORMAT.md) with valid checksums, so the
+bytes reach the check under test, and asserts a TzipError with a one-line message
+within a time (and where it matters, memory) bound: an LZMA bomb, a model block whose
+payload is used up, stream lengths the encoder never writes, sizes claimed by the
+header, a model name used as a path, malformed model files, and a seeded mutation fuzz.
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import lzma
+import os
+import random
+import struct
+import time
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tzip
+from tzip import codec, limits
+from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, NO_TRANSFORM, READ_CHUNK, STORED,
+                            TAG_BLOCK, Block, Header, LimitExceeded, Trailer, put_varint)
+from tzip.engine import Engine
+from tzip.model import registry
+
+
+# ---- building archives ---------------------------------------------------------------
+def block_bytes(method: int, raw_len: int, payload: bytes, streams: list[int] | None = None,
+                transform: int = NO_TRANSFORM, crc: int = 0, n_payload: int | None = None) -> bytes:
+    """A block record with a valid header CRC, whatever its fields say."""
+    n_payload = len(payload) if n_payload is None else n_payload
+    body = bytes([TAG_BLOCK, method, transform]) + put_varint(raw_len) + put_varint(n_payload) \
+        + struct.pack("<I", crc)
+    if method in (MODEL, MODEL_CM):
+        body += put_varint(len(streams)) + b"".join(put_varint(n) for n in streams)
+    return body + struct.pack("<I", zlib.crc32(body)) + payload
+
+
+def archive(model, *blocks: bytes, total: tuple[int, int] = (0, 0), name: str | None = None,
+            version: int = 3) -> bytes:
+    """An archive of these blocks (format 3 unless said: most tests here build format-3
+    model blocks, whose decoder must stay as bounded as format 4's)."""
+    head = Header(model.name if name is None else name, model.digest[:16], version).pack()
+    return head + b"".join(blocks) + Trailer(*total).pack()
+
+
+def one_line_error(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert isinstance(exc.value, tzip.TzipError), type(exc.value)
+    assert msg and "\n" not in msg and len(msg) < 400, msg
+    return msg
+
+
+def timed_reject(blob: bytes, model, *, seconds: float, err=tzip.TzipError,
+                 match: str | None = None) -> float:
+    t = time.perf_counter()
+    with pytest.raises(err, match=match) as exc:
+        tzip.decompress(blob, model)
+    took = time.perf_counter() - t
+    one_line_error(exc)
+    assert took < seconds, f"took {took:.2f}s"
+    return took
+
+
+def model_payload(model, data: bytes, streams: int) -> tuple[bytes, list[int]]:
+    lengths = codec.split_streams(len(data), model.cfg.context, streams)
+    return codec.encode(Engine(model), data, lengths), lengths
+
+
+@pytest.fixture(scope="module")
+def sample(text) -> bytes:
+    return text[:1500]
+
+
+@pytest.fixture(scope="module")
+def coded(tiny, sample):
+    """A model payload of the sample with the tiny model, in 4 streams."""
+    return model_payload(tiny, sample, 4)
+
+
+# ---- LZMA -----------------------------------------------------------------------------
+def lzma_bomb(mib: int) -> bytes:
+    """A raw LZMA2 stream of `mib` MiB of zeros in a few KB: chunks of 8 MiB repeated
+    (each resets the dictionary), then the end marker."""
+    z = lzma.compress(bytes(8 << 20), lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}])
+    assert z[-1] == 0
+    return z[:-1] * (mib // 8) + b"\0"
+
+
+def test_lzma_bomb_stops_at_the_stated_length(tiny):
+    """200 MiB of zeros in 32 KB, stated as 40,000 bytes: the decompressor stops one byte
+    past 40,000 (before: all 200 MiB were inflated, 3.6 s and 628 MiB peak, then
+    compared). Its dictionary is sized to the block too, not preset 9's 64 MiB."""
+    bomb = lzma_bomb(200)
+    assert len(bomb) < 40_000
+    blob = archive(tiny, block_bytes(LZMA, 40_000, bomb))
+    tracemalloc.start()
+    try:
+        timed_reject(blob, tiny, seconds=2, err=tzip.CorruptArchive, match="LZMA block longer")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB"
+    # stated shorter than its own payload: refused from the header
+    blob = archive(tiny, block_bytes(LZMA, 1000, bomb))
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="bad block lengths")
+
+
+def test_lzma_block_must_end_with_its_payload(tiny):
+    data = b"hello hello hello hello " * 40
+    z = lzma.compress(data, lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
+    crc = zlib.crc32(data)
+    ok = archive(tiny, block_bytes(LZMA, len(data), z, crc=crc), total=(len(data), crc))
+    assert tzip.decompress(ok, tiny) == data
+    for bad in (z[:-3], z + b"\0\0", z + z):
+        blob = archive(tiny, block_bytes(LZMA, len(data), bad, crc=crc), total=(len(data), crc))
+        timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)
+
+
+def test_crlf_block_cannot_double_a_bomb(tiny):
+    """A CRLF block of LF bytes would double in lf_to_crlf: its length is checked first."""
+    lf = b"\n" * 30_000
+    z = lzma.compress(lf, lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
+    blob = archive(tiny, block_bytes(LZMA, 30_000, z, transform=CRLF))
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="checksum")
+
+
+# ---- model blocks: work bounded by the payload -----------------------------------------
+def test_empty_model_payload_claiming_a_megabyte(tiny):
+    n = 1 << 20
+    lengths = codec.split_streams(n, tiny.cfg.context, 8)
+    blob = archive(tiny, block_bytes(MODEL, n, b"", lengths))
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)
+
+
+@pytest.mark.parametrize("words", [1, 4, 64])
+def test_short_model_payload_claiming_a_megabyte(small, words):
+    """A few random words cannot code a megabyte: the decoder stops once the symbols have
+    used the payload's bits (before: it decoded on from the coder's zero padding)."""
+    n = 1 << 20
+    payload = random.Random(words).randbytes(4 * words)
+    for streams in (1, 128):
+        lengths = codec.split_streams(n, small.cfg.context, streams)
+        blob = archive(small, block_bytes(MODEL, n, payload, lengths))
+        timed_reject(blob, small, seconds=3, err=tzip.CorruptArchive)
+
+
+def test_real_payload_claiming_more(tiny, sample, coded):
+    """A real payload whose header claims 100x the bytes: decoding goes wrong at once
+    and stops when the payload is used up."""
+    payload, lengths = coded
+    n = 100 * len(sample)
+    more = codec.split_streams(n, tiny.cfg.context, len(lengths))
+    blob = archive(tiny, block_bytes(MODEL, n, payload, more))
+    t = timed_reject(blob, tiny, seconds=2, err=tzip.CorruptArchive, match="exhausted|mismatch")
+    full = time.perf_counter()
+    tzip.decompress(archive(tiny, block_bytes(MODEL, len(sample), payload, lengths, crc=zlib.crc32(sample)),
+                            total=(len(sample), zlib.crc32(sample))), tiny)
+    assert t < 2 * (time.perf_counter() - full) + 0.5
+
+
+def test_payload_bound_is_sound_for_very_compressible_input(tiny):
+    """Runs of one byte cost the coder almost nothing per symbol: the bound on the bits
+    decoded must still hold for them (the margin is tens of bits)."""
+    for data, streams in ((b"a" * 6000, 1), (b"ab" * 3000, 3), (bytes(4000), 8)):
+        payload, lengths = model_payload(tiny, data, streams)
+        assert codec.decode(Engine(tiny), payload, lengths) == data
+
+
+@pytest.mark.parametrize("lengths", [[0] * 127 + [200], [1] * 127 + [73], [100, 101], [50] * 3 + [49],
+                                     [0, 200], [200, 0]])
+def test_stream_lengths_must_be_the_encoders(tiny, lengths):
+    """Only split_streams(sum, context, count) is accepted (before: 127 empty streams + 1
+    decoded 200 bytes in 200 steps of 128 streams: 41.6 s with tzip-large)."""
+    n = sum(lengths)
+    payload = random.Random(n).randbytes(64)
+    blob = archive(tiny, block_bytes(MODEL, n, payload, lengths))
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)
+
+
+def test_stream_lengths_must_sum_to_the_block(tiny, sample, coded):
+    payload, lengths = coded
+    blob = archive(tiny, block_bytes(MODEL, len(sample) + 10, payload, lengths))
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="model block lengths")
+
+
+@pytest.mark.parametrize("streams,n", [(MAX_STREAMS, 1 << 30), (1, 1 << 30), (4095, 1 << 30)])
+def test_huge_claims_are_refused_without_allocating(tiny, streams, n):
+    """S x L claims of up to 32 TiB (before: a MemoryError traceback, or GiBs allocated)."""
+    canonical = codec.split_streams(n, tiny.cfg.context, streams)
+    skewed = [1] * (streams - 1) + [n - streams + 1]
+    payload = random.Random(1).randbytes(256)
+    tracemalloc.start()
+    try:
+        for lengths in (canonical, skewed):
+            blob = archive(tiny, block_bytes(MODEL, n, payload, lengths))
+            timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_payload_length_beyond_the_block_is_refused_before_reading(tiny):
+    """A payload longer than its block (up to 2**34 was accepted) is refused from the
+    header alone; a long one that is really there is read in pieces."""
+    reads = []
+
+    class Spy(io.BytesIO):
+        def read(self, n=-1):
+            reads.append(n)
+            return super().read(n)
+
+    for n_payload in (1 << 34, 1 << 30, 5000):
+        blob = archive(tiny, block_bytes(STORED, 4000, b"", n_payload=n_payload))
+        reads.clear()
+        with pytest.raises(tzip.CorruptArchive, match="bad block lengths") as exc:
+            tzip.Decompressor(tiny).decompress_stream(Spy(blob), io.BytesIO())
+        one_line_error(exc)
+        assert max(reads) < 64, reads
+    data = bytes(range(256)) * (3 * READ_CHUNK // 256)
+    crc = zlib.crc32(data)
+    blob = archive(tiny, block_bytes(STORED, len(data), data, crc=crc), total=(len(data), crc))
+    reads.clear()
+    out = io.BytesIO()
+    tzip.Decompressor(tiny).decompress_stream(Spy(blob), out)
+    assert out.getvalue() == data and max(reads) <= READ_CHUNK
+    with pytest.raises(tzip.CorruptArchive, match="truncated"):
+        tzip.decompress(blob[:-100], tiny)
+
+
+# ---- memory budget ----------------------------------------------------------------------
+def test_memory_limit_refuses_before_allocating(tiny, monkeypatch):
+    """A legitimate archive of many streams needs caches per stream: over the limit, a
+    one-line LimitExceeded says how much and how to allow it."""
+    data = (b"the quick brown fox " * 300)[:4096]
+    payload, lengths = model_payload(tiny, data, MAX_STREAMS)
+    assert len(lengths) == MAX_STREAMS
+    crc = zlib.crc32(data)
+    blob = archive(tiny, block_bytes(MODEL, len(data), payload, lengths, crc=crc), total=(len(data), crc))
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", "64M")
+    tracemalloc.start()
+    try:
+        t = time.perf_counter()
+        with pytest.raises(LimitExceeded, match="TZIP_MEMORY_LIMIT=") as exc:
+            tzip.decompress(blob, tiny)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = one_line_error(exc)
+    assert "4096 streams" in msg and time.perf_counter() - t < 2
+    assert peak < 48 << 20
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", "none")
+    assert tzip.decompress(blob, tiny) == data
+
+
+@pytest.mark.parametrize("value", ["lots", "-1G", "1e40", "%"])
+def test_bad_memory_limit_is_a_one_line_error(value, monkeypatch):
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", value)
+    with pytest.raises(LimitExceeded, match="TZIP_MEMORY_LIMIT") as exc:
+        limits.memory_limit()
+    one_line_error(exc)
+
+
+def test_memory_limit_values(monkeypatch):
+    for value, want in (("8G", 8 << 30), ("512MiB", 512 << 20), ("1.5k", 1536), ("none", None), ("0", None)):
+        monkeypatch.setenv("TZIP_MEMORY_LIMIT", value)
+        assert limits.memory_limit() == want
+    monkeypatch.delenv("TZIP_MEMORY_LIMIT")
+    phys = limits.physical_memory()
+    assert phys is None or limits.memory_limit() == int(limits.MEMORY_FRACTION * phys)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_memory_estimate_covers_what_decoding_allocates(tiny, backend, monkeypatch):
+    """decode_memory is an upper bound of the numpy arrays a decode allocates (traced)."""
+    from tzip.engine import numba_available
+    if backend == "numba" and not numba_available():
+        pytest.skip("numba not installed")
+    monkeypatch.setenv("TZIP_BACKEND", backend)
+    data = (b"some text to code, " * 200)[:3000]
+    payload, lengths = model_payload(tiny, data, 64)
+    engine = Engine(tiny)
+    S, L = len(lengths), max(lengths)
+    codec.decode(engine, payload, lengths)  # warm: compiled loops, weights
+    host, dev = limits.decode_memory(engine.stepper(S, L), tiny.cfg, S, L)
+    tracemalloc.start()
+    try:
+        assert codec.decode(engine, payload, lengths) == data
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dev == 0 and peak < host, (peak, host)
+
+
+# ---- the model: looked up by id, never by a path from the archive ------------------------
+@pytest.fixture()
+def models_dir(tmp_path, monkeypatch, tiny):
+    d = tmp_path / "models"
+    d.mkdir()
+    monkeypatch.setenv("TZIP_MODELS", str(d))
+    return d
+
+
+def _spy_opens(monkeypatch) -> list[str]:
+    opened: list[str] = []
+    real_open, real_load = builtins.open, np.load
+
+    def spy_open(file, *a, **kw):
+        opened.append(os.fspath(file) if not isinstance(file, int) else f"fd {file}")
+        return real_open(file, *a, **kw)
+
+    def spy_load(file, *a, **kw):
+        opened.append(os.fspath(file) if isinstance(file, (str, Path)) else repr(file))
+        return real_load(file, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    monkeypatch.setattr(np, "load", spy_load)
+    return opened
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "../../../../etc/passwd", "a" * 255,
+                                  "..", ".", "x/../../y", "\\..\\x", "tiny-a\n", "é" * 120])
+def test_model_name_is_never_a_path(tiny, tiny_b, models_dir, monkeypatch, name, sample, coded):
+    """The header's name was joined to the models folder: ../ and absolute names opened
+    files anywhere, a 255-byte name raised OSError. Now only installed models are read."""
+    tiny_b.save(models_dir / "tiny-b.npz")
+    (models_dir.parent / "x.npz").write_bytes(b"outside")
+    blob = archive(tiny, block_bytes(MODEL, len(sample), *coded), name=name)
+    opened = _spy_opens(monkeypatch)
+    with pytest.raises(tzip.ModelError, match="not installed") as exc:
+        tzip.Decompressor().decompress(blob)
+    one_line_error(exc)
+    outside = [p for p in opened if not str(Path(p).resolve()).startswith(str(models_dir.resolve()))]
+    assert not outside, outside
+
+
+def test_stored_only_archive_still_needs_no_model(tiny, models_dir):
+    """Blocks that are stored or LZMA never look the model up."""
+    blob = tzip.compress(os.urandom(3000), tiny)
+    assert {b.method for b in tzip.info(blob).blocks} == {"stored"}
+    assert tzip.decompress(blob) == tzip.decompress(blob, tiny)
+
+
+def test_model_found_by_id_whatever_the_name(tiny, models_dir, sample, coded):
+    tiny.save(models_dir / "renamed.npz")
+    payload, lengths = coded
+    crc = zlib.crc32(sample)
+    for name in ("../renamed", "/etc/passwd", "tiny-a", "renamed", ""):
+        blob = archive(tiny, block_bytes(MODEL, len(sample), payload, lengths, crc=crc),
+                       total=(len(sample), crc), name=name)
+        assert tzip.decompress(blob) == sample
+
+
+def test_model_ids_are_cached_and_match_intmodel(tiny, tiny_b, small, models_dir):
+    for m, n in ((tiny, "a"), (tiny_b, "b"), (small, "c")):
+        m.save(models_dir / f"{n}.npz")
+        assert registry.npz_digest(models_dir / f"{n}.npz") == m.digest
+    p = models_dir / "a.npz"
+    first = registry._file_digest(p)
+    calls = []
+    real = registry.npz_digest
+    registry.npz_digest = lambda path: calls.append(path) or real(path)
+    try:
+        assert registry._file_digest(p) == first and not calls
+        tiny_b.save(p)  # changed file: hashed again
+        os.utime(p, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert registry._file_digest(p) == tiny_b.digest and calls
+    finally:
+        registry.npz_digest = real
+
+
+def _garbage_models(d: Path, good) -> None:
+    (d / "garbage.npz").write_bytes(os.urandom(3000))
+    (d / "empty.npz").write_bytes(b"")
+    (d / "dir.npz").mkdir()
+    np.savez(d / "nometa.npz", x=np.zeros(3))
+    np.savez(d / "badmeta.npz", __meta__=np.frombuffer(b"[1, 2", np.uint8))
+    np.savez(d / "listmeta.npz", __meta__=np.frombuffer(b"[1, 2]", np.uint8))
+    np.savez(d / "pickled.npz", __meta__=np.array([{"a": 1}], dtype=object))
+    meta = b'{"format": 2, "config": {"d_model": "x"}, "shifts": {}}'
+    np.savez(d / "badconfig.npz", __meta__=np.frombuffer(meta, np.uint8))
+    np.save(d / "plain.npy", np.zeros(3))
+    os.replace(d / "plain.npy", d / "plain.npz")
+    good.save(d / "good.npz")
+
+
+def test_malformed_model_files_are_one_line_errors(tiny, models_dir, sample, coded):
+    _garbage_models(models_dir, tiny)
+    for name in ("garbage", "empty", "dir", "nometa", "badmeta", "listmeta", "pickled", "badconfig", "plain"):
+        with pytest.raises(tzip.ModelError) as exc:
+            registry.load(name)
+        one_line_error(exc)
+        with pytest.raises(tzip.ModelError) as exc:
+            tzip.Decompressor(models_dir / f"{name}.npz").decompress(
+                archive(tiny, block_bytes(MODEL, len(sample), coded[0], coded[1])))
+        one_line_error(exc)
+    # among them, the archive's model is still found by its id, under any name
+    payload, lengths = coded
+    crc = zlib.crc32(sample)
+    for name in ("garbage", "good", "nometa"):
+        blob = archive(tiny, block_bytes(MODEL, len(sample), payload, lengths, crc=crc),
+                       total=(len(sample), crc), name=name)
+        assert tzip.decompress(blob) == sample
+    (models_dir / "good.npz").unlink()
+    with pytest.raises(tzip.ModelError, match="not installed") as exc:
+        tzip.decompress(blob)
+    one_line_error(exc)
+
+
+# ---- mutation fuzz ------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=[3, 4])
+def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
+    """Three blocks (model, LZMA, stored) and their original bytes; the model block is
+    small (most mutations leave it intact, and it is decoded in full each time)."""
+    sample = sample[:400]
+    version = request.param
+    payload, lengths = (model_payload if version == 3 else cm_payload)(tiny, sample, 8)
+    method = MODEL if version == 3 else MODEL_CM
+    b = b"a fairly repetitive line of text\r\n" * 20
+    c = bytes(random.Random(3).randbytes(200))
+    zb = lzma.compress(transform_crlf(b), lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
+    orig = sample + b + c
+    blob = archive(tiny,
+                   block_bytes(method, len(sample), payload, lengths, crc=zlib.crc32(sample)),
+                   block_bytes(LZMA, len(b), zb, transform=CRLF, crc=zlib.crc32(b)),
+                   block_bytes(STORED, len(c), c, crc=zlib.crc32(c)),
+                   total=(len(orig), zlib.crc32(orig)), version=version)
+    return blob, orig
+
+
+def transform_crlf(b: bytes) -> bytes:
+    return b.replace(b"\r\n", b"\n")
+
+
+def _records(blob: bytes, model) -> tuple[bytes, list[Block], Trailer]:
+    from tzip.container import Reader, read_record
+    r = Reader(io.BytesIO(blob))
+    h = Header.read(r)
+    head = h.pack()
+    blocks = []
+    while True:
+        rec = read_record(r, h.version)
+        if isinstance(rec, Trailer):
+            return head, blocks, rec
+        blocks.append(rec)
+
+
+def mutate(blob: bytes, rng: random.Random, model) -> bytes:
+    """One random mutation: bytes flipped, overwritten, inserted, deleted or cut; or a
+    header field changed and its CRC made valid again (so the change reaches decoding)."""
+    b = bytearray(blob)
+    kind = rng.randrange(7)
+    if kind == 0:
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+    elif kind == 1:
+        i = rng.randrange(len(b))
+        b[i:i + rng.randint(1, 8)] = rng.randbytes(rng.randint(1, 8))
+    elif kind == 2:
+        i = rng.randrange(len(b))
+        del b[i:i + rng.randint(1, 16)]
+    elif kind == 3:
+        del b[rng.randrange(len(b)):]
+    else:  # structure-aware: a field of a block header, re-packed with valid CRCs
+        head, blocks, trailer = _records(blob, model)
+        blk = blocks[rng.randrange(len(blocks))]
+        field = rng.choice(["raw_len", "streams", "method", "transform", "payload", "count"])
+        big = rng.choice([0, 1, 2, 255, 4096, 1 << 20, 1 << 30, rng.randrange(1 << 16)])
+        streams = list(blk.streams)
+        payload = blk.payload
+        method, tf, raw_len = blk.method, blk.transform, blk.raw_len
+        if field == "raw_len":
+            raw_len = big
+        elif field == "streams" and streams:
+            streams[rng.randrange(len(streams))] = big
+        elif field == "count" and streams:
+            streams = codec.split_streams(sum(streams), model.cfg.context, rng.randint(1, 64))
+        elif field == "method":
+            method = rng.randrange(4)
+            streams = streams or [raw_len]
+        elif field == "transform":
+            tf ^= 1 << rng.randrange(3)
+        else:
+            payload = payload[:rng.randrange(len(payload) + 1)] + rng.randbytes(rng.randrange(3)) * 4
+        rec = block_bytes(method, raw_len, payload, streams if method in (MODEL, MODEL_CM) else None,
+                          tf, blk.raw_crc)
+        out = head
+        for other in blocks:
+            out += rec if other is blk else block_bytes(other.method, other.raw_len, other.payload,
+                                                        other.streams or None, other.transform, other.raw_crc)
+        return out + trailer.pack()
+    return bytes(b)
+
+
+def run_fuzz(blob: bytes, orig: bytes, model, n: int, seed: int, seconds: float) -> dict:
+    rng = random.Random(seed)
+    dec = tzip.Decompressor(model)  # keeps its engine from archive to archive
+    outcomes: dict[str, int] = {}
+    worst = 0.0
+    for _ in range(n):
+        bad = mutate(blob, rng, model)
+        t = time.perf_counter()
+        try:
+            tzip.info(bad)
+        except tzip.TzipError as e:
+            assert "\n" not in str(e)
+        try:
+            out = dec.decompress(bad)
+            assert out == orig, "wrong output"
+            key = "ok"
+        except tzip.TzipError as e:
+            assert "\n" not in str(e)
+            key = type(e).__name__
+        took = time.perf_counter() - t
+        worst = max(worst, took)
+        assert took < seconds, f"{took:.2f}s for mutation {bad.hex()[:200]}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    outcomes["worst_ms"] = int(worst * 1000)
+    return outcomes
+
+
+def test_mutation_fuzz(tiny, fuzz_archive):
+    blob, orig = fuzz_archive
+    assert tzip.decompress(blob, tiny) == orig
+    got = run_fuzz(blob, orig, tiny, 200, seed=19, seconds=2)
+    assert got.get("CorruptArchive", 0) > 150, got
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TZIP_SLOW_TESTS"), reason="slow: set TZIP_SLOW_TESTS=1")
+def test_mutation_fuzz_long(tiny, fuzz_archive):
+    blob, orig = fuzz_archive
+    for seed in range(5):
+        run_fuzz(blob, orig, tiny, 1000, seed=1000 + seed, seconds=2)
+
+
+# ---- format 4: the context mixer's blocks are bounded the same way ------------------------
+def cm_payload(model, data: bytes, streams: int) -> tuple[bytes, list[int]]:
+    lengths = codec.split_streams(len(data), model.cfg.context, streams)
+    return codec.encode_cm(Engine(model), data, lengths), lengths
+
+
+def test_format4_model_block_roundtrips_and_refuses_hostile_claims(tiny, sample):
+    payload, lengths = cm_payload(tiny, sample, 4)
+    crc = zlib.crc32(sample)
+    ok = archive(tiny, block_bytes(MODEL_CM, len(sample), payload, lengths, crc=crc),
+                 total=(len(sample), crc), version=4)
+    assert tzip.decompress(ok, tiny) == sample
+    n = 1 << 20  # a megabyte from an empty payload, from 10 bytes, and in odd streams
+    for bad, streams in ((b"", codec.split_streams(n, 32, 8)), (payload[:10], codec.split_streams(n, 32, 8)),
+                         (payload, [0] * 127 + [len(sample)])):
+        blob = archive(tiny, block_bytes(MODEL_CM, sum(streams), bad, streams), version=4)
+        timed_reject(blob, tiny, seconds=2, err=tzip.CorruptArchive)
+    # a garbage payload long enough to claim the block: the mixer's coder stops at its end
+    garbage = bytes(random.Random(5).randbytes(len(payload)))
+    blob = archive(tiny, block_bytes(MODEL_CM, len(sample), garbage, lengths, crc=crc),
+                   total=(len(sample), crc), version=4)
+    timed_reject(blob, tiny, seconds=30, err=tzip.CorruptArchive)
+
+
+def test_format4_blocks_of_format3_and_back_are_refused(tiny, sample):
+    """Each version has its own model method: a format-3 block in a format-4 archive (and
+    the reverse) is refused before decoding."""
+    payload, lengths = cm_payload(tiny, sample, 4)
+    for method, version in ((MODEL, 4), (MODEL_CM, 3)):
+        blob = archive(tiny, block_bytes(method, len(sample), payload, lengths), version=version)
+        timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="unsupported block")
+
+
+def test_utf16_transform_of_bytes_that_are_not_utf8(tiny):
+    """A stored block flagged UTF-16 -> UTF-8 whose bytes are not UTF-8: corrupt, one line."""
+    data = bytes(range(128, 256)) * 4
+    blob = archive(tiny, block_bytes(STORED, len(data), data, transform=2), version=4)
+    timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)

@@ -1,0 +1,140 @@
+"""Decoder limits: how much memory decoding a block needs, against a budget.
+
+A hostile archive must not make the decoder allocate without bound: the memory a model
+block needs (caches per stream, the output matrix, the adaptive models' tables) is
+estimated from the block's header and refused before anything is allocated when it
+exceeds the limit: TZIP_MEMORY_LIMIT, by default half the physical memory (FORMAT.md,
+"Decoder limits").
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import LimitExceeded
+
+MEMORY_FRACTION = 0.5  # default limit: this share of the physical memory (or cgroup limit)
+_MIXER_FIXED = 2 * ((1 << 16) * 256 * 2 + (1 << 16) * 8) + 8 * (1 << 22)  # count tables, match table
+_MIXER_PER_STREAM = 48 * 256 * 8  # (S, 256) int64 rows of the chain and its temporaries
+
+
+def _state_bytes(obj) -> tuple[int, int]:
+    """(host, device) bytes of the arrays and tensors in a stepper state."""
+    import torch
+    host = dev = 0
+    if isinstance(obj, np.ndarray):
+        host += obj.nbytes
+    elif isinstance(obj, torch.Tensor):
+        b = obj.numel() * obj.element_size()
+        if obj.device.type == "cpu":
+            host += b
+        else:
+            dev += b
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            h, d = _state_bytes(x)
+            host, dev = host + h, dev + d
+    elif hasattr(obj, "__dict__"):
+        return _state_bytes(list(vars(obj).values()))
+    return host, dev
+
+
+def decode_memory(stepper, cfg, S: int, L: int) -> tuple[int, int]:
+    """(host, device) bytes that decoding S streams of up to L positions with this stepper
+    needs, estimated before any of it is allocated: the stepper's state per stream
+    (measured on states of one and two streams) and its temporaries (attention scores
+    and MLP activations of a step, a few copies each), the (S, L) int64 output matrix
+    and the bytes it becomes, and the adaptive models' tables and rows."""
+    h1, d1 = _state_bytes(stepper.new_state(1))
+    h2, d2 = _state_bytes(stepper.new_state(2))
+    work = 16 * cfg.n_head * cfg.context + 64 * cfg.d_model * cfg.mlp_mult
+    if d2 > d1:  # a GPU step: its temporaries are there
+        dev, host = d1 + S * (d2 - d1 + work), h1 + S * (h2 - h1)
+    else:
+        dev, host = 0, h1 + S * (h2 - h1 + work)
+    return host + S * _MIXER_PER_STREAM + _MIXER_FIXED + 12 * S * L, dev
+
+
+def physical_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower
+    (None when unknown)."""
+    sizes = []
+    try:
+        sizes.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(f) as fh:
+                v = fh.read().strip()
+        except OSError:
+            continue
+        if v.isdigit() and 0 < int(v) < 1 << 60:
+            sizes.append(int(v))
+    return min(sizes) if sizes else None
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def memory_limit() -> int | None:
+    """The most bytes a block's decoding may need: TZIP_MEMORY_LIMIT (bytes with an optional
+    K, M, G or T suffix, a percentage of physical memory, or "none" or 0), by default
+    MEMORY_FRACTION of physical memory. None: no limit."""
+    env = os.environ.get("TZIP_MEMORY_LIMIT", "").strip()
+    phys = physical_memory()
+    if not env:
+        return int(MEMORY_FRACTION * phys) if phys else None
+    v = env.upper()
+    if v in ("NONE", "UNLIMITED", "0"):  # 0: no limit, as for xz
+        return None
+    try:
+        if v.endswith("%"):
+            n = float(v[:-1]) / 100 * phys if phys else float("nan")
+        else:
+            v = v.removesuffix("IB").removesuffix("B")
+            unit = _UNITS.get(v[-1:], 1)
+            n = float(v[:-1] if v[-1:] in _UNITS else v) * unit
+    except ValueError:
+        n = float("nan")
+    if not 1 <= n < 2.0 ** 62:  # also NaN
+        raise LimitExceeded(f"TZIP_MEMORY_LIMIT={env!r}: give bytes with an optional K, M, G or "
+                            f"T suffix (e.g. 8G), a share of memory (e.g. 75%), or none")
+    return int(n)
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def limit_text() -> str:
+    limit = memory_limit()
+    return "none" if limit is None else f"{_size(limit)}, TZIP_MEMORY_LIMIT"
+
+
+def check_memory(need: "int | tuple[int, int]", what: str, device=None) -> None:
+    """Refuse, before allocating, a decode that needs more than memory_limit() (host), or
+    more than the GPU has (need = (host, device bytes))."""
+    host, dev = need if isinstance(need, tuple) else (need, 0)
+    limit = memory_limit()
+    if limit is not None and host > limit:
+        raise LimitExceeded(
+            f"{what} needs about {_size(host)} of memory, more than the limit of {_size(limit)} "
+            f"(half the physical memory unless TZIP_MEMORY_LIMIT says otherwise); "
+            f"set TZIP_MEMORY_LIMIT={_size_arg(host)} to allow it")
+    if dev:
+        import torch
+        total = torch.cuda.get_device_properties(device).total_memory
+        if dev > total:
+            raise LimitExceeded(f"{what} needs about {_size(dev)} of GPU memory, more than the "
+                                f"GPU's {_size(total)}; try --device cpu")
+
+
+def _size_arg(n: int) -> str:
+    """A TZIP_MEMORY_LIMIT value a little above n."""
+    return f"{-(-n * 11 // 10 // (1 << 30))}G" if n >= 1 << 30 else f"{-(-n * 11 // 10 // (1 << 20))}M"
