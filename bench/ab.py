@@ -8,6 +8,8 @@ fresh process per measurement (order A, B, then B, A, ...), so drift hits both a
     python -m bench.ab A B --what step --streams 12,128 --rounds 5 --out ab.md
 
 compress and decompress: KB of original per second of the library call alone
+(--clock cpu: per second of the process's CPU time; TZIP_AB_FORMAT=3 makes a checkout
+that writes format 4 write format 3)
 (tzip.compress / tzip.decompress, model loaded beforehand, device cpu); step: ms per
 engine step at S streams, threads as decoding sets them. Archives are compared too:
 a speed change must not change them.
@@ -25,11 +27,13 @@ from pathlib import Path
 from bench.report import emit_markdown
 
 _MEASURE = r"""
-import hashlib, sys, time
+import hashlib, os, sys, time
 import numpy as np, torch, tzip
-what, model, arg, blob_path = sys.argv[1:5]
+what, model, arg, blob_path, clock = sys.argv[1:6]
+clock = time.process_time if clock == "cpu" else time.perf_counter
 if hasattr(tzip, "Compressor"):  # the object API: the model and its engine made beforehand
-    comp, dec = tzip.Compressor(model, device="cpu"), tzip.Decompressor(model, device="cpu")
+    fmt = {"format": int(os.environ["TZIP_AB_FORMAT"])} if os.environ.get("TZIP_AB_FORMAT") else {}
+    comp, dec = tzip.Compressor(model, device="cpu", **fmt), tzip.Decompressor(model, device="cpu")
     compress, decompress = comp.compress, dec.decompress
 else:  # checkouts before it keep engines in a module cache
     from tzip import models
@@ -51,30 +55,31 @@ if what == "step":
     with threads:
         for _ in range(50):
             step()
-        t = time.perf_counter()
+        t = clock()
         for _ in range(200):
             step()
-        print(f"{(time.perf_counter() - t) / 200 * 1e3:.3f} -")
+        print(f"{(clock() - t) / 200 * 1e3:.3f} -")
     sys.exit()
 data = open(arg, "rb").read()
 if what == "compress":
-    t = time.perf_counter()
+    t = clock()
     blob = compress(data)
-    dt = time.perf_counter() - t
+    dt = clock() - t
     open(blob_path, "wb").write(blob)
 else:
     blob = open(blob_path, "rb").read()
-    t = time.perf_counter()
+    t = clock()
     assert decompress(blob) == data
-    dt = time.perf_counter() - t
+    dt = clock() - t
 print(f"{len(data) / dt / 1e3:.2f} {hashlib.sha256(blob).hexdigest()[:12]}")
 """
 
 
-def measure(checkout: Path, what: str, model: str, arg: str, blob: Path) -> tuple[float, str]:
+def measure(checkout: Path, what: str, model: str, arg: str, blob: Path,
+            clock: str = "wall") -> tuple[float, str]:
     """One fresh process in the given checkout; returns (value, archive digest or '-')."""
     env = dict(os.environ, PYTHONPATH=str(checkout))
-    out = subprocess.run([sys.executable, "-c", _MEASURE, what, model, arg, str(blob)],
+    out = subprocess.run([sys.executable, "-c", _MEASURE, what, model, arg, str(blob), clock],
                          env=env, capture_output=True, text=True, cwd=checkout)
     if out.returncode:
         raise SystemExit(f"{checkout}: {what} {arg} failed:\n{out.stderr.strip()}")
@@ -95,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--streams", default="12,128", help="stream counts for step")
     ap.add_argument("--model", default="tzip-small")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the process's CPU time (all its threads): steadier "
+                         "on a machine busy with other work")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
     sides = {"A": args.a.resolve(), "B": args.b.resolve()}
@@ -117,19 +125,19 @@ def main(argv: list[str] | None = None) -> int:
                 for side, path in sides.items():
                     blob = archive(side, arg)
                     if not blob.exists():
-                        _, d = measure(path, "compress", args.model, arg, blob)
+                        _, d = measure(path, "compress", args.model, arg, blob, args.clock)
                         digests.setdefault((arg, side), set()).add(d)
         for r in range(args.rounds):
             order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
             for what, arg in rows:
                 for side in order:
-                    v, d = measure(sides[side], what, args.model, arg, archive(side, arg))
+                    v, d = measure(sides[side], what, args.model, arg, archive(side, arg), args.clock)
                     results.setdefault((what, arg, side), []).append(v)
                     if d != "-":
                         digests.setdefault((arg, side), set()).add(d)
                     print(f"round {r + 1} {what} {Path(arg).name} {side}: {v}", file=sys.stderr)
     lines = [f"A = {sides['A']}, B = {sides['B']}; model {args.model}; {args.rounds} rounds, "
-             "one fresh process each, alternating A, B / B, A.", "",
+             f"one fresh process each, alternating A, B / B, A; {args.clock} clock.", "",
              "| measure | input | unit | A | B | B / A (medians) |", "|---|---|---|---|---|---:|"]
     for what, arg in rows:
         a, b = results[(what, arg, "A")], results[(what, arg, "B")]
