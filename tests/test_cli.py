@@ -111,7 +111,7 @@ def test_wrong_model_message(txt, tiny_path, tiny_b_path, tiny, tiny_b):
 
 def test_missing_file_and_suffix(tmp_path, tiny_path):
     code, _, err = run("compress", "--model", tiny_path, tmp_path / "nope.txt")
-    assert code == 1 and "no such file" in err
+    assert code == 1 and "no such file" in err.lower()
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"x")
     code, _, err = run("decompress", plain)

@@ -1,4 +1,6 @@
-"""Finding and loading models: shipped ones by name from models/, or any .npz by path."""
+"""Finding and loading models: installed ones by name (tzip/modelpath.py has the search
+path: $TZIP_MODELS, the per-user folder, the models shipped with the package), or any .npz
+by path."""
 from __future__ import annotations
 
 import os
@@ -7,20 +9,22 @@ from pathlib import Path
 
 import torch
 
+from .. import modelpath
 from ..errors import ModelError
 from .intmodel import IntModel, ModelFileError
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = modelpath.REPO
 CPU_DEFAULT, GPU_DEFAULT = "tzip-small", "tzip-large"
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("TZIP_MODELS", REPO / "models"))
+    """$TZIP_MODELS (its first folder) when set, else the shipped models' folder."""
+    return modelpath.primary_dir()
 
 
 def available() -> list[str]:
-    d = models_dir()
-    return sorted(p.stem for p in d.glob("*.npz")) if d.is_dir() else []
+    """Names of the models on the whole search path (modelpath.search_path())."""
+    return sorted(modelpath.model_files())
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
