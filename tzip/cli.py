@@ -56,7 +56,9 @@ def _say(msg: str) -> None:
 
 def _clean(msg: str) -> str:
     """One line for the user: no numpy advice about pickles, no hidden temporary names."""
-    msg = re.sub(r"\s*\((?:[^()]*allow_pickle[^()]*)\)", "", msg)
+    at = msg.find("pickle")
+    if at >= 0 and msg.rfind(" (", 0, at) >= 0:  # numpy's advice on loading pickles
+        msg = msg[:msg.rfind(" (", 0, at)]
     msg = re.sub(r"\S*/\.[^/\s]+\.[A-Za-z0-9_]+\.tmp\b", "(temporary file)", msg)
     return " ".join(msg.split())
 
