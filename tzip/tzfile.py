@@ -19,6 +19,7 @@ one after another are read one after another, as gzip and xz files are.
 """
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import zlib
@@ -231,7 +232,7 @@ class TzipFile(io.BufferedIOBase):
             raise ValueError(f"invalid mode: {mode!r}")
         self._mode = mode
         if isinstance(filename, (str, bytes, os.PathLike)):
-            self._fp = open(filename, mode + "b")
+            self._fp = builtins.open(filename, mode + "b")
             self._close_fp = True
             self.name = os.fspath(filename)
         elif hasattr(filename, "read" if mode == "r" else "write"):
