@@ -108,6 +108,8 @@ class Compressor:
             raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {block_size}")
         _heavy()
         self.device = registry.resolve_device(device)
+        if model is None:  # the default, wherever on the search path it is installed
+            model = registry.default_name(self.device)
         self.model = registry.load(_model_spec(model), self.device)
         self.engine = Engine(self.model, self.device)
         self.streams, self.block_size = streams, block_size

@@ -183,10 +183,10 @@ class Job:
         return src[:-3]
 
     def run(self, src: str) -> None:
-        if self.mode == "list":
-            return self.list(src)
         if src == "-" and self.mode != "compress" and sys.stdin.isatty():
             raise Failed("stdin: compressed data not read from a terminal (give a FILE)")
+        if self.mode == "list":
+            return self.list(src)
         name = "stdin" if src == "-" else src
         if src != "-" and os.path.isdir(src):
             raise Failed(f"{src}: is a directory (use -r)")
@@ -399,6 +399,10 @@ class TzipGroup(click.Group):
     """Subcommands, plus gzip-style use (`tzip FILE`, `tzip -d FILE.tz`) through a hidden
     default command; one-line errors with hints; clean exits on signals."""
 
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [FILE]...   (gzip-style)")
+        formatter.write_usage(ctx.command_path, "COMMAND [OPTIONS] [ARGS]...", prefix="   or: ")
+
     def parse_args(self, ctx, args):
         if args and args[0] in ("-h", "--help", "-V", "--version"):
             return super().parse_args(ctx, args)
@@ -486,9 +490,15 @@ def _option_hint(opt: str) -> str:
     return "gzip-style: -d -z -t -l -c -k -f -q -v -r -T N -1..-9; commands: " + ", ".join(COMMANDS)
 
 
+def _show_version(ctx, param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"tzip {__version__}\n{_compiled_loops()}")
+        ctx.exit()
+
+
 @click.group(cls=TzipGroup, context_settings=CONTEXT, help=HELP)
-@click.version_option(__version__, "-V", "--version", prog_name="tzip",
-                      message=f"%(prog)s %(version)s\n{_compiled_loops()}")
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")
 def main() -> None:
     pass
 
