@@ -437,3 +437,12 @@ def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     assert p.returncode == code, err
     assert b"Traceback" not in err and err.strip().count(b"\n") == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_first_run_notice_knows_a_cold_numba_cache(tmp_path, monkeypatch):
+    import importlib.util
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty"))
+    assert cli.numba_cache_cold() == (importlib.util.find_spec("numba") is not None)
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    (tmp_path / "empty" / "x" / "kernels.head-77.py311.nbi").write_bytes(b"")
+    assert not cli.numba_cache_cold()

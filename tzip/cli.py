@@ -73,13 +73,9 @@ def numba_cache_cold() -> bool:
         return False
     roots = [Path(api.__file__).parent / "engine" / "compiled", Path(api.__file__).parent / "mixing"]
     custom = os.environ.get("NUMBA_CACHE_DIR")
-    for root in roots:
-        where = [root / "__pycache__"]
-        if custom:
-            where.append(Path(custom))
-        if not any(any(d.rglob("*.nbi")) for d in where if d.is_dir()):
-            return True
-    return False
+    if custom:  # numba then keeps every cache there
+        return not (Path(custom).is_dir() and any(Path(custom).rglob("*.nbi")))
+    return not all(any((root / "__pycache__").glob("*.nbi")) for root in roots)
 
 
 @contextmanager
