@@ -14,6 +14,16 @@ and one-shot functions over them:
     tzip.compress_file(src, dst)          tzip.decompress_file(src, dst)
     tzip.info(blob_or_stream) -> ArchiveInfo
 
+File objects and incremental objects as lzma has them are in tzip/tzfile.py:
+tzip.open(path_or_file, "rb"|"wb"|"rt"|"wt"...), tzip.TzipFile, tzip.TzipCompressor
+(compress(data) -> what is ready, flush() -> the rest) and tzip.TzipDecompressor
+(decompress(data) -> whole blocks decoded, eof, unused_data). Compressor.compress(data)
+keeps returning a whole archive. Archives one after another (cat a.tz b.tz) decompress
+to both contents, here and there.
+
+Importing this module loads no PyTorch: _heavy() imports the engine when a Compressor or
+Decompressor is first made, after tzip/threads.py has chosen the thread count.
+
 Input is cut into blocks; each block is coded by the model, by LZMA or stored, whichever
 is smallest (tzip/codec.py), so incompressible input grows by a few bytes only
 (FORMAT.md has the bound).

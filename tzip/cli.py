@@ -499,7 +499,14 @@ def main() -> None:
     pass
 
 
-@main.command("gzip-style", hidden=True, context_settings=CONTEXT)
+class _GzipStyle(click.Command):
+    """The default command: its help speaks of `tzip [OPTIONS] [FILE]...`."""
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.parent.command_path if ctx.parent else "tzip", "[OPTIONS] [FILE]...")
+
+
+@main.command("gzip-style", cls=_GzipStyle, hidden=True, context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("-z", "--compress", "mode", flag_value="compress", default=True,
               help="Compress (the default).")
@@ -601,4 +608,10 @@ def train(args):
 
 def tzcat() -> None:
     """The tzcat command: tzip -dc FILE... (stdin when none)."""
-    main(["-dc", *sys.argv[1:]], prog_name="tzcat")
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        click.echo("Usage: tzcat [OPTIONS] [FILE]...\n\n  Decompress FILEs (or standard input) to "
+                   "standard output: the same as tzip -dc.\n  Options as tzip's: --model, --device, "
+                   "-T N, -q, -v.")
+        sys.exit(0)
+    main(["-dc", *args], prog_name="tzcat")
