@@ -155,3 +155,18 @@ def test_import_is_lazy():
                        env=dict(os.environ, PYTHONPATH=root))
     assert p.returncode == 0, p.stderr
     assert float(p.stdout) < 0.5
+
+
+def test_archives_of_a_per_user_model_decode_by_id(tmp_path, monkeypatch, tiny, text):
+    """A model in the per-user folder (or a second $TZIP_MODELS folder) is found by the
+    archive's id, as the shipped ones are."""
+    from test_errors import _force_model_block
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    tiny.save(second / "renamed.npz")
+    monkeypatch.setenv("TZIP_MODELS", os.pathsep.join([str(first), str(second)]))
+    data = text[:1500]
+    assert tzip.decompress(_force_model_block(tiny, data)) == data
+    d = tzip.TzipDecompressor()
+    assert d.decompress(_force_model_block(tiny, data)) == data and d.eof

@@ -170,6 +170,33 @@ class Decompressor:
             e = self._engines[m.digest] = Engine(m, dev)
         return e
 
+    def engine_for(self, header: Header) -> Engine:
+        """The engine for an archive: _engine's, or, when the model was to be found by id
+        and is not where that looks, the model with that id anywhere on the search path
+        (tzip/modelpath.py: $TZIP_MODELS, the per-user folder, the shipped models)."""
+        from .errors import ModelError
+        try:
+            return self._engine(header)
+        except ModelError:
+            if self.model_spec is not None:
+                raise
+            from . import modelpath
+            want = header.model_digest.hex()
+            files = modelpath.model_files()
+            for name in [header.model_name] * (header.model_name in files) + sorted(files):
+                try:
+                    if not modelpath.summary(files[name])["id"].startswith(want):
+                        continue
+                except Exception:  # noqa: BLE001 - an unreadable file is not the model
+                    continue
+                dev = registry.resolve_device(self.device_spec)
+                m = registry.load(files[name], dev)
+                e = self._engines.get(m.digest)
+                if e is None or e.device != dev:
+                    e = self._engines[m.digest] = Engine(m, dev)
+                return e
+            raise
+
     def decompress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Decompress a .tz stream from fin into fout; returns the bytes written.
 
@@ -201,7 +228,7 @@ class Decompressor:
         def get_engine() -> Engine:
             nonlocal engine
             if engine is None:
-                engine = self._engine(header)
+                engine = self.engine_for(header)
             return engine
 
         total, crc = 0, 0

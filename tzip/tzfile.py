@@ -121,7 +121,7 @@ class TzipDecompressor:
 
     def _get_engine(self):
         if self._engine is None:
-            self._engine = self._d._engine(self._header)
+            self._engine = self._d.engine_for(self._header)
         return self._engine
 
     def _step(self) -> bool:
