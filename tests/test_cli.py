@@ -446,3 +446,18 @@ def test_first_run_notice_knows_a_cold_numba_cache(tmp_path, monkeypatch):
     (tmp_path / "empty" / "x").mkdir(parents=True)
     (tmp_path / "empty" / "x" / "kernels.head-77.py311.nbi").write_bytes(b"")
     assert not cli.numba_cache_cold()
+
+
+def test_models_lists_the_search_path_and_says_when_empty(tmp_path, monkeypatch, tiny):
+    from tzip import modelpath
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    tiny.save(tmp_path / "mine.npz")
+    (tmp_path / "broken.npz").write_bytes(b"junk")
+    code, out, err = run("models")
+    assert code == 1 and b"mine " in out and b"tzip-small" in out  # the shipped ones too
+    assert f"{tmp_path / 'broken.npz'}: not a readable tzip model" in err
+    monkeypatch.setattr(modelpath, "shipped_dir", lambda: None)
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path / "none"))
+    code, out, err = run("models")
+    assert code == 1 and out == b"" and "no models found; searched:" in err
