@@ -2,8 +2,9 @@
 
 PyTorch starts as many OpenMP threads as it sees cores. On a machine whose cores are busy
 with other work, those threads wait for each other and small jobs get many times slower
-(measured on a busy 2-core machine: a 6 KB file compressed in 13.6-26.8 s with the default
-threads, 2.0 s with one). So unless the user chose (OMP_NUM_THREADS, TZIP_THREADS,
+(measured on a busy 2-core machine, load 4-10: `tzip FILE` of 6 KB took 13.6-75 s with two
+threads, 2.0-17 s with one; a fresh process's tzip.compress of 4 KB 30.6-34.2 s against
+3.1-3.2 s). So unless the user chose (OMP_NUM_THREADS, TZIP_THREADS,
 `tzip -T N`, tzip.set_threads), tzip picks:
 
     cores = CPUs in this process's affinity mask, capped by a cgroup CPU quota
