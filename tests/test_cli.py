@@ -385,7 +385,7 @@ def test_tzcat(txt, tiny_path, monkeypatch, capfdbinary):
     r = CliRunner().invoke(main, ["-dc", "--model", str(tiny_path), str(tz)], prog_name="tzcat")
     assert r.exit_code == 0 and r.stdout_bytes == txt.read_bytes()
     env = env_for_subprocess()
-    p = subprocess.run([sys.executable, "-c", "from tzip.cli import tzcat; tzcat()",
+    p = subprocess.run([sys.executable, "-c", "from tzip.entry import tzcat; tzcat()",
                         "--model", str(tiny_path), str(tz)], capture_output=True, env=env)
     assert p.returncode == 0 and p.stdout == txt.read_bytes(), p.stderr
 

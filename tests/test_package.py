@@ -33,7 +33,7 @@ def test_every_package_is_listed_and_the_models_are_package_data():
     assert set(st["package-data"]["tzip._models"]) >= {"*.npz", "*.md"}
     assert {"tzip-small.npz", "tzip-large.npz"} <= {p.name for p in (REPO / "models").iterdir()}
     scripts = _pyproject()["project"]["scripts"]
-    assert scripts == {"tzip": "tzip.cli:main", "tzcat": "tzip.cli:tzcat"}
+    assert scripts == {"tzip": "tzip.entry:tzip", "tzcat": "tzip.entry:tzcat"}
 
 
 def test_markers_are_registered():
