@@ -1,7 +1,23 @@
-"""Shared fixtures: tiny integer models (fast on a 2-core CPU) and sample text from the repo."""
+"""Shared fixtures: tiny integer models (fast on a 2-core CPU) and sample text from the repo.
+
+The suite runs PyTorch, OpenBLAS and tzip on one thread unless OMP_NUM_THREADS or
+TZIP_THREADS says otherwise (set here, before anything imports torch): on a busy 2-core
+machine default threads made it several times slower (464 s against 90 s). The tests
+that check several threads set them themselves.
+
+helpers.py lives beside this file; pytest puts this folder (never the repository root) on
+sys.path, so the tzip under test is whichever one is importable: the installed one when
+pytest runs outside the repository (as .ci/run does), else the source tree.
+"""
 from __future__ import annotations
 
-import pytest
+import os
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, os.environ.get("TZIP_THREADS") or "1")
+
+import pytest  # noqa: E402
 
 from helpers import make_model, repo_text
 from tzip.model.intmodel import IntModel
@@ -42,8 +58,3 @@ def small() -> IntModel:
     from tzip.model import registry
     return registry.load("tzip-small")
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU (skipped without one; CI runs all but these)")
-    config.addinivalue_line("markers", "bench: runs the benchmark suite's code")

@@ -9,9 +9,17 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+import tzip
+from tzip import cli
 from tzip.cli import main
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the folder that holds the tzip under test (the source tree, or site-packages when
+# installed): subprocesses import the same one
+TZIP_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
+
+
+def env_for_subprocess() -> dict:
+    return dict(os.environ, PYTHONPATH=TZIP_ROOT)
 
 
 def run(*args, input=None):
@@ -72,7 +80,7 @@ def test_stdout_and_output_flags(txt, tiny_path, tmp_path, text):
 
 
 def test_pipes_through_a_real_process(tiny_path, text):
-    env = dict(os.environ, PYTHONPATH=REPO)
+    env = env_for_subprocess()
     data = text[:3000] + b"\xff\x00 binary tail"
     c = subprocess.run([sys.executable, "-m", "tzip", "compress", "--model", str(tiny_path)],
                        input=data, capture_output=True, env=env, check=True)
@@ -111,7 +119,7 @@ def test_wrong_model_message(txt, tiny_path, tiny_b_path, tiny, tiny_b):
 
 def test_missing_file_and_suffix(tmp_path, tiny_path):
     code, _, err = run("compress", "--model", tiny_path, tmp_path / "nope.txt")
-    assert code == 1 and "no such file" in err
+    assert code == 1 and "no such file" in err.lower()
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"x")
     code, _, err = run("decompress", plain)
@@ -138,8 +146,8 @@ def test_unknown_model_and_device(txt):
 
 
 def test_usage_error_exit_code(txt, tiny_path):
-    code, _, _ = run("compress", "-o", "x", "--model", tiny_path, txt, txt)
-    assert code == 2
+    code, _, err = run("compress", "-o", "x", "--model", tiny_path, txt, txt)
+    assert code == 2 and "Traceback" not in err
 
 
 def test_train_help_shows_the_training_options():
@@ -157,3 +165,299 @@ def test_stream_count_outside_the_format_is_a_usage_error(txt, tiny_path):
 def test_version_says_whether_the_compiled_loops_are_on():
     code, out, _ = run("--version")
     assert code == 0 and out.startswith(b"tzip ") and b"compiled CPU loops: " in out
+
+
+# ------------------------------------------------------------------ gzip/xz/zstd habits
+
+
+def test_bare_file_compresses_and_dash_d_decompresses(txt, tiny_path, text):
+    assert run("-q", "--model", tiny_path, txt)[0] == 0  # tzip FILE
+    tz = txt.with_name("notes.txt.tz")
+    assert tz.exists() and txt.exists()  # kept, as zstd does
+    txt.unlink()
+    code, _, err = run("-d", "-k", "--model", tiny_path, tz)
+    assert code == 0, err
+    assert txt.read_bytes() == text[:4000] and tz.exists()
+    code, out, _ = run("-dc", "--model", tiny_path, tz)
+    assert code == 0 and out == text[:4000]
+    code, out, _ = run("-z", "-c", "--model", tiny_path, txt)
+    assert code == 0 and out[:4] == b"\x89TZP"
+
+
+def test_rm_removes_the_input_only_after_success(txt, tiny_path, text):
+    assert run("--rm", "-q", "--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    assert tz.exists() and not txt.exists()
+    assert run("-d", "--rm", "-q", "--model", tiny_path, tz)[0] == 0
+    assert txt.read_bytes() == text[:4000] and not tz.exists()
+    assert run("--rm", "-k", "-q", "--model", tiny_path, txt)[0] == 0  # -k cancels --rm
+    assert txt.exists()
+
+
+def test_test_and_list_flags(txt, tiny_path):
+    run("-q", "--model", tiny_path, txt)
+    tz = txt.with_name("notes.txt.tz")
+    code, out, _ = run("-t", "--model", tiny_path, tz)
+    assert code == 0 and b"OK (4,000 bytes)" in out
+    code, out, _ = run("-l", tz)
+    assert code == 0 and b"4,000 bytes" in out and b"bits per byte" in out
+
+
+def test_version_flags():
+    for flag in ("-V", "--version"):
+        code, out, _ = run(flag)
+        assert code == 0 and out.startswith(b"tzip " + tzip.__version__.encode())
+
+
+def test_levels_are_accepted_and_nine_picks_the_large_model(txt, tiny_path):
+    for level in ("-1", "-5", "-9", "--fast", "--best"):
+        code, out, err = run(level, "-c", "--model", tiny_path, txt)
+        assert code == 0 and out[:4] == b"\x89TZP", err  # --model wins over -9
+    assert cli._model_for(None, 9) == "tzip-large"
+    assert cli._model_for(None, 1) is None and cli._model_for(None, None) is None
+    assert run("-10", txt)[0] == 2
+
+
+def test_recursive(tmp_path, tiny_path, text):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_bytes(text[:1000])
+    (d / "sub" / "b.txt").write_bytes(text[1000:2000])
+    code, _, err = run("-q", "--model", tiny_path, d)
+    assert code == 1 and "is a directory" in err
+    assert run("-r", "-q", "--model", tiny_path, d)[0] == 0
+    assert (d / "a.txt.tz").exists() and (d / "sub" / "b.txt.tz").exists()
+    assert not (d / "a.txt.tz.tz").exists()
+    assert run("-r", "-q", "--model", tiny_path, d)[0] == 1  # outputs exist: refused, no .tz.tz
+    assert not (d / "a.txt.tz.tz").exists()
+    (d / "a.txt").unlink()
+    (d / "sub" / "b.txt").unlink()
+    assert run("-dr", "-q", "--model", tiny_path, d)[0] == 0
+    assert (d / "a.txt").read_bytes() == text[:1000]
+    assert (d / "sub" / "b.txt").read_bytes() == text[1000:2000]
+
+
+def test_threads_option(txt, tiny_path):
+    from tzip import threads
+    before = threads._chosen
+    try:
+        code, out, _ = run("-T", "1", "-c", "--model", tiny_path, txt)
+        assert code == 0 and out[:4] == b"\x89TZP"
+        code, out, _ = run("compress", "--threads", "0", "-c", "--model", tiny_path, txt)
+        assert code == 0
+    finally:
+        threads._chosen = before
+
+
+def test_concatenated_archives_decode_to_both(tmp_path, tiny_path, text):
+    a, b = text[:1500], text[2000:2600] + b"\x00\xff"
+    code, za, _ = run("-c", "--model", tiny_path, "-", input=a)
+    code, zb, _ = run("-c", "--model", tiny_path, "-", input=b)
+    code, out, err = run("-d", "--model", tiny_path, input=za + zb)
+    assert code == 0 and out == a + b, err
+    cat = tmp_path / "ab.tz"
+    cat.write_bytes(za + zb)
+    code, out, _ = run("-dc", "--model", tiny_path, cat)
+    assert code == 0 and out == a + b
+    code, out, _ = run("-l", cat)
+    assert code == 0 and b"archives   2" in out and f"{len(a) + len(b):,} bytes".encode() in out
+    code, _, err = run("-d", "--model", tiny_path, input=za + b"junk")
+    assert code == 1 and "trailing data" in err
+    code, _, err = run("-d", "--model", tiny_path, input=za + zb[:2])
+    assert code == 1 and "truncated" in err
+
+
+def test_info_and_test_read_stdin(txt, tiny_path):
+    code, blob, _ = run("-c", "--model", tiny_path, txt)
+    code, out, _ = run("info", "-", input=blob)
+    assert code == 0 and b"stdin" in out and b"4,000 bytes" in out
+    code, out, _ = run("test", "--model", tiny_path, "-", input=blob)
+    assert code == 0 and b"stdin: OK" in out
+    code, out, _ = run("-t", "--model", tiny_path, input=blob)
+    assert code == 0 and b"OK" in out
+
+
+def test_outputs_keep_the_input_modification_time(txt, tiny_path):
+    """As zstd: FILE.tz gets FILE's mtime, and a decompressed file the archive's."""
+    os.utime(txt, (1_500_000_000, 1_600_000_000))
+    assert run("-q", "--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    assert tz.stat().st_mtime == 1_600_000_000
+    os.utime(tz, (1_500_000_000, 1_650_000_000))
+    assert run("-d", "-f", "-q", "--model", tiny_path, tz)[0] == 0
+    assert txt.stat().st_mtime == 1_650_000_000
+
+
+def test_verbose_reports_ratio_also_to_stdout(txt, tiny_path):
+    code, out, err = run("-v", "-c", "--model", tiny_path, txt)
+    assert code == 0 and out[:4] == b"\x89TZP"
+    assert "notes.txt: compressed 4,000 ->" in err and "%" in err and "bits per byte" in err
+    tz = txt.with_name("x.tz")
+    tz.write_bytes(out)
+    code, _, err = run("-dcv", "--model", tiny_path, tz)
+    assert code == 0 and f"decompressed {len(out):,} -> 4,000 bytes" in err
+
+
+def test_unknown_option_gives_a_hint_and_exit_2(txt):
+    code, _, err = run("-x", txt)
+    assert code == 2 and "No such option" in err and "tzip -d" in err and "--help" in err
+    code, _, err = run("--frobnicate", txt)
+    assert code == 2 and "-d" in err and "Traceback" not in err
+    code, _, err = run("decomress", "a.tz")
+    assert code == 2 and "did you mean 'tzip decompress'" in err
+
+
+def test_unreadable_input_is_reported_and_the_others_done(tmp_path, tiny_path, text, monkeypatch):
+    """gzip: 'gzip: FILE: Permission denied', exit 1, and the other files are done."""
+    a, locked, b = (tmp_path / n for n in ("a.txt", "locked.txt", "b.txt"))
+    for p in (a, locked, b):
+        p.write_bytes(text[:800])
+    real_open = open
+
+    def fake_open(path, *args, **kw):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+    monkeypatch.setattr(cli, "open", fake_open, raising=False)
+    code, _, err = run("-q", "--model", tiny_path, a, locked, b)
+    assert code == 1
+    assert err.strip() == f"tzip: {locked}: Permission denied"
+    assert (tmp_path / "a.txt.tz").exists() and (tmp_path / "b.txt.tz").exists()
+    assert not (tmp_path / "locked.txt.tz").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files")
+def test_unreadable_input_for_real(tmp_path, tiny_path, text):
+    p = tmp_path / "locked.txt"
+    p.write_bytes(text[:100])
+    p.chmod(0)
+    code, _, err = run("-q", "--model", tiny_path, p)
+    assert code == 1 and "Permission denied" in err and err.count("\n") == 1
+
+
+def test_wrong_model_file_is_one_line(txt, tmp_path):
+    bogus = tmp_path / "bogus.npz"
+    bogus.write_bytes(b"not a model at all")
+    code, _, err = run("--model", bogus, txt)
+    assert code == 1 and err.count("\n") == 1
+    assert "pickle" not in err and "not a readable tzip model" in err
+
+
+def test_messages_never_name_temporary_files():
+    msg = cli._clean("/tmp/x/.notes.txt.tz.ab12_cd.tmp: No space left on device")
+    assert ".tmp" not in msg
+
+
+def test_internal_error_is_one_line(txt, monkeypatch):
+    def boom(self, src):
+        raise RuntimeError("kaput")
+    monkeypatch.setattr(cli.Job, "run", boom)
+    monkeypatch.delenv("TZIP_DEBUG", raising=False)
+    code, _, err = run(txt)
+    assert code == 1 and err.startswith("tzip: internal error: RuntimeError: kaput")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
+    """decompress and test count decoded bytes against the archive's original size."""
+    seen = []
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def fake_progress(total, quiet, desc):
+        ticks = []
+        seen.append((desc, total, ticks))
+        yield ticks.append
+    monkeypatch.setattr(cli, "_progress", fake_progress)
+    assert run("--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    assert run("-t", "--model", tiny_path, tz)[0] == 0
+    assert run("-dc", "--model", tiny_path, tz)[0] == 0
+    assert [s[0] for s in seen] == ["compressing", "testing", "decompressing"]
+    for desc, total, ticks in seen:
+        assert total == 4000 and sum(ticks) == 4000, desc
+
+
+def test_tzcat(txt, tiny_path, monkeypatch, capfdbinary):
+    run("-q", "--model", tiny_path, txt)
+    tz = txt.with_name("notes.txt.tz")
+    r = CliRunner().invoke(main, ["-dc", "--model", str(tiny_path), str(tz)], prog_name="tzcat")
+    assert r.exit_code == 0 and r.stdout_bytes == txt.read_bytes()
+    env = env_for_subprocess()
+    p = subprocess.run([sys.executable, "-c", "from tzip.entry import tzcat; tzcat()",
+                        "--model", str(tiny_path), str(tz)], capture_output=True, env=env)
+    assert p.returncode == 0 and p.stdout == txt.read_bytes(), p.stderr
+
+
+def test_fast_paths_import_no_torch(tmp_path, txt, tiny_path):
+    """import tzip, --help, --version, info, models and usage errors never load PyTorch."""
+    run("-q", "--model", tiny_path, txt)
+    tz = txt.with_name("notes.txt.tz")
+    script = (
+        "import sys\n"
+        "import tzip\n"
+        "assert 'torch' not in sys.modules, 'import tzip'\n"
+        "from tzip.cli import main\n"
+        f"for args in (['--help'], ['-V'], ['info', {str(tz)!r}], ['-l', {str(tz)!r}], ['models'],"
+        " ['-x'], ['decomress', 'a']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    assert 'torch' not in sys.modules, args\n"
+        "print('clean')\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env_for_subprocess(),
+                       cwd=tmp_path)
+    assert p.returncode == 0 and b"clean" in p.stdout, p.stderr.decode()
+
+
+@pytest.mark.parametrize("sig,code", [("SIGTERM", 143), pytest.param("SIGINT", 130, marks=pytest.mark.slow),
+                                      pytest.param("SIGHUP", 129, marks=pytest.mark.slow)])
+def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
+    """Interrupted while writing: no temporary file left, no traceback, 128 + signal."""
+    import signal
+    import time
+    out = tmp_path / "out.tz"
+    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
+                         cwd=tmp_path)
+    try:
+        p.stdin.write(b"some text " * 100)
+        p.stdin.flush()
+        deadline = time.time() + 60
+        while not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):
+            assert time.time() < deadline and p.poll() is None, "never started writing"
+            time.sleep(0.05)
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == code, err
+    assert b"Traceback" not in err and err.strip().count(b"\n") == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_first_run_notice_knows_a_cold_numba_cache(tmp_path, monkeypatch):
+    import importlib.util
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty"))
+    assert cli.numba_cache_cold() == (importlib.util.find_spec("numba") is not None)
+    (tmp_path / "empty" / "x").mkdir(parents=True)
+    (tmp_path / "empty" / "x" / "kernels.head-77.py311.nbi").write_bytes(b"")
+    assert not cli.numba_cache_cold()
+
+
+def test_models_lists_the_search_path_and_says_when_empty(tmp_path, monkeypatch, tiny):
+    from tzip import modelpath
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    tiny.save(tmp_path / "mine.npz")
+    (tmp_path / "broken.npz").write_bytes(b"junk")
+    code, out, err = run("models")
+    assert code == 1 and b"mine " in out and b"tzip-small" in out  # the shipped ones too
+    assert f"{tmp_path / 'broken.npz'}: not a readable tzip model" in err
+    monkeypatch.setattr(modelpath, "shipped_dir", lambda: None)
+    monkeypatch.setenv("TZIP_MODELS", str(tmp_path / "none"))
+    code, out, err = run("models")
+    assert code == 1 and out == b"" and "no models found; searched:" in err

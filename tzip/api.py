@@ -14,6 +14,16 @@ and one-shot functions over them:
     tzip.compress_file(src, dst)          tzip.decompress_file(src, dst)
     tzip.info(blob_or_stream) -> ArchiveInfo
 
+File objects and incremental objects as lzma has them are in tzip/tzfile.py:
+tzip.open(path_or_file, "rb"|"wb"|"rt"|"wt"...), tzip.TzipFile, tzip.TzipCompressor
+(compress(data) -> what is ready, flush() -> the rest) and tzip.TzipDecompressor
+(decompress(data) -> whole blocks decoded, eof, unused_data). Compressor.compress(data)
+keeps returning a whole archive. Archives one after another (cat a.tz b.tz) decompress
+to both contents, here and there.
+
+Importing this module loads no PyTorch: _heavy() imports the engine when a Compressor or
+Decompressor is first made, after tzip/threads.py has chosen the thread count.
+
 Input is cut into blocks; each block is coded by the model, by LZMA or stored, whichever
 is smallest (tzip/codec.py), so incompressible input grows by a few bytes only
 (FORMAT.md has the bound).
@@ -27,21 +37,38 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
-import torch
-
-from . import codec
-from .container import (MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, FormatError, Header,
-                        Reader, Trailer, read_record, transform_parts)
-from .engine import Engine
+from .container import (MAGIC, MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, FormatError,
+                        Header, Reader, Trailer, read_record, transform_parts)
 from .errors import CorruptArchive, TzipError, WrongModel
-from .model import registry
-from .model.intmodel import IntModel
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model.intmodel import IntModel
+
+# PyTorch, numpy and the engine are imported on first use (_heavy), not with tzip: `import
+# tzip`, `tzip --help`, `tzip info` and `tzip models` never load them.
+codec = Engine = registry = None
+
+
+def _heavy() -> None:
+    """Import the engine's modules, after setting the thread policy (tzip/threads.py)."""
+    global codec, Engine, registry
+    if codec is not None:
+        return
+    from . import threads
+    threads.before_torch()
+    from . import codec as _codec
+    from .engine import Engine as _Engine
+    from .model import registry as _registry
+    codec, Engine, registry = _codec, _Engine, _registry
+
 
 BLOCK_SIZE = 4 << 20
 
-ModelSpec = Union[str, Path, IntModel, None]  # a name of an installed model, a path, or a loaded model
+ModelSpec = Union[str, Path, "IntModel", None]  # a name of an installed model, a path, or a loaded model
 Progress = Callable[[int], None] | None
 
 
@@ -63,6 +90,7 @@ class ArchiveInfo:
     original_size: int = 0
     compressed_size: int = 0
     blocks: list[BlockInfo] = field(default_factory=list)
+    members: int = 1  # archives one after another (cat a.tz b.tz)
 
     @property
     def bpb(self) -> float:
@@ -83,7 +111,10 @@ class Compressor:
             raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
         if not 1 <= block_size <= MAX_BLOCK:
             raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {block_size}")
+        _heavy()
         self.device = registry.resolve_device(device)
+        if model is None:  # the default, wherever on the search path it is installed
+            model = registry.default_name(self.device)
         self.model = registry.load(model, self.device)
         self.engine = Engine(self.model, self.device)
         self.streams, self.block_size, self.format = streams, block_size, format
@@ -114,10 +145,13 @@ class Decompressor:
     installed ones by its id. Keeps the engines it has built from call to call."""
 
     def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto"):
+        _heavy()
         self.model_spec, self.device_spec = model, device
         self._engines: dict[bytes, Engine] = {}
 
-    def _engine(self, header: Header) -> Engine:
+    def engine_for(self, header: Header) -> Engine:
+        """The engine for an archive of this header: the given model (its id checked), or
+        the installed model with the header's id."""
         dev = registry.resolve_device(self.device_spec)
         if self.model_spec is None:
             m = registry.find(header.model_name, header.model_digest)
@@ -136,7 +170,24 @@ class Decompressor:
     def decompress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Decompress a .tz stream from fin into fout; returns the bytes written.
 
-        Every block is verified against its checksum before it is written."""
+        Archives one after another (`cat a.tz b.tz`) decode one after another, as gzip, xz
+        and zstd do; anything else after an archive is an error. Every block is verified
+        against its checksum before it is written."""
+        total = 0
+        fin = _Prepend(fin)
+        while True:
+            total += self.decompress_member(fin, fout, progress)
+            head = Reader(fin).read(len(MAGIC))
+            if not head:
+                return total
+            if head != MAGIC:
+                if MAGIC.startswith(head):
+                    raise CorruptArchive("truncated archive (while reading header)")
+                raise CorruptArchive("corrupt archive (trailing data after the end)")
+            fin.push(head)
+
+    def decompress_member(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
+        """Decompress one archive from fin, reading no byte past its end."""
         r = Reader(fin)
         try:
             header = Header.read(r)
@@ -147,7 +198,7 @@ class Decompressor:
         def get_engine() -> Engine:
             nonlocal engine
             if engine is None:
-                engine = self._engine(header)
+                engine = self.engine_for(header)
             return engine
 
         total, crc = 0, 0
@@ -164,8 +215,6 @@ class Decompressor:
             raise CorruptArchive(str(e)) from None
         if rec.total_len != total or rec.total_crc != crc:
             raise CorruptArchive("corrupt archive (total length or checksum mismatch)")
-        if fin.read(1):
-            raise CorruptArchive("corrupt archive (trailing data after the end)")
         return total
 
     def decompress(self, blob: bytes) -> bytes:
@@ -212,16 +261,31 @@ def source_mode(src: str | Path) -> int:
 def atomic_write(dst: Path, fill: Callable[[BinaryIO], int], mode: int | None = None) -> int:
     """Write through a temporary file beside dst, renamed into place only on success, with
     permission bits mode (default: those of any new file); returns what fill returned."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(dst)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             result = fill(f)
         os.chmod(tmp, _new_file_mode() if mode is None else mode)
         os.replace(tmp, dst)
         return result
-    except BaseException:
-        os.unlink(tmp)
+    except OSError as e:
+        _unlink(tmp)
+        if e.filename in (tmp, None) and e.errno is not None:  # name the output, not the temp
+            raise OSError(e.errno, e.strerror, str(dst)) from None
         raise
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None,
@@ -248,24 +312,69 @@ def decompress_file(src: str | Path, dst: str | Path | None = None, model: Model
     return dst
 
 
+class _Prepend:
+    """A binary reader with bytes pushed back in front of it (to look at what follows an
+    archive without consuming it)."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.head = f, b""
+
+    def push(self, b: bytes) -> None:
+        self.head = b + self.head
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n is None or n < 0:
+                b, self.head = self.head + self.f.read(), b""
+                return b
+            b, self.head = self.head[:n], self.head[n:]
+            return b
+        return self.f.read(n)
+
+
+class _Counting:
+    """Counts the bytes read through it."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.n = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.n += len(b)
+        return b
+
+
 def info(src: "bytes | BinaryIO") -> ArchiveInfo:
-    """Sizes, model and block layout of an archive, without decoding it."""
+    """Sizes, model and block layout of an archive, without decoding it. Archives one after
+    another are summed (`members` counts them; the model is the first one's)."""
     fin = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
-    start = fin.tell() if fin.seekable() else 0
-    r = Reader(fin)
+    counted = _Counting(fin)
+    stream = _Prepend(counted)
+    res = None
     try:
-        h = Header.read(r)
-        res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version)
         while True:
-            rec = read_record(r, h.version)
-            if isinstance(rec, Trailer):
-                res.original_size = rec.total_len
+            r = Reader(stream)
+            h = Header.read(r)
+            if res is None:
+                res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version)
+            else:
+                res.members += 1
+            while True:
+                rec = read_record(r, h.version)
+                if isinstance(rec, Trailer):
+                    res.original_size += rec.total_len
+                    break
+                utf16, crlf = transform_parts(rec.transform)
+                res.blocks.append(BlockInfo(METHODS[rec.method], crlf, rec.raw_len, len(rec.payload),
+                                            len(rec.streams), utf16))
+            head = Reader(stream).read(len(MAGIC))
+            if not head:
                 break
-            utf16, crlf = transform_parts(rec.transform)
-            res.blocks.append(BlockInfo(METHODS[rec.method], crlf, rec.raw_len, len(rec.payload),
-                                        len(rec.streams), utf16))
+            if head != MAGIC:
+                raise FormatError("truncated archive (while reading header)" if MAGIC.startswith(head)
+                                  else "corrupt archive (trailing data after the end)")
+            stream.push(head)
     except FormatError as e:
         raise CorruptArchive(str(e)) from None
-    res.compressed_size = (fin.tell() - start) if fin.seekable() else \
-        sum(b.coded for b in res.blocks)
+    res.compressed_size = counted.n
     return res

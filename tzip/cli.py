@@ -1,12 +1,27 @@
 """The tzip command line, shaped after gzip, xz and zstd.
 
-Exit status: 0 success, 1 an error with some file (reported on one line), 2 bad usage.
+    tzip [OPTIONS] [FILE]...        compress FILE to FILE.tz (keeping FILE, as zstd does);
+                                    -d decompress, -t test, -l list, -c to stdout
+    tzip COMMAND [OPTIONS] [FILE]   compress, decompress, test, info, models, train
+    tzcat [FILE]...                 the same as tzip -dc
+
+Exit status: 0 success, 1 an error with some file (reported on one line, the other files
+still processed), 2 bad usage; 129/130/143 after SIGHUP/SIGINT/SIGTERM (temporary files
+removed). TZIP_DEBUG=1 shows the traceback of an internal error.
+
+Nothing here imports PyTorch: --help, --version, info, models and usage errors stay fast;
+the engine loads when a command first needs a model.
 """
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
+import importlib.util
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,108 +29,337 @@ from typing import BinaryIO, Callable
 
 import click
 
-from . import api
-from .model import registry
+from . import __version__, api, modelpath, threads
 from .container import MAX_STREAMS
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+COMMANDS = ("compress", "decompress", "test", "info", "models", "train")
+LARGE = "tzip-large"  # what -9 / --best picks
 
 
 class Failed(Exception):
     """A per-file failure already worth one line of output."""
 
 
+class _Signalled(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (removing temporary files), then exit 128 + n."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _say(msg: str) -> None:
     click.echo(f"tzip: {msg}", err=True)
 
 
+def _clean(msg: str) -> str:
+    """One line for the user: no numpy advice about pickles, no hidden temporary names."""
+    at = msg.find("pickle")
+    if at >= 0 and msg.rfind(" (", 0, at) >= 0:  # numpy's advice on loading pickles
+        msg = msg[:msg.rfind(" (", 0, at)]
+    msg = re.sub(r"\S*/\.[^/\s]+\.[A-Za-z0-9_]+\.tmp\b", "(temporary file)", msg)
+    return " ".join(msg.split())
+
+
+# ---------------------------------------------------------------- progress
+
+
+def numba_cache_cold() -> bool:
+    """Whether the compiled CPU loops will be compiled rather than loaded from numba's
+    cache (numba installed, and no cache index beside their sources)."""
+    if importlib.util.find_spec("numba") is None:
+        return False
+    roots = [Path(api.__file__).parent / "engine" / "compiled", Path(api.__file__).parent / "mixing"]
+    custom = os.environ.get("NUMBA_CACHE_DIR")
+    if custom:  # numba then keeps every cache there
+        return not (Path(custom).is_dir() and any(Path(custom).rglob("*.nbi")))
+    return not all(any((root / "__pycache__").glob("*.nbi")) for root in roots)
+
+
 @contextmanager
 def _progress(total: int | None, quiet: bool, desc: str):
-    """A tqdm bar on stderr, only when stderr is a terminal and -q was not given."""
+    """A tqdm bar on stderr, only when stderr is a terminal and -q was not given. Until the
+    first bytes are done it says what the wait is for (loading the model; compiling the
+    CPU loops on a first run)."""
     if quiet or not sys.stderr.isatty():
         yield None
         return
     from tqdm import tqdm
-    with tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr, leave=False) as bar:
-        yield bar.update
+    first = "preparing compiled CPU loops (first run only)" if numba_cache_cold() else "loading model"
+    with tqdm(total=total, unit="B", unit_scale=True, desc=first, file=sys.stderr, leave=False) as bar:
+        started = False
+
+        def tick(n: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                bar.set_description(desc, refresh=False)
+            bar.update(n)
+        yield tick
 
 
-def _size(path: str) -> int | None:
+# ---------------------------------------------------------------- one file
+
+
+class _CountingWriter:
+    def __init__(self, f: BinaryIO):
+        self.f, self.n = f, 0
+
+    def write(self, b) -> int:
+        self.n += len(b)
+        return self.f.write(b)
+
+
+class _CountingReader:
+    def __init__(self, f: BinaryIO):
+        self.f, self.n = f, 0
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.n += len(b)
+        return b
+
+
+class _Sink:
+    def write(self, b: bytes) -> int:
+        return len(b)
+
+
+def _original_size(fin: BinaryIO) -> int | None:
+    """An archive's original size from its block headers, when it can be read twice."""
     try:
-        return os.path.getsize(path) if path != "-" else None
-    except OSError:
+        if not fin.seekable():
+            return None
+        pos = fin.tell()
+    except (OSError, ValueError, AttributeError):
         return None
-
-
-def _run_one(src: str, dst: str | None, to_stdout: bool, force: bool, quiet: bool, verbose: bool,
-             work: Callable[[BinaryIO, BinaryIO, Callable | None], int], verb: str,
-             out_of: Callable[[str], str]) -> None:
-    """Open src (or stdin), pick the output (stdout, -o, or derived name), run work."""
-    if src != "-" and not os.path.isfile(src):
-        raise Failed(f"{src}: {'no such file' if not os.path.exists(src) else 'not a regular file'}")
-    if not to_stdout and dst is None:
-        dst = out_of(src)
-    if dst is not None and not force and os.path.exists(dst):
-        raise Failed(f"{dst}: already exists; use -f to overwrite")
-    if dst is not None and src != "-" and os.path.exists(dst) and os.path.samefile(src, dst):
-        raise Failed(f"{src}: input and output are the same file")
-    t0 = time.time()
-    fin = sys.stdin.buffer if src == "-" else open(src, "rb")
     try:
-        with _progress(_size(src), quiet, verb) as tick:
-            if dst is None:
-                n_in = work(fin, sys.stdout.buffer, tick)
-                sys.stdout.buffer.flush()
-            else:
-                mode = None if src == "-" else api.source_mode(src)
-                n_in = api.atomic_write(Path(dst), lambda f: work(fin, f, tick), mode)
+        return api.info(fin).original_size
+    except TzipError:
+        return None
     finally:
-        if fin is not sys.stdin.buffer:
-            fin.close()
-    if verbose and dst is not None:
-        out_size = os.path.getsize(dst)
+        fin.seek(pos)
+
+
+def _input_size(fin: BinaryIO) -> int | None:
+    try:
+        st = os.fstat(fin.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    import stat
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+class Job:
+    """What one run of tzip does to each file: mode compress, decompress, test or list."""
+
+    def __init__(self, mode: str, *, stdout=False, output=None, force=False, quiet=False,
+                 verbose=False, rm=False, model=None, device="auto", streams=None):
+        self.mode, self.stdout, self.output, self.force = mode, stdout, output, force
+        self.quiet, self.verbose, self.rm = quiet, verbose, rm
+        self.model, self.device, self.streams = model, device, streams
+        self._coder = None
+
+    def coder(self):
+        """The Compressor or Decompressor, made on first use (loads PyTorch)."""
+        if self._coder is None:
+            if self.mode == "compress":
+                self._coder = api.Compressor(self.model, device=self.device, streams=self.streams)
+            else:
+                self._coder = api.Decompressor(self.model, device=self.device)
+        return self._coder
+
+    def out_name(self, src: str) -> str:
+        if self.mode == "compress":
+            return src + ".tz"
+        if not src.endswith(".tz") or len(os.path.basename(src)) <= 3:
+            raise Failed(f"{src}: unknown suffix (expected .tz); use -o or -c")
+        return src[:-3]
+
+    def run(self, src: str) -> None:
+        if src == "-" and self.mode != "compress" and sys.stdin.isatty():
+            raise Failed("stdin: compressed data not read from a terminal (give a FILE)")
+        if self.mode == "list":
+            return self.list(src)
         name = "stdin" if src == "-" else src
-        _say(f"{name}: {verb} {n_in:,} -> {out_size:,} bytes in {time.time() - t0:.1f} s")
-
-
-def _run_all(files: tuple[str, ...], output: str | None, stdout: bool, **kw) -> None:
-    files = files or ("-",)
-    if output and len(files) > 1:
-        raise click.UsageError("-o/--output takes a single input file")
-    to_stdout = stdout or (files == ("-",) and not output)
-    failed = False
-    for src in files:
+        if src != "-" and os.path.isdir(src):
+            raise Failed(f"{src}: is a directory (use -r)")
+        if src != "-" and os.path.exists(src) and not os.path.isfile(src):
+            raise Failed(f"{src}: not a regular file")
+        fin = sys.stdin.buffer if src == "-" else open(src, "rb")
         try:
-            _run_one(src, output, to_stdout, **kw)
+            to_stdout = self.stdout or (src == "-" and not self.output)
+            dst = None if to_stdout or self.mode == "test" else (self.output or self.out_name(src))
+            if dst is not None:
+                if not self.force and os.path.lexists(dst):
+                    raise Failed(f"{dst}: already exists; use -f to overwrite")
+                if src != "-" and os.path.exists(dst) and os.path.samefile(src, dst):
+                    raise Failed(f"{src}: input and output are the same file")
+            elif self.mode == "compress" and sys.stdout.isatty() and not self.force:
+                raise Failed("compressed data not written to a terminal; use -o, or -f to force")
+            self.coder()
+            t0 = time.time()
+            counted_in = _CountingReader(fin)
+            if self.mode == "compress":
+                total = _input_size(fin)
+            else:
+                total = _original_size(fin)
+
+            def work(fout: BinaryIO, tick) -> int:
+                out = _CountingWriter(fout)
+                if self.mode == "compress":
+                    self._coder.compress_stream(counted_in, out, tick)
+                else:
+                    self._coder.decompress_stream(counted_in, out, tick)
+                return out.n
+
+            verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
+            with _progress(total, self.quiet, verb) as tick:
+                if self.mode == "test":
+                    n_out = work(_Sink(), tick)
+                elif dst is None:
+                    n_out = work(sys.stdout.buffer, tick)
+                    sys.stdout.buffer.flush()
+                else:
+                    mode = None if src == "-" else api.source_mode(src)
+                    n_out = api.atomic_write(Path(dst), lambda f: work(f, tick), mode)
+        finally:
+            if fin is not sys.stdin.buffer:
+                fin.close()
+        if dst is not None and src != "-":
+            st = os.stat(src)  # the output keeps the input's times, as gzip and zstd do
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        secs = time.time() - t0
+        n_in = counted_in.n
+        if self.mode == "test":
+            if not self.quiet:
+                click.echo(f"{name}: OK ({n_out:,} bytes)")
+        elif self.verbose:
+            orig, packed = (n_in, n_out) if self.mode == "compress" else (n_out, n_in)
+            pct = f"{100 * packed / orig:.2f}%" if orig else "-"
+            bpb = f"{8 * packed / orig:.3f} bits per byte" if orig else "empty"
+            where = "" if dst is None else f" -> {dst}"
+            verb = "compressed" if self.mode == "compress" else "decompressed"
+            _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}")
+        if self.rm and dst is not None and src != "-":
+            os.unlink(src)
+
+    def list(self, src: str) -> None:
+        name = "stdin" if src == "-" else src
+        if src == "-":
+            i = api.info(sys.stdin.buffer)
+        else:
+            with open(src, "rb") as fin:
+                i = api.info(fin)
+        methods = ", ".join(sorted({b.method for b in i.blocks})) or "none"
+        streams = sum(b.streams for b in i.blocks)
+        members = f"\n  archives   {i.members} (one after another)" if i.members > 1 else ""
+        click.echo(f"{name}\n  original   {i.original_size:,} bytes\n"
+                   f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
+                   f"  model      {i.model_name}  (id {i.model_id[:16]})\n"
+                   f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
+                   f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
+                   f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''}){members}\n"
+                   f"  format     {i.version}")
+
+
+def _expand(files: tuple[str, ...], recursive: bool, mode: str) -> list[str]:
+    """Directories become the files under them (-r): to compress, all but *.tz; else *.tz."""
+    out: list[str] = []
+    for f in files:
+        if recursive and f != "-" and os.path.isdir(f):
+            for root, dirs, names in os.walk(f):
+                dirs.sort()
+                for n in sorted(names):
+                    p = os.path.join(root, n)
+                    if os.path.islink(p) or not os.path.isfile(p):
+                        continue
+                    if (mode == "compress") != n.endswith(".tz"):
+                        out.append(p)
+        else:
+            out.append(f)
+    return out
+
+
+def _run(job: Job, files: tuple[str, ...], recursive: bool = False) -> None:
+    files = files or ("-",)
+    if job.output and len(files) > 1:
+        raise click.UsageError("-o/--output takes a single input file")
+    failed = False
+    for src in _expand(files, recursive, job.mode):
+        try:
+            job.run(src)
+        except BrokenPipeError:
+            raise
         except (Failed, TzipError) as e:
-            msg = str(e)
-            _say(msg if msg.startswith(src) or isinstance(e, Failed) else f"{src}: {msg}")
+            msg = _clean(str(e))
+            _say(msg if isinstance(e, Failed) or msg.startswith(src) else f"{src}: {msg}")
             failed = True
+            if job.mode != "list" and isinstance(e, TzipError) and job._coder is None:
+                break  # the model itself could not be loaded: every file would say the same
         except OSError as e:
-            _say(f"{e.filename or src}: {e.strerror or e}")
+            name = e.filename if isinstance(e.filename, str) else src
+            _say(f"{_clean(name)}: {e.strerror or e}")
             failed = True
     if failed:
         sys.exit(1)
+
+
+# ---------------------------------------------------------------- options
 
 
 def _model_options(f):
     f = click.option("--device", default="auto", show_default=True,
                      help="auto, cpu or cuda; archives are identical whichever runs.")(f)
     f = click.option("--model", "model", default=None, metavar="NAME|PATH",
-                     help="Model name in models/ or path to a .npz (default: tzip-small on CPU, "
-                          "tzip-large on a GPU when installed).")(f)
+                     help="Model name (see tzip models) or path to a .npz (default: tzip-small "
+                          "on CPU, tzip-large on a GPU when installed).")(f)
+    f = click.option("-T", "--threads", type=int, default=None, metavar="N",
+                     help="Threads for the model (0: automatic, the default: the cores not "
+                          "busy; OMP_NUM_THREADS is respected).")(f)
     return f
 
 
 def _io_options(f):
-    f = click.option("-v", "--verbose", is_flag=True, help="Report sizes and time per file.")(f)
-    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")(f)
-    f = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")(f)
+    f = click.option("-r", "--recursive", is_flag=True, help="Operate on the files in directories.")(f)
+    f = click.option("--rm", is_flag=True, help="Remove each input after success (gzip's default).")(f)
+    f = click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default; cancels --rm).")(f)
+    f = click.option("-v", "--verbose", is_flag=True,
+                     help="Report sizes, ratio, bits per byte and time per file (on stderr).")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar or OK lines.")(f)
+    f = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files; write "
+                     "compressed data to a terminal.")(f)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
                      help="Write to this file (one input only).")(f)
-    f = click.option("-c", "--stdout", is_flag=True, help="Write to standard output.")(f)
+    f = click.option("-c", "--stdout", is_flag=True, help="Write to standard output, keep inputs.")(f)
     return f
+
+
+def _level_options(f):
+    for n in range(9, 0, -1):
+        f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in (1, 9),
+                         help=("-1..-8: the default model (accepted as gzip's levels)" if n == 1 else
+                               f"the larger model ({LARGE}): smaller archives, slower"))(f)
+    f = click.option("--fast", "level", flag_value=1, hidden=True)(f)
+    f = click.option("--best", "level", flag_value=9, hidden=True)(f)
+    return f
+
+
+def _streams_option(f):
+    return click.option("--streams", type=click.IntRange(1, MAX_STREAMS), default=None,
+                        help="Streams per block (default: from the input size): more streams "
+                             "decode faster, fewer compress a little better.")(f)
+
+
+def _model_for(model: str | None, level: int | None) -> str | None:
+    return model if model is not None or level != 9 else LARGE
+
+
+def _start(threads_n: int | None) -> None:
+    if threads_n is not None:
+        threads.set_threads(threads_n)
 
 
 def _compiled_loops() -> str:
@@ -126,116 +370,234 @@ def _compiled_loops() -> str:
         return "compiled CPU loops: off (pip install 'tzip[fast]' for faster CPU coding)"
 
 
-@click.group(context_settings=CONTEXT)
-@click.version_option(package_name="tzip", prog_name="tzip",
-                      message=f"%(prog)s %(version)s\n{_compiled_loops()}")
+# ---------------------------------------------------------------- the group
+
+
+HELP = """Lossless text compression with a small transformer and a range coder.
+
+\b
+  tzip FILE...           compress each FILE to FILE.tz (FILE is kept, as zstd does)
+  tzip -d FILE.tz...     decompress (also: tzip decompress, tzcat, tzip -dc)
+  tzip -t FILE.tz        test: decode and verify, write nothing
+  tzip -l FILE.tz        list: sizes, ratio, model, blocks
+  cat a | tzip | tzip -d   no FILE, or '-': standard input to standard output
+
+\b
+gzip-style options (for tzip FILE... and the commands):
+  -d, --decompress  -z, --compress  -t, --test  -l, --list
+  -c, --stdout  -o FILE  -f, --force  -k, --keep  --rm  -r, --recursive
+  -q, --quiet  -v, --verbose  -T, --threads N  -1..-9 (-9: tzip-large)
+  --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
+
+Archives written one after another (cat a.tz b.tz) decompress to both contents.
+Decompressed files get the archive's modification time and permissions."""
+
+
+class TzipGroup(click.Group):
+    """Subcommands, plus gzip-style use (`tzip FILE`, `tzip -d FILE.tz`) through a hidden
+    default command; one-line errors with hints; clean exits on signals."""
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.command_path, "[OPTIONS] [FILE]...   (gzip-style)")
+        formatter.write_usage(ctx.command_path, "COMMAND [OPTIONS] [ARGS]...", prefix="   or: ")
+
+    def parse_args(self, ctx, args):
+        if args and args[0] in ("-h", "--help", "-V", "--version"):
+            return super().parse_args(ctx, args)
+        if not args or args[0] not in self.commands:
+            if args and not args[0].startswith("-") and not os.path.exists(args[0]):
+                close = difflib.get_close_matches(args[0], COMMANDS, n=1, cutoff=0.75)
+                if close:
+                    raise click.UsageError(f"no such file or command {args[0]!r}; "
+                                           f"did you mean 'tzip {close[0]}'?", ctx)
+            args = ["gzip-style"] + list(args)
+        return super().parse_args(ctx, args)
+
+    def main(self, args=None, prog_name=None, **extra):
+        extra.pop("standalone_mode", None)
+        old = {}
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is None:
+                continue
+            try:
+                old[sig] = signal.signal(sig, _raise_signal)
+            except (ValueError, OSError):  # not the main thread
+                pass
+        code = 0
+        try:
+            rv = super().main(args, prog_name or "tzip", standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+        except click.exceptions.Exit as e:
+            code = e.exit_code
+        except click.exceptions.NoSuchOption as e:
+            code = _usage(e, _option_hint(e.option_name))
+        except click.ClickException as e:
+            code = _usage(e)
+        except (click.Abort, KeyboardInterrupt):
+            _say("interrupted")
+            code = 130
+        except _Signalled as e:
+            _say("terminated" if e.signum == signal.SIGTERM else "hung up")
+            code = 128 + e.signum
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BrokenPipeError:
+            try:  # the reader went away (tzip -dc x.tz | head): no message, as gzip
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            code = 141
+        except Exception as e:  # a bug: one line, the traceback with TZIP_DEBUG=1
+            if os.environ.get("TZIP_DEBUG"):
+                import traceback
+                traceback.print_exc()
+            _say(f"internal error: {type(e).__name__}: {_clean(str(e))} "
+                 "(TZIP_DEBUG=1 shows where)")
+            code = 1
+        finally:
+            for sig, handler in old.items():
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, OSError):
+                    pass
+        sys.exit(code)
+
+
+def _raise_signal(signum, frame):
+    raise _Signalled(signum)
+
+
+def _usage(e: click.ClickException, hint: str = "") -> int:
+    msg = e.format_message()
+    _say(msg + (f" ({hint})" if hint else ""))
+    ctx = getattr(e, "ctx", None)
+    path = ctx.command_path.replace(" gzip-style", "") if ctx is not None else "tzip"
+    click.echo(f"Try '{path} --help' for help.", err=True)
+    return e.exit_code
+
+
+def _option_hint(opt: str) -> str:
+    hints = {"-x": "tzip -d decompresses", "-u": "tzip -d decompresses", "-D": "did you mean -d?",
+             "--uncompress": "did you mean -d?", "--decompres": "did you mean -d?",
+             "-n": "tzip stores no name; nothing to skip", "-N": "tzip stores no name",
+             "-S": "tzip writes .tz only", "-p": "use -T N for threads", "-e": "try -9"}
+    if opt in hints:
+        return hints[opt]
+    if re.fullmatch(r"-[0-9]{2,}", opt or ""):
+        return "levels are -1..-9"
+    return "gzip-style: -d -z -t -l -c -k -f -q -v -r -T N -1..-9; commands: " + ", ".join(COMMANDS)
+
+
+def _show_version(ctx, param, value) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"tzip {__version__}\n{_compiled_loops()}")
+        ctx.exit()
+
+
+@click.group(cls=TzipGroup, context_settings=CONTEXT, help=HELP)
+@click.option("-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_show_version, help="Show the version and exit.")
 def main() -> None:
-    """Lossless text compression with a small transformer and a range coder.
+    pass
 
-    FILE.tz is written next to FILE and FILE is kept. With no FILE, or '-', read
-    standard input and write standard output."""
+
+class _GzipStyle(click.Command):
+    """The default command: its help speaks of `tzip [OPTIONS] [FILE]...`."""
+
+    def format_usage(self, ctx, formatter):
+        formatter.write_usage(ctx.parent.command_path if ctx.parent else "tzip", "[OPTIONS] [FILE]...")
+
+
+@main.command("gzip-style", cls=_GzipStyle, hidden=True, context_settings=CONTEXT)
+@click.argument("files", nargs=-1, type=click.Path())
+@click.option("-z", "--compress", "mode", flag_value="compress", default=True,
+              help="Compress (the default).")
+@click.option("-d", "--decompress", "--uncompress", "mode", flag_value="decompress",
+              help="Decompress.")
+@click.option("-t", "--test", "mode", flag_value="test", help="Test archives' integrity.")
+@click.option("-l", "--list", "mode", flag_value="list", help="List archives' sizes and model.")
+@_io_options
+@_level_options
+@_streams_option
+@_model_options
+@click.pass_context
+def gzip_style(ctx, files, mode, stdout, output, force, quiet, verbose, keep, rm, recursive,
+               level, streams, model, device, threads):
+    """tzip as gzip: compress FILES, or -d/-t/-l them."""
+    _start(threads)
+    job = Job(mode, stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
+              rm=rm and not keep, model=_model_for(model, level) if mode == "compress" else model,
+              device=device, streams=streams)
+    _run(job, files, recursive)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, type=click.Path())
+@_io_options
+@_level_options
+@_streams_option
+@_model_options
+def compress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, level, streams,
+             model, device, threads):
+    """Compress FILES to FILE.tz (FILE is kept; --rm removes it)."""
+    _start(threads)
+    _run(Job("compress", stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
+             rm=rm and not keep, model=_model_for(model, level), device=device, streams=streams),
+         files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path())
 @_io_options
 @_model_options
-@click.option("--streams", type=click.IntRange(1, MAX_STREAMS), default=None,
-              help="Streams per block (default: from the input size).")
-def compress(files, stdout, output, force, quiet, verbose, model, device, streams):
-    """Compress FILES to FILE.tz."""
-    if (stdout or (not files or files == ("-",)) and not output) and sys.stdout.isatty() and not force:
-        raise click.UsageError("refusing to write compressed data to a terminal (use -o or -f)")
-    try:
-        compressor = api.Compressor(model, device=device, streams=streams)
-    except TzipError as e:
-        _say(str(e))
-        sys.exit(1)
-
-    def work(fin, fout, tick):
-        return compressor.compress_stream(fin, fout, tick)
-    _run_all(files, output, stdout, force=force, quiet=quiet, verbose=verbose, work=work,
-             verb="compressed", out_of=lambda s: s + ".tz")
-
-
-def _strip_tz(src: str) -> str:
-    if not src.endswith(".tz") or len(os.path.basename(src)) <= 3:
-        raise Failed(f"{src}: unknown suffix (expected .tz); use -o or -c")
-    return src[:-3]
+def decompress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, model, device,
+               threads):
+    """Decompress FILE.tz to FILE, verifying every block's checksum. The output gets the
+    archive's modification time and permissions."""
+    _start(threads)
+    _run(Job("decompress", stdout=stdout, output=output, force=force, quiet=quiet,
+             verbose=verbose, rm=rm and not keep, model=model, device=device), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path())
-@_io_options
-@_model_options
-def decompress(files, stdout, output, force, quiet, verbose, model, device):
-    """Decompress FILE.tz to FILE, verifying every block's checksum."""
-    decompressor = api.Decompressor(model, device=device)
-
-    def work(fin, fout, tick):
-        decompressor.decompress_stream(fin, fout, tick)
-        return fin.tell() if fin.seekable() else 0
-    _run_all(files, output, stdout, force=force, quiet=quiet, verbose=verbose, work=work,
-             verb="decompressed", out_of=_strip_tz)
-
-
-class _Sink:
-    def write(self, b: bytes) -> int:
-        return len(b)
-
-
-@main.command(context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, type=click.Path())
-@_model_options
+@click.option("-r", "--recursive", is_flag=True, help="Test the .tz files in directories.")
 @click.option("-q", "--quiet", is_flag=True, help="Only report failures.")
-def test(files, model, device, quiet):
-    """Decode FILES fully and check them, writing nothing."""
-    failed = False
-    decompressor = api.Decompressor(model, device=device)
-    for src in files:
-        try:
-            with open(src, "rb") as fin, _progress(_size(src), quiet, "testing") as tick:
-                n = decompressor.decompress_stream(fin, _Sink(), tick)
-            if not quiet:
-                click.echo(f"{src}: OK ({n:,} bytes)")
-        except (TzipError, OSError) as e:
-            _say(f"{src}: {getattr(e, 'strerror', None) or e}")
-            failed = True
-    sys.exit(1 if failed else 0)
+@_model_options
+def test(files, recursive, quiet, model, device, threads):
+    """Decode FILES fully and check them, writing nothing ('-' or none: stdin)."""
+    _start(threads)
+    _run(Job("test", quiet=quiet, model=model, device=device), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, type=click.Path())
-def info(files):
-    """Show sizes, ratio, model and blocks of archives (without decoding)."""
-    failed = False
-    for src in files:
-        try:
-            with open(src, "rb") as fin:
-                i = api.info(fin)
-        except (TzipError, OSError) as e:
-            _say(f"{src}: {getattr(e, 'strerror', None) or e}")
-            failed = True
-            continue
-        methods = ", ".join(sorted({b.method for b in i.blocks})) or "none"
-        streams = sum(b.streams for b in i.blocks)
-        click.echo(f"{src}\n  original   {i.original_size:,} bytes\n"
-                   f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
-                   f"  model      {i.model_name}  (id {i.model_id[:16]})\n"
-                   f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
-                   f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
-                   f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''})\n"
-                   f"  format     {i.version}")
-    sys.exit(1 if failed else 0)
+@click.argument("files", nargs=-1, type=click.Path())
+@click.option("-r", "--recursive", is_flag=True, help="List the .tz files in directories.")
+def info(files, recursive):
+    """Show sizes, ratio, model and blocks of archives, without decoding ('-': stdin)."""
+    _run(Job("list"), files, recursive)
 
 
 @main.command("models", context_settings=CONTEXT)
-def list_models():
-    """List installed models."""
-    for name in registry.available():
-        m = registry.load(name)
-        click.echo(f"{name:14s} {m.num_params() / 1e6:5.2f}M params  context {m.cfg.context:5d}  "
-                   f"id {m.digest.hex()[:16]}")
+@click.option("-v", "--verbose", is_flag=True, help="Also show the folders searched.")
+def list_models(verbose):
+    """List installed models: $TZIP_MODELS, the per-user folder, the shipped ones."""
+    files = modelpath.model_files()
+    failed = False
+    for name, path in sorted(files.items()):
+        try:
+            s = modelpath.summary(path)
+        except Exception:  # noqa: BLE001 - any unreadable file: one line, go on
+            _say(f"{path}: not a readable tzip model")
+            failed = True
+            continue
+        click.echo(f"{name:14s} {s['params'] / 1e6:5.2f}M params  context {s['context']:5d}  "
+                   f"id {s['id'][:16]}  {path}")
+    if verbose or not files:
+        searched = os.pathsep.join(str(d) for d in modelpath.search_path())
+        (_say if not files else click.echo)(
+            ("no models found; " if not files else "") + f"searched: {searched}")
+    sys.exit(1 if failed or not files else 0)
 
 
 @main.command(context_settings={**CONTEXT, "ignore_unknown_options": True}, add_help_option=False)
@@ -244,3 +606,14 @@ def train(args):
     """Train a model from a config: tzip train --config models/NAME.json --out DIR [--resume DIR]."""
     from .train import main as train_main
     sys.exit(train_main(list(args)))
+
+
+def tzcat() -> None:
+    """The tzcat command: tzip -dc FILE... (stdin when none)."""
+    args = sys.argv[1:]
+    if any(a in ("-h", "--help") for a in args):
+        click.echo("Usage: tzcat [OPTIONS] [FILE]...\n\n  Decompress FILEs (or standard input) to "
+                   "standard output: the same as tzip -dc.\n  Options as tzip's: --model, --device, "
+                   "-T N, -q, -v.")
+        sys.exit(0)
+    main(["-dc", *args], prog_name="tzcat")

@@ -1,4 +1,6 @@
-"""Finding and loading models: shipped ones by name from models/, or any .npz by path."""
+"""Finding and loading models: installed ones by name (tzip/modelpath.py has the search
+path: $TZIP_MODELS, the per-user folder, the models shipped with the package), or any .npz
+by path."""
 from __future__ import annotations
 
 import os
@@ -7,20 +9,22 @@ from pathlib import Path
 
 import torch
 
+from .. import modelpath
 from ..errors import ModelError
 from .intmodel import IntModel, ModelFileError
 
-REPO = Path(__file__).resolve().parent.parent.parent
+REPO = modelpath.REPO
 CPU_DEFAULT, GPU_DEFAULT = "tzip-small", "tzip-large"
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("TZIP_MODELS", REPO / "models"))
+    """$TZIP_MODELS (its first folder) when set, else the shipped models' folder."""
+    return modelpath.primary_dir()
 
 
 def available() -> list[str]:
-    d = models_dir()
-    return sorted(p.stem for p in d.glob("*.npz")) if d.is_dir() else []
+    """Names of the models on the whole search path (modelpath.search_path())."""
+    return sorted(modelpath.model_files())
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -48,7 +52,7 @@ def _load_path(path: str, mtime: float) -> IntModel:
 
 
 def load(spec: "str | Path | IntModel | None", device: torch.device | None = None) -> IntModel:
-    """A model from an IntModel, a path to an .npz, or a name in models_dir()."""
+    """A model from an IntModel, a path to an .npz, or the name of an installed model."""
     if isinstance(spec, IntModel):
         return spec
     if spec is None:
@@ -56,11 +60,11 @@ def load(spec: "str | Path | IntModel | None", device: torch.device | None = Non
     try:
         p = Path(spec)
         if not p.is_file():
-            p = models_dir() / f"{spec}.npz"
-            if not p.is_file():
+            p = modelpath.model_file(str(spec))
+            if p is None:
                 have = ", ".join(available()) or "none"
-                raise ModelError(f"model {_shown(str(spec))} not found "
-                                 f"(installed in {models_dir()}: {have})")
+                raise ModelError(f"model {_shown(str(spec))} not found (installed: {have}; "
+                                 f"looked in {', '.join(map(str, modelpath.search_path()))})")
         return _load_path(str(p.resolve()), p.stat().st_mtime)
     except ModelFileError as e:
         raise ModelError(str(e)) from None
@@ -86,8 +90,9 @@ def find(name: str, digest: bytes) -> IntModel:
             continue
         if m.digest.startswith(digest):
             return m
+    where = ", ".join(map(str, modelpath.search_path()))
     raise ModelError(f"this archive was made with model {_shown(name)} (id {digest.hex()[:16]}), "
-                     f"which is not installed in {models_dir()}; pass --model PATH")
+                     f"which is not installed (looked in {where}); pass --model PATH")
 
 
 NAME_MAX = 128  # longest model name find() looks up
@@ -110,12 +115,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def _installed_path(name: str) -> Path | None:
-    """The file of an installed model (a name from available()), or None."""
-    p = models_dir() / f"{name}.npz"
-    try:
-        return p if p.is_file() else None
-    except OSError:
-        return None
+    """The file of an installed model (a name from available(), anywhere on the search
+    path), or None."""
+    return modelpath.model_files().get(name)
 
 
 _digests: dict[tuple[str, int, int], bytes] = {}

@@ -1,0 +1,172 @@
+"""The library API beyond one-shot calls: tzip.open file objects, the incremental
+TzipCompressor/TzipDecompressor (as lzma's), concatenated archives, the model search path
+and the thread policy."""
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+import tzip
+from tzip import modelpath, threads
+
+
+def test_open_binary_round_trip_in_many_blocks(tmp_path, tiny_path, text):
+    data = text[:5000] + bytes(range(256))
+    p = tmp_path / "a.tz"
+    with tzip.open(p, "wb", model=tiny_path, block_size=1500) as f:
+        assert f.writable() and not f.readable()
+        for i in range(0, len(data), 700):
+            f.write(data[i:i + 700])
+        assert f.tell() == len(data)
+    assert len(tzip.info(p.read_bytes()).blocks) == 4
+    with tzip.open(p, "rb", model=tiny_path) as f:
+        assert f.read(10) == data[:10]
+        assert f.readline() == data[10:].split(b"\n", 1)[0] + b"\n"
+        rest = f.read()
+    assert data[:10] + data[10:].split(b"\n", 1)[0] + b"\n" + rest == data
+    assert tzip.decompress(p.read_bytes(), tiny_path) == data
+
+
+def test_open_text_mode(tmp_path, tiny_path):
+    s = "Grüße, naïve café\nline two\n" * 40
+    p = tmp_path / "t.tz"
+    with tzip.open(p, "wt", model=tiny_path, encoding="utf-8", block_size=400) as f:
+        f.write(s)
+    with tzip.open(p, "rt", model=tiny_path, encoding="utf-8") as f:
+        assert f.readline() == "Grüße, naïve café\n"
+        assert f.readline() + f.read() == s[len("Grüße, naïve café\n"):]
+    with pytest.raises(ValueError):
+        tzip.open(p, "rb", encoding="utf-8")
+
+
+def test_open_file_objects_append_and_empty(tmp_path, tiny_path, text):
+    buf = io.BytesIO()
+    with tzip.open(buf, "wb", model=tiny_path) as f:
+        f.write(text[:900])
+    assert not buf.closed  # a caller's file object stays open
+    p = tmp_path / "ab.tz"
+    p.write_bytes(buf.getvalue())
+    with tzip.open(p, "ab", model=tiny_path) as f:  # a second archive after the first
+        f.write(text[900:1500])
+    with tzip.open(p, model=tiny_path) as f:
+        assert f.read() == text[:1500]
+    assert tzip.info(p.read_bytes()).members == 2
+    (tmp_path / "empty.tz").write_bytes(b"")
+    with tzip.open(tmp_path / "empty.tz") as f:
+        assert f.read() == b""
+    (tmp_path / "cut.tz").write_bytes(p.read_bytes()[:-3])
+    with tzip.open(tmp_path / "cut.tz", model=tiny_path) as f, pytest.raises(tzip.CorruptArchive):
+        f.read()
+    (tmp_path / "junk.tz").write_bytes(p.read_bytes() + b"junk")
+    with tzip.open(tmp_path / "junk.tz", model=tiny_path) as f, pytest.raises(tzip.CorruptArchive,
+                                                                            match="trailing"):
+        f.read()
+
+
+def test_incremental_objects_round_trip(tiny_path, text):
+    data = text[:6000]
+    c = tzip.TzipCompressor(tiny_path, block_size=2000)
+    parts = [c.compress(data[i:i + 999]) for i in range(0, len(data), 999)]
+    assert parts[0].startswith(b"\x89TZP")  # the header and the first block come early
+    blob = b"".join(parts) + c.flush()
+    with pytest.raises(ValueError):
+        c.flush()
+    assert tzip.decompress(blob, tiny_path) == data
+    d = tzip.TzipDecompressor(tiny_path)
+    out = []
+    for i in range(0, len(blob), 37):  # input in small pieces
+        assert not d.eof
+        out.append(d.decompress(blob[i:i + 37]))
+    assert d.eof and b"".join(out) == data and d.unused_data == b""
+    d = tzip.TzipDecompressor(tiny_path)
+    got = d.decompress(blob + b"next", max_length=100)
+    assert got == data[:100] and not d.needs_input
+    while not d.eof:
+        got += d.decompress(b"", max_length=1000)
+    assert got == data and d.unused_data == b"next"
+    with pytest.raises(EOFError):
+        d.decompress(b"more")
+    with pytest.raises(tzip.CorruptArchive):
+        tzip.TzipDecompressor(tiny_path).decompress(b"not an archive")
+
+
+def test_one_shot_objects_keep_their_meaning(tiny_path, text):
+    c = tzip.Compressor(tiny_path)
+    blob = c.compress(text[:700])  # a whole archive, as before
+    assert tzip.Decompressor(tiny_path).decompress(blob) == text[:700]
+    assert tzip.decompress(blob + blob, tiny_path) == text[:700] * 2
+    i = tzip.info(blob + blob)
+    assert i.members == 2 and i.original_size == 1400 and i.compressed_size == 2 * len(blob)
+    assert isinstance(i.blocks[0], tzip.BlockInfo)
+
+
+def test_shipped_model_ids_without_torch(small):
+    s = modelpath.summary(modelpath.model_file("tzip-small"))
+    assert s["id"] == small.digest.hex() and s["params"] == small.num_params()
+    assert s["context"] == small.cfg.context
+
+
+def test_search_path(tmp_path, monkeypatch, tiny, tiny_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    tiny.save(b / "extra.npz")
+    monkeypatch.setenv("TZIP_MODELS", os.pathsep.join([str(a), str(b)]))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    files = modelpath.model_files()
+    assert files["extra"] == b / "extra.npz" and "tzip-small" in files  # shipped ones too
+    assert modelpath.search_path()[:2] == [a, b]
+    assert modelpath.model_file("../b/extra") is None and modelpath.model_file(".x") is None
+    assert tzip.decompress(tzip.compress(b"hello hello", "extra"), "extra") == b"hello hello"
+    monkeypatch.delenv("TZIP_MODELS")
+    user = modelpath.user_dir()
+    if "platformdirs" not in str(type(user)):  # the XDG fallback
+        user.mkdir(parents=True, exist_ok=True)
+        tiny.save(user / "mine.npz")
+        assert modelpath.model_file("mine") == user / "mine.npz"
+
+
+def test_thread_policy(monkeypatch):
+    assert 1 <= threads.available_cores() <= (os.cpu_count() or 1)
+    assert 1 <= threads.auto_threads() <= threads.available_cores()
+    monkeypatch.setattr(threads, "_chosen", None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("TZIP_THREADS", raising=False)
+    assert threads.wanted() is None  # the user's choice stands
+    monkeypatch.setenv("TZIP_THREADS", "2")
+    assert threads.wanted() == 2
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("TZIP_THREADS")
+    assert threads.wanted() == threads.auto_threads()
+
+
+def test_import_is_lazy():
+    import subprocess
+    import sys
+    code = ("import sys, time; t = time.time(); import tzip; dt = time.time() - t\n"
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+            "tzip.open, tzip.TzipFile, tzip.info, tzip.ArchiveInfo\n"
+            "assert 'torch' not in sys.modules\n"
+            "print(dt)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert p.returncode == 0, p.stderr
+    assert float(p.stdout) < 0.5
+
+
+def test_archives_of_a_per_user_model_decode_by_id(tmp_path, monkeypatch, tiny, text):
+    """A model in the per-user folder (or a second $TZIP_MODELS folder) is found by the
+    archive's id, as the shipped ones are."""
+    from test_errors import _force_model_block
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    tiny.save(second / "renamed.npz")
+    monkeypatch.setenv("TZIP_MODELS", os.pathsep.join([str(first), str(second)]))
+    data = text[:1500]
+    assert tzip.decompress(_force_model_block(tiny, data)) == data
+    d = tzip.TzipDecompressor()
+    assert d.decompress(_force_model_block(tiny, data)) == data and d.eof

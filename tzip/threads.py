@@ -1,0 +1,122 @@
+"""How many threads tzip's model runs on: the cores this process may actually use.
+
+PyTorch starts as many OpenMP threads as it sees cores. On a machine whose cores are busy
+with other work, those threads wait for each other and small jobs get many times slower
+(measured on a busy 2-core machine, load 4-10: `tzip FILE` of 6 KB took 13.6-75 s with two
+threads, 2.0-17 s with one; a fresh process's tzip.compress of 4 KB 30.6-34.2 s against
+3.1-3.2 s). So unless the user chose (OMP_NUM_THREADS, TZIP_THREADS,
+`tzip -T N`, tzip.set_threads), tzip picks:
+
+    cores = CPUs in this process's affinity mask, capped by a cgroup CPU quota
+    threads = max(1, cores - int(load average over 1 minute + 0.25))
+
+once, when it first loads PyTorch. Where the host application imported PyTorch before
+tzip needed it, its thread settings are left as they are. The thread count never changes
+archive bytes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+_chosen: int | None = None  # set by set_threads or by the policy
+_applied = False
+
+
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup v2/v1 quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = None
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            q, p = f.read().split()[:2]
+        if q != "max":
+            quota = int(q) / int(p)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+                q = int(f.read())
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                p = int(f.read())
+            if q > 0 and p > 0:
+                quota = q / p
+        except (OSError, ValueError):
+            pass
+    if quota:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def auto_threads() -> int:
+    """The policy's pick: available cores less those the load average says are busy."""
+    n = available_cores()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return n
+    return max(1, n - int(load + 0.25))
+
+
+def _from_env() -> int | None:
+    v = os.environ.get("TZIP_THREADS", "").strip()
+    if v:
+        try:
+            n = int(v)
+        except ValueError:
+            return None
+        return auto_threads() if n <= 0 else n
+    return None
+
+
+def user_chose() -> bool:
+    return _chosen is not None or bool(os.environ.get("OMP_NUM_THREADS")) or _from_env() is not None
+
+
+def set_threads(n: int | None) -> None:
+    """Run the model on n threads (0 or None: the automatic choice), from now on."""
+    global _chosen, _applied
+    _chosen = auto_threads() if not n or n <= 0 else int(n)
+    _applied = False
+    if "torch" in sys.modules:
+        apply()
+
+
+def wanted() -> int | None:
+    """The thread count tzip will set, or None to leave the libraries' own choice."""
+    if _chosen is not None:
+        return _chosen
+    env = _from_env()
+    if env is not None:
+        return env
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None  # the user's: PyTorch and OpenBLAS read it themselves
+    return auto_threads()
+
+
+def before_torch() -> None:
+    """Called before tzip imports PyTorch for the first time in this process."""
+    global _applied
+    if _applied:
+        return
+    if "torch" in sys.modules and _chosen is None and _from_env() is None:
+        _applied = True  # the application's PyTorch: its settings stand
+        return
+    n = wanted()
+    if n is not None and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(n))
+    apply()
+
+
+def apply() -> None:
+    global _applied
+    n = wanted()
+    _applied = True
+    if n is None:
+        return
+    import torch
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
