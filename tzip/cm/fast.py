@@ -21,17 +21,15 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
         table=np.zeros((1 << tb) * tables.BUCKET, dtype=np.uint32),
         o1=np.full(65536, tables.COUNTER_INIT, dtype=np.uint32),
         ctx_map=np.full(len(tables.CONTEXTS) * 1024, tables.COUNTER_INIT, dtype=np.uint32),
-        apm3=tables.apm_init(33),
         match_sm=np.full(64, tables.COUNTER_INIT, dtype=np.uint32),
         match_table=np.zeros(1 << mb, dtype=np.int64),
         match_ptr=np.zeros(S, dtype=np.int64), match_len=np.zeros(S, dtype=np.int64),
-        indirect=np.zeros(65536, dtype=np.int64),
         word=np.zeros(S, dtype=np.int64), line_start=np.zeros(S, dtype=np.int64),
         prev_line=np.zeros(S, dtype=np.int64),
         w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
         apm_tf=tables.apm_init(65536), apm1=tables.apm_init(256), apm2=tables.apm_init(65536),
         coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
-        buf=buf, scratch=np.zeros(257 + 4 * N + len(tables.ALL_CONTEXTS) + 9, dtype=np.int64)), tb, mb
+        buf=buf, scratch=np.zeros(257 + 4 * N + 9, dtype=np.int64)), tb, mb
 
 
 class FastCM:

@@ -134,7 +134,7 @@ class APM:
     probability, interpolated; the nearer bin learns the coded bit at rate 2^-APM_RATE."""
 
     def __init__(self, contexts: int):
-        self.t = [int(v) for v in T.apm_init(contexts)]
+        self.t = [int(v) for v in T.apm_init(1)] * contexts
         self.index = 0
 
     def p(self, ctx: int, p: int) -> int:
@@ -170,8 +170,8 @@ class Mixer:
     def update(self, x: list[int], y: int) -> None:
         err = ((y << 12) - self.pr) * self.lr
         w = self.w[self.sel]
-        for i, xi in enumerate(x):
-            w[i] = clamp(w[i] + ((xi * err + 32768) >> 16), -T.W_MAX, T.W_MAX)
+        for i, xi in enumerate(x):  # unbounded: a step moves w by < 3100, so 2^33 bits keep |w| < 2^45 (no int64 overflow)
+            w[i] += (xi * err + 32768) >> 16
 
 
 def match_length_bucket(n: int) -> int:
@@ -209,7 +209,6 @@ class CMModel:
         self.o1 = Counters(65536)
         self.match_sm = Counters(64)
         self.ctx_map = Counters(len(T.CONTEXTS) * 1024)
-        self.indirect = [0] * 65536
         self.match_bits = T.match_bits(n)
         self.match_table = [0] * (1 << self.match_bits)
         self.streams = [StreamState() for _ in range(self.S)]
@@ -306,21 +305,19 @@ class CMModel:
         c = [0] + [self._byte(s, t - k) for k in range(1, 9)]  # c[k]: k bytes back (0 before the start)
         c1 = c[1]
 
-        # context hashes, fixed for the whole byte: every candidate, then the selected
-        candidates = {}
-        h = hmix(1, c1)  # orders 2..24: one hash chain over the previous bytes
+        # context hashes (tables.CONTEXTS), fixed for the whole byte
+        ctx = {}
+        h = hmix(1, c1)  # orders: one hash chain over the previous bytes
         for k in range(2, 25):
             h = hmix(h, self._byte(s, t - k))
-            candidates[f"o{k}"] = h
-        candidates["word"] = hmix(hmix(5, ss.word), c1)
-        candidates["sparse"] = hmix(hmix(6, c[2]), c[3])
+            ctx[f"o{k}"] = h
+        ctx["word"] = hmix(hmix(5, ss.word), c1)
         col = t - ss.line_start
-        above_at = ss.prev_line + col
+        above_at = ss.prev_line + col  # same column, previous line of this stream
         above = int(hist[s, above_at]) if above_at < ss.line_start else 0
-        candidates["column"] = hmix(hmix(7, above), c1)
-        candidates["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
-        candidates["indirect"] = hmix(hmix(10, c1), self.indirect[(c[2] << 8) | c1])
-        ctx_hashes = [candidates[name] for name in T.CONTEXTS]
+        ctx["column"] = hmix(hmix(7, above), c1)
+        ctx["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+        ctx_hashes = [ctx[name] for name in T.CONTEXTS]
 
         # match model: continue the copy while it is known, else look the context up
         mptr, mlen = ss.match_ptr, ss.match_len
@@ -390,12 +387,9 @@ class CMModel:
 
             tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
             st_a = self.mixer_a.mix(x, c0)
-            if T.MIXB:
-                st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
-                xf = [st_a, st_b, 256]
-                p_f = squash(self.mixer_f.mix(xf, j))
-            else:
-                p_f = self.mixer_a.pr
+            st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
+            xf = [st_a, st_b, 256]
+            p_f = squash(self.mixer_f.mix(xf, j))
             p1 = self.apm1.p(c0, p_f)
             p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
             p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
@@ -403,9 +397,8 @@ class CMModel:
             y = self._code_bit(p, (byte >> (7 - j)) & 1)
 
             self.mixer_a.update(x, y)
-            if T.MIXB:
-                self.mixer_b.update(x, y)
-                self.mixer_f.update(xf, y)
+            self.mixer_b.update(x, y)
+            self.mixer_f.update(xf, y)
             self.apm_tf.update(y)
             self.apm1.update(y)
             self.apm2.update(y)
@@ -432,8 +425,6 @@ class CMModel:
             ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
         elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
             ss.word = 0
-        i = (c[2] << 8) | c1  # what followed this order-2 context: its last two bytes
-        self.indirect[i] = ((self.indirect[i] << 8) | byte) & 0xFFFF
         if byte == 10:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
         return byte
