@@ -6,6 +6,15 @@ import numpy as np
 from . import jit, tables
 
 
+def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """Zeros whose first element starts a cache line: a 16-slot uint32 bucket then spans
+    one line, not two."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + align // itemsize, dtype=dtype)
+    off = (-raw.ctypes.data % align) // itemsize
+    return raw[off:off + n]
+
+
 def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMState:
     S = len(lengths)
     n = int(lengths.sum())
@@ -18,7 +27,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
     w_f = np.tile(np.array([1 << 15, 1 << 15, 0], dtype=np.int64), tables.MIX_SETS_F)
     return jit.CMState(
         hist=hist, lengths=lengths.astype(np.int64),
-        table=np.zeros((1 << tb) * tables.BUCKET, dtype=np.uint32),
+        table=_aligned_zeros((1 << tb) * tables.BUCKET, np.uint32),
         o1=np.full(65536, tables.COUNTER_INIT, dtype=np.uint32),
         ctx_map=np.full(len(tables.CONTEXTS) * 1024, tables.COUNTER_INIT, dtype=np.uint32),
         match_sm=np.full(64, tables.COUNTER_INIT, dtype=np.uint32),
@@ -27,7 +36,8 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
         word=np.zeros(S, dtype=np.int64), line_start=np.zeros(S, dtype=np.int64),
         prev_line=np.zeros(S, dtype=np.int64),
         w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
-        apm_tf=tables.apm_init(65536), apm1=tables.apm_init(256), apm2=tables.apm_init(65536),
+        apm_tf=tables.apm_init(65536).astype(np.int32), apm1=tables.apm_init(256).astype(np.int32),
+        apm2=tables.apm_init(65536).astype(np.int32),
         coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
         buf=buf, scratch=np.zeros(257 + 4 * N + 9, dtype=np.int64)), tb, mb
 

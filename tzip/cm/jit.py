@@ -58,9 +58,9 @@ class CMState(NamedTuple):
     w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
     w_b: np.ndarray  # (32 * N_IN,) int64 mixer B weights
     w_f: np.ndarray  # (8 * 3,) int64 final mixer weights
-    apm_tf: np.ndarray  # (65536 * 33,) int64
-    apm1: np.ndarray  # (256 * 33,) int64
-    apm2: np.ndarray  # (65536 * 33,) int64
+    apm_tf: np.ndarray  # (65536 * 33,) int32
+    apm1: np.ndarray  # (256 * 33,) int32
+    apm2: np.ndarray  # (65536 * 33,) int32
     coder: np.ndarray  # (8,) int64: x1, x2, x (decoder), pos, limit, error, payload length
     buf: np.ndarray  # uint8 output (encoder) or input (decoder) bytes
     scratch: np.ndarray  # (257 + 4 * N_IN,) int64 work space
