@@ -24,9 +24,10 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
     w_a[:, tables.IN_TF] = tables.W_INIT_TF
     w_b = np.full((tables.MIX_SETS_B, N), tables.W_INIT, dtype=np.int64)
     w_b[:, tables.IN_TF] = tables.W_INIT_TF
-    w_f = np.tile(np.array([1 << 15, 1 << 15, 0], dtype=np.int64), tables.MIX_SETS_F)
+    w_f = np.tile(np.array([1 << 15, 1 << 15, 0, 0], dtype=np.int64), tables.MIX_SETS_F)
     return jit.CMState(
         hist=hist, lengths=lengths.astype(np.int64),
+        start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else np.zeros(0, np.int64),
         table=_aligned_zeros((1 << tb) * tables.BUCKET, np.uint32),
         o1=np.full(65536, tables.COUNTER_INIT, dtype=np.uint32),
         ctx_map=np.full(len(tables.CONTEXTS) * 1024, tables.COUNTER_INIT, dtype=np.uint32),

@@ -45,6 +45,7 @@ class CMState(NamedTuple):
     """Everything the CM stage remembers within one block (see reference.CMModel)."""
     hist: np.ndarray  # (S, L) int64: the streams' bytes (the decoder fills it)
     lengths: np.ndarray  # (S,) int64
+    start: np.ndarray  # (S,) int64: offset of each stream in the block
     table: np.ndarray  # (buckets * 16,) uint32: hashed context slots
     o1: np.ndarray  # (65536,) uint32: order-1 counters by (c1, c0)
     ctx_map: np.ndarray  # (contexts * 1024,) uint32: counters by (context, count, p)
@@ -56,8 +57,8 @@ class CMState(NamedTuple):
     line_start: np.ndarray  # (S,) int64: step after the stream's last newline
     prev_line: np.ndarray  # (S,) int64: start of the line before
     w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
-    w_b: np.ndarray  # (32 * N_IN,) int64 mixer B weights
-    w_f: np.ndarray  # (8 * 3,) int64 final mixer weights
+    w_b: np.ndarray  # (64 * N_IN,) int64 mixer B weights
+    w_f: np.ndarray  # (16 * 4,) int64 final mixer weights
     apm_tf: np.ndarray  # (65536 * 33,) int32
     apm1: np.ndarray  # (256 * 33,) int32
     apm2: np.ndarray  # (65536 * 33,) int32
@@ -285,7 +286,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         tfb = abs(x[0]) >> 9
         if tfb > 3:
             tfb = 3
-        sb = ((lb if expect >= 0 else 0) * 4 + tfb) * N_IN
+        sb = (((lb if expect >= 0 else 0) * 4 + tfb) * 2 + ((st.start[s] + t) & 1)) * N_IN
         dot_a = 0
         dot_b = 0
         for i in range(N_IN):
@@ -297,8 +298,8 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         stb = max(-2047, min(2047, stb))
         pma = squash(sta)
         pmb = squash(stb)
-        sf = j * 3
-        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * 256
+        sf = (j * 2 + ((st.start[s] + t) & 1)) * 4
+        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * x[0] + st.w_f[sf + 3] * 256
         stf = max(-2047, min(2047, dot_f >> 16))
         pf = squash(stf)
         # APMs
@@ -353,7 +354,8 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         err_f = ((y << 12) - pf) * LR_F
         st.w_f[sf] += (sta * err_f + 32768) >> 16
         st.w_f[sf + 1] += (stb * err_f + 32768) >> 16
-        st.w_f[sf + 2] += (256 * err_f + 32768) >> 16
+        st.w_f[sf + 2] += (x[0] * err_f + 32768) >> 16
+        st.w_f[sf + 3] += (256 * err_f + 32768) >> 16
         apm_update(st.apm_tf, ia_tf, y)
         apm_update(st.apm1, i1, y)
         apm_update(st.apm2, i2, y)

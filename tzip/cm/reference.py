@@ -27,9 +27,10 @@ Inputs of the mixers (tables.IN_*):
  - a bias (constant 256).
 
 Mixing: mixer A has a weight set per c0, mixer B per (match length bucket, transformer
-confidence bucket); each outputs st = sum(w_i x_i) >> 16 (weights 16.16 fixed point) and is
-trained on its own error: w_i += (x_i * err * LR + 2^15) >> 16, err = (y << 12) - p.
-A final mixer (weight set per bit position) combines st_A, st_B and a bias. Two APMs
+confidence bucket, parity of the byte's offset in the block); each outputs
+st = sum(w_i x_i) >> 16 (weights 16.16 fixed point) and is trained on its own error:
+w_i += (x_i * err * LR + 2^15) >> 16, err = (y << 12) - p. A final mixer (weight set per
+bit position and parity) combines st_A, st_B, the transformer's st and a bias. Two APMs
 (by c0; by a hash of the two previous bytes and c0) refine it:
 p = (p_f + p_apm1 + 2 p_apm2 + 2) >> 2, clamped to 1..4095.
 
@@ -204,6 +205,7 @@ class CMModel:
         self.hist = hist
         self.lengths = [int(n) for n in lengths]
         self.S = len(self.lengths)
+        self.start = [sum(self.lengths[:i]) for i in range(self.S)]  # each stream's offset
         n = sum(self.lengths)
         self.table = HashTable(T.table_bits(n))
         self.o1 = Counters(65536)
@@ -217,7 +219,7 @@ class CMModel:
         init[T.IN_TF] = T.W_INIT_TF
         self.mixer_a = Mixer(T.MIX_SETS_A, N, init, T.LR_A)
         self.mixer_b = Mixer(T.MIX_SETS_B, N, init, T.LR_B)
-        self.mixer_f = Mixer(T.MIX_SETS_F, 3, [1 << 15, 1 << 15, 0], T.LR_F)
+        self.mixer_f = Mixer(T.MIX_SETS_F, 4, [1 << 15, 1 << 15, 0, 0], T.LR_F)
         self.apm_tf, self.apm1, self.apm2 = APM(65536), APM(256), APM(65536)
         # coder
         self.x1, self.x2, self.x = 0, MASK32, 0
@@ -343,6 +345,7 @@ class CMModel:
         len_bucket = match_length_bucket(mlen)
         len_capped = min(mlen, 15)
 
+        parity = (self.start[s] + t) & 1  # of the byte's offset in the block
         N = T.N_INPUTS
         x = [0] * N
         slots = [0] * len(ctx_hashes)
@@ -387,9 +390,9 @@ class CMModel:
 
             tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
             st_a = self.mixer_a.mix(x, c0)
-            st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf))
-            xf = [st_a, st_b, 256]
-            p_f = squash(self.mixer_f.mix(xf, j))
+            st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity)
+            xf = [st_a, st_b, x[T.IN_TF], 256]
+            p_f = squash(self.mixer_f.mix(xf, j * 2 + parity))
             p1 = self.apm1.p(c0, p_f)
             p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
             p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)

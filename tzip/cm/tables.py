@@ -90,12 +90,13 @@ COUNTER_LIMIT_O1 = 1023
 COUNTER_LIMIT_MATCH = 1023
 
 MIX_SETS_A = 256  # mixer A: weight set by the partial byte c0
-MIX_SETS_B = 32  # mixer B: by (match length bucket 0..7, transformer confidence 0..3)
-MIX_SETS_F = 8  # final mixer (A, B -> p): by bit position
-LR_A, LR_B, LR_F = 24, 24, 2  # learning rates: w += (x * err * LR + 2^15) >> 16
-W_INIT_TF = 1 << 16  # the transformer's input starts with weight 1.0 ...
-W_INIT = 1 << 13  # ... the others 0.125
-
+MIX_SETS_B = 64  # mixer B: by (match length bucket 0..7, transformer confidence 0..3, parity)
+MIX_SETS_F = 16  # final mixer (A, B, transformer, bias -> p): by (bit position, parity)
+# parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
+# measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
+LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
+W_INIT_TF = 1 << 14  # initial weights (1.0 = 2^16): the transformer 0.25, the others 1/16;
+W_INIT = 1 << 12  # from 1.0 / 0.125: -0.9% on 7 files, -1.2% where the transformer is bad
 APM_RATE = 6
 
 APM_BINS = 33
