@@ -316,3 +316,44 @@ def cmd_layout() -> None:
 
 if __name__ == "__main__" and len(sys.argv) > 1:
     {"table": lambda: cmd_table("--archives" in sys.argv), "layout": cmd_layout}.get(sys.argv[1], lambda: None)()
+
+
+WHOLE = [("alice29.txt", "prose", CORPORA / "canterbury/alice29.txt", None),
+         ("book1", "prose", CORPORA / "calgary/book1", None)]
+
+
+def cmd_whole() -> None:
+    """The prose targets on whole files (default streams): CM and format 3's model payload
+    and archive."""
+    import json
+    for e in WHOLE:
+        data = load(e)
+        raw = Path(e[2]).read_bytes()
+        lengths = default_lengths(len(data))
+        f = cached_freqs(data, lengths)
+        r = dict(file=e[0], n_raw=len(raw), n=len(data), S=len(lengths))
+        r["cm"], r["cm_s"] = cm_size(data, lengths, f)
+        r["f3_model"] = format3_model_size(data, lengths, f)
+        del f
+        r["f3_archive"] = format3_archive_size(raw)
+        print(json.dumps(r), f"CM {8 * r['cm'] / len(raw):.3f} bpb of the original, "
+              f"format-3 archive {8 * r['f3_archive'] / len(raw):.3f}", flush=True)
+
+
+def cmd_archives() -> None:
+    """Format 3's whole archive (tzip.compress, LZMA fallback and all) for the table's files."""
+    import json
+    for e in FILES + CORPUS_FILES:
+        data = load(e)
+        raw = src_bytes(e)
+        print(json.dumps(dict(file=e[0], n=len(raw), f3_archive=format3_archive_size(raw))), flush=True)
+
+
+def src_bytes(entry) -> bytes:
+    _, _, src, n = entry
+    raw = src() if callable(src) else Path(src).read_bytes()
+    return raw[:n] if n else raw
+
+
+if __name__ == "__main__" and len(sys.argv) > 1:
+    {"whole": cmd_whole, "archives": cmd_archives}.get(sys.argv[1], lambda: None)()
