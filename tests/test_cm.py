@@ -1,6 +1,7 @@
 """The CM stage (tzip/cm): reference == compiled payloads, round trips, hostile payloads."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -189,10 +190,24 @@ def test_garbage_payload_stops_quickly(peaked):
     assert dec.t < 200_000  # bounded by the payload's bits, not by the claimed length
 
 
-def test_empty_block():
-    enc = Encoder([], np.zeros((0, 0), dtype=np.int64), compiled=False)
+@pytest.mark.parametrize("compiled", [pytest.param(True, marks=needs_numba), False])
+def test_empty_block(compiled):
+    enc = Encoder([], np.zeros((0, 0), dtype=np.int64), compiled=compiled)
     payload = enc.finish()
-    dec = Decoder(payload, [], np.zeros((0, 0), dtype=np.int64), compiled=False)
+    assert len(payload) == 1  # the coder's flush byte
+    dec = Decoder(payload, [], np.zeros((0, 0), dtype=np.int64), compiled=compiled)
     dec.finish()
     with pytest.raises(CorruptPayload):
-        Decoder(payload + b"x", [], np.zeros((0, 0), dtype=np.int64), compiled=False).finish()
+        Decoder(payload + b"x", [], np.zeros((0, 0), dtype=np.int64), compiled=compiled).finish()
+
+
+@pytest.mark.skipif(not os.environ.get("TZIP_SLOW_TESTS"), reason="slow: set TZIP_SLOW_TESTS=1")
+@needs_numba
+def test_larger_round_trip():
+    """200 KB of mixed text over 16 streams, compiled (about 20 s on the shared machine)."""
+    data = (TEXT + bytes(range(256))) * 220
+    lengths = cut(len(data), 16)
+    hist = layout(data, lengths)
+    freqs = random_freqs(np.random.default_rng(2), hist)
+    payload = encode(hist, lengths, freqs)
+    assert np.array_equal(decode(payload, lengths, freqs), hist)

@@ -4,6 +4,11 @@ State lives in a typing.NamedTuple of numpy arrays (CMState), updated in place; 
 that change (the coder's range, the output position, error flags) live in small int64
 arrays. `code_steps` codes (or decodes) whole steps of the lockstep layout in one call.
 See tzip/cm/reference.py for the normative, commented definition of every step.
+
+The constants are read from tzip/cm/tables.py at compile time, and numba's on-disk cache
+is keyed on this file only: after changing tables.py, delete tzip/cm/__pycache__ (or touch
+this file), or stale compiled code keeps the old constants (tests/test_cm.py would then
+find reference and compiled payloads different).
 """
 from __future__ import annotations
 
