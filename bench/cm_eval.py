@@ -193,7 +193,17 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
         n = min(c, L - t0)
         enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
     out = enc.finish()
-    return len(out), time.thread_time() - t
+    elapsed = time.thread_time() - t
+    if os.environ.get("CM_VERIFY", "1") == "1":  # round trip every result (DESIGN.md 7)
+        from tzip.cm import Decoder
+        got = np.zeros((S, L), dtype=np.int64)
+        dec = Decoder(out, lengths, got, compiled=compiled)
+        for i in range(L):
+            dec.decode(i, freqs[:, i] if freqs is not None else np.ones((S, 256), np.float32))
+        dec.finish()
+        if not np.array_equal(got, mat):
+            raise SystemExit("CM round trip failed")
+    return len(out), elapsed
 
 
 def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:

@@ -14,16 +14,22 @@ Inputs of the mixers (tables.IN_*):
    sums over the byte's binary tree (prefix sums), and the same refined by an APM keyed by
    (previous byte, c0), which learns how far to trust the transformer in this block;
  - an order-1 counter (previous byte, c0), direct;
- - hashed context models (tables.CONTEXTS): orders 2, 3, 4, 6; the word (letters since
-   the last non-letter) with the previous byte; sparse (the two bytes before the previous
-   one); column (the byte above in the previous line of this stream, with the previous
-   byte). Each context selects, at each nibble boundary, a bucket of 16 uint32 slots in
-   one hash table: a 16-bit checksum and 15 adaptive probability counters, one per node of
-   the nibble's binary tree;
+ - hashed context models (tables.CONTEXTS): orders 2, 3, 4, 8, 12, 24 (one hash chain
+   over the previous bytes); word (the letters since the last non-letter, NULs skipped so
+   UTF-16 text keeps its words, with the previous byte); column (the byte above: same
+   column of the previous line of this stream, with the previous byte); even (the 2nd,
+   4th and 6th bytes back: UTF-16 code units, 2-byte records). Each context selects, at
+   each nibble boundary, a bucket of 16 uint32 slots in one hash table: a 16-bit checksum
+   and 15 adaptive probability counters, one per node of the nibble's binary tree. Each
+   counter gives two inputs: st(p), and st of a second counter found by (context, the
+   counter's count capped at 15, p's top 6 bits), which learns what "seen n times, with
+   this p" means in this block (the calibration that bit-history states give paq);
  - the match model: the byte that followed the last earlier occurrence of the stream's
    last MATCH_MIN bytes, anywhere in the block's coded bytes (any stream, steps < t), and
-   the length the two contexts agree; it gives an adaptive st(p) by (length, expected bit)
-   and a signed linear length, while the bits so far agree with the predicted byte;
+   the length the two contexts agree (verified backwards, up to MATCH_VERIFY); it gives
+   an adaptive st(p) by (length capped at 15, expected bit) and a signed linear length,
+   while the bits so far agree with the predicted byte; a copy is followed while its
+   guesses come true;
  - a bias (constant 256).
 
 Mixing: mixer A has a weight set per c0, mixer B per (match length bucket, transformer
@@ -36,7 +42,9 @@ p = (p_f + p_apm1 + 2 p_apm2 + 2) >> 2, clamped to 1..4095.
 
 What the decoder knows at step t: every stream's bytes at steps < t and the current
 byte's bits so far. All contexts use only those (the match model's pointer must be at a
-step < t), so the decoder reproduces every probability.
+step < t), so the decoder reproduces every probability. All state (hash table, counters,
+mixers, APMs, match table) is per block and shared by its streams; per stream: the match
+pointer and length, the word hash, the line starts.
 
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
