@@ -34,6 +34,7 @@ IN_MATCH = T.IN_MATCH
 IN_CMAP = T.IN_CMAP
 IN_MATCH_LEN = T.IN_MATCH_LEN
 IN_BIAS = T.IN_BIAS
+IN_MATCH2 = T.IN_MATCH2
 COUNTER_INIT = T.COUNTER_INIT
 MATCH_MIN = T.MATCH_MIN
 MATCH_VERIFY = T.MATCH_VERIFY
@@ -58,6 +59,10 @@ class CMState(NamedTuple):
     match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
     match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
     match_len: np.ndarray  # (S,) int64
+    match2_table: np.ndarray  # (2^bits,) int64: 1 + step, by hash of (context, stream)
+    match2_ptr: np.ndarray  # (S,) int64: step of the byte match model 2 predicts
+    match2_len: np.ndarray  # (S,) int64
+    match2_sm: np.ndarray  # (64,) uint32: match 2 counters by (length, expected bit)
     word: np.ndarray  # (S,) int64: hash of the letters since the last non-letter
     line_start: np.ndarray  # (S,) int64: step after the stream's last newline
     prev_line: np.ndarray  # (S,) int64: start of the line before
@@ -216,6 +221,23 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
                 if n >= MATCH_MIN:
                     mlen = n
                     mptr = cand
+    # match model 2: the stream's own last occurrence of the context
+    m2ptr = st.match2_ptr[s]
+    m2len = st.match2_len[s]
+    if t >= MATCH_MIN:
+        slot2 = hmix(hm, s + 1) >> (32 - mbits)
+        cand2 = st.match2_table[slot2]
+        st.match2_table[slot2] = t + 1
+        if m2len == 0 and 0 < cand2 <= t:  # (another stream may have written t + 1: not yet known)
+            pt = cand2 - 1
+            n = 0
+            while n < MATCH_VERIFY and pt - n - 1 >= 0 and hist[s, pt - n - 1] == hist[s, t - n - 1]:
+                n += 1
+            if n >= MATCH_MIN:
+                m2len = n
+                m2ptr = pt
+    pb2 = hist[s, m2ptr] if m2len > 0 else -1
+    m2cap = min(m2len, 15)
     pb = -1
     if mlen > 0:
         pb = hist[(mptr - 1) % S, (mptr - 1) // S]
@@ -285,6 +307,11 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             mi = -1
             x[IN_MATCH] = 0
             x[IN_MATCH_LEN] = 0
+        mi2 = -1
+        x[IN_MATCH2] = 0
+        if pb2 >= 0 and ((pb2 + 256) >> (8 - j)) == c0:
+            mi2 = m2cap * 2 + ((pb2 >> (7 - j)) & 1)
+            x[IN_MATCH2] = STRETCH[np.int64(st.match2_sm[mi2]) >> 20]
         x[IN_BIAS] = 256
         # mixers
         sa = c0 * N_IN
@@ -371,6 +398,8 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             counter_update(table, slot[i] + node, y, LIM_CTX)
         if mi >= 0:
             counter_update(st.match_sm, mi, y, LIM_MATCH)
+        if mi2 >= 0:
+            counter_update(st.match2_sm, mi2, y, LIM_MATCH)
         c0 = (c0 << 1) | y
         if decoding and coder[ERR]:
             return 0
@@ -383,6 +412,14 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         else:
             mlen = 0
     st.match_len[s] = mlen
+    if m2len > 0:
+        if pb2 == byte:
+            m2len = min(m2len + 1, MATCH_LEN_CAP)
+            m2ptr += 1
+        else:
+            m2len = 0
+    st.match2_len[s] = m2len
+    st.match2_ptr[s] = m2ptr
     st.match_ptr[s] = mptr
     if is_letter(byte):
         lc = byte + 32 if 65 <= byte <= 90 else byte

@@ -78,7 +78,8 @@ IN_CTX = 3
 IN_CMAP = IN_CTX + len(CONTEXTS)  # the same counters through a map by (order, count, p)
 IN_MATCH = IN_CMAP + len(CONTEXTS)  # match model: adaptive st(p) by (length, expected bit)
 IN_MATCH_LEN = IN_MATCH + 1  # match model: +-length, linear
-IN_BIAS = IN_MATCH_LEN + 1
+IN_MATCH2 = IN_MATCH_LEN + 1  # match model 2 (the stream's own history): st(p) by (length, bit)
+IN_BIAS = IN_MATCH2 + 1
 N_INPUTS = IN_BIAS + 1
 
 MATCH_MIN = 7  # bytes of context hashed to find a match candidate
