@@ -15,7 +15,9 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
     return raw[off:off + n]
 
 
-def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMState:
+def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> tuple[jit.CMState, int, int]:
+    """A block's fresh state (the same initial values as reference.CMModel), with the
+    log2 sizes of the context hash table (buckets) and of the match tables."""
     S = len(lengths)
     n = int(lengths.sum())
     tb, mb = tables.table_bits(n), tables.match_bits(n)
@@ -47,6 +49,8 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
 
 
 class FastCM:
+    """The compiled model behind Encoder/Decoder (same interface as reference.CMModel)."""
+
     def __init__(self, lengths, hist, buf):
         self.st, self.tb, self.mb = new_state(lengths, hist, buf)
 
