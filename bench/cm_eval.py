@@ -144,14 +144,16 @@ def bzip2_size(data: bytes) -> int:
 
 
 def ppmd_sizes(data: bytes) -> tuple[int, int]:
-    """PPMd variant H order 6 (256 MiB), and the best of orders 4..16 (I and H)."""
+    """PPMd var. H (pyppmd's Ppmd7, 256 MiB) at order 6, and the best of orders 4..12
+    (var. H only: pyppmd's var. I decoder fails on some inputs, per bench/structured.py of
+    the corpus checkout)."""
     import pyppmd
-    o6 = len(pyppmd.compress(data, max_order=6, mem_size=256 << 20, variant="H"))
-    best = o6
-    for order in (4, 5, 8, 10, 12, 16):
-        for v in ("H", "I"):
-            best = min(best, len(pyppmd.compress(data, max_order=order, mem_size=256 << 20, variant=v)))
-    return o6, best
+
+    def size(order: int) -> int:
+        enc = pyppmd.Ppmd7Encoder(order, 256 << 20)
+        return len(enc.encode(data) + enc.flush(endmark=False))
+    o6 = size(6)
+    return o6, min([o6] + [size(o) for o in range(4, 13) if o != 6])
 
 
 def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> int:
@@ -191,7 +193,17 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
         n = min(c, L - t0)
         enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
     out = enc.finish()
-    return len(out), time.thread_time() - t
+    elapsed = time.thread_time() - t
+    if os.environ.get("CM_VERIFY", "1") == "1":  # round trip every result (DESIGN.md 7)
+        from tzip.cm import Decoder
+        got = np.zeros((S, L), dtype=np.int64)
+        dec = Decoder(out, lengths, got, compiled=compiled)
+        for i in range(L):
+            dec.decode(i, freqs[:, i] if freqs is not None else np.ones((S, 256), np.float32))
+        dec.finish()
+        if not np.array_equal(got, mat):
+            raise SystemExit("CM round trip failed")
+    return len(out), elapsed
 
 
 def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
@@ -222,10 +234,11 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
                 enc.encode(t0, f[:, t0:t0 + 64])
             payload = enc.finish()
             out = np.zeros((S, L), dtype=np.int64)
-            t = time.thread_time()
+            steps = np.ascontiguousarray(f.transpose(1, 0, 2))  # (L, S, 256): each step's
+            t = time.thread_time()  # tables contiguous, as a model step returns them
             dec = Decoder(payload, lengths, out)
             for i in range(L):
-                dec.decode(i, f[:, i])
+                dec.decode(i, steps[i])
             dec.finish()
             t_dec = time.thread_time() - t
             assert np.array_equal(out, mat)
@@ -239,3 +252,119 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "speed":
     cmd_speed()
+
+
+def cmd_table(archives: bool = False) -> None:
+    """One row per file: CM (tzip-small tables; flat tables), format 3's model payload from
+    the same tables, optionally format 3's whole archive (tzip.compress), xz, bzip2, PPMd."""
+    import json
+    rows = []
+    for e in FILES + CORPUS_FILES:
+        data = load(e)
+        lengths = default_lengths(len(data))
+        f = cached_freqs(data, lengths)
+        n = len(data)
+        r = dict(file=e[0], kind=e[1], n=n, S=len(lengths))
+        r["cm"], r["cm_s"] = cm_size(data, lengths, f)
+        r["cm_flat"], _ = cm_size(data, lengths, None)
+        r["f3_model"] = format3_model_size(data, lengths, f)
+        if archives:
+            r["f3_archive"] = format3_archive_size(data)
+        r["xz"], r["bzip2"] = xz_size(data), bzip2_size(data)
+        r["ppmd6"], r["ppmd_best"] = ppmd_sizes(data)
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    out = Path(os.environ.get("CM_TABLE", "/tmp/cm_table.json"))
+    out.write_text(json.dumps(rows, indent=1))
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
+    cols = ["cm", "cm_flat", "f3_model"] + (["f3_archive"] if "f3_archive" in rows[0] else []) + \
+        ["xz", "bzip2", "ppmd6", "ppmd_best"]
+    lines = ["| file | kind | bytes | S | " + " | ".join(cols) + " | CM / best other |",
+             "|---|---|---|---|" + "---|" * (len(cols) + 1)]
+    groups: dict[str, dict[str, int]] = {}
+    for r in rows:
+        bpb = {c: 8 * r[c] / r["n"] for c in cols}
+        other = min(r[c] for c in ("xz", "bzip2", "ppmd6", "ppmd_best"))
+        lines.append(f"| {r['file']} | {r['kind']} | {r['n']} | {r['S']} | " +
+                     " | ".join(f"**{bpb[c]:.3f}**" if c == "cm" else f"{bpb[c]:.3f}" for c in cols) +
+                     f" | {r['cm'] / other:.3f} |")
+        g = "structured" if r["kind"] in STRUCTURED else "prose"
+        acc = groups.setdefault(g, {c: 0 for c in cols + ["n"]})
+        for c in cols + ["n"]:
+            acc[c] += r[c]
+    for g, acc in groups.items():
+        lines.append(f"| **all {g}** | | {acc['n']} | | " +
+                     " | ".join(f"{8 * acc[c] / acc['n']:.3f}" for c in cols) +
+                     f" | CM / PPMd best {acc['cm'] / acc['ppmd_best']:.3f} |")
+    return "\n".join(lines)
+
+
+def cmd_layout() -> None:
+    """The same files with S = 1, 8 and the default split: CM and format 3's model payload."""
+    import json
+    rows = []
+    for e in FILES:
+        if e[0] not in LAYOUT_FILES:
+            continue
+        data = load(e)
+        for lay, lengths in _layouts(data).items():
+            f = cached_freqs(data, lengths)
+            r = dict(file=e[0], layout=lay, S=len(lengths), n=len(data))
+            r["cm"], _ = cm_size(data, lengths, f)
+            r["cm_flat"], _ = cm_size(data, lengths, None)
+            r["f3_model"] = format3_model_size(data, lengths, f)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    Path(os.environ.get("CM_LAYOUT", "/tmp/cm_layout.json")).write_text(json.dumps(rows, indent=1))
+    print("| file | layout | S | CM | CM flat | format 3 model |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['file']} | {r['layout']} | {r['S']} | " +
+              " | ".join(f"{8 * r[c] / r['n']:.3f}" for c in ("cm", "cm_flat", "f3_model")) + " |")
+
+
+if __name__ == "__main__" and len(sys.argv) > 1:
+    {"table": lambda: cmd_table("--archives" in sys.argv), "layout": cmd_layout}.get(sys.argv[1], lambda: None)()
+
+
+WHOLE = [("alice29.txt", "prose", CORPORA / "canterbury/alice29.txt", None),
+         ("book1", "prose", CORPORA / "calgary/book1", None)]
+
+
+def cmd_whole() -> None:
+    """The prose targets on whole files (default streams): CM and format 3's model payload
+    and archive."""
+    import json
+    for e in WHOLE:
+        data = load(e)
+        raw = Path(e[2]).read_bytes()
+        lengths = default_lengths(len(data))
+        f = cached_freqs(data, lengths)
+        r = dict(file=e[0], n_raw=len(raw), n=len(data), S=len(lengths))
+        r["cm"], r["cm_s"] = cm_size(data, lengths, f)
+        r["f3_model"] = format3_model_size(data, lengths, f)
+        del f
+        if not os.environ.get("CM_NO_ARCHIVE"):  # the transformer again: minutes for book1
+            r["f3_archive"] = format3_archive_size(raw)
+        print(json.dumps(r), f"CM {8 * r['cm'] / len(raw):.3f} bpb of the original", flush=True)
+
+
+def cmd_archives() -> None:
+    """Format 3's whole archive (tzip.compress, LZMA fallback and all) for the table's files."""
+    import json
+    for e in FILES + CORPUS_FILES:
+        data = load(e)
+        raw = src_bytes(e)
+        print(json.dumps(dict(file=e[0], n=len(raw), f3_archive=format3_archive_size(raw))), flush=True)
+
+
+def src_bytes(entry) -> bytes:
+    _, _, src, n = entry
+    raw = src() if callable(src) else Path(src).read_bytes()
+    return raw[:n] if n else raw
+
+
+if __name__ == "__main__" and len(sys.argv) > 1:
+    {"whole": cmd_whole, "archives": cmd_archives}.get(sys.argv[1], lambda: None)()

@@ -21,7 +21,6 @@ import functools
 
 import numpy as np
 
-from . import tables
 
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available"]
 

@@ -6,7 +6,18 @@ import numpy as np
 from . import jit, tables
 
 
-def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMState:
+def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """Zeros whose first element starts a cache line: a 16-slot uint32 bucket then spans
+    one line, not two."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + align // itemsize, dtype=dtype)
+    off = (-raw.ctypes.data % align) // itemsize
+    return raw[off:off + n]
+
+
+def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> tuple[jit.CMState, int, int]:
+    """A block's fresh state (the same initial values as reference.CMModel), with the
+    log2 sizes of the context hash table (buckets) and of the match tables."""
     S = len(lengths)
     n = int(lengths.sum())
     tb, mb = tables.table_bits(n), tables.match_bits(n)
@@ -15,26 +26,31 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> jit.CMS
     w_a[:, tables.IN_TF] = tables.W_INIT_TF
     w_b = np.full((tables.MIX_SETS_B, N), tables.W_INIT, dtype=np.int64)
     w_b[:, tables.IN_TF] = tables.W_INIT_TF
-    w_f = np.tile(np.array([1 << 15, 1 << 15, 0], dtype=np.int64), tables.MIX_SETS_F)
+    w_f = np.tile(np.array([1 << 15, 1 << 15, 0, 0], dtype=np.int64), tables.MIX_SETS_F)
     return jit.CMState(
         hist=hist, lengths=lengths.astype(np.int64),
-        table=np.zeros((1 << tb) * tables.BUCKET, dtype=np.uint32),
+        start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else np.zeros(0, np.int64),
+        table=_aligned_zeros((1 << tb) * tables.BUCKET, np.uint32),
         o1=np.full(65536, tables.COUNTER_INIT, dtype=np.uint32),
         ctx_map=np.full(len(tables.CONTEXTS) * 1024, tables.COUNTER_INIT, dtype=np.uint32),
-        apm3=tables.apm_init(33),
         match_sm=np.full(64, tables.COUNTER_INIT, dtype=np.uint32),
         match_table=np.zeros(1 << mb, dtype=np.int64),
+        match2_table=np.zeros(1 << mb, dtype=np.int64), match2_ptr=np.zeros(S, dtype=np.int64),
+        match2_len=np.zeros(S, dtype=np.int64),
+        match2_sm=np.full(64, tables.COUNTER_INIT, dtype=np.uint32),
         match_ptr=np.zeros(S, dtype=np.int64), match_len=np.zeros(S, dtype=np.int64),
-        indirect=np.zeros(65536, dtype=np.int64),
         word=np.zeros(S, dtype=np.int64), line_start=np.zeros(S, dtype=np.int64),
         prev_line=np.zeros(S, dtype=np.int64),
         w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
-        apm_tf=tables.apm_init(65536), apm1=tables.apm_init(256), apm2=tables.apm_init(65536),
+        apm_tf=tables.apm_init(65536).astype(np.int32), apm1=tables.apm_init(256).astype(np.int32),
+        apm2=tables.apm_init(65536).astype(np.int32),
         coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
-        buf=buf, scratch=np.zeros(257 + 4 * N + len(tables.ALL_CONTEXTS) + 9, dtype=np.int64)), tb, mb
+        buf=buf, scratch=np.zeros(257 + 4 * N + 9, dtype=np.int64)), tb, mb
 
 
 class FastCM:
+    """The compiled model behind Encoder/Decoder (same interface as reference.CMModel)."""
+
     def __init__(self, lengths, hist, buf):
         self.st, self.tb, self.mb = new_state(lengths, hist, buf)
 

@@ -4,6 +4,11 @@ State lives in a typing.NamedTuple of numpy arrays (CMState), updated in place; 
 that change (the coder's range, the output position, error flags) live in small int64
 arrays. `code_steps` codes (or decodes) whole steps of the lockstep layout in one call.
 See tzip/cm/reference.py for the normative, commented definition of every step.
+
+The constants are read from tzip/cm/tables.py at compile time, and numba's on-disk cache
+is keyed on this file only: after changing tables.py, delete tzip/cm/__pycache__ (or touch
+this file), or stale compiled code keeps the old constants (tests/test_cm.py would then
+find reference and compiled payloads different).
 """
 from __future__ import annotations
 
@@ -27,10 +32,9 @@ N_CTX = len(T.CONTEXTS)
 IN_CTX = T.IN_CTX
 IN_MATCH = T.IN_MATCH
 IN_CMAP = T.IN_CMAP
-CTXMAP = T.CTXMAP
-APM3 = T.APM3
 IN_MATCH_LEN = T.IN_MATCH_LEN
 IN_BIAS = T.IN_BIAS
+IN_MATCH2 = T.IN_MATCH2
 COUNTER_INIT = T.COUNTER_INIT
 MATCH_MIN = T.MATCH_MIN
 MATCH_VERIFY = T.MATCH_VERIFY
@@ -39,14 +43,7 @@ LIM_CTX = T.COUNTER_LIMIT_CTX
 LIM_O1 = T.COUNTER_LIMIT_O1
 LIM_MATCH = T.COUNTER_LIMIT_MATCH
 LR_A, LR_B, LR_F = T.LR_A, T.LR_B, T.LR_F
-W_MAX = T.W_MAX
 APM_RATE = T.APM_RATE
-SEL_A = T.SEL_A
-APM_MODE = T.APM_MODE
-WORD_SKIP0 = T.WORD_SKIP0
-MIXB = T.MIXB
-CTX_IDS = np.array(T.CONTEXT_IDS, dtype=np.int64)
-N_ALL = len(T.ALL_CONTEXTS)
 SLACK = 4
 
 
@@ -54,24 +51,27 @@ class CMState(NamedTuple):
     """Everything the CM stage remembers within one block (see reference.CMModel)."""
     hist: np.ndarray  # (S, L) int64: the streams' bytes (the decoder fills it)
     lengths: np.ndarray  # (S,) int64
+    start: np.ndarray  # (S,) int64: offset of each stream in the block
     table: np.ndarray  # (buckets * 16,) uint32: hashed context slots
     o1: np.ndarray  # (65536,) uint32: order-1 counters by (c1, c0)
     ctx_map: np.ndarray  # (contexts * 1024,) uint32: counters by (context, count, p)
-    apm3: np.ndarray  # (33 * 33,) int64: final APM by match state
     match_sm: np.ndarray  # (64,) uint32: match counters by (length bucket, expected bit)
     match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
     match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
     match_len: np.ndarray  # (S,) int64
-    indirect: np.ndarray  # (65536,) int64: the last two bytes that followed each order-2 context
+    match2_table: np.ndarray  # (2^bits,) int64: 1 + step, by hash of (context, stream)
+    match2_ptr: np.ndarray  # (S,) int64: step of the byte match model 2 predicts
+    match2_len: np.ndarray  # (S,) int64
+    match2_sm: np.ndarray  # (64,) uint32: match 2 counters by (length, expected bit)
     word: np.ndarray  # (S,) int64: hash of the letters since the last non-letter
     line_start: np.ndarray  # (S,) int64: step after the stream's last newline
     prev_line: np.ndarray  # (S,) int64: start of the line before
     w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
-    w_b: np.ndarray  # (32 * N_IN,) int64 mixer B weights
-    w_f: np.ndarray  # (8 * 3,) int64 final mixer weights
-    apm_tf: np.ndarray  # (65536 * 33,) int64
-    apm1: np.ndarray  # (256 * 33,) int64
-    apm2: np.ndarray  # (65536 * 33,) int64
+    w_b: np.ndarray  # (64 * N_IN,) int64 mixer B weights
+    w_f: np.ndarray  # (16 * 4,) int64 final mixer weights
+    apm_tf: np.ndarray  # (65536 * 33,) int32
+    apm1: np.ndarray  # (256 * 33,) int32
+    apm2: np.ndarray  # (65536 * 33,) int32
     coder: np.ndarray  # (8,) int64: x1, x2, x (decoder), pos, limit, error, payload length
     buf: np.ndarray  # uint8 output (encoder) or input (decoder) bytes
     scratch: np.ndarray  # (257 + 4 * N_IN,) int64 work space
@@ -174,44 +174,28 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     cum[0] = 0
     for i in range(256):
         cum[i + 1] = cum[i] + np.int64(freq[i])
-    c = sc[257 + 4 * N_IN + N_ALL:257 + 4 * N_IN + N_ALL + 9]
+    c = sc[257 + 4 * N_IN:257 + 4 * N_IN + 9]
     for k in range(1, 9):
         c[k] = hist[s, t - k] if t - k >= 0 else 0
     c1 = c[1]
-    # byte contexts: every candidate, then the selected ones (tables.CONTEXTS)
-    allh = sc[257 + 4 * N_IN:257 + 4 * N_IN + N_ALL]
-    # orders 2..24: one hash chain over the previous bytes (0 before the stream's start)
-    h = hmix(1, c1)
+    # byte contexts (tables.CONTEXTS, in that order)
+    h = hmix(1, c1)  # orders: one hash chain over the previous bytes (0 before the start)
     for k in range(2, 25):
         h = hmix(h, hist[s, t - k] if t - k >= 0 else 0)
-        if k == 2:
-            allh[0] = h
-        elif k == 3:
-            allh[1] = h
-        elif k == 4:
-            allh[2] = h
-        elif k == 5:
-            allh[7] = h
-        elif k == 6:
-            allh[3] = h
+        if k <= 4:
+            ctxh[k - 2] = h  # o2, o3, o4
         elif k == 8:
-            allh[9] = h
+            ctxh[6] = h
         elif k == 12:
-            allh[10] = h
-        elif k == 16:
-            allh[11] = h
+            ctxh[7] = h
         elif k == 24:
-            allh[12] = h
-    allh[4] = hmix(hmix(5, st.word[s]), c1)
-    allh[5] = hmix(hmix(6, c[2]), c[3])
+            ctxh[8] = h
+    ctxh[3] = hmix(hmix(5, st.word[s]), c1)
     col = t - st.line_start[s]
     above_i = st.prev_line[s] + col
     above = hist[s, above_i] if above_i < st.line_start[s] else 0
-    allh[6] = hmix(hmix(7, above), c1)
-    allh[8] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
-    allh[13] = hmix(hmix(10, c1), st.indirect[(c[2] << 8) | c1])
-    for i in range(N_CTX):
-        ctxh[i] = allh[CTX_IDS[i]]
+    ctxh[4] = hmix(hmix(7, above), c1)
+    ctxh[5] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
     # match model: find or continue a candidate
     mptr = st.match_ptr[s]
     mlen = st.match_len[s]
@@ -237,6 +221,23 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
                 if n >= MATCH_MIN:
                     mlen = n
                     mptr = cand
+    # match model 2: the stream's own last occurrence of the context
+    m2ptr = st.match2_ptr[s]
+    m2len = st.match2_len[s]
+    if t >= MATCH_MIN:
+        slot2 = hmix(hm, s + 1) >> (32 - mbits)
+        cand2 = st.match2_table[slot2]
+        st.match2_table[slot2] = t + 1
+        if m2len == 0 and 0 < cand2 <= t:  # (another stream may have written t + 1: not yet known)
+            pt = cand2 - 1
+            n = 0
+            while n < MATCH_VERIFY and pt - n - 1 >= 0 and hist[s, pt - n - 1] == hist[s, t - n - 1]:
+                n += 1
+            if n >= MATCH_MIN:
+                m2len = n
+                m2ptr = pt
+    pb2 = hist[s, m2ptr] if m2len > 0 else -1
+    m2cap = min(m2len, 15)
     pb = -1
     if mlen > 0:
         pb = hist[(mptr - 1) % S, (mptr - 1) // S]
@@ -290,12 +291,9 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         for i in range(N_CTX):
             e = np.int64(table[slot[i] + node])
             x[IN_CTX + i] = STRETCH[e >> 20]
-            if CTXMAP:
-                n = e & 1023
-                cmi[i] = i * 1024 + (n if n < 15 else 15) * 64 + (e >> 26)
-                x[IN_CMAP + i] = STRETCH[np.int64(st.ctx_map[cmi[i]]) >> 20]
-            else:
-                x[IN_CMAP + i] = 0
+            n = e & 1023
+            cmi[i] = i * 1024 + (n if n < 15 else 15) * 64 + (e >> 26)
+            x[IN_CMAP + i] = STRETCH[np.int64(st.ctx_map[cmi[i]]) >> 20]
         # match
         expect = -1
         if pb >= 0 and ((pb + 256) >> (8 - j)) == c0:
@@ -309,46 +307,38 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             mi = -1
             x[IN_MATCH] = 0
             x[IN_MATCH_LEN] = 0
+        mi2 = -1
+        x[IN_MATCH2] = 0
+        if pb2 >= 0 and ((pb2 + 256) >> (8 - j)) == c0:
+            mi2 = m2cap * 2 + ((pb2 >> (7 - j)) & 1)
+            x[IN_MATCH2] = STRETCH[np.int64(st.match2_sm[mi2]) >> 20]
         x[IN_BIAS] = 256
         # mixers
-        sa = (c0 if SEL_A == 0 else (j if SEL_A == 1 else min(lb, 3) * 8 + j)) * N_IN
+        sa = c0 * N_IN
         tfb = abs(x[0]) >> 9
         if tfb > 3:
             tfb = 3
-        sb = ((lb if expect >= 0 else 0) * 4 + tfb) * N_IN
+        sb = (((lb if expect >= 0 else 0) * 4 + tfb) * 2 + ((st.start[s] + t) & 1)) * N_IN
         dot_a = 0
         dot_b = 0
-        if MIXB:
-            for i in range(N_IN):
-                dot_a += st.w_a[sa + i] * x[i]
-                dot_b += st.w_b[sb + i] * x[i]
-        else:
-            for i in range(N_IN):
-                dot_a += st.w_a[sa + i] * x[i]
+        for i in range(N_IN):
+            dot_a += st.w_a[sa + i] * x[i]
+            dot_b += st.w_b[sb + i] * x[i]
         sta = dot_a >> 16
         stb = dot_b >> 16
         sta = max(-2047, min(2047, sta))
         stb = max(-2047, min(2047, stb))
         pma = squash(sta)
         pmb = squash(stb)
-        sf = j * 3
-        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * 256
+        sf = (j * 2 + ((st.start[s] + t) & 1)) * 4
+        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * x[0] + st.w_f[sf + 3] * 256
         stf = max(-2047, min(2047, dot_f >> 16))
-        pf = squash(stf) if MIXB else pma
+        pf = squash(stf)
         # APMs
         p1, i1 = apm_p(st.apm1, c0, pf)
         ctx2 = (hmix(c1 | (c[2] << 8), c0) >> 16)
         p2, i2 = apm_p(st.apm2, ctx2, pf)
-        if APM3:
-            ctx3 = 0 if expect < 0 else 1 + mcap * 2 + expect
-            p3, i3 = apm_p(st.apm3, ctx3, pf)
-            p = (pf + p1 + p2 + p3 + 2) >> 2
-        elif APM_MODE == 0:
-            p = (pf + p1 + 2 * p2 + 2) >> 2
-        elif APM_MODE == 1:
-            p = pf
-        else:
-            p = (pf + p2 + 1) >> 1
+        p = (pf + p1 + 2 * p2 + 2) >> 2
         if p < 1:
             p = 1
         elif p > 4095:
@@ -387,30 +377,29 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         # learn
         err_a = ((y << 12) - pma) * LR_A
         err_b = ((y << 12) - pmb) * LR_B
+        w_a = st.w_a
+        w_b = st.w_b
         for i in range(N_IN):
-            wa = st.w_a[sa + i] + ((x[i] * err_a + 32768) >> 16)
-            st.w_a[sa + i] = max(-W_MAX, min(W_MAX, wa))
-        if MIXB:
-            for i in range(N_IN):
-                wb = st.w_b[sb + i] + ((x[i] * err_b + 32768) >> 16)
-                st.w_b[sb + i] = max(-W_MAX, min(W_MAX, wb))
+            w_a[sa + i] += (x[i] * err_a + 32768) >> 16
+        for i in range(N_IN):
+            w_b[sb + i] += (x[i] * err_b + 32768) >> 16
         err_f = ((y << 12) - pf) * LR_F
-        st.w_f[sf] = max(-W_MAX, min(W_MAX, st.w_f[sf] + ((sta * err_f + 32768) >> 16)))
-        st.w_f[sf + 1] = max(-W_MAX, min(W_MAX, st.w_f[sf + 1] + ((stb * err_f + 32768) >> 16)))
-        st.w_f[sf + 2] = max(-W_MAX, min(W_MAX, st.w_f[sf + 2] + ((256 * err_f + 32768) >> 16)))
+        st.w_f[sf] += (sta * err_f + 32768) >> 16
+        st.w_f[sf + 1] += (stb * err_f + 32768) >> 16
+        st.w_f[sf + 2] += (x[0] * err_f + 32768) >> 16
+        st.w_f[sf + 3] += (256 * err_f + 32768) >> 16
         apm_update(st.apm_tf, ia_tf, y)
         apm_update(st.apm1, i1, y)
         apm_update(st.apm2, i2, y)
-        if APM3:
-            apm_update(st.apm3, i3, y)
-        if CTXMAP:
-            for i in range(N_CTX):
-                counter_update(st.ctx_map, cmi[i], y, 1023)
+        for i in range(N_CTX):
+            counter_update(st.ctx_map, cmi[i], y, 1023)
         counter_update(st.o1, o1i, y, LIM_O1)
         for i in range(N_CTX):
             counter_update(table, slot[i] + node, y, LIM_CTX)
         if mi >= 0:
             counter_update(st.match_sm, mi, y, LIM_MATCH)
+        if mi2 >= 0:
+            counter_update(st.match2_sm, mi2, y, LIM_MATCH)
         c0 = (c0 << 1) | y
         if decoding and coder[ERR]:
             return 0
@@ -423,14 +412,20 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         else:
             mlen = 0
     st.match_len[s] = mlen
+    if m2len > 0:
+        if pb2 == byte:
+            m2len = min(m2len + 1, MATCH_LEN_CAP)
+            m2ptr += 1
+        else:
+            m2len = 0
+    st.match2_len[s] = m2len
+    st.match2_ptr[s] = m2ptr
     st.match_ptr[s] = mptr
     if is_letter(byte):
         lc = byte + 32 if 65 <= byte <= 90 else byte
         st.word[s] = hmix(st.word[s] + 1, lc)
-    elif not (WORD_SKIP0 and byte == 0):
+    elif byte != 0:  # NULs do not end a word (UTF-16)
         st.word[s] = 0
-    ii = (c[2] << 8) | c1
-    st.indirect[ii] = ((st.indirect[ii] << 8) | byte) & 0xFFFF
     if byte == 10:
         st.prev_line[s] = st.line_start[s]
         st.line_start[s] = t + 1
