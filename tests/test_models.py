@@ -19,8 +19,8 @@ SAMPLE = HERE.parent / "bench" / "sample" / "gettysburg.txt"
 PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
     ("tzip-small", 3): "825c08ef79232684ce7b5183b3a21f5c08691039ff0ef331f6076b6824d7947b",
     ("tzip-large", 3): "3df72f4c3799d575414ab889a7a9ba7daff0c8f0b38e897214e54a216328f66f",
-    ("tzip-small", 4): "e862678b36cab23289d1c138d134f6d68f689d7666728e898763c8cbe5b0bfc9",
-    ("tzip-large", 4): None,
+    ("tzip-small", 4): "3d820ad64e68afa1f5ba482c67268b329ddff0763a9a6e32f0e29867419e466e",
+    ("tzip-large", 4): "08b897ee81198be1ad730a07946d48ccd13e7832991422dfdb8faa9021490121",
 }
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[

@@ -21,8 +21,9 @@ import functools
 
 import numpy as np
 
+from . import tables
 
-__all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available"]
+__all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available", "max_bytes", "memory"]
 
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
@@ -142,11 +143,11 @@ def max_bytes(payload_len: int) -> int:
     """The most bytes a payload of payload_len bytes can code: every binary decision's
     probability is at most 4095/4096, so a byte costs at least 8 * log2(4096/4095) bits
     (and the decoder reads at most SLACK bytes past the payload)."""
-    per_byte_bits = 8 * np.log2(4096 / 4095)
+    per_byte_bits = 8 * np.log2(4096 / 4095) / 1.25  # with a margin for the coder's rounding
     return int(8 * (payload_len + SLACK) / per_byte_bits) + 1
 
 
 def memory(n: int) -> int:
     """Bytes of the mixer's tables for a block of n bytes (the largest of its arrays)."""
-    return (1 << tables.table_bits(n)) * tables.BUCKET * 4 + (1 << tables.match_bits(n)) * 8 \
-        + 2 * 65536 * 33 * 8 + (1 << 20)
+    return (1 << tables.table_bits(n)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
+        + 2 * 65536 * 33 * 8 + (1 << 22)
