@@ -112,16 +112,6 @@ class _CountingWriter:
         return self.f.write(b)
 
 
-class _CountingReader:
-    def __init__(self, f: BinaryIO):
-        self.f, self.n = f, 0
-
-    def read(self, n: int = -1) -> bytes:
-        b = self.f.read(n)
-        self.n += len(b)
-        return b
-
-
 class _Sink:
     def write(self, b: bytes) -> int:
         return len(b)
@@ -201,7 +191,7 @@ class Job:
                 raise Failed("compressed data not written to a terminal; use -o, or -f to force")
             self.coder()
             t0 = time.time()
-            counted_in = _CountingReader(fin)
+            counted_in = api._Counting(fin)
             if self.mode == "compress":
                 total = _input_size(fin)
             else:

@@ -88,19 +88,41 @@ def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return mat, mask
 
 
-def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None) -> bytes:
-    """Range-code data (already split into streams of the given lengths) with the model."""
-    mat, mask = _layout(data, lengths)
+def _passes(engine: Engine, mat: np.ndarray, code: Callable[[int, np.ndarray], None]) -> None:
+    """Score the streams mat (S, L) pass by pass with the engine's scorer and hand each
+    pass's frequencies (S, c, 256) to code(t0, freqs), in order. With the compiled scorer,
+    code runs on a thread of its own while the next pass is scored: the compiled pass
+    leaves gaps on the cores (its threads wait for each other, and for the GIL) that the
+    coding fills."""
     S, L = mat.shape
     dev = engine.device
     inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
     most = engine.cfg.context // PASS_CONTEXT_FRACTION.get(dev.type, 4)
     chunk = max(1, min(most, PASS_ROWS.get(dev.type, 2048) // S))
-    enc = constriction.stream.queue.RangeEncoder()
     compiled = engine.compiled("scorer", L)
     scorer = engine.scorer(S, L)
     state = scorer.new_state(S)
-    mixer = Mixer(mat, compiled)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
+    coded = None  # the previous pass's coding, when on the pool
+    try:
+        for t0 in range(0, L, chunk):
+            freqs = scorer(np.ascontiguousarray(inp[:, t0:t0 + chunk]), state)
+            if coded is not None:
+                coded.result()
+            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
+        if coded is not None:
+            coded.result()
+    finally:
+        if pool:
+            pool.shutdown()
+
+
+def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None) -> bytes:
+    """Range-code data (already split into streams of the given lengths) with the model
+    and the linear mixer (format 3)."""
+    mat, mask = _layout(data, lengths)
+    enc = constriction.stream.queue.RangeEncoder()
+    mixer = Mixer(mat, engine.compiled("scorer", mat.shape[1]))
 
     def code(t0: int, freqs: np.ndarray) -> None:
         """Mix and range-code one pass's positions, in order."""
@@ -111,21 +133,7 @@ def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress =
         if progress:
             progress(int(m.sum()))
 
-    # The compiled pass leaves gaps on the cores (its threads wait for each other, and for
-    # the GIL), which coding the previous pass on a thread of its own fills
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
-    coded = None  # the previous pass's coding, when on the pool
-    try:
-        for t0 in range(0, L, chunk):
-            freqs = scorer(np.ascontiguousarray(inp[:, t0:t0 + chunk]), state)  # (S, c, 256)
-            if coded is not None:
-                coded.result()
-            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
-        if coded is not None:
-            coded.result()
-    finally:
-        if pool:
-            pool.shutdown()
+    _passes(engine, mat, code)
     return enc.get_compressed().astype("<u4").tobytes()
 
 
@@ -241,35 +249,14 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
     """Code data (already split into streams of the given lengths) with the model and the
     context mixer (format 4)."""
     mat, mask = _layout(data, lengths)
-    S, L = mat.shape
-    dev = engine.device
-    inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
-    most = engine.cfg.context // PASS_CONTEXT_FRACTION.get(dev.type, 4)
-    chunk = max(1, min(most, PASS_ROWS.get(dev.type, 2048) // S))
-    compiled = engine.compiled("scorer", L)
-    scorer = engine.scorer(S, L)
-    state = scorer.new_state(S)
     enc = cm.Encoder(lengths, mat)  # compiled whenever numba is installed
 
     def code(t0: int, freqs: np.ndarray) -> None:
-        enc.encode(t0, freqs)
+        enc.encode(t0, freqs)  # releases the GIL while it codes
         if progress:
             progress(int(mask[:, t0:t0 + freqs.shape[1]].sum()))
 
-    # the mixer codes one pass (releasing the GIL) while the model scores the next
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
-    coded = None
-    try:
-        for t0 in range(0, L, chunk):
-            freqs = scorer(np.ascontiguousarray(inp[:, t0:t0 + chunk]), state)
-            if coded is not None:
-                coded.result()
-            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
-        if coded is not None:
-            coded.result()
-    finally:
-        if pool:
-            pool.shutdown()
+    _passes(engine, mat, code)
     return enc.finish()
 
 
