@@ -71,7 +71,7 @@ def numba_cache_cold() -> bool:
     cache (numba installed, and no cache index beside their sources)."""
     if importlib.util.find_spec("numba") is None:
         return False
-    roots = [Path(api.__file__).parent / "engine" / "compiled", Path(api.__file__).parent / "mixing"]
+    roots = [Path(api.__file__).parent / sub for sub in ("engine/compiled", "cm")]
     custom = os.environ.get("NUMBA_CACHE_DIR")
     if custom:  # numba then keeps every cache there
         return not (Path(custom).is_dir() and any(Path(custom).rglob("*.nbi")))
