@@ -25,6 +25,7 @@ def search_roots() -> list[Path]:
         roots.append(Path(os.environ["TZIP_CORPORA"]))
     roots.append(REPO.parent / "shared" / "corpora")
     roots.append(cache_root())
+    roots.append(REPO / "corpora")  # the corpora that travel with the repository (structured/)
     return roots
 
 
@@ -125,6 +126,19 @@ _ENWIK9_SHA256 = "159b85351e5f76e60cbe32e04c677847a9ecba3adc79addab6f4c6c7aa3744
 _CANTERBURY = "https://corpus.canterbury.ac.nz/resources/"
 
 
+STRUCTURED = REPO / "corpora" / "structured" / "MANIFEST.json"
+
+
+def _structured_files() -> tuple[CorpusFile, ...]:
+    """The structured group (corpora/structured: JSON, CSV, logs, HTML, XML, Markdown, code,
+    non-English UTF-8 and UTF-16 text), with licence and source in its MANIFEST.json."""
+    if not STRUCTURED.is_file():
+        return ()
+    entries = json.loads(STRUCTURED.read_text())["files"]
+    return tuple(CorpusFile(e["name"], f"structured/{e['name']}", e["size"], e["sha256"], "text",
+                            "structured") for e in entries)
+
+
 def _bench_files() -> tuple[CorpusFile, ...]:
     if not MANIFEST.is_file():
         return ()
@@ -157,6 +171,10 @@ def registry() -> dict[str, Corpus]:
         Corpus("enwik", "enwiki-2016-sample.xml, a 6 MB Wikipedia XML excerpt", group("enwik"),
                how_to_get="it comes only with the project's shared corpora "
                           "(../shared/corpora/bench/enwik/, see its README)"),
+        Corpus("structured", "real public text of other kinds than prose, from package "
+               "registries (corpora/structured/MANIFEST.json: licence, source, sha256); "
+               "measurement only, never training", _structured_files(),
+               how_to_get="it travels with the repository (corpora/structured/)"),
         Corpus("enwik8", "first 10^8 bytes of the English Wikipedia dump of 2006-03-03",
                (CorpusFile("enwik8", "enwik8", 100_000_000, _ENWIK8_SHA256, "text", "enwik8"),),
                Source("http://mattmahoney.net/dc/enwik8.zip", "zip")),
