@@ -137,7 +137,7 @@ def run_tzip(data: bytes, model: str) -> dict:
         raise SystemExit("tzip: round trip failed")
     td = time.perf_counter() - t
     blocks = tzip.info(blob).blocks
-    methods = ",".join(b["method"] + ("+crlf" if b.get("crlf") else "") for b in blocks)
+    methods = ",".join(b.method + ("+utf16" if b.utf16 else "") + ("+crlf" if b.crlf else "") for b in blocks)
     return {"size": len(blob), "methods": methods, "enc_s": tc, "dec_s": td}
 
 
