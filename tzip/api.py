@@ -139,6 +139,11 @@ class Compressor:
         self.compress_stream(io.BytesIO(data), out)
         return out.getvalue()
 
+    @property
+    def backend(self) -> str:
+        """What ran the model last (engine backends and device), for -v."""
+        return self.engine.describe()
+
 
 class Decompressor:
     """Decompresses archives; with model=None each archive's model is found among the
@@ -221,6 +226,11 @@ class Decompressor:
         out = io.BytesIO()
         self.decompress_stream(io.BytesIO(blob), out)
         return out.getvalue()
+
+    @property
+    def backend(self) -> str:
+        """What ran the models last (engine backends and device), for -v."""
+        return "; ".join(e.describe() for e in self._engines.values()) or "no model needed"
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",

@@ -232,7 +232,8 @@ class Job:
             bpb = f"{8 * packed / orig:.3f} bits per byte" if orig else "empty"
             where = "" if dst is None else f" -> {dst}"
             verb = "compressed" if self.mode == "compress" else "decompressed"
-            _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}")
+            _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}"
+                 f" [{self.coder().backend}]")
         if self.rm and dst is not None and src != "-":
             os.unlink(src)
 

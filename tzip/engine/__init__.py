@@ -102,6 +102,7 @@ class Engine:
         self.device = torch.device(device)
         self.weights = Weights.from_model(model)
         self._built: dict[str, object] = {}
+        self.picked: dict[str, str] = {}  # kind -> the backend last chosen, for users to see
 
     def _get(self, key: str):
         b = self._built.get(key)
@@ -163,10 +164,17 @@ class Engine:
         return "torch"
 
     def scorer(self, streams: int, positions: int) -> Scorer:
-        return self._get(self.choose("scorer", streams, positions) + "-scorer")
+        name = self.picked["scorer"] = self.choose("scorer", streams, positions)
+        return self._get(name + "-scorer")
 
     def stepper(self, streams: int, positions: int) -> Stepper:
-        return self._get(self.choose("stepper", streams, positions) + "-stepper")
+        name = self.picked["stepper"] = self.choose("stepper", streams, positions)
+        return self._get(name + "-stepper")
+
+    def describe(self) -> str:
+        """The backends this engine last chose, e.g. 'numba scorer on cpu'."""
+        picked = ", ".join(f"{name} {kind}" for kind, name in sorted(self.picked.items()))
+        return f"{picked or 'no backend yet'} on {self.device}"
 
     def backend(self, name: str, kind: str):
         """A backend by name ("torch", "numpy", "numba") and kind ("scorer", "stepper"),
