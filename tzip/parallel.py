@@ -134,6 +134,12 @@ def _limit_threads(threads: int) -> None:
 
 def _init_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    setup_worker(kind, model, device, threads, opts)
+
+
+def setup_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
+    """Make this process a worker: its thread share, and its one Compressor (kind
+    "compress", opts: streams, block_size, format) or Decompressor (opts: header)."""
     _limit_threads(threads)
     _WORKER.clear()
     if kind == "compress":
@@ -246,8 +252,25 @@ def _check(opts: dict) -> None:
 
 def _model_header(model: ModelSpec, device: str, format: int) -> Header:
     from .model import registry
-    m = registry.load(model, registry.resolve_device(device))
+    m = registry.load(model)  # model is resolved (never None) here: no device needed
     return Header(m.name, m.digest[:16], format)
+
+
+def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: dict | None
+                  ) -> tuple[ModelSpec, str]:
+    """(model, device) with model=None replaced by the default model's name, chosen here
+    once for every worker (Ray workers on GPUs when ray_options asks for num_gpus, else on
+    CPUs), so that the header names the model the workers use."""
+    if model is not None:
+        return model, device
+    import torch
+    from .model import registry
+    if ray is not None:
+        gpu = bool((ray_options or {}).get("num_gpus"))
+        if str(device) == "auto":
+            device = "cuda" if gpu else "cpu"
+        return registry.default_name(torch.device(str(device).split(":")[0])), device
+    return registry.default_name(registry.resolve_device(device)), device
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, workers: int = 0,
@@ -265,6 +288,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
         if n == 1:
             return Compressor(model, device=device, **opts).compress_stream(fin, fout, progress)
     _check(opts)
+    model, device = resolve_model(model, device, ray, ray_options)
     header = _model_header(model, device, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or IN_FLIGHT_PER_WORKER * n
@@ -448,6 +472,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                 out.commit()
         return dsts
     _check(opts)
+    model, device = resolve_model(model, device, ray, ray_options)
     header = _model_header(model, device, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or IN_FLIGHT_PER_WORKER * n
