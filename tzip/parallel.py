@@ -166,17 +166,19 @@ _JOBS = {"encode": encode_job, "decode": decode_job}
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: cancel what has not started and kill what runs."""
-    pool.shutdown(wait=False, cancel_futures=True)
     stop = getattr(pool, "terminate_workers", None)  # Python 3.14
     if stop is not None:
         stop()
+        pool.shutdown(wait=True, cancel_futures=True)
         return
-    for p in list((getattr(pool, "_processes", None) or {}).values()):
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
         try:
             p.terminate()
         except Exception:
             pass
-    for p in list((getattr(pool, "_processes", None) or {}).values()):
+    pool.shutdown(wait=True, cancel_futures=True)
+    for p in procs:
         p.join(5)
 
 
