@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codec
 from .errors import TzipError
-from .parallel import _WORKER, Backend, WorkerDied, setup_worker
+from .pipeline import JOBS, WORKER, Backend, WorkerDied, setup_worker
 
 MAX_RETRIES = 3
 
@@ -62,18 +61,14 @@ def run_job(kind: str, key: str, model_box: list, device: str, threads: int, opt
     """In a Ray worker: one block coded with this process's Compressor / Decompressor,
     made on the first task of its kind (model_box: [spec or ObjectRef of a model])."""
     setup = (kind, key, device, threads, repr(opts))
-    if _WORKER.get("setup") != setup:
+    if WORKER.get("setup") != setup:
         model = model_box[0]
         if type(model).__name__ == "ObjectRef":
             import ray
             model = ray.get(model)
         setup_worker(kind, model, device, threads, opts)
-        _WORKER["setup"] = setup
-    if name == "encode":
-        c = _WORKER["c"]
-        return codec.encode_block(arg, c.engine, c.streams, None, c.format).pack()
-    d, header = _WORKER["d"], _WORKER["header"]
-    return codec.decode_block(arg, lambda: d._engine(header), None)
+        WORKER["setup"] = setup
+    return JOBS[name](arg)
 
 
 def _unwrap(ray, e: BaseException) -> BaseException:

@@ -33,24 +33,22 @@ import signal
 import stat
 import tempfile
 import zlib
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
-from . import codec
 from .api import BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, source_mode
-from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, FormatError, Header, Reader, Trailer, read_record
+from .container import (MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, FormatError, Header, Reader,
+                        Trailer, read_record)
 from .errors import CorruptArchive, TzipError
+from .pipeline import JOBS, Backend, WorkerDied, ordered, setup_worker
+
+__all__ = ["compress_stream", "decompress_stream", "compress_files", "decompress_files",
+           "iter_files", "resolve_workers", "cpu_count", "WorkerDied", "Backend", "ordered"]
 
 IN_FLIGHT_PER_WORKER = 2  # blocks read ahead and in flight per worker
 START_METHOD = "spawn"
-
-
-class WorkerDied(TzipError):
-    """A worker process (or Ray worker) died while coding."""
 
 
 def cpu_count() -> int:
@@ -70,98 +68,11 @@ def resolve_workers(workers: int | None) -> int:
     return workers
 
 
-# ---------------------------------------------------------------------------- pipeline
-
-@dataclass
-class Backend:
-    """How jobs run: submit(job_name, *args) -> handle; wait(handles) blocks until at
-    least one is done and raises the first failure seen; done(handle); result(handle)."""
-    submit: Callable[..., Any]
-    wait: Callable[[list], None]
-    done: Callable[[Any], bool]
-    result: Callable[[Any], Any]
-    close: Callable[[bool], None]  # close(error): error=True stops running work at once
-
-
-def ordered(jobs: Iterable[tuple[Any, tuple | None]], backend: Backend, limit: int
-            ) -> Iterator[tuple[Any, Any]]:
-    """(meta, result) of each job in job order. A job is (meta, args): args go to
-    backend.submit, or None for a marker that only travels in order. At most `limit` jobs
-    are read from `jobs` ahead of the one being yielded; a failure of any job in flight is
-    raised as soon as it is seen, not when its turn comes."""
-    pending: deque = deque()
-    it = iter(jobs)
-    more = True
-    while True:
-        while more and len(pending) < limit:
-            try:
-                meta, args = next(it)
-            except StopIteration:
-                more = False
-                break
-            pending.append((meta, None if args is None else backend.submit(*args)))
-        if not pending:
-            return
-        meta, h = pending[0]
-        if h is None:
-            pending.popleft()
-            yield meta, None
-            continue
-        backend.wait([h] + [x for _, x in pending if x is not None and x is not h])
-        # the head may not be the one that finished; wait raised if any failed
-        if backend.done(h):
-            pending.popleft()
-            yield meta, backend.result(h)
-
-
 # ------------------------------------------------------------------ local worker processes
-
-_WORKER: dict = {}  # in a worker process: its Compressor / Decompressor and settings
-
-
-def _limit_threads(threads: int) -> None:
-    """Keep a worker to its share of the cores (torch, numba, OpenMP/BLAS)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-    torch.set_num_threads(threads)
-    try:
-        import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # numba missing: nothing to limit
-        pass
-
 
 def _init_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     setup_worker(kind, model, device, threads, opts)
-
-
-def setup_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
-    """Make this process a worker: its thread share, and its one Compressor (kind
-    "compress", opts: streams, block_size, format) or Decompressor (opts: header)."""
-    _limit_threads(threads)
-    _WORKER.clear()
-    if kind == "compress":
-        _WORKER["c"] = Compressor(model, device=device, **opts)
-    else:
-        _WORKER["d"] = Decompressor(model, device=device)
-        _WORKER["header"] = opts["header"]
-
-
-def encode_job(raw: bytes) -> bytes:
-    """In a worker: one block, coded and packed exactly as Compressor.compress_stream does."""
-    c = _WORKER["c"]
-    return codec.encode_block(raw, c.engine, c.streams, None, c.format).pack()
-
-
-def decode_job(blk) -> bytes:
-    """In a worker: one block's original bytes, verified against its checksum."""
-    d, header = _WORKER["d"], _WORKER["header"]
-    return codec.decode_block(blk, lambda: d._engine(header), None)
-
-
-_JOBS = {"encode": encode_job, "decode": decode_job}
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
@@ -190,7 +101,7 @@ def local_backend(workers: int, init_args: tuple) -> Backend:
 
     def submit(name: str, *args) -> Future:
         try:
-            return pool.submit(_JOBS[name], *args)
+            return pool.submit(JOBS[name], *args)
         except BrokenProcessPool as e:
             raise WorkerDied(f"a worker process died: {e}") from None
 
@@ -222,6 +133,13 @@ def _run(backend: Backend, body: Callable[[Backend], Any]) -> Any:
         raise
     backend.close(False)
     return result
+
+
+def _in_flight(workers: int, ray: str | None) -> int:
+    """Default blocks in flight: 2 per local worker (one coding, one queued, so that a
+    worker never waits for the parent); with Ray, where every task in flight may run at
+    once, one per worker, so that `workers` bounds the concurrency there too."""
+    return workers if ray is not None else IN_FLIGHT_PER_WORKER * workers
 
 
 def _threads_each(workers: int) -> int:
@@ -293,7 +211,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
     model, device = resolve_model(model, device, ray, ray_options)
     header = _model_header(model, device, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
-    limit = in_flight or IN_FLIGHT_PER_WORKER * n
+    limit = in_flight or _in_flight(n, ray)
 
     def body(be: Backend) -> int:
         fout.write(header.pack())
@@ -335,7 +253,7 @@ def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *,
         raise CorruptArchive(str(e)) from None
     backend, n = _backend("decompress", model, device, {"header": header}, workers, ray,
                           ray_options)
-    limit = in_flight or IN_FLIGHT_PER_WORKER * n
+    limit = in_flight or _in_flight(n, ray)
 
     def body(be: Backend) -> int:
         end: list = []
@@ -477,7 +395,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
     model, device = resolve_model(model, device, ray, ray_options)
     header = _model_header(model, device, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
-    limit = in_flight or IN_FLIGHT_PER_WORKER * n
+    limit = in_flight or _in_flight(n, ray)
 
     def jobs():
         for i, src in enumerate(paths):
