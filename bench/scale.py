@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import random
+import resource
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,27 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used."""
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def ray_workers() -> list[int]:
+    """Ray's worker processes that have run a tzip task (their title: ray::run_job)."""
+    out = []
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if (d / "cmdline").read_bytes().startswith(b"ray::run_job"):
+                out.append(int(d.name))
+        except OSError:
+            pass
+    return out
+
+
 def load() -> str:
     return " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "?"
 
@@ -56,13 +78,21 @@ def run(label: str, fn, data: bytes, size: int | None = None) -> dict:
     rss: dict[int, int] = {}
 
     def tick(n: int) -> None:  # sample the workers' peak memory while they live
-        for p in multiprocessing.active_children():
-            rss[p.pid] = max(rss.get(p.pid, 0), peak_rss_kib(p.pid))
+        pids = [p.pid for p in multiprocessing.active_children()] + ray_workers()
+        for pid in pids:
+            rss[pid] = max(rss.get(pid, 0), peak_rss_kib(pid))
 
+    ray0 = {pid: cpu_s(pid) for pid in ray_workers()}
+    self0, kids0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = fn(data, tick)
     dt = time.perf_counter() - t
+    self1, kids1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(b, f) - getattr(a, f) for a, b in ((self0, self1), (kids0, kids1))
+              for f in ("ru_utime", "ru_stime"))  # pool workers count once joined
+    cpu += sum(cpu_s(pid) - ray0.get(pid, 0.0) for pid in ray_workers())
     res = {"run": label, "seconds": round(dt, 2), "kb_per_s": round((size or len(data)) / dt / 1e3, 2),
+           "cpu_s": round(cpu, 1),
            "worker_peak_rss_mib": [round(v / 1024) for v in rss.values()],
            "parent_peak_rss_mib": round(peak_rss_kib(os.getpid()) / 1024), "load": load()}
     print(json.dumps(res), file=sys.stderr, flush=True)
@@ -120,10 +150,11 @@ def main(argv=None) -> int:
                 r = run(f"{tag} decompress", dec(w, ray), blob, len(data))
                 r["round_trip"] = r.pop("out") == data
                 results.append(r)
-    print("\n| run | s | KB/s | worker peak RSS (MiB) | load | ok |\n|---|---|---|---|---|---|")
+    print("\n| run | s | KB/s | CPU s | worker peak RSS (MiB) | load | ok |\n"
+          "|---|---|---|---|---|---|---|")
     for r in results:
         ok = r.get("identical", r.get("round_trip", ""))
-        print(f"| {r['run']} | {r['seconds']} | {r['kb_per_s']} | "
+        print(f"| {r['run']} | {r['seconds']} | {r['kb_per_s']} | {r['cpu_s']} | "
               f"{', '.join(map(str, r['worker_peak_rss_mib'])) or '-'} | {r['load']} | {ok} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"model": m, "size": len(data), "block_size": bs,
