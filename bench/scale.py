@@ -58,11 +58,11 @@ def cpu_s(pid: int) -> float:
 
 
 def ray_workers() -> list[int]:
-    """Ray's worker processes that have run a tzip task (their title: ray::run_job)."""
+    """Ray's worker processes (titled ray::IDLE, ray::run_job...)."""
     out = []
     for d in Path("/proc").glob("[0-9]*"):
         try:
-            if (d / "cmdline").read_bytes().startswith(b"ray::run_job"):
+            if (d / "cmdline").read_bytes().startswith(b"ray::"):
                 out.append(int(d.name))
         except OSError:
             pass
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--block-size", type=int, default=16 << 10)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--ray", action="store_true", help="also with Ray (local cluster)")
+    ap.add_argument("--no-local", action="store_true", help="Ray only")
     ap.add_argument("--no-decompress", action="store_true")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -129,7 +130,7 @@ def main(argv=None) -> int:
         return f
 
     noise = random.Random(0).randbytes(bs)
-    backends = [("local", None)]
+    backends = [] if a.no_local else [("local", None)]
     if a.ray:
         import ray
         ray.init(num_cpus=max(a.workers), include_dashboard=False, log_to_driver=False)
