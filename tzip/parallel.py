@@ -232,6 +232,8 @@ def _backend(kind: str, model: ModelSpec, device: str, opts: dict, workers: int 
     if ray is not None:
         from . import cluster
         return cluster.ray_backend(kind, model, device, opts, ray, workers, ray_options)
+    from .model import registry
+    registry.resolve_device(device)  # a bad device: ModelError here, not a broken pool
     n = resolve_workers(workers)
     return local_backend(n, (kind, model, device, _threads_each(n), opts)), n
 
