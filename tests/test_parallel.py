@@ -177,8 +177,18 @@ def test_compress_files_writes_one_archive_per_file(tiny, text, tmp_path):
     assert again == srcs and sorted(skipped) == sorted(out)
     for p in srcs:
         p.unlink()
-    back = parallel.decompress_files(out, tiny, workers=1, device="cpu")
-    assert [b.read_bytes() for b in back] == list(files.values())
+    back = parallel.decompress_files(out, tiny, workers=2, device="cpu")
+    assert back == srcs and [b.read_bytes() for b in back] == list(files.values())
+    # one pool over all archives; a corrupt one is named, and leaves no partial output
+    for p in srcs:
+        p.unlink()
+    bad = bytearray(out[2].read_bytes())
+    bad[-20] ^= 1
+    out[2].write_bytes(bytes(bad))
+    with pytest.raises(CorruptArchive, match="c.bin.tz: corrupt archive"):
+        parallel.decompress_files(out, tiny, workers=2, device="cpu")
+    assert srcs[0].read_bytes() == files["a.txt"] and not srcs[2].exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
 
 
 def test_iter_files_reports_what_it_skips(tmp_path):

@@ -57,7 +57,7 @@ def _key(model) -> str:
 
 
 def run_job(kind: str, key: str, model_box: list, device: str, threads: int, opts: dict,
-            name: str, arg: Any) -> bytes:
+            name: str, *args: Any) -> bytes:
     """In a Ray worker: one block coded with this process's Compressor / Decompressor,
     made on the first task of its kind (model_box: [spec or ObjectRef of a model])."""
     setup = (kind, key, device, threads, repr(opts))
@@ -68,7 +68,7 @@ def run_job(kind: str, key: str, model_box: list, device: str, threads: int, opt
             model = ray.get(model)
         setup_worker(kind, model, device, threads, opts)
         WORKER["setup"] = setup
-    return JOBS[name](arg)
+    return JOBS[name](*args)
 
 
 def _unwrap(ray, e: BaseException) -> BaseException:
@@ -107,8 +107,8 @@ def ray_backend(kind: str, model, device: str, opts: dict, address: str, workers
     pending: set = set()
     results: dict = {}
 
-    def submit(name: str, arg) -> Any:
-        ref = task.remote(kind, key, box, device, threads, opts, name, arg)
+    def submit(name: str, *args) -> Any:
+        ref = task.remote(kind, key, box, device, threads, opts, name, *args)
         pending.add(ref)
         return ref
 

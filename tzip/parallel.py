@@ -434,25 +434,83 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
 
 def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
                      workers: int = 0, ray: str | None = None, device: str = "auto",
-                     force: bool = False, progress: Progress = None,
+                     force: bool = False, progress: Progress = None, in_flight: int | None = None,
                      ray_options: dict | None = None) -> list[Path]:
-    """Decompress each FILE.tz to FILE (atomically, after verification), one archive after
-    another, each archive's blocks coded in parallel. Returns the files written."""
-    out_paths = []
-    for src in map(Path, paths):
+    """Decompress each FILE.tz to FILE (atomically, after verification, keeping its
+    permission bits), the blocks of all archives decoded by one pool of workers (or Ray).
+    The checks of tzip.decompress_file for each; an error names the archive. An existing
+    FILE is an error unless force. Returns the files written; on an error, files finished
+    before it stay, the one being written is removed."""
+    paths = [Path(p) for p in paths]
+    for src in paths:
         if src.suffix != ".tz":
             raise TzipError(f"{src}: unknown suffix (expected .tz)")
-        dst = src.with_suffix("")
-        if dst.exists() and not force:
-            raise TzipError(f"{dst} already exists (use force=True / -f to overwrite)")
-        with open(src, "rb") as fin:
-            out = _Out(dst, source_mode(src))
-            try:
-                decompress_stream(fin, out.f, model, workers=workers, device=device,
-                                  progress=progress, ray=ray, ray_options=ray_options)
-            except BaseException:
+    dsts = [src.with_suffix("") for src in paths]
+    if not force:
+        for d in dsts:
+            if d.exists():
+                raise TzipError(f"{d} already exists (use force=True / -f to overwrite)")
+    if ray is None and resolve_workers(workers) == 1:
+        d = Decompressor(model, device=device)
+        for src, dst in zip(paths, dsts):
+            with open(src, "rb") as fin:
+                out = _Out(dst, source_mode(src))
+                try:
+                    d.decompress_stream(fin, out.f, progress)
+                except TzipError as e:
+                    out.discard()
+                    raise type(e)(f"{src}: {e}") from None
+                except BaseException:
+                    out.discard()
+                    raise
+                out.commit()
+        return dsts
+    backend, n = _backend("decompress", model, device, {"header": None}, workers, ray,
+                          ray_options)
+    limit = in_flight or _in_flight(n, ray)
+
+    def jobs():
+        for i, src in enumerate(paths):
+            with open(src, "rb") as fin:
+                r = Reader(fin)
+                try:
+                    header = Header.read(r)
+                    yield ("start", i, None), None
+                    while True:
+                        rec = read_record(r, header.version)
+                        if isinstance(rec, Trailer):
+                            break
+                        yield ("block", i, None), ("decode", rec, header, str(src))
+                    trailing = bool(fin.read(1))
+                except FormatError as e:
+                    raise CorruptArchive(f"{src}: {e}") from None
+            yield ("end", i, (rec, trailing)), None
+
+    def body(be: Backend) -> list[Path]:
+        out, total, crc = None, 0, 0
+        try:
+            for (what, i, x), data in ordered(jobs(), be, limit):
+                if what == "start":
+                    out, total, crc = _Out(dsts[i], source_mode(paths[i])), 0, 0
+                elif what == "block":
+                    out.f.write(data)
+                    total, crc = total + len(data), zlib.crc32(data, crc)
+                    if progress:
+                        progress(len(data))
+                else:
+                    rec, trailing = x
+                    if rec.total_len != total or rec.total_crc != crc:
+                        raise CorruptArchive(f"{paths[i]}: corrupt archive (total length or "
+                                             "checksum mismatch)")
+                    if trailing:
+                        raise CorruptArchive(f"{paths[i]}: corrupt archive (trailing data "
+                                             "after the end)")
+                    out.commit()
+                    out = None
+        except BaseException:
+            if out is not None:
                 out.discard()
-                raise
-            out.commit()
-        out_paths.append(dst)
-    return out_paths
+            raise
+        return dsts
+
+    return _run(backend, body)

@@ -99,10 +99,17 @@ def encode_job(raw: bytes) -> bytes:
     return codec.encode_block(raw, c.engine, c.streams, None, c.format).pack()
 
 
-def decode_job(blk) -> bytes:
-    """In a worker: one block's original bytes, verified against its checksum."""
-    d, header = WORKER["d"], WORKER["header"]
-    return codec.decode_block(blk, lambda: d._engine(header), None)
+def decode_job(blk, header=None, label: str | None = None) -> bytes:
+    """In a worker: one block's original bytes, verified against its checksum; header:
+    its archive's (default: the one the worker was made for); label: a name that
+    prefixes the message of an error (the archive's path)."""
+    d, header = WORKER["d"], header or WORKER["header"]
+    try:
+        return codec.decode_block(blk, lambda: d._engine(header), None)
+    except TzipError as e:
+        if label is None:
+            raise
+        raise type(e)(f"{label}: {e}") from None
 
 
 JOBS = {"encode": encode_job, "decode": decode_job}
