@@ -1,0 +1,249 @@
+"""Scale-out (tzip/parallel.py, tzip/cluster.py): archives of N workers are byte-identical
+to the single-process path's, blocks are written in order whatever order they finish in,
+and failures stop the job cleanly."""
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import random
+import signal
+import stat
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import tzip
+from tzip import api, parallel
+from tzip.errors import CorruptArchive, TzipError
+
+BS = 1024  # small blocks: several model blocks from a few KB of text
+
+
+@pytest.fixture(scope="module")
+def data(text) -> bytes:
+    """Model blocks, then stored/LZMA blocks (random), then a short model block."""
+    return text[:2048] + random.Random(0).randbytes(2048) + text[5000:5700]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, data) -> bytes:
+    return tzip.compress(data, tiny, device="cpu", block_size=BS)
+
+
+def test_workers_2_byte_identical_and_round_trip(tiny, data, reference):
+    out, seen = io.BytesIO(), []
+    n = parallel.compress_stream(io.BytesIO(data), out, tiny, workers=2, device="cpu",
+                                 block_size=BS, progress=seen.append)
+    assert n == len(data) and sum(seen) == len(data) and len(seen) == 5
+    assert out.getvalue() == reference
+    assert [b.method for b in tzip.info(reference).blocks] == \
+        ["model+cm", "model+cm", "stored", "stored", "model+cm"]
+    back = io.BytesIO()
+    assert parallel.decompress_stream(io.BytesIO(reference), back, tiny, workers=2,
+                                      device="cpu") == len(data)
+    assert back.getvalue() == data
+    assert not multiprocessing.active_children()  # the pool is gone
+
+
+def test_workers_1_is_the_single_process_path(tiny):
+    data = random.Random(1).randbytes(3000)
+    out = io.BytesIO()
+    parallel.compress_stream(io.BytesIO(data), out, tiny, workers=1, device="cpu", block_size=BS)
+    assert out.getvalue() == tzip.compress(data, tiny, device="cpu", block_size=BS)
+    back = io.BytesIO()
+    parallel.decompress_stream(io.BytesIO(out.getvalue()), back, tiny, workers=1, device="cpu")
+    assert back.getvalue() == data
+
+
+def test_parallel_decompression_keeps_the_checks(tiny):
+    data = random.Random(2).randbytes(3 * BS)  # stored blocks: no model time
+    blob = tzip.compress(data, tiny, device="cpu", block_size=BS)
+    bad = bytearray(blob)
+    bad[len(blob) // 2] ^= 1  # inside the second block's payload
+    for broken, match in [(bytes(bad), "checksum"), (blob + b"x", "trailing"),
+                          (blob[:-3], "truncated")]:
+        with pytest.raises(CorruptArchive, match=match):
+            parallel.decompress_stream(io.BytesIO(broken), io.BytesIO(), tiny, workers=2,
+                                       device="cpu", in_flight=2)
+    assert not multiprocessing.active_children()
+
+
+class _Slow:
+    """A backend of threads whose jobs finish in the opposite order to their submission."""
+
+    def __init__(self, delays: dict[int, float], fail: int | None = None):
+        self.pool, self.delays, self.fail = ThreadPoolExecutor(8), delays, fail
+
+    def job(self, i: int) -> int:
+        time.sleep(self.delays.get(i, 0))
+        if i == self.fail:
+            raise CorruptArchive(f"block {i} is bad")
+        return i * 10
+
+    def backend(self) -> parallel.Backend:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        def wait_any(fs):
+            done, _ = wait(fs, return_when=FIRST_COMPLETED)
+            for f in done:
+                if f.exception():
+                    raise f.exception()
+        return parallel.Backend(lambda name, i: self.pool.submit(self.job, i), wait_any,
+                                lambda f: f.done(), lambda f: f.result(),
+                                lambda err: self.pool.shutdown(wait=not err, cancel_futures=True))
+
+
+def test_blocks_are_written_in_order_when_they_finish_out_of_order():
+    slow = _Slow({i: 0.05 * (6 - i) for i in range(6)})
+    jobs = [(("m", i), ("job", i)) for i in range(3)] + [(("marker", 3), None)] + \
+        [(("m", i), ("job", i)) for i in range(4, 6)]
+    got = list(parallel.ordered(jobs, slow.backend(), limit=6))
+    assert got == [(("m", 0), 0), (("m", 1), 10), (("m", 2), 20), (("marker", 3), None),
+                   (("m", 4), 40), (("m", 5), 50)]
+
+
+def test_ordered_reads_ahead_at_most_the_limit():
+    read = []
+
+    def jobs():
+        for i in range(10):
+            read.append(i)
+            yield i, ("job", i)
+    slow = _Slow({})
+    for i, _ in parallel.ordered(jobs(), slow.backend(), limit=3):
+        assert len(read) <= i + 3
+
+
+def test_a_failing_block_is_raised_at_once_not_when_its_turn_comes():
+    slow = _Slow({0: 3.0}, fail=2)
+    t = time.perf_counter()
+    with pytest.raises(CorruptArchive, match="block 2"):
+        list(parallel.ordered([(i, ("job", i)) for i in range(4)], slow.backend(), limit=4))
+    assert time.perf_counter() - t < 2.0
+    slow.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def test_a_killed_worker_gives_a_clean_error_and_no_output(tiny, text, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_bytes(text[:8 * BS])
+    dst = tmp_path / "in.txt.tz"
+    killed = []
+
+    def kill_one(n):
+        if not killed:
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    with open(src, "rb") as fin, pytest.raises(parallel.WorkerDied, match="a worker process died"):
+        api.atomic_write(dst, lambda f: parallel.compress_stream(
+            fin, f, tiny, workers=2, device="cpu", block_size=BS, progress=kill_one))
+    assert killed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]  # no partial archive
+    assert not multiprocessing.active_children()
+    assert issubclass(parallel.WorkerDied, TzipError)
+
+
+def test_workers_0_means_all_cores():
+    assert parallel.resolve_workers(0) == parallel.cpu_count() >= 1
+    assert parallel.resolve_workers(None) == parallel.cpu_count()
+    assert parallel.resolve_workers(3) == 3
+    with pytest.raises(ValueError):
+        parallel.resolve_workers(-1)
+
+
+def test_compress_files_writes_one_archive_per_file(tiny, text, tmp_path):
+    files = {"a.txt": text[:1500], "empty": b"", "sub/c.bin": random.Random(3).randbytes(2500)}
+    for name, body in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(body)
+    os.chmod(tmp_path / "a.txt", 0o600)
+    skipped = []
+    srcs = list(parallel.iter_files([tmp_path], skipped=lambda p, why: skipped.append(p)))
+    assert [p.relative_to(tmp_path).as_posix() for p in srcs] == ["a.txt", "empty", "sub/c.bin"]
+    out = parallel.compress_files(srcs, tiny, workers=2, device="cpu", block_size=BS)
+    assert out == [p.with_name(p.name + ".tz") for p in srcs]
+    for p, tz in zip(srcs, out):
+        assert tz.read_bytes() == tzip.compress(p.read_bytes(), tiny, device="cpu", block_size=BS)
+    assert stat.S_IMODE(os.stat(out[0]).st_mode) == 0o600
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    with pytest.raises(TzipError, match="already exists"):
+        parallel.compress_files(srcs[:1], tiny, workers=2, device="cpu", block_size=BS)
+    # a second run skips the archives, and decompression gives the files back
+    again = list(parallel.iter_files([tmp_path], skipped=lambda p, why: skipped.append(p)))
+    assert again == srcs and sorted(skipped) == sorted(out)
+    for p in srcs:
+        p.unlink()
+    back = parallel.decompress_files(out, tiny, workers=2, device="cpu")
+    assert back == srcs and [b.read_bytes() for b in back] == list(files.values())
+    # one pool over all archives; a corrupt one is named, and leaves no partial output
+    for p in srcs:
+        p.unlink()
+    bad = bytearray(out[2].read_bytes())
+    bad[-20] ^= 1
+    out[2].write_bytes(bytes(bad))
+    with pytest.raises(CorruptArchive, match="c.bin.tz: corrupt archive"):
+        parallel.decompress_files(out, tiny, workers=2, device="cpu")
+    assert srcs[0].read_bytes() == files["a.txt"] and not srcs[2].exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_iter_files_reports_what_it_skips(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.txt").write_text("x")
+    (tmp_path / "y.tz").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "d")
+    os.mkfifo(tmp_path / "fifo")
+    skipped = {}
+    got = list(parallel.iter_files([tmp_path / "d", tmp_path / "y.tz", tmp_path / "fifo",
+                                    tmp_path / "missing"], recursive=False,
+                                   skipped=lambda p, why: skipped.__setitem__(p.name, why)))
+    assert got == []
+    assert set(skipped) == {"d", "y.tz", "fifo", "missing"}
+    assert "directory" in skipped["d"] and ".tz" in skipped["y.tz"]
+    skipped.clear()
+    got = list(parallel.iter_files([tmp_path], skipped=lambda p, why: skipped.__setitem__(p.name, why)))
+    assert got == [tmp_path / "d" / "x.txt"]
+    assert set(skipped) == {"fifo", "link", "y.tz"}
+    got = list(parallel.iter_files([tmp_path], compressing=False, skipped=lambda p, why: None))
+    assert got == [tmp_path / "y.tz"]
+
+
+def test_ray_missing_is_a_one_line_tzip_error(monkeypatch):
+    from tzip import cluster
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(cluster.RayMissing, match=r"pip install 'tzip\[ray\]'") as e:
+        parallel.compress_stream(io.BytesIO(b"abc"), io.BytesIO(), "tzip-small", ray="local")
+    assert isinstance(e.value, TzipError) and "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_same_bytes_as_local_and_round_trip(ray_local, tiny, data, reference, tmp_path):
+    out = io.BytesIO()
+    parallel.compress_stream(io.BytesIO(data), out, tiny, ray="local", device="cpu", block_size=BS)
+    assert out.getvalue() == reference
+    back = io.BytesIO()
+    parallel.decompress_stream(io.BytesIO(reference), back, tiny, ray="local", device="cpu")
+    assert back.getvalue() == data
+    bad = bytearray(reference)
+    bad[-40] ^= 1
+    with pytest.raises(CorruptArchive):
+        parallel.decompress_stream(io.BytesIO(bytes(bad)), io.BytesIO(), tiny, ray="local",
+                                   device="cpu")
+    (tmp_path / "a.txt").write_bytes(data)
+    (tmp_path / "b.txt").write_bytes(data[:700])
+    tz = parallel.compress_files([tmp_path / "a.txt", tmp_path / "b.txt"], tiny, ray="local",
+                                 device="cpu", block_size=BS)
+    assert tz[0].read_bytes() == reference
+    assert tz[1].read_bytes() == tzip.compress(data[:700], tiny, device="cpu", block_size=BS)

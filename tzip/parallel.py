@@ -1,0 +1,516 @@
+"""Scale-out on one machine: blocks (and files) coded by worker processes.
+
+Blocks are independent in the format (FORMAT.md), so N workers code N blocks at once. A
+worker codes a block exactly as the single-process path does (the same
+`codec.encode_block(raw, engine, streams, None, format)` with the same engine), block
+boundaries are fixed by block_size, and the parent writes the header, the blocks in
+input order and the trailer (total length, CRC32): archives are byte-identical to
+`tzip.compress_stream` / `-T 1` whatever the number of workers or the order in which they
+finish.
+
+    compress_stream(fin, fout, model, workers=N, ...)      -> bytes read
+    decompress_stream(fin, fout, model, workers=N, ...)    -> bytes written
+    compress_files(paths, model, workers=N, ray=None, ...) -> [FILE.tz, ...]
+    decompress_files(paths, model, workers=N, ray=None, ...) -> [FILE, ...]
+    iter_files(paths, recursive=True, compressing=True, skipped=print) -> files to code
+
+workers: 1 codes in this process (no pool); 0 means one per core. Memory is bounded: at
+most `in_flight` blocks (default 2 x workers) are read ahead and in flight, each at most
+block_size bytes plus its coded form. Workers are started with the "spawn" method
+(forking a process whose torch/numba thread pools exist is unsafe), load the model once
+each, run with cores // workers threads, and ignore SIGINT: the parent handles Ctrl-C and
+errors by terminating the pool and re-raising at once. A worker that dies raises
+WorkerDied. Partial output is the caller's concern: write through a temporary file
+(tzip.api.atomic_write; compress_files does).
+
+The Ray backend (tzip/cluster.py) feeds the same pipeline with Ray tasks.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import stat
+import tempfile
+import zlib
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+from .api import BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, source_mode
+from .container import (MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, FormatError, Header, Reader,
+                        Trailer, read_record)
+from .errors import CorruptArchive, TzipError
+from .pipeline import JOBS, Backend, WorkerDied, ordered, setup_worker
+
+__all__ = ["compress_stream", "decompress_stream", "compress_files", "decompress_files",
+           "iter_files", "resolve_workers", "cpu_count", "WorkerDied", "Backend", "ordered"]
+
+IN_FLIGHT_PER_WORKER = 2  # blocks read ahead and in flight per worker
+START_METHOD = "spawn"
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None) -> int:
+    """workers as given, or one per core for 0 / None (like xz -T0, zstd -T0)."""
+    if workers is None or workers == 0:
+        return cpu_count()
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (all cores) or more, not {workers}")
+    return workers
+
+
+# ------------------------------------------------------------------ local worker processes
+
+def _init_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    setup_worker(kind, model, device, threads, opts)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel what has not started and kill what runs."""
+    stop = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if stop is not None:
+        stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        try:
+            p.terminate()
+        except Exception:
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
+    for p in procs:
+        p.join(5)
+
+
+def local_backend(workers: int, init_args: tuple) -> Backend:
+    """A pool of `workers` spawned processes, each initialised once with init_args."""
+    ctx = multiprocessing.get_context(START_METHOD)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=init_args)
+
+    def submit(name: str, *args) -> Future:
+        try:
+            return pool.submit(JOBS[name], *args)
+        except BrokenProcessPool as e:
+            raise WorkerDied(f"a worker process died: {e}") from None
+
+    def wait_any(handles: list[Future]) -> None:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        for f in done:
+            e = f.exception()
+            if isinstance(e, BrokenProcessPool):
+                raise WorkerDied(f"a worker process died: {e}") from None
+            if e is not None:
+                raise e
+
+    def close(error: bool) -> None:
+        if error:
+            _terminate(pool)
+        else:
+            pool.shutdown(wait=True)
+
+    return Backend(submit, wait_any, lambda f: f.done(), lambda f: f.result(), close)
+
+
+def _run(backend: Backend, body: Callable[[Backend], Any]) -> Any:
+    """body(backend), then close the backend: at once and killing its work on any error
+    (KeyboardInterrupt included)."""
+    try:
+        result = body(backend)
+    except BaseException:
+        backend.close(True)
+        raise
+    backend.close(False)
+    return result
+
+
+def _in_flight(workers: int, ray: str | None) -> int:
+    """Default blocks in flight: 2 per local worker (one coding, one queued, so that a
+    worker never waits for the parent); with Ray, where every task in flight may run at
+    once, one per worker, so that `workers` bounds the concurrency there too."""
+    return workers if ray is not None else IN_FLIGHT_PER_WORKER * workers
+
+
+def _threads_each(workers: int) -> int:
+    return max(1, cpu_count() // workers)
+
+
+# ------------------------------------------------------------------------------ streams
+
+def _read_blocks(fin: BinaryIO, block_size: int, sums: list[int]) -> Iterator[bytes]:
+    """Blocks of fin; sums = [total, crc32] kept up to date as they are read."""
+    r = Reader(fin)
+    while True:
+        raw = r.read(block_size)
+        if not raw:
+            return
+        sums[0] += len(raw)
+        sums[1] = zlib.crc32(raw, sums[1])
+        yield raw
+
+
+def _check(opts: dict) -> None:
+    """The checks Compressor makes, made here before any worker starts."""
+    if opts["format"] not in READABLE:
+        raise ValueError(f"format must be one of {READABLE}, not {opts['format']}")
+    if opts["streams"] is not None and not 1 <= opts["streams"] <= MAX_STREAMS:
+        raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {opts['streams']}")
+    if not 1 <= opts["block_size"] <= MAX_BLOCK:
+        raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {opts['block_size']}")
+
+
+def _model_header(model: ModelSpec, device: str, format: int) -> Header:
+    from .model import registry
+    m = registry.load(model)  # model is resolved (never None) here: no device needed
+    return Header(m.name, m.digest[:16], format)
+
+
+def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: dict | None
+                  ) -> tuple[ModelSpec, str]:
+    """(model, device) with model=None replaced by the default model's name, chosen here
+    once for every worker (Ray workers on GPUs when ray_options asks for num_gpus, else on
+    CPUs), so that the header names the model the workers use."""
+    if model is not None:
+        return model, device
+    import torch
+    from .model import registry
+    if ray is not None:
+        gpu = bool((ray_options or {}).get("num_gpus"))
+        if str(device) == "auto":
+            device = "cuda" if gpu else "cpu"
+        return registry.default_name(torch.device(str(device).split(":")[0])), device
+    return registry.default_name(registry.resolve_device(device)), device
+
+
+def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, workers: int = 0,
+                    device: str = "auto", streams: int | None = None,
+                    block_size: int = BLOCK_SIZE, format: int = VERSION,
+                    progress: Progress = None, in_flight: int | None = None,
+                    ray: str | None = None, ray_options: dict | None = None) -> int:
+    """Compress everything readable from fin into fout with `workers` processes (0: one per
+    core; 1: in this process), or with Ray (ray="local" or a cluster address); returns the
+    bytes read. The archive is byte-identical to tzip.compress_stream's. progress(n) is
+    called with each block's original length as it is written."""
+    opts = dict(streams=streams, block_size=block_size, format=format)
+    if ray is None:
+        n = resolve_workers(workers)
+        if n == 1:
+            return Compressor(model, device=device, **opts).compress_stream(fin, fout, progress)
+    _check(opts)
+    model, device = resolve_model(model, device, ray, ray_options)
+    header = _model_header(model, device, format)
+    backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
+    limit = in_flight or _in_flight(n, ray)
+
+    def body(be: Backend) -> int:
+        fout.write(header.pack())
+        sums = [0, 0]
+        jobs = ((len(raw), ("encode", raw)) for raw in _read_blocks(fin, block_size, sums))
+        for raw_len, packed in ordered(jobs, be, limit):
+            fout.write(packed)
+            if progress:
+                progress(raw_len)
+        fout.write(Trailer(sums[0], sums[1]).pack())
+        return sums[0]
+
+    return _run(backend, body)
+
+
+def _backend(kind: str, model: ModelSpec, device: str, opts: dict, workers: int | None,
+             ray: str | None, ray_options: dict | None) -> tuple[Backend, int]:
+    if ray is not None:
+        from . import cluster
+        return cluster.ray_backend(kind, model, device, opts, ray, workers, ray_options)
+    from .model import registry
+    registry.resolve_device(device)  # a bad device: ModelError here, not a broken pool
+    n = resolve_workers(workers)
+    return local_backend(n, (kind, model, device, _threads_each(n), opts)), n
+
+
+def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *,
+                      workers: int = 0, device: str = "auto", progress: Progress = None,
+                      in_flight: int | None = None, ray: str | None = None,
+                      ray_options: dict | None = None) -> int:
+    """Decompress a .tz stream from fin into fout with `workers` processes (0: one per core;
+    1: in this process) or Ray; returns the bytes written. The same checks as
+    tzip.decompress_stream: every block's CRC32 before it is written, the trailer's total
+    length and CRC32, no trailing data. At most `in_flight` blocks are read ahead."""
+    if ray is None and resolve_workers(workers) == 1:
+        return Decompressor(model, device=device).decompress_stream(fin, fout, progress)
+    r = Reader(fin)
+    try:
+        header = Header.read(r)
+    except FormatError as e:
+        raise CorruptArchive(str(e)) from None
+    backend, n = _backend("decompress", model, device, {"header": header}, workers, ray,
+                          ray_options)
+    limit = in_flight or _in_flight(n, ray)
+
+    def body(be: Backend) -> int:
+        end: list = []
+
+        def jobs():
+            while True:
+                rec = read_record(r, header.version)
+                if isinstance(rec, Trailer):
+                    end.append(rec)
+                    return
+                yield None, ("decode", rec)
+
+        total, crc = 0, 0
+        try:
+            for _, data in ordered(jobs(), be, limit):
+                fout.write(data)
+                total += len(data)
+                crc = zlib.crc32(data, crc)
+                if progress:
+                    progress(len(data))
+        except FormatError as e:
+            raise CorruptArchive(str(e)) from None
+        rec = end[0]
+        if rec.total_len != total or rec.total_crc != crc:
+            raise CorruptArchive("corrupt archive (total length or checksum mismatch)")
+        if fin.read(1):
+            raise CorruptArchive("corrupt archive (trailing data after the end)")
+        return total
+
+    return _run(backend, body)
+
+
+# -------------------------------------------------------------------------------- files
+
+def iter_files(paths: Iterable[str | Path], recursive: bool = True, compressing: bool = True,
+               skipped: Callable[[Path, str], None] | None = None) -> Iterator[Path]:
+    """The regular files named by paths, and (recursive) those under the directories named,
+    in sorted order. Skipped, each reported as skipped(path, reason): directories when not
+    recursive, anything not a regular file (links to regular files are followed; links to
+    directories are not descended), and when compressing, names ending in .tz; when
+    decompressing, names that do not."""
+    report = skipped or (lambda p, why: None)
+    for p in map(Path, paths):
+        try:
+            st = os.stat(p)
+        except OSError as e:
+            report(p, f"cannot be read ({e.strerror})")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if not recursive:
+                report(p, "is a directory (use -r)")
+                continue
+            yield from _walk(p, compressing, report)
+        else:
+            yield from _file(p, st, compressing, report)
+
+
+def _file(p: Path, st: os.stat_result, compressing: bool, report) -> Iterator[Path]:
+    if not stat.S_ISREG(st.st_mode):
+        report(p, "is not a regular file")
+    elif compressing and p.suffix == ".tz":
+        report(p, "already has the .tz suffix")
+    elif not compressing and p.suffix != ".tz":
+        report(p, "has no .tz suffix")
+    else:
+        yield p
+
+
+def _walk(top: Path, compressing: bool, report) -> Iterator[Path]:
+    for root, dirs, files in os.walk(top, onerror=lambda e: report(Path(e.filename), "cannot be read")):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            try:
+                st = os.stat(p)
+            except OSError as e:
+                report(p, f"cannot be read ({e.strerror})")
+                continue
+            yield from _file(p, st, compressing, report)
+        for d in dirs:
+            if os.path.islink(os.path.join(root, d)):
+                report(Path(root) / d, "is a link to a directory (not followed)")
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+
+
+class _Out:
+    """An output file written through a temporary file beside it, renamed on close."""
+
+    def __init__(self, dst: Path, mode: int):
+        self.dst, self.mode = dst, mode
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp",
+                                        dir=dst.parent or ".")
+        self.f = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        self.f.close()
+        os.chmod(self.tmp, self.mode)
+        os.replace(self.tmp, self.dst)
+
+    def discard(self) -> None:
+        self.f.close()
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+
+def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, workers: int = 0,
+                   ray: str | None = None, device: str = "auto", streams: int | None = None,
+                   block_size: int = BLOCK_SIZE, format: int = VERSION, force: bool = False,
+                   progress: Progress = None, in_flight: int | None = None,
+                   ray_options: dict | None = None) -> list[Path]:
+    """Compress each file to FILE.tz beside it (atomically, keeping its permission bits),
+    the blocks of all files coded by one pool of workers (or Ray) so that many small files
+    keep every worker busy as well as one large file does. Each archive is byte-identical
+    to tzip.compress_file's. An existing FILE.tz is an error unless force. Returns the
+    archives written, in order; on an error, archives finished before it stay, the one
+    being written is removed."""
+    paths = [Path(p) for p in paths]
+    dsts = [p.with_name(p.name + ".tz") for p in paths]
+    if not force:
+        for d in dsts:
+            if d.exists():
+                raise TzipError(f"{d} already exists (use force=True / -f to overwrite)")
+    opts = dict(streams=streams, block_size=block_size, format=format)
+    if ray is None and resolve_workers(workers) == 1:
+        c = Compressor(model, device=device, **opts)
+        for src, dst in zip(paths, dsts):
+            with open(src, "rb") as fin:
+                out = _Out(dst, source_mode(src))
+                try:
+                    c.compress_stream(fin, out.f, progress)
+                except BaseException:
+                    out.discard()
+                    raise
+                out.commit()
+        return dsts
+    _check(opts)
+    model, device = resolve_model(model, device, ray, ray_options)
+    header = _model_header(model, device, format)
+    backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
+    limit = in_flight or _in_flight(n, ray)
+
+    def jobs():
+        for i, src in enumerate(paths):
+            sums = [0, 0]
+            yield ("start", i, None), None
+            with open(src, "rb") as fin:
+                for raw in _read_blocks(fin, block_size, sums):
+                    yield ("block", i, len(raw)), ("encode", raw)
+            yield ("end", i, tuple(sums)), None
+
+    def body(be: Backend) -> list[Path]:
+        out = None
+        try:
+            for (what, i, x), packed in ordered(jobs(), be, limit):
+                if what == "start":
+                    out = _Out(dsts[i], source_mode(paths[i]))
+                    out.f.write(header.pack())
+                elif what == "block":
+                    out.f.write(packed)
+                    if progress:
+                        progress(x)
+                else:
+                    out.f.write(Trailer(*x).pack())
+                    out.commit()
+                    out = None
+        except BaseException:
+            if out is not None:
+                out.discard()
+            raise
+        return dsts
+
+    return _run(backend, body)
+
+
+def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
+                     workers: int = 0, ray: str | None = None, device: str = "auto",
+                     force: bool = False, progress: Progress = None, in_flight: int | None = None,
+                     ray_options: dict | None = None) -> list[Path]:
+    """Decompress each FILE.tz to FILE (atomically, after verification, keeping its
+    permission bits), the blocks of all archives decoded by one pool of workers (or Ray).
+    The checks of tzip.decompress_file for each; an error names the archive. An existing
+    FILE is an error unless force. Returns the files written; on an error, files finished
+    before it stay, the one being written is removed."""
+    paths = [Path(p) for p in paths]
+    for src in paths:
+        if src.suffix != ".tz":
+            raise TzipError(f"{src}: unknown suffix (expected .tz)")
+    dsts = [src.with_suffix("") for src in paths]
+    if not force:
+        for d in dsts:
+            if d.exists():
+                raise TzipError(f"{d} already exists (use force=True / -f to overwrite)")
+    if ray is None and resolve_workers(workers) == 1:
+        d = Decompressor(model, device=device)
+        for src, dst in zip(paths, dsts):
+            with open(src, "rb") as fin:
+                out = _Out(dst, source_mode(src))
+                try:
+                    d.decompress_stream(fin, out.f, progress)
+                except TzipError as e:
+                    out.discard()
+                    raise type(e)(f"{src}: {e}") from None
+                except BaseException:
+                    out.discard()
+                    raise
+                out.commit()
+        return dsts
+    backend, n = _backend("decompress", model, device, {"header": None}, workers, ray,
+                          ray_options)
+    limit = in_flight or _in_flight(n, ray)
+
+    def jobs():
+        for i, src in enumerate(paths):
+            with open(src, "rb") as fin:
+                r = Reader(fin)
+                try:
+                    header = Header.read(r)
+                    yield ("start", i, None), None
+                    while True:
+                        rec = read_record(r, header.version)
+                        if isinstance(rec, Trailer):
+                            break
+                        yield ("block", i, None), ("decode", rec, header, str(src))
+                    trailing = bool(fin.read(1))
+                except FormatError as e:
+                    raise CorruptArchive(f"{src}: {e}") from None
+            yield ("end", i, (rec, trailing)), None
+
+    def body(be: Backend) -> list[Path]:
+        out, total, crc = None, 0, 0
+        try:
+            for (what, i, x), data in ordered(jobs(), be, limit):
+                if what == "start":
+                    out, total, crc = _Out(dsts[i], source_mode(paths[i])), 0, 0
+                elif what == "block":
+                    out.f.write(data)
+                    total, crc = total + len(data), zlib.crc32(data, crc)
+                    if progress:
+                        progress(len(data))
+                else:
+                    rec, trailing = x
+                    if rec.total_len != total or rec.total_crc != crc:
+                        raise CorruptArchive(f"{paths[i]}: corrupt archive (total length or "
+                                             "checksum mismatch)")
+                    if trailing:
+                        raise CorruptArchive(f"{paths[i]}: corrupt archive (trailing data "
+                                             "after the end)")
+                    out.commit()
+                    out = None
+        except BaseException:
+            if out is not None:
+                out.discard()
+            raise
+        return dsts
+
+    return _run(backend, body)
