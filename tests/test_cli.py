@@ -461,3 +461,18 @@ def test_models_lists_the_search_path_and_says_when_empty(tmp_path, monkeypatch,
     monkeypatch.setenv("TZIP_MODELS", str(tmp_path / "none"))
     code, out, err = run("models")
     assert code == 1 and out == b"" and "no models found; searched:" in err
+
+
+@pytest.mark.slow
+def test_worker_processes_make_the_same_archive(txt, tiny_path, tmp_path):
+    """-T 2 codes blocks in worker processes (tzip/parallel.py): the same archive as -T 1,
+    and it decodes with -T 2 too."""
+    one = tmp_path / "one.tz"
+    code, _, err = run("-q", "-T", "1", "--model", tiny_path, "-o", one, txt)
+    assert code == 0, err
+    code, _, err = run("-q", "-T", "2", "--model", tiny_path, "-f", txt)
+    assert code == 0, err
+    two = txt.with_name(txt.name + ".tz")
+    assert two.read_bytes() == one.read_bytes()
+    code, out, err = run("-dc", "-T", "2", "--model", tiny_path, two)
+    assert code == 0 and out == txt.read_bytes(), err

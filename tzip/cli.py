@@ -146,15 +146,23 @@ class Job:
     """What one run of tzip does to each file: mode compress, decompress, test or list."""
 
     def __init__(self, mode: str, *, stdout=False, output=None, force=False, quiet=False,
-                 verbose=False, rm=False, model=None, device="auto", streams=None):
+                 verbose=False, rm=False, model=None, device="auto", streams=None,
+                 workers=None, ray=None):
         self.mode, self.stdout, self.output, self.force = mode, stdout, output, force
         self.quiet, self.verbose, self.rm = quiet, verbose, rm
         self.model, self.device, self.streams = model, device, streams
+        self.workers, self.ray = workers, ray
         self._coder = None
 
     def coder(self):
-        """The Compressor or Decompressor, made on first use (loads PyTorch)."""
+        """The Compressor or Decompressor, made on first use (loads PyTorch); worker
+        processes with -T N (N != 1) or --ray."""
         if self._coder is None:
+            if self.ray or self.workers not in (None, 1):
+                from . import parallel
+                if self.ray or parallel.resolve_workers(self.workers) > 1:
+                    self._coder = _Workers(self, self.workers, self.ray)
+                    return self._coder
             if self.mode == "compress":
                 self._coder = api.Compressor(self.model, device=self.device, streams=self.streams)
             else:
@@ -307,9 +315,13 @@ def _model_options(f):
     f = click.option("--model", "model", default=None, metavar="NAME|PATH",
                      help="Model name (see tzip models) or path to a .npz (default: tzip-small "
                           "on CPU, tzip-large on a GPU when installed).")(f)
-    f = click.option("-T", "--threads", type=int, default=None, metavar="N",
-                     help="Threads for the model (0: automatic, the default: the cores not "
-                          "busy; OMP_NUM_THREADS is respected).")(f)
+    f = click.option("-T", "--threads", type=click.IntRange(0, 4096), default=None, metavar="N",
+                     help="Worker processes coding blocks at once (0: one per core; archives "
+                          "are identical to -T 1). Without -T: one process, its threads "
+                          "on the cores not busy (OMP_NUM_THREADS is respected).")(f)
+    f = click.option("--ray", "ray", default=None, metavar="ADDRESS",
+                     help="Code blocks on a Ray cluster ('local' starts one; pip install "
+                          "'tzip[ray]'); same archives.")(f)
     return f
 
 
@@ -349,8 +361,34 @@ def _model_for(model: str | None, level: int | None) -> str | None:
 
 
 def _start(threads_n: int | None) -> None:
-    if threads_n is not None:
-        threads.set_threads(threads_n)
+    """-T 1 is one process on one thread; other counts are worker processes
+    (_Workers), each with its share of the cores."""
+    if threads_n == 1:
+        threads.set_threads(1)
+
+
+class _Workers:
+    """Compressor/Decompressor's stream methods over blocks coded by worker processes or a
+    Ray cluster (tzip/parallel.py): the same archives, in order."""
+
+    def __init__(self, job: "Job", workers: int | None, ray: str | None):
+        from . import parallel
+        self.parallel, self.job = parallel, job
+        self.workers = 0 if workers is None else workers
+        self.ray = ray
+        self.backend = (f"Ray at {ray}" if ray else
+                        f"{parallel.resolve_workers(self.workers)} worker processes")
+
+    def compress_stream(self, fin, fout, tick) -> int:
+        j = self.job
+        return self.parallel.compress_stream(fin, fout, j.model, workers=self.workers,
+                                             device=j.device, streams=j.streams, progress=tick,
+                                             ray=self.ray)
+
+    def decompress_stream(self, fin, fout, tick) -> int:
+        j = self.job
+        return self.parallel.decompress_stream(fin, fout, j.model, workers=self.workers,
+                                               device=j.device, progress=tick, ray=self.ray)
 
 
 def _compiled_loops() -> str:
@@ -513,12 +551,12 @@ class _GzipStyle(click.Command):
 @_model_options
 @click.pass_context
 def gzip_style(ctx, files, mode, stdout, output, force, quiet, verbose, keep, rm, recursive,
-               level, streams, model, device, threads):
+               level, streams, model, device, threads, ray):
     """tzip as gzip: compress FILES, or -d/-t/-l them."""
     _start(threads)
     job = Job(mode, stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
               rm=rm and not keep, model=_model_for(model, level) if mode == "compress" else model,
-              device=device, streams=streams)
+              device=device, streams=streams, workers=threads, ray=ray)
     _run(job, files, recursive)
 
 
@@ -529,12 +567,12 @@ def gzip_style(ctx, files, mode, stdout, output, force, quiet, verbose, keep, rm
 @_streams_option
 @_model_options
 def compress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, level, streams,
-             model, device, threads):
+             model, device, threads, ray):
     """Compress FILES to FILE.tz (FILE is kept; --rm removes it)."""
     _start(threads)
     _run(Job("compress", stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
-             rm=rm and not keep, model=_model_for(model, level), device=device, streams=streams),
-         files, recursive)
+             rm=rm and not keep, model=_model_for(model, level), device=device, streams=streams,
+             workers=threads, ray=ray), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
@@ -542,12 +580,13 @@ def compress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, 
 @_io_options
 @_model_options
 def decompress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, model, device,
-               threads):
+               threads, ray):
     """Decompress FILE.tz to FILE, verifying every block's checksum. The output gets the
     archive's modification time and permissions."""
     _start(threads)
     _run(Job("decompress", stdout=stdout, output=output, force=force, quiet=quiet,
-             verbose=verbose, rm=rm and not keep, model=model, device=device), files, recursive)
+             verbose=verbose, rm=rm and not keep, model=model, device=device, workers=threads,
+             ray=ray), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
@@ -555,10 +594,11 @@ def decompress(files, stdout, output, force, quiet, verbose, keep, rm, recursive
 @click.option("-r", "--recursive", is_flag=True, help="Test the .tz files in directories.")
 @click.option("-q", "--quiet", is_flag=True, help="Only report failures.")
 @_model_options
-def test(files, recursive, quiet, model, device, threads):
+def test(files, recursive, quiet, model, device, threads, ray):
     """Decode FILES fully and check them, writing nothing ('-' or none: stdin)."""
     _start(threads)
-    _run(Job("test", quiet=quiet, model=model, device=device), files, recursive)
+    _run(Job("test", quiet=quiet, model=model, device=device, workers=threads, ray=ray), files,
+         recursive)
 
 
 @main.command(context_settings=CONTEXT)

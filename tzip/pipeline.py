@@ -105,7 +105,7 @@ def decode_job(blk, header=None, label: str | None = None) -> bytes:
     prefixes the message of an error (the archive's path)."""
     d, header = WORKER["d"], header or WORKER["header"]
     try:
-        return codec.decode_block(blk, lambda: d._engine(header), None)
+        return codec.decode_block(blk, lambda: d.engine_for(header), None)
     except TzipError as e:
         if label is None:
             raise
