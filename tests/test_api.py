@@ -170,3 +170,15 @@ def test_archives_of_a_per_user_model_decode_by_id(tmp_path, monkeypatch, tiny, 
     assert tzip.decompress(_force_model_block(tiny, data)) == data
     d = tzip.TzipDecompressor()
     assert d.decompress(_force_model_block(tiny, data)) == data and d.eof
+
+
+def test_open_and_incremental_objects_read_format3_archives():
+    """Archives made before format 4 read through tzip.open and TzipDecompressor too."""
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    blob = (here / "data" / "gettysburg.tzip-small.format3.tz").read_bytes()
+    want = (here.parent / "bench" / "sample" / "gettysburg.txt").read_bytes()
+    with tzip.open(io.BytesIO(blob), "rb") as f:
+        assert f.read() == want
+    d = tzip.TzipDecompressor()
+    assert d.decompress(blob) == want and d.eof

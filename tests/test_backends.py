@@ -117,7 +117,7 @@ def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
     """Five streams in three parts (1, 2, 2) on three threads, then one, then two, step
     after step on one state, whatever this machine has."""
     from tzip.engine.compiled import step
-    from tzip.engine.compiled.threads import Parts
+    from tzip.engine.compiled.parts import Parts
     monkeypatch.setattr(step, "PARTS_FROM", 1)
     stepper = Engine(tiny).backend("numba", "stepper")
     parts = [Parts(threads=n) for n in (3, 1, 2)]
@@ -178,7 +178,7 @@ def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch):
     """Attention groups of one stream, or of two where a part of 3 ends with a group of
     one, on two threads."""
     from tzip.engine.compiled import score
-    from tzip.engine.compiled.threads import Parts
+    from tzip.engine.compiled.parts import Parts
     scorer = Engine(tiny).backend("numba", "scorer")
     scorer.parts = Parts(threads=2)
     inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
@@ -192,10 +192,10 @@ def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch):
 
 @needs_numba
 def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
-    from tzip.engine.compiled import threads
-    if threads.BLAS is None:
+    from tzip.engine.compiled import parts
+    if parts.BLAS is None:
         pytest.skip("numpy's BLAS is not a known OpenBLAS here")
-    get, set_ = threads.BLAS
+    get, set_ = parts.BLAS
     before = get()
     set_(3)  # not 1, or the test could not tell
     try:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import tzip
-from tzip import codec, limits
+from tzip import codec, limits, modelpath
 from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, NO_TRANSFORM, READ_CHUNK, STORED,
                             TAG_BLOCK, Block, Header, LimitExceeded, Trailer, put_varint)
 from tzip.engine import Engine
@@ -302,9 +302,12 @@ def test_memory_estimate_covers_what_decoding_allocates(tiny, backend, monkeypat
 # ---- the model: looked up by id, never by a path from the archive ------------------------
 @pytest.fixture()
 def models_dir(tmp_path, monkeypatch, tiny):
+    """The only folder models are installed in (no per-user folder, no shipped models)."""
     d = tmp_path / "models"
     d.mkdir()
     monkeypatch.setenv("TZIP_MODELS", str(d))
+    monkeypatch.setattr(modelpath, "user_dir", lambda: d)
+    monkeypatch.setattr(modelpath, "shipped_dir", lambda: None)
     return d
 
 
@@ -361,19 +364,19 @@ def test_model_found_by_id_whatever_the_name(tiny, models_dir, sample, coded):
 def test_model_ids_are_cached_and_match_intmodel(tiny, tiny_b, small, models_dir):
     for m, n in ((tiny, "a"), (tiny_b, "b"), (small, "c")):
         m.save(models_dir / f"{n}.npz")
-        assert registry.npz_digest(models_dir / f"{n}.npz") == m.digest
+        assert modelpath.file_digest(models_dir / f"{n}.npz") == m.digest
     p = models_dir / "a.npz"
     first = registry._file_digest(p)
     calls = []
-    real = registry.npz_digest
-    registry.npz_digest = lambda path: calls.append(path) or real(path)
+    real = modelpath.file_digest
+    modelpath.file_digest = lambda path: calls.append(path) or real(path)
     try:
         assert registry._file_digest(p) == first and not calls
         tiny_b.save(p)  # changed file: hashed again
         os.utime(p, ns=(time.time_ns(), time.time_ns() + 10**9))
         assert registry._file_digest(p) == tiny_b.digest and calls
     finally:
-        registry.npz_digest = real
+        modelpath.file_digest = real
 
 
 def _garbage_models(d: Path, good) -> None:

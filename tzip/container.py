@@ -171,7 +171,7 @@ class Trailer:
         return body + struct.pack("<I", zlib.crc32(body))
 
 
-def read_record(r: Reader, version: int = VERSION, max_payload: int = MAX_BLOCK) -> Block | Trailer:
+def read_record(r: Reader, version: int, max_payload: int = MAX_BLOCK) -> Block | Trailer:
     """The next block, or the trailer, of an archive of this format version. Every length
     is checked against what the encoder can write before anything is read or sized by it:
     a payload is never longer than its block (the encoder stores a block that coding does

@@ -97,9 +97,18 @@ def model_file(name: str) -> Path | None:
     return model_files().get(name)
 
 
-def summary(path: Path) -> dict:
-    """Name, parameters, context and id of a model file, read with numpy alone (the id is
-    IntModel.digest: sha256 over the numeric metadata and the arrays as stored)."""
+_WEIGHTS = ("wqkv", "wo", "w1", "w2")
+
+
+def _is_weight(key: str) -> bool:
+    return key == "head" or key.split(".")[-1] in _WEIGHTS
+
+
+def _scan(path: Path) -> tuple[dict, bytes, int]:
+    """(metadata, IntModel.digest, weight count) of a model file, read one array at a time
+    with numpy alone: the digest is the sha256 over the numeric metadata and the arrays in
+    the form IntModel stores them (int8 weights; any other int8 array as IntModel.load
+    holds it, float32)."""
     import numpy as np
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(z["__meta__"].tobytes())
@@ -108,10 +117,23 @@ def summary(path: Path) -> dict:
         params = 0
         for k in sorted(f for f in z.files if f != "__meta__"):
             a = z[k]
+            if a.dtype == np.int8 and not _is_weight(k):
+                a = a.astype(np.float32)
             h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
-            if k == "head" or k.split(".")[-1] in ("wqkv", "wo", "w1", "w2"):
+            if _is_weight(k):
                 params += a.size
+    return meta, h.digest(), params
+
+
+def file_digest(path: Path) -> bytes:
+    """IntModel.digest of a model file, without building the model (or importing torch)."""
+    return _scan(path)[1]
+
+
+def summary(path: Path) -> dict:
+    """Name, parameters, context, id and format of a model file, read with numpy alone."""
+    meta, digest, params = _scan(path)
     return {"name": meta.get("name", path.stem), "params": params,
-            "context": meta["config"].get("context"), "id": h.hexdigest(), "path": path,
+            "context": meta["config"].get("context"), "id": digest.hex(), "path": path,
             "format": meta["format"]}

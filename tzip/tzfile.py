@@ -134,7 +134,7 @@ class TzipDecompressor:
             if self._header is None:
                 self._header = Header.read(r)
             else:
-                rec = read_record(r)
+                rec = read_record(r, self._header.version)
                 if isinstance(rec, Trailer):
                     if rec.total_len != self._total or rec.total_crc != self._crc:
                         raise CorruptArchive("corrupt archive (total length or checksum mismatch)")

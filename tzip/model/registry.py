@@ -134,35 +134,7 @@ def _file_digest(path: Path) -> bytes:
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _digests:
         try:
-            _digests[key] = npz_digest(path)
+            _digests[key] = modelpath.file_digest(path)
         except Exception:  # any malformed file: not a match, never a traceback
             _digests[key] = b""
     return _digests[key]
-
-
-def npz_digest(path: Path) -> bytes:
-    """The digest IntModel.load(path).digest would have (same meta, same arrays in the
-    form IntModel stores them), reading one array at a time."""
-    import hashlib
-    import json
-
-    import numpy as np
-
-    from .intmodel import FORMAT, _is_weight
-    from .net import ModelConfig
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(z["__meta__"].tobytes())
-        if meta.get("format") != FORMAT:
-            return b""
-        numeric = {"config": ModelConfig.from_dict(meta["config"]).to_dict(),
-                   "shifts": meta["shifts"], "format": FORMAT}
-        h = hashlib.sha256(json.dumps(numeric, sort_keys=True).encode())
-        for k in sorted(f for f in z.files if f != "__meta__"):
-            a = z[k]
-            if a.dtype == np.int8:
-                a = a.astype(np.float32)  # as IntModel.load holds it...
-            if _is_weight(k):
-                a = a.astype(np.int8)  # ...and _storage_array gives it back
-            h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.digest()

@@ -22,7 +22,7 @@ from ...model.intmodel import MLP_BITS
 from ..exact import exact_matmul
 from ..weights import Weights
 from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
-from .threads import Parts, blas_on_calling_threads
+from .parts import Parts, blas_on_calling_threads
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
 # many bytes at a time: a group of streams' tables stay in the processor's cache between
@@ -186,7 +186,7 @@ class JitScorer:
     def __call__(self, tokens: np.ndarray, cache: PassState) -> np.ndarray:
         """tokens (S, C) int64 at positions cache.t .. cache.t+C-1 -> freqs (S, C, 256).
 
-        The streams run in parts on threads of their own (threads.py)."""
+        The streams run in parts on threads of their own (parts.py)."""
         c = self.cfg
         S, C = tokens.shape
         kv, G, hd, d = c.n_kv_head, c.n_head // c.n_kv_head, c.head_dim, c.d_model

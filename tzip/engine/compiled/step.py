@@ -21,7 +21,7 @@ from ...model.intmodel import MLP_BITS
 from ..numpy_step import RingState
 from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, matmul, mlp, norm, residual, rq
-from .threads import Parts
+from .parts import Parts
 
 PARTS_FROM = 4  # streams per part at least
 
@@ -238,7 +238,7 @@ class JitStep:
 
     def __call__(self, tokens: np.ndarray, state: RingState) -> np.ndarray:
         """tokens (S,) int64 at position state.t -> freqs (S, 256) float32. The streams
-        run in parts of at least PARTS_FROM on threads of their own (threads.py)."""
+        run in parts of at least PARTS_FROM on threads of their own (parts.py)."""
         slot = state.t % self.cfg.context
         state.pos[slot] = state.t
         out = np.empty((len(tokens), 256), dtype=np.float32)
