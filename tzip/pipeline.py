@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from . import codec
+from . import codec, threads
 from .api import Compressor, Decompressor, ModelSpec
 from .errors import TzipError
 
@@ -68,17 +68,12 @@ def ordered(jobs: Iterable[tuple[Any, tuple | None]], backend: Backend, limit: i
 WORKER: dict = {}  # in a worker process: its Compressor / Decompressor and settings
 
 
-def _limit_threads(threads: int) -> None:
-    """Keep a worker to its share of the cores (torch, numba, OpenMP/BLAS)."""
+def _limit_threads(n: int) -> None:
+    """Keep a worker to its share of the cores: the libraries' own thread pools (read when
+    they load in this fresh process) and tzip's thread policy (tzip/threads.py)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-    torch.set_num_threads(threads)
-    try:
-        import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # numba missing: nothing to limit
-        pass
+        os.environ[var] = str(n)
+    threads.set_threads(n)
 
 
 def setup_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
