@@ -273,9 +273,8 @@ def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Prog
         raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
     L = max(lengths)
     stepper = engine.stepper(S, L)
-    host, dev = decode_memory(stepper, engine.cfg, S, L)
-    check_memory((host + cm.memory(n), dev), f"decoding a model block of {n} bytes in {S} streams",
-                 engine.device)
+    check_memory(decode_memory(stepper, engine.cfg, S, L, cm.memory(n)),
+                 f"decoding a model block of {n} bytes in {S} streams", engine.device)
     out = np.zeros((S, L), dtype=np.int64)
     try:
         dec = cm.Decoder(payload, lengths, out)

@@ -15,8 +15,10 @@ import numpy as np
 from .errors import LimitExceeded
 
 MEMORY_FRACTION = 0.5  # default limit: this share of the physical memory (or cgroup limit)
-_MIXER_FIXED = 2 * ((1 << 16) * 256 * 2 + (1 << 16) * 8) + 8 * (1 << 22)  # count tables, match table
-_MIXER_PER_STREAM = 48 * 256 * 8  # (S, 256) int64 rows of the chain and its temporaries
+# format 3's linear mixer (tzip/mixing): count tables and match table, and its (S, 256)
+# int64 rows per stream with their temporaries; format 4's mixer says its own (cm.memory)
+MIXER_FIXED = 2 * ((1 << 16) * 256 * 2 + (1 << 16) * 8) + 8 * (1 << 22)
+MIXER_PER_STREAM = 48 * 256 * 8
 
 
 def _state_bytes(obj) -> tuple[int, int]:
@@ -40,12 +42,14 @@ def _state_bytes(obj) -> tuple[int, int]:
     return host, dev
 
 
-def decode_memory(stepper, cfg, S: int, L: int) -> tuple[int, int]:
+def decode_memory(stepper, cfg, S: int, L: int,
+                  mixer: int | None = None) -> tuple[int, int]:
     """(host, device) bytes that decoding S streams of up to L positions with this stepper
     needs, estimated before any of it is allocated: the stepper's state per stream
     (measured on states of one and two streams) and its temporaries (attention scores
     and MLP activations of a step, a few copies each), the (S, L) int64 output matrix
-    and the bytes it becomes, and the adaptive models' tables and rows."""
+    and the bytes it becomes, and the adaptive models' bytes (`mixer`; by default
+    format 3's tables and rows)."""
     h1, d1 = _state_bytes(stepper.new_state(1))
     h2, d2 = _state_bytes(stepper.new_state(2))
     work = 16 * cfg.n_head * cfg.context + 64 * cfg.d_model * cfg.mlp_mult
@@ -53,7 +57,9 @@ def decode_memory(stepper, cfg, S: int, L: int) -> tuple[int, int]:
         dev, host = d1 + S * (d2 - d1 + work), h1 + S * (h2 - h1)
     else:
         dev, host = 0, h1 + S * (h2 - h1 + work)
-    return host + S * _MIXER_PER_STREAM + _MIXER_FIXED + 12 * S * L, dev
+    if mixer is None:
+        mixer = MIXER_FIXED + S * MIXER_PER_STREAM
+    return host + mixer + 12 * S * L, dev
 
 
 def physical_memory() -> int | None:
