@@ -75,6 +75,15 @@ def split_streams(n: int, context: int, streams: int | None = None) -> list[int]
     return lengths
 
 
+def _canonical(lengths: list[int], context: int) -> int:
+    """The block length of stream lengths that are the encoder's cut of it (split_streams),
+    else CorruptPayload: a decoder accepts no other layout."""
+    n = sum(lengths)
+    if not lengths or lengths != split_streams(n, context, len(lengths)):
+        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
+    return n
+
+
 def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(S, L) byte matrix of the streams (zero padded) and the (S, L) mask of real bytes."""
     S, L = len(lengths), max(lengths)
@@ -146,9 +155,7 @@ def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progres
     as soon as the symbols have used more information than the payload holds."""
     if len(payload) % 4:
         raise CorruptPayload("payload length is not a multiple of 4")
-    S, n = len(lengths), sum(lengths)
-    if not S or lengths != split_streams(n, engine.cfg.context, S):
-        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
+    S, n = len(lengths), _canonical(lengths, engine.cfg.context)
     if n > max_symbols(len(payload) // 4):
         raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
     L = max(lengths)
@@ -266,9 +273,7 @@ def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Prog
     Bounded as decode is: canonical stream lengths, no more bytes than the payload can
     code (cm.max_bytes), memory checked before allocating, and the mixer's coder stops
     once it has read past the payload."""
-    S, n = len(lengths), sum(lengths)
-    if not S or lengths != split_streams(n, engine.cfg.context, S):
-        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
+    S, n = len(lengths), _canonical(lengths, engine.cfg.context)
     if n > cm.max_bytes(len(payload)):
         raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
     L = max(lengths)
@@ -280,12 +285,13 @@ def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Prog
         dec = cm.Decoder(payload, lengths, out)
         state = stepper.new_state(S)
         tok = np.full(S, BOS, dtype=np.int64)
-        active = np.asarray(lengths)
+        # streams still running at each step (for progress)
+        running = S - np.searchsorted(np.sort(lengths), np.arange(L), side="right")
         with stepper.threads(S):
             for t in range(L):
                 tok = dec.decode(t, stepper(tok, state))
                 if progress:
-                    progress(int((active > t).sum()))
+                    progress(int(running[t]))
         dec.finish()
     except cm.CorruptPayload as e:
         raise CorruptPayload(str(e)) from None
