@@ -61,41 +61,57 @@ STRUCT_KINDS = {"airports.csv": "csv", "bashref.html": "html", "debian-reference
                 "gdb-check.log": "log", "lodash.js": "source", "lz4.c": "source", "mime-db.json": "json",
                 "nodejs-fs.md": "markdown", "regex-syntax-parse.rs": "source",
                 "typing_extensions.py": "source", "xkb-base.xml": "xml"}
-CORPUS_FILES = [(f"s/{n}", k, STRUCT_DIR / n, 64 * KB) for n, k in STRUCT_KINDS.items()]
+# CM_SLICE: bytes of each corpus file (default 64 KiB; 0: whole files)
+SLICE = int(os.environ.get("CM_SLICE", 64 * KB)) or None
+CORPUS_FILES = [(f"s/{n}", k, STRUCT_DIR / n, SLICE) for n, k in STRUCT_KINDS.items()]
+if os.environ.get("CM_ONLY") == "corpus":  # the corpus files alone
+    FILES = []
 STRUCTURED = {"utf8-ru", "html", "source", "xml", "json", "log", "csv", "markdown", "utf16"}
 
 
 def load(entry) -> bytes:
-    """The coded block of a bench entry: the slice, CRLF turned into LF as the codec does."""
+    """The coded block of a bench entry: the slice, with the codec's transforms (UTF-16 to
+    UTF-8, CRLF to LF) applied as they would be."""
     from tzip import transform
     _, _, src, n = entry
     raw = src() if callable(src) else Path(src).read_bytes()
     if n:
         raw = raw[:n]
-    return transform.crlf_to_lf(raw) if transform.crlf_applies(raw) else raw
+    return transform.to_text_block(raw)[2]
+
+
+_ENGINE = None
+
+
+def engine():
+    """The CPU engine of MODEL, built once."""
+    global _ENGINE
+    if _ENGINE is None:
+        from tzip import threads
+        threads.before_torch()
+        import torch
+        from tzip.engine import Engine
+        from tzip.model import registry
+        _ENGINE = Engine(registry.load(MODEL, torch.device("cpu")), torch.device("cpu"))
+    return _ENGINE
 
 
 def default_lengths(n: int) -> list[int]:
-    from tzip import coder, models
-    import torch
-    eng = models.engine_for(models.load(MODEL), torch.device("cpu"))
-    return coder.split_streams(n, eng.cfg.context)
+    from tzip import codec
+    return codec.split_streams(n, engine().cfg.context)
 
 
-def model_freqs(data: bytes, lengths: list[int], c: int = 64) -> np.ndarray:
-    """tzip-small's integer frequency tables (S, L, 256) float32 for the lockstep layout.
-    The ONE place that knows the engine's API (being renamed in parallel)."""
-    import torch
-    from tzip import coder, models
-    m = models.load(MODEL)
-    eng = models.engine_for(m, torch.device("cpu"))
-    mat, _ = coder._layout(data, lengths)
+def model_freqs(data: bytes, lengths: list[int]) -> np.ndarray:
+    """tzip-small's integer frequency tables (S, L, 256) float32 for the lockstep layout,
+    pass by pass as codec.encode_cm gets them."""
+    from tzip import codec
+    mat, _ = codec._layout(data, lengths)
     S, L = mat.shape
-    inp = np.concatenate([np.full((S, 1), 256), mat[:, :-1]], 1)
-    forward, cache = eng.encoder(S, compiled=True)
     out = np.empty((S, L, 256), dtype=np.float32)
-    for t0 in range(0, L, c):
-        out[:, t0:t0 + c] = forward(np.ascontiguousarray(inp[:, t0:t0 + c]), cache)
+
+    def keep(t0: int, freqs: np.ndarray) -> None:
+        out[:, t0:t0 + freqs.shape[1]] = freqs
+    codec._passes(engine(), mat, keep)
     return out
 
 
@@ -112,9 +128,9 @@ def cached_freqs(data: bytes, lengths: list[int]) -> np.ndarray:
 
 
 def _layouts(data: bytes) -> dict[str, list[int]]:
-    from tzip import coder
+    from tzip import codec
     return {"default": default_lengths(len(data)), "S=1": [len(data)],
-            "S=8": coder.split_streams(len(data), 1, 8)}
+            "S=8": codec.split_streams(len(data), 1, 8)}
 
 
 LAYOUT_FILES = ("dpkg.log", "node-http.html", "book1", "iso_639-3.json")
@@ -157,12 +173,12 @@ def ppmd_sizes(data: bytes) -> tuple[int, int]:
 
 
 def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> int:
-    """Format 3's model payload (coder.encode's: tzip/mixer.py's chain and constriction's
-    range coder) from the cached tables: the same bytes coder.encode writes."""
+    """Format 3's model payload (codec.encode's: tzip/mixing's chain and constriction's
+    range coder) from the cached tables: the same bytes codec.encode writes."""
     import constriction
-    from tzip import coder
-    from tzip.mixer import Mixer
-    mat, mask = coder._layout(data, lengths)
+    from tzip import codec
+    from tzip.mixing import Mixer
+    mat, mask = codec._layout(data, lengths)
     S, L = mat.shape
     enc = constriction.stream.queue.RangeEncoder()
     mixer = Mixer(mat, compiled=True)
@@ -175,20 +191,22 @@ def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> in
 
 
 def format3_archive_size(data: bytes) -> int:
-    """tzip.compress at this commit (container, LZMA fallback and all)."""
+    """Format 3's whole archive (tzip.compress, container, LZMA fallback and all)."""
     import tzip
-    return len(tzip.compress(data, MODEL, device="cpu"))
+    return len(tzip.compress(data, MODEL, device="cpu", format=3))
 
 
 def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 256,
-            compiled: bool = True) -> tuple[int, float]:
+            compiled: bool = True, revision: int | None = None) -> tuple[int, float]:
     """(CM payload bytes, seconds of the CM stage) with the given tables (None: flat)."""
-    from tzip import coder
+    from tzip import codec
     from tzip.cm import Encoder
-    mat, _ = coder._layout(data, lengths)
+    mat, _ = codec._layout(data, lengths)
     S, L = mat.shape
     t = time.thread_time()  # CPU seconds of this thread: the machine is shared
-    enc = Encoder(lengths, mat, compiled=compiled)
+    from tzip.cm import LATEST
+    revision = revision or LATEST
+    enc = Encoder(lengths, mat, revision, compiled=compiled)
     for t0 in range(0, L, c):
         n = min(c, L - t0)
         enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
@@ -197,7 +215,7 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
     if os.environ.get("CM_VERIFY", "1") == "1":  # round trip every result (DESIGN.md 7)
         from tzip.cm import Decoder
         got = np.zeros((S, L), dtype=np.int64)
-        dec = Decoder(out, lengths, got, compiled=compiled)
+        dec = Decoder(out, lengths, got, revision, compiled=compiled)
         for i in range(L):
             dec.decode(i, freqs[:, i] if freqs is not None else np.ones((S, 256), np.float32))
         dec.finish()
@@ -211,7 +229,7 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
     step per call as the codec does; after a warm-up that compiles everything. Speeds are
     per core: bytes over the CPU time of the calling thread (time.thread_time), as the
     shared machine's wall clock varies with other jobs."""
-    from tzip import coder
+    from tzip import codec
     from tzip.cm import Decoder
     warm = b"warm up " * 512
     cm_size(warm, [len(warm)], None)
@@ -226,7 +244,7 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
             except Exception:
                 continue
             size, t_enc = cm_size(data, lengths, f, c=64)
-            mat, _ = coder._layout(data, lengths)
+            mat, _ = codec._layout(data, lengths)
             S, L = mat.shape
             from tzip.cm import Encoder
             enc = Encoder(lengths, mat)

@@ -44,8 +44,8 @@ def random_freqs(rng, hist: np.ndarray, skew: bool = True) -> np.ndarray:
     return f
 
 
-def encode(data_hist, lengths, freqs, passes=64, compiled=True) -> bytes:
-    enc = Encoder(lengths, data_hist, compiled=compiled)
+def encode(data_hist, lengths, freqs, passes=64, compiled=True, revision=2) -> bytes:
+    enc = Encoder(lengths, data_hist, revision, compiled=compiled)
     L = data_hist.shape[1]
     t0 = 0
     sizes = passes if isinstance(passes, list) else [passes]
@@ -58,10 +58,10 @@ def encode(data_hist, lengths, freqs, passes=64, compiled=True) -> bytes:
     return enc.finish()
 
 
-def decode(payload, lengths, freqs, compiled=True) -> np.ndarray:
+def decode(payload, lengths, freqs, compiled=True, revision=2) -> np.ndarray:
     L = max(lengths)
     out = np.zeros((len(lengths), L), dtype=np.int64)
-    dec = Decoder(payload, lengths, out, compiled=compiled)
+    dec = Decoder(payload, lengths, out, revision, compiled=compiled)
     for t in range(L):
         got = dec.decode(t, freqs[:, t])
         assert np.array_equal(got, out[:, t])
@@ -83,16 +83,33 @@ CASES = [  # (name, data, lengths)
 
 
 @needs_numba
+@pytest.mark.parametrize("revision", [1, 2])
 @pytest.mark.parametrize("name,data,lengths", CASES, ids=[c[0] for c in CASES])
-def test_reference_equals_compiled_and_round_trips(name, data, lengths):
+def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
     rng = np.random.default_rng(len(data))
     hist = layout(data, lengths)
     freqs = random_freqs(rng, hist)
-    fast = encode(hist, lengths, freqs, passes=[64, 5, 1, 33], compiled=True)
-    ref = encode(hist, lengths, freqs, passes=[7], compiled=False)
+    fast = encode(hist, lengths, freqs, passes=[64, 5, 1, 33], compiled=True, revision=revision)
+    ref = encode(hist, lengths, freqs, passes=[7], compiled=False, revision=revision)
     assert fast == ref
-    assert np.array_equal(decode(fast, lengths, freqs, compiled=True), hist)
-    assert np.array_equal(decode(ref, lengths, freqs, compiled=False), hist)
+    assert np.array_equal(decode(fast, lengths, freqs, compiled=True, revision=revision), hist)
+    assert np.array_equal(decode(ref, lengths, freqs, compiled=False, revision=revision), hist)
+
+
+@needs_numba
+def test_revisions_differ_and_do_not_decode_each_other():
+    """A block coded with one revision is not silently decoded by the other."""
+    hist = layout(TEXT, [len(TEXT)])
+    freqs = random_freqs(np.random.default_rng(5), hist)
+    r1, r2 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2))
+    assert r1 != r2
+    with pytest.raises((CorruptPayload, AssertionError)):
+        assert np.array_equal(decode(r1, [len(TEXT)], freqs, revision=2), hist)
+
+
+def test_unknown_revision_is_refused():
+    with pytest.raises(ValueError, match="revision"):
+        Encoder([3], np.zeros((1, 3), dtype=np.int64), 9)
 
 
 def test_reference_round_trip_flat():

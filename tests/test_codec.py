@@ -25,17 +25,22 @@ def test_split_streams_depends_on_size_only():
     assert codec.split_streams(10, 256) == [10]
     assert codec.split_streams(10, 256, 4) == [3, 3, 3, 1]
     big = codec.split_streams(10_000_000, 256)
-    assert len(big) == codec.AUTO_MAX_STREAMS and sum(big) == 10_000_000
+    assert len(big) == codec.AUTO_MAX_STREAMS[5] == 16 and sum(big) == 10_000_000
+    assert len(codec.split_streams(10_000_000, 256, version=4)) == 128
 
 
-def test_small_blocks_get_up_to_eight_streams_of_two_contexts():
+@pytest.mark.parametrize("version", [4, 5])
+def test_small_blocks_get_up_to_eight_streams_of_two_contexts(version):
     """Fewer sequential decoding steps for small files; long streams for large ones."""
-    assert len(codec.split_streams(511, 256)) == 1
-    assert codec.split_streams(1024, 256) == [512, 512]
-    assert len(codec.split_streams(3721, 256)) == 7  # grammar.lsp: 532 bytes each
-    assert len(codec.split_streams(24_603, 256)) == 8  # cp.html (16-context rule: 6)
-    assert len(codec.split_streams(53_161, 256)) == 12  # paper1: the 16-context rule
-    assert min(codec.split_streams(5000, 256)[:-1]) >= 512
+    def count(n: int) -> int:
+        return len(codec.split_streams(n, 256, version=version))
+    assert count(511) == 1
+    assert codec.split_streams(1024, 256, version=version) == [512, 512]
+    assert count(3721) == 7  # grammar.lsp: 532 bytes each
+    assert count(24_603) == 8  # cp.html (16-context rule: 6)
+    assert count(53_161) == 12  # paper1: the 16-context rule
+    assert min(codec.split_streams(5000, 256, version=version)[:-1]) >= 512
+    assert count(768_771) == (128 if version == 4 else 16)  # book1
 
 
 def test_archives_do_not_depend_on_the_compression_pass_length(tiny, text, monkeypatch):

@@ -31,7 +31,7 @@ def test_truncated(archive, small, cut):
 
 def test_flipped_payload_byte(archive, small):
     i = tzip.info(archive)
-    assert i.blocks[0].method == "model+cm"
+    assert i.blocks[0].method == "model+cm2"
     for pos in (len(archive) - 200, len(archive) // 2, 100):
         bad = bytearray(archive)
         bad[pos] ^= 0x10
@@ -61,7 +61,7 @@ def test_trailing_garbage(archive, small):
 
 def test_wrong_model_is_refused(tiny, tiny_b, text):
     blob = tzip.compress(text[:3000], tiny, streams=4, block_size=1 << 20)
-    if tzip.info(blob).blocks[0].method != "model+cm":  # the random tiny model may lose
+    if tzip.info(blob).blocks[0].method != "model+cm2":  # the random tiny model may lose
         blob = _force_model_block(tiny, text[:3000])
     with pytest.raises(tzip.WrongModel, match="tiny-a"):
         tzip.decompress(blob, tiny_b)
@@ -81,15 +81,18 @@ def test_model_found_by_id_in_models_dir(tiny, text, monkeypatch, tmp_path):
     assert tzip.decompress(_force_model_block(tiny, data)) == data
 
 
-def _force_model_block(model, data: bytes, version: int = 4) -> bytes:
+def _force_model_block(model, data: bytes, version: int = 5) -> bytes:
     """An archive whose only block is model-coded, whatever LZMA would have done."""
     import zlib
     from tzip import codec
-    from tzip.container import MODEL, MODEL_CM, NO_TRANSFORM, Block, Header, Trailer
+    from tzip.container import MODEL, MODEL_METHOD, NO_TRANSFORM, Block, Header, Trailer
     from tzip.engine import Engine
     lengths = codec.split_streams(len(data), model.cfg.context, 4)
-    method, code = (MODEL, codec.encode) if version == 3 else (MODEL_CM, codec.encode_cm)
-    payload = code(Engine(model), data, lengths)
+    method = MODEL_METHOD[version]
+    if method == MODEL:
+        payload = codec.encode(Engine(model), data, lengths)
+    else:
+        payload = codec.encode_cm(Engine(model), data, lengths, None, codec.CM_REVISION[method])
     crc = zlib.crc32(data)
     return (Header(model.name, model.digest[:16], version).pack()
             + Block(method, NO_TRANSFORM, len(data), crc, payload, lengths).pack()
@@ -100,8 +103,8 @@ def _model_block_claiming(n_streams: int, raw_len: int) -> bytes:
     """A block header that says `n_streams` model streams of one byte each (valid CRC)."""
     import struct
     import zlib
-    from tzip.container import MODEL_CM, NO_TRANSFORM, TAG_BLOCK, put_varint
-    body = bytes([TAG_BLOCK, MODEL_CM, NO_TRANSFORM]) + put_varint(raw_len) + put_varint(4) \
+    from tzip.container import MODEL_CM2, NO_TRANSFORM, TAG_BLOCK, put_varint
+    body = bytes([TAG_BLOCK, MODEL_CM2, NO_TRANSFORM]) + put_varint(raw_len) + put_varint(4) \
         + struct.pack("<I", 0) + put_varint(n_streams) + put_varint(1) * n_streams
     return body + struct.pack("<I", zlib.crc32(body)) + b"\0" * 4
 

@@ -24,8 +24,9 @@ import pytest
 
 import tzip
 from tzip import codec, limits, modelpath
-from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, NO_TRANSFORM, READ_CHUNK, STORED,
-                            TAG_BLOCK, Block, Header, LimitExceeded, Trailer, put_varint)
+from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD,
+                            MODEL_METHODS, NO_TRANSFORM, READ_CHUNK, STORED, TAG_BLOCK, Block,
+                            Header, LimitExceeded, Trailer, put_varint)
 from tzip.engine import Engine
 from tzip.model import registry
 
@@ -37,7 +38,7 @@ def block_bytes(method: int, raw_len: int, payload: bytes, streams: list[int] | 
     n_payload = len(payload) if n_payload is None else n_payload
     body = bytes([TAG_BLOCK, method, transform]) + put_varint(raw_len) + put_varint(n_payload) \
         + struct.pack("<I", crc)
-    if method in (MODEL, MODEL_CM):
+    if method in MODEL_METHODS:
         body += put_varint(len(streams)) + b"".join(put_varint(n) for n in streams)
     return body + struct.pack("<I", zlib.crc32(body)) + payload
 
@@ -45,7 +46,7 @@ def block_bytes(method: int, raw_len: int, payload: bytes, streams: list[int] | 
 def archive(model, *blocks: bytes, total: tuple[int, int] = (0, 0), name: str | None = None,
             version: int = 3) -> bytes:
     """An archive of these blocks (format 3 unless said: most tests here build format-3
-    model blocks, whose decoder must stay as bounded as format 4's)."""
+    model blocks, whose decoder must stay as bounded as the context mixer's)."""
     head = Header(model.name if name is None else name, model.digest[:16], version).pack()
     return head + b"".join(blocks) + Trailer(*total).pack()
 
@@ -418,14 +419,15 @@ def test_malformed_model_files_are_one_line_errors(tiny, models_dir, sample, cod
 
 
 # ---- mutation fuzz ------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=[3, 4])
+@pytest.fixture(scope="module", params=[3, 4, 5])
 def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
     """Three blocks (model, LZMA, stored) and their original bytes; the model block is
     small (most mutations leave it intact, and it is decoded in full each time)."""
     sample = sample[:400]
     version = request.param
-    payload, lengths = (model_payload if version == 3 else cm_payload)(tiny, sample, 8)
-    method = MODEL if version == 3 else MODEL_CM
+    method = MODEL_METHOD[version]
+    payload, lengths = model_payload(tiny, sample, 8) if version == 3 else \
+        cm_payload(tiny, sample, 8, codec.CM_REVISION[method])
     b = b"a fairly repetitive line of text\r\n" * 20
     c = bytes(random.Random(3).randbytes(200))
     zb = lzma.compress(transform_crlf(b), lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
@@ -486,13 +488,13 @@ def mutate(blob: bytes, rng: random.Random, model) -> bytes:
         elif field == "count" and streams:
             streams = codec.split_streams(sum(streams), model.cfg.context, rng.randint(1, 64))
         elif field == "method":
-            method = rng.randrange(4)
+            method = rng.randrange(len(MODEL_METHODS) + 2)
             streams = streams or [raw_len]
         elif field == "transform":
             tf ^= 1 << rng.randrange(3)
         else:
             payload = payload[:rng.randrange(len(payload) + 1)] + rng.randbytes(rng.randrange(3)) * 4
-        rec = block_bytes(method, raw_len, payload, streams if method in (MODEL, MODEL_CM) else None,
+        rec = block_bytes(method, raw_len, payload, streams if method in MODEL_METHODS else None,
                           tf, blk.raw_crc)
         out = head
         for other in blocks:
@@ -544,35 +546,37 @@ def test_mutation_fuzz_long(tiny, fuzz_archive):
         run_fuzz(blob, orig, tiny, 1000, seed=1000 + seed, seconds=2)
 
 
-# ---- format 4: the context mixer's blocks are bounded the same way ------------------------
-def cm_payload(model, data: bytes, streams: int) -> tuple[bytes, list[int]]:
+# ---- formats 4 and 5: the context mixer's blocks are bounded the same way ---------------
+def cm_payload(model, data: bytes, streams: int, revision: int) -> tuple[bytes, list[int]]:
     lengths = codec.split_streams(len(data), model.cfg.context, streams)
-    return codec.encode_cm(Engine(model), data, lengths), lengths
+    return codec.encode_cm(Engine(model), data, lengths, None, revision), lengths
 
 
-def test_format4_model_block_roundtrips_and_refuses_hostile_claims(tiny, sample):
-    payload, lengths = cm_payload(tiny, sample, 4)
+@pytest.mark.parametrize("version", [4, 5])
+def test_cm_model_block_roundtrips_and_refuses_hostile_claims(tiny, sample, version):
+    method = MODEL_METHOD[version]
+    payload, lengths = cm_payload(tiny, sample, 4, codec.CM_REVISION[method])
     crc = zlib.crc32(sample)
-    ok = archive(tiny, block_bytes(MODEL_CM, len(sample), payload, lengths, crc=crc),
-                 total=(len(sample), crc), version=4)
+    ok = archive(tiny, block_bytes(method, len(sample), payload, lengths, crc=crc),
+                 total=(len(sample), crc), version=version)
     assert tzip.decompress(ok, tiny) == sample
     n = 1 << 20  # a megabyte from an empty payload, from 10 bytes, and in odd streams
     for bad, streams in ((b"", codec.split_streams(n, 32, 8)), (payload[:10], codec.split_streams(n, 32, 8)),
                          (payload, [0] * 127 + [len(sample)])):
-        blob = archive(tiny, block_bytes(MODEL_CM, sum(streams), bad, streams), version=4)
+        blob = archive(tiny, block_bytes(method, sum(streams), bad, streams), version=version)
         timed_reject(blob, tiny, seconds=2, err=tzip.CorruptArchive)
     # a garbage payload long enough to claim the block: the mixer's coder stops at its end
     garbage = bytes(random.Random(5).randbytes(len(payload)))
-    blob = archive(tiny, block_bytes(MODEL_CM, len(sample), garbage, lengths, crc=crc),
-                   total=(len(sample), crc), version=4)
+    blob = archive(tiny, block_bytes(method, len(sample), garbage, lengths, crc=crc),
+                   total=(len(sample), crc), version=version)
     timed_reject(blob, tiny, seconds=30, err=tzip.CorruptArchive)
 
 
-def test_format4_blocks_of_format3_and_back_are_refused(tiny, sample):
-    """Each version has its own model method: a format-3 block in a format-4 archive (and
-    the reverse) is refused before decoding."""
-    payload, lengths = cm_payload(tiny, sample, 4)
-    for method, version in ((MODEL, 4), (MODEL_CM, 3)):
+def test_model_blocks_of_another_format_are_refused(tiny, sample):
+    """Each version has its own model method: a block of another format's model method
+    is refused before decoding."""
+    payload, lengths = cm_payload(tiny, sample, 4, 2)
+    for method, version in ((MODEL, 4), (MODEL_CM, 3), (MODEL_CM, 5), (MODEL_CM2, 4), (MODEL, 5)):
         blob = archive(tiny, block_bytes(method, len(sample), payload, lengths), version=version)
         timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="unsupported block")
 
@@ -580,5 +584,5 @@ def test_format4_blocks_of_format3_and_back_are_refused(tiny, sample):
 def test_utf16_transform_of_bytes_that_are_not_utf8(tiny):
     """A stored block flagged UTF-16 -> UTF-8 whose bytes are not UTF-8: corrupt, one line."""
     data = bytes(range(128, 256)) * 4
-    blob = archive(tiny, block_bytes(STORED, len(data), data, transform=2), version=4)
+    blob = archive(tiny, block_bytes(STORED, len(data), data, transform=2), version=5)
     timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive)

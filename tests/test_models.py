@@ -2,8 +2,9 @@
 
 An archive must decode the same way forever: a change to the engine, the adaptive models
 or the container that alters a single byte of these archives breaks every archive users
-already have, and must come with a new format version instead. Format-3 archives made by
-the tzip of 8150c8c are kept in tests/data and must keep decoding."""
+already have, and must come with a new format version instead. Archives of earlier
+formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
+wrote it, format 4 as the tzip of 51f9654 did."""
 from __future__ import annotations
 
 import hashlib
@@ -21,14 +22,17 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
     ("tzip-large", 3): "3df72f4c3799d575414ab889a7a9ba7daff0c8f0b38e897214e54a216328f66f",
     ("tzip-small", 4): "3d820ad64e68afa1f5ba482c67268b329ddff0763a9a6e32f0e29867419e466e",
     ("tzip-large", 4): "08b897ee81198be1ad730a07946d48ccd13e7832991422dfdb8faa9021490121",
+    ("tzip-small", 5): "afb0257b1ac05f6622378dbd3c704a8484195726602498c827b70b44aea2e734",
+    ("tzip-large", 5): "28b9b266ec5d5bc7ff5c919e827a1105d929145b97f5855bafd81eb9aeaf5fd6",
 }
+METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
     pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")])]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("fmt", [3, 4])
+@pytest.mark.parametrize("fmt", [3, 4, 5])
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_model_archive_is_pinned_and_decodes(name, fmt, device):
     """The same hashes whichever device makes the archive; it decodes on the CPU."""
@@ -36,14 +40,15 @@ def test_shipped_model_archive_is_pinned_and_decodes(name, fmt, device):
     blob = tzip.compress(data, name, device=device, streams=4, format=fmt)
     info = tzip.info(blob)
     assert info.model_name == name and info.version == fmt
-    assert [b.method for b in info.blocks] == ["model" if fmt == 3 else "model+cm"]
+    assert [b.method for b in info.blocks] == [METHOD[fmt]]
     assert len(blob) < len(data) // 3
     assert hashlib.sha256(blob).hexdigest() == PINNED[name, fmt]
     assert tzip.decompress(blob, device="cpu") == data  # model found by name and id
 
 
+@pytest.mark.parametrize("fmt", [3, 4])
 @pytest.mark.parametrize("name", NAMES)
-def test_format3_archives_of_earlier_tzip_decode(name):
-    blob = (HERE / "data" / f"gettysburg.{name}.format3.tz").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == PINNED[name, 3]
+def test_archives_of_earlier_tzip_decode(name, fmt):
+    blob = (HERE / "data" / f"gettysburg.{name}.format{fmt}.tz").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == PINNED[name, fmt]
     assert tzip.decompress(blob, device="cpu") == SAMPLE.read_bytes()

@@ -40,7 +40,7 @@ def test_workers_2_byte_identical_and_round_trip(tiny, data, reference):
     assert n == len(data) and sum(seen) == len(data) and len(seen) == 5
     assert out.getvalue() == reference
     assert [b.method for b in tzip.info(reference).blocks] == \
-        ["model+cm", "model+cm", "stored", "stored", "model+cm"]
+        ["model+cm2", "model+cm2", "stored", "stored", "model+cm2"]
     back = io.BytesIO()
     assert parallel.decompress_stream(io.BytesIO(reference), back, tiny, workers=2,
                                       device="cpu") == len(data)

@@ -47,7 +47,7 @@ def test_model_blocks_roundtrip_with_shipped_model(small, text):
     data = text[:6000]
     blob = tzip.compress(data, small, streams=12)
     blocks = tzip.info(blob).blocks
-    assert [b.method for b in blocks] == ["model+cm"]
+    assert [b.method for b in blocks] == ["model+cm2"]
     assert tzip.decompress(blob) == data  # model found by the name and id in the archive
 
 
@@ -56,7 +56,7 @@ def test_crlf_text_is_coded_as_lf(small, text):
     crlf = lf.replace(b"\n", b"\r\n")
     blob = tzip.compress(crlf, small, streams=16)
     i = tzip.info(blob)
-    assert i.blocks[0].crlf and i.blocks[0].method == "model+cm"
+    assert i.blocks[0].crlf and i.blocks[0].method == "model+cm2"
     assert len(blob) <= len(tzip.compress(lf, small, streams=16)) + 8
     assert tzip.decompress(blob, small) == crlf
 

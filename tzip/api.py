@@ -74,7 +74,7 @@ Progress = Callable[[int], None] | None
 
 @dataclass
 class BlockInfo:
-    method: str  # "stored", "lzma", "model" (format 3) or "model+cm" (format 4)
+    method: str  # "stored", "lzma", "model" (format 3), "model+cm" (4) or "model+cm2" (5)
     crlf: bool  # coded with LF line endings
     original: int
     coded: int
@@ -86,7 +86,7 @@ class BlockInfo:
 class ArchiveInfo:
     model_name: str
     model_id: str
-    version: int = 4
+    version: int = VERSION
     original_size: int = 0
     compressed_size: int = 0
     blocks: list[BlockInfo] = field(default_factory=list)

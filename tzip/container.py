@@ -14,8 +14,8 @@ from typing import BinaryIO
 from .errors import LimitExceeded
 
 MAGIC = b"\x89TZP"
-VERSION = 4  # what this tzip writes: 4 adds context-mixed model blocks and UTF-16 transforms
-READABLE = (3, 4)  # 3: model blocks mixed linearly (tzip/mixing), still decoded
+VERSION = 5  # what this tzip writes: 5's model blocks use the context mixer's revision 2
+READABLE = (3, 4, 5)  # 3: model blocks mixed linearly (tzip/mixing); 4: context mixer revision 1
 DIGEST_LEN = 16
 # Most streams a model block may have: decoding holds a key/value cache per stream, so
 # a corrupt or hostile count must not make the decoder allocate without bound.
@@ -23,15 +23,17 @@ MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
-STORED, LZMA, MODEL, MODEL_CM = 0, 1, 2, 3
-METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm"}
-MODEL_METHODS = (MODEL, MODEL_CM)
+STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2 = 0, 1, 2, 3, 4
+METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2"}
+MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2)
+# the model method of each format version (a version's blocks are stored, LZMA or this)
+MODEL_METHOD = {3: MODEL, 4: MODEL_CM, 5: MODEL_CM2}
 # The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
 # big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
 NO_TRANSFORM, CRLF = 0, 1
 UTF16_SHIFT = 1
 UTF16_KINDS = {1: "le", 2: "be"}
-TRANSFORMS = {3: (0, 1), 4: (0, 1, 2, 3, 4, 5)}
+TRANSFORMS = {3: (0, 1), 4: (0, 1, 2, 3, 4, 5), 5: (0, 1, 2, 3, 4, 5)}
 TAG_BLOCK, TAG_END = 1, 0
 
 
@@ -198,8 +200,7 @@ def read_record(r: Reader, version: int, max_payload: int = MAX_BLOCK) -> Block 
             raise FormatError("corrupt archive (bad stream count)")
         streams = [r.varint("block header") for _ in range(n)]
     r.check_crc("block header")
-    methods = (STORED, LZMA, MODEL) if version == 3 else (STORED, LZMA, MODEL_CM)
-    if method not in methods or transform not in TRANSFORMS[version]:
+    if method not in (STORED, LZMA, MODEL_METHOD[version]) or transform not in TRANSFORMS[version]:
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
     longest = raw_len * 3 // 2 if transform >> UTF16_SHIFT else raw_len
     if sum(streams) > longest or n_payload > min(raw_len, max_payload):

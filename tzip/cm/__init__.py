@@ -1,9 +1,13 @@
-"""Context-mixing (CM) stage of tzip's archive format 4: the transformer's integer
+"""Context-mixing (CM) stage of tzip's archive formats 4 and 5: the transformer's integer
 frequencies are one input of a bitwise context mixer (lpaq/paq8 style) whose binary
 arithmetic coder writes the payload.
 
-    enc = Encoder(lengths, hist); enc.encode(t0, freqs) ...; payload = enc.finish()
-    dec = Decoder(payload, lengths, hist0); dec.decode(t, freqs) ...; dec.finish()
+    enc = Encoder(lengths, hist, revision); enc.encode(t0, freqs) ...; payload = enc.finish()
+    dec = Decoder(payload, lengths, hist0, revision); dec.decode(t, freqs) ...; dec.finish()
+
+The stage has revisions (tables.REVISIONS), each fixed forever once archives use it:
+revision 1 codes format 4's model blocks, revision 2 (a field context and a third mixer)
+format 5's.
 
 A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
 given); they are coded in lockstep, step-major: at step t, streams 0..S-1 that still have
@@ -25,6 +29,7 @@ from . import tables
 
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available", "max_bytes", "memory"]
 
+LATEST = tables.REVISIONS[-1]
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 
@@ -54,25 +59,30 @@ def _check_layout(lengths, hist) -> tuple[np.ndarray, np.ndarray]:
     return lengths, hist
 
 
-def _new_model(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, compiled: bool | None):
+def _new_model(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, revision: int,
+               compiled: bool | None):
+    if revision not in tables.REVISIONS:
+        raise ValueError(f"CM revision must be one of {tables.REVISIONS}, not {revision}")
     if compiled is None:
         compiled = numba_available()
     if compiled:
         from .fast import FastCM
-        return FastCM(lengths, hist, buf)
+        return FastCM(lengths, hist, buf, revision)
     from .reference import CMModel
-    return CMModel(lengths, hist, buf)
+    return CMModel(lengths, hist, buf, revision)
 
 
 class Encoder:
     """Codes a block's streams; encode() is called with consecutive passes of steps."""
 
-    def __init__(self, lengths: list[int], hist: np.ndarray, compiled: bool | None = None):
+    def __init__(self, lengths: list[int], hist: np.ndarray, revision: int = LATEST,
+                 compiled: bool | None = None):
         lengths, hist = _check_layout(lengths, hist)
         self.hist = np.ascontiguousarray(hist, dtype=np.int64)
         self.lengths = lengths
         self.t = 0
-        self.model = _new_model(lengths, self.hist, np.zeros(1 << 12, dtype=np.uint8), compiled)
+        self.model = _new_model(lengths, self.hist, np.zeros(1 << 12, dtype=np.uint8), revision,
+                                compiled)
 
     def encode(self, t0: int, freqs: np.ndarray) -> None:
         """freqs (S, c, 256): the transformer's frequencies for steps t0 .. t0 + c - 1."""
@@ -99,7 +109,7 @@ class Decoder:
     """Decodes a block step by step; each step's bytes are written into hist[:, t]."""
 
     def __init__(self, payload: bytes, lengths: list[int], hist: np.ndarray,
-                 compiled: bool | None = None):
+                 revision: int = LATEST, compiled: bool | None = None):
         lengths, hist = _check_layout(lengths, hist)
         if not (isinstance(hist, np.ndarray) and hist.dtype == np.int64 and hist.flags.c_contiguous):
             raise ValueError("the decoder's hist must be a C-contiguous int64 array (it is filled in place)")
@@ -107,7 +117,7 @@ class Decoder:
         self.lengths = lengths
         self.t = 0
         buf = np.frombuffer(bytes(payload), dtype=np.uint8).copy()
-        self.model = _new_model(lengths, hist, buf, compiled)
+        self.model = _new_model(lengths, hist, buf, revision, compiled)
         self.model.start_decoding()
         self._check(0)
 
@@ -147,7 +157,7 @@ def max_bytes(payload_len: int) -> int:
     return int(8 * (payload_len + SLACK) / per_byte_bits) + 1
 
 
-def memory(n: int) -> int:
+def memory(n: int, revision: int = LATEST) -> int:
     """Bytes of the mixer's tables for a block of n bytes (the largest of its arrays)."""
-    return (1 << tables.table_bits(n)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
-        + 2 * 65536 * 33 * 8 + (1 << 22)
+    return (1 << tables.table_bits(n, revision)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
+        + 2 * 65536 * 33 * 8 + tables.MIX_SETS_C * tables.N_INPUTS * 8 + (1 << 22)

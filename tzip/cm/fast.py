@@ -15,18 +15,21 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
     return raw[off:off + n]
 
 
-def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> tuple[jit.CMState, int, int]:
+def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
+              revision: int) -> tuple[jit.CMState, int, int]:
     """A block's fresh state (the same initial values as reference.CMModel), with the
     log2 sizes of the context hash table (buckets) and of the match tables."""
     S = len(lengths)
     n = int(lengths.sum())
-    tb, mb = tables.table_bits(n), tables.match_bits(n)
+    tb, mb = tables.table_bits(n, revision), tables.match_bits(n)
     N = tables.N_INPUTS
     w_a = np.full((tables.MIX_SETS_A, N), tables.W_INIT, dtype=np.int64)
     w_a[:, tables.IN_TF] = tables.W_INIT_TF
     w_b = np.full((tables.MIX_SETS_B, N), tables.W_INIT, dtype=np.int64)
     w_b[:, tables.IN_TF] = tables.W_INIT_TF
-    w_f = np.tile(np.array([1 << 15, 1 << 15, 0, 0], dtype=np.int64), tables.MIX_SETS_F)
+    w_c = np.full((tables.MIX_SETS_C if revision >= 2 else 0, N), tables.W_INIT, dtype=np.int64)
+    w_c[:, tables.IN_TF] = tables.W_INIT_TF
+    w_f = np.tile(np.array(tables.MIX_F_INIT[revision], dtype=np.int64), tables.MIX_SETS_F)
     return jit.CMState(
         hist=hist, lengths=lengths.astype(np.int64),
         start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else np.zeros(0, np.int64),
@@ -41,7 +44,8 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> tuple[j
         match_ptr=np.zeros(S, dtype=np.int64), match_len=np.zeros(S, dtype=np.int64),
         word=np.zeros(S, dtype=np.int64), line_start=np.zeros(S, dtype=np.int64),
         prev_line=np.zeros(S, dtype=np.int64),
-        w_a=w_a.ravel(), w_b=w_b.ravel(), w_f=w_f,
+        field=np.zeros(S, dtype=np.int64), field_hash=np.zeros(S, dtype=np.int64),
+        w_a=w_a.ravel(), w_b=w_b.ravel(), w_c=w_c.ravel(), w_f=w_f,
         apm_tf=tables.apm_init(65536).astype(np.int32), apm1=tables.apm_init(256).astype(np.int32),
         apm2=tables.apm_init(65536).astype(np.int32),
         coder=np.array([0, 0xFFFFFFFF, 0, 0, 0, 0, 0, 0], dtype=np.int64),
@@ -51,8 +55,9 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray) -> tuple[j
 class FastCM:
     """The compiled model behind Encoder/Decoder (same interface as reference.CMModel)."""
 
-    def __init__(self, lengths, hist, buf):
-        self.st, self.tb, self.mb = new_state(lengths, hist, buf)
+    def __init__(self, lengths, hist, buf, revision: int):
+        self.st, self.tb, self.mb = new_state(lengths, hist, buf, revision)
+        self.revision = revision
 
     def reserve(self, extra: int) -> None:
         need = int(self.st.coder[jit.POS]) + extra
@@ -62,7 +67,7 @@ class FastCM:
             self.st = self.st._replace(buf=buf)
 
     def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
-        jit.code_steps(self.st, t0, freqs, decoding, self.tb, self.mb)
+        jit.code_steps(self.st, t0, freqs, decoding, self.tb, self.mb, self.revision)
 
     def flush(self) -> None:
         jit.flush(self.st)

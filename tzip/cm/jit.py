@@ -29,6 +29,8 @@ HASH_MUL = T.HASH_MUL
 HASH_MUL2 = T.HASH_MUL2
 N_IN = T.N_INPUTS
 N_CTX = len(T.CONTEXTS)
+N_CTX_R1 = T.CONTEXTS_R1
+SEP0, SEP1, SEP2, SEP3 = T.SEPARATORS
 IN_CTX = T.IN_CTX
 IN_MATCH = T.IN_MATCH
 IN_CMAP = T.IN_CMAP
@@ -66,9 +68,12 @@ class CMState(NamedTuple):
     word: np.ndarray  # (S,) int64: hash of the letters since the last non-letter
     line_start: np.ndarray  # (S,) int64: step after the stream's last newline
     prev_line: np.ndarray  # (S,) int64: start of the line before
+    field: np.ndarray  # (S,) int64: separators since the line start (revision 2)
+    field_hash: np.ndarray  # (S,) int64: hash of the field's bytes so far (revision 2)
     w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
     w_b: np.ndarray  # (64 * N_IN,) int64 mixer B weights
-    w_f: np.ndarray  # (16 * 4,) int64 final mixer weights
+    w_c: np.ndarray  # (4096 * N_IN,) int64 mixer C weights (revision 2)
+    w_f: np.ndarray  # (16 * 5,) int64 final mixer weights
     apm_tf: np.ndarray  # (65536 * 33,) int32
     apm1: np.ndarray  # (256 * 33,) int32
     apm2: np.ndarray  # (65536 * 33,) int32
@@ -161,8 +166,9 @@ def is_letter(c):
 
 
 @_jit
-def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
-    """Code (or decode, returning it) the byte of stream s at step t."""
+def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, rev):
+    """Code (or decode, returning it) the byte of stream s at step t with the CM stage of
+    revision rev (1: no field context, no mixer C)."""
     hist = st.hist
     S = hist.shape[0]
     sc = st.scratch
@@ -178,6 +184,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     for k in range(1, 9):
         c[k] = hist[s, t - k] if t - k >= 0 else 0
     c1 = c[1]
+    sc = (hmix(c1 | (c[2] << 8), 77) >> 20) * N_IN  # mixer C's set (revision 2)
     # byte contexts (tables.CONTEXTS, in that order)
     h = hmix(1, c1)  # orders: one hash chain over the previous bytes (0 before the start)
     for k in range(2, 25):
@@ -196,6 +203,10 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     above = hist[s, above_i] if above_i < st.line_start[s] else 0
     ctxh[4] = hmix(hmix(7, above), c1)
     ctxh[5] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+    nctx = N_CTX_R1
+    if rev >= 2:
+        nctx = N_CTX
+        ctxh[9] = hmix(hmix(11, st.field[s]), st.field_hash[s])
     # match model: find or continue a candidate
     mptr = st.match_ptr[s]
     mlen = st.match_len[s]
@@ -266,7 +277,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     for j in range(8):
         if j == 0 or j == 4:
             key = 0 if j == 0 else c0
-            for i in range(N_CTX):
+            for i in range(nctx):
                 slot[i] = bucket_find(table, ctxh[i], key, tbits)
         if j < 4:
             node = c0
@@ -288,7 +299,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         x[1] = STRETCH[pa]
         o1i = c1 * 256 + c0
         x[2] = STRETCH[np.int64(st.o1[o1i]) >> 20]
-        for i in range(N_CTX):
+        for i in range(nctx):
             e = np.int64(table[slot[i] + node])
             x[IN_CTX + i] = STRETCH[e >> 20]
             n = e & 1023
@@ -330,8 +341,16 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
         stb = max(-2047, min(2047, stb))
         pma = squash(sta)
         pmb = squash(stb)
-        sf = (j * 2 + ((st.start[s] + t) & 1)) * 4
-        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * x[0] + st.w_f[sf + 3] * 256
+        stc = 0
+        if rev >= 2:
+            dot_c = 0
+            for i in range(N_IN):
+                dot_c += st.w_c[sc + i] * x[i]
+            stc = max(-2047, min(2047, dot_c >> 16))
+        pmc = squash(stc)
+        sf = (j * 2 + ((st.start[s] + t) & 1)) * 5
+        dot_f = st.w_f[sf] * sta + st.w_f[sf + 1] * stb + st.w_f[sf + 2] * x[0] + \
+            st.w_f[sf + 3] * 256 + st.w_f[sf + 4] * stc
         stf = max(-2047, min(2047, dot_f >> 16))
         pf = squash(stf)
         # APMs
@@ -383,18 +402,25 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
             w_a[sa + i] += (x[i] * err_a + 32768) >> 16
         for i in range(N_IN):
             w_b[sb + i] += (x[i] * err_b + 32768) >> 16
+        if rev >= 2:
+            err_c = ((y << 12) - pmc) * LR_B
+            w_c = st.w_c
+            for i in range(N_IN):
+                w_c[sc + i] += (x[i] * err_c + 32768) >> 16
         err_f = ((y << 12) - pf) * LR_F
         st.w_f[sf] += (sta * err_f + 32768) >> 16
         st.w_f[sf + 1] += (stb * err_f + 32768) >> 16
         st.w_f[sf + 2] += (x[0] * err_f + 32768) >> 16
         st.w_f[sf + 3] += (256 * err_f + 32768) >> 16
+        if rev >= 2:
+            st.w_f[sf + 4] += (stc * err_f + 32768) >> 16
         apm_update(st.apm_tf, ia_tf, y)
         apm_update(st.apm1, i1, y)
         apm_update(st.apm2, i2, y)
-        for i in range(N_CTX):
+        for i in range(nctx):
             counter_update(st.ctx_map, cmi[i], y, 1023)
         counter_update(st.o1, o1i, y, LIM_O1)
-        for i in range(N_CTX):
+        for i in range(nctx):
             counter_update(table, slot[i] + node, y, LIM_CTX)
         if mi >= 0:
             counter_update(st.match_sm, mi, y, LIM_MATCH)
@@ -429,11 +455,18 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits):
     if byte == 10:
         st.prev_line[s] = st.line_start[s]
         st.line_start[s] = t + 1
+        st.field[s] = 0
+        st.field_hash[s] = 0
+    elif byte == SEP0 or byte == SEP1 or byte == SEP2 or byte == SEP3:
+        st.field[s] += 1
+        st.field_hash[s] = 0
+    else:
+        st.field_hash[s] = hmix(st.field_hash[s], byte)
     return byte
 
 
 @_jit
-def code_steps(st, t0, freqs, decoding, tbits, mbits):
+def code_steps(st, t0, freqs, decoding, tbits, mbits, rev):
     """Steps t0 .. t0 + c - 1 (freqs (S, c, 256)) in step-major order. Encoding reads the
     bytes from st.hist; decoding writes them there. Stops early on a decoder error."""
     S = st.hist.shape[0]
@@ -442,7 +475,7 @@ def code_steps(st, t0, freqs, decoding, tbits, mbits):
         t = t0 + k
         for s in range(S):
             if t < st.lengths[s]:
-                b = code_byte(st, s, t, freqs[s, k], st.hist[s, t], decoding, tbits, mbits)
+                b = code_byte(st, s, t, freqs[s, k], st.hist[s, t], decoding, tbits, mbits, rev)
                 if decoding:
                     st.hist[s, t] = b
                     if st.coder[ERR]:

@@ -18,7 +18,9 @@ Inputs of the mixers (tables.IN_*):
    over the previous bytes); word (the letters since the last non-letter, NULs skipped so
    UTF-16 text keeps its words, with the previous byte); column (the byte above: same
    column of the previous line of this stream, with the previous byte); even (the 2nd,
-   4th and 6th bytes back: UTF-16 code units, 2-byte records). Each context selects, at
+   4th and 6th bytes back: UTF-16 code units, 2-byte records); and from revision 2,
+   field (how many separators , ; tab | since the line start, with the field's bytes so
+   far: the column of a CSV table, the field of a log line). Each context selects, at
    each nibble boundary, a bucket of 16 uint32 slots in one hash table: a 16-bit checksum
    and 15 adaptive probability counters, one per node of the nibble's binary tree. Each
    counter gives two inputs: st(p), and st of a second counter found by (context, the
@@ -34,10 +36,12 @@ Inputs of the mixers (tables.IN_*):
  - a bias (constant 256).
 
 Mixing: mixer A has a weight set per c0, mixer B per (match length bucket, transformer
-confidence bucket, parity of the byte's offset in the block); each outputs
-st = sum(w_i x_i) >> 16 (weights 16.16 fixed point) and is trained on its own error:
+confidence bucket, parity of the byte's offset in the block), and from revision 2 mixer
+C per 12-bit hash of the two previous bytes; each outputs st = sum(w_i x_i) >> 16
+(weights 16.16 fixed point) and is trained on its own error:
 w_i += (x_i * err * LR + 2^15) >> 16, err = (y << 12) - p. A final mixer (weight set per
-bit position and parity) combines st_A, st_B, the transformer's st and a bias. Two APMs
+bit position and parity) combines st_A, st_B, the transformer's st, a bias and st_C (0
+in revision 1, where that weight never moves). Two APMs
 (by c0; by a hash of the two previous bytes and c0) refine it:
 p = (p_f + p_apm1 + 2 p_apm2 + 2) >> 2, clamped to 1..4095.
 
@@ -45,7 +49,11 @@ What the decoder knows at step t: every stream's bytes at steps < t and the curr
 byte's bits so far. All contexts use only those (the match model's pointer must be at a
 step < t), so the decoder reproduces every probability. All state (hash table, counters,
 mixers, APMs, match table) is per block and shared by its streams; per stream: the match
-pointer and length, the word hash, the line starts.
+pointer and length, the word hash, the line starts, the field and its hash.
+
+Revision 1 (format 4) is revision 2 without the field context (its inputs stay 0, its
+buckets are never looked up) and without mixer C: so one definition serves both, and a
+revision-1 block codes exactly as format 4 always has.
 
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
@@ -206,19 +214,24 @@ class StreamState:
         self.word = 0  # hash of the letters since the last non-letter
         self.line_start = 0  # step after this stream's last newline
         self.prev_line = 0  # where the line before started
+        self.field = 0  # separators since the line start (revision 2)
+        self.field_hash = 0  # hash of the field's bytes so far (revision 2)
 
 
 class CMModel:
     """The CM stage for one block: S streams of the given lengths, bytes in hist (S, L)
     (the decoder fills it). Same driving interface as fast.FastCM."""
 
-    def __init__(self, lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray):
+    def __init__(self, lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, revision: int):
         self.hist = hist
+        self.revision = revision
+        # revision 1 has the first CONTEXTS_R1 contexts only
+        self.contexts = T.CONTEXTS if revision >= 2 else T.CONTEXTS[:T.CONTEXTS_R1]
         self.lengths = [int(n) for n in lengths]
         self.S = len(self.lengths)
         self.start = [sum(self.lengths[:i]) for i in range(self.S)]  # each stream's offset
         n = sum(self.lengths)
-        self.table = HashTable(T.table_bits(n))
+        self.table = HashTable(T.table_bits(n, revision))
         self.o1 = Counters(65536)
         self.match_sm = Counters(64)
         self.ctx_map = Counters(len(T.CONTEXTS) * 1024)
@@ -232,7 +245,8 @@ class CMModel:
         init[T.IN_TF] = T.W_INIT_TF
         self.mixer_a = Mixer(T.MIX_SETS_A, N, init, T.LR_A)
         self.mixer_b = Mixer(T.MIX_SETS_B, N, init, T.LR_B)
-        self.mixer_f = Mixer(T.MIX_SETS_F, 4, [1 << 15, 1 << 15, 0, 0], T.LR_F)
+        self.mixer_c = Mixer(T.MIX_SETS_C, N, init, T.LR_B) if revision >= 2 else None
+        self.mixer_f = Mixer(T.MIX_SETS_F, 5, list(T.MIX_F_INIT[revision]), T.LR_F)
         self.apm_tf, self.apm1, self.apm2 = APM(65536), APM(256), APM(65536)
         # coder
         self.x1, self.x2, self.x = 0, MASK32, 0
@@ -332,7 +346,8 @@ class CMModel:
         above = int(hist[s, above_at]) if above_at < ss.line_start else 0
         ctx["column"] = hmix(hmix(7, above), c1)
         ctx["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
-        ctx_hashes = [ctx[name] for name in T.CONTEXTS]
+        ctx["field"] = hmix(hmix(11, ss.field), ss.field_hash)
+        ctx_hashes = [ctx[name] for name in self.contexts]
 
         # match model: continue the copy while it is known, else look the context up
         mptr, mlen = ss.match_ptr, ss.match_len
@@ -427,7 +442,8 @@ class CMModel:
             tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
             st_a = self.mixer_a.mix(x, c0)
             st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity)
-            xf = [st_a, st_b, x[T.IN_TF], 256]
+            st_c = self.mixer_c.mix(x, hmix(c1 | (c[2] << 8), 77) >> 20) if self.mixer_c else 0
+            xf = [st_a, st_b, x[T.IN_TF], 256, st_c]
             p_f = squash(self.mixer_f.mix(xf, j * 2 + parity))
             p1 = self.apm1.p(c0, p_f)
             p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
@@ -437,6 +453,8 @@ class CMModel:
 
             self.mixer_a.update(x, y)
             self.mixer_b.update(x, y)
+            if self.mixer_c:
+                self.mixer_c.update(x, y)
             self.mixer_f.update(xf, y)
             self.apm_tf.update(y)
             self.apm1.update(y)
@@ -474,4 +492,9 @@ class CMModel:
             ss.word = 0
         if byte == 10:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
+            ss.field, ss.field_hash = 0, 0
+        elif byte in T.SEPARATORS:
+            ss.field, ss.field_hash = ss.field + 1, 0
+        else:
+            ss.field_hash = hmix(ss.field_hash, byte)
         return byte

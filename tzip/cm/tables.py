@@ -72,7 +72,11 @@ IN_TF, IN_TF_APM, IN_O1 = 0, 1, 2
 # even: the 2nd, 4th and 6th previous bytes (UTF-16 code units, 2-byte records). Measured
 # on a 9-file subset and not kept: order 5, 6 and 16, sparse (2nd and 3rd bytes back),
 # indirect (the bytes that followed the order-2 context last time).
-CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24")
+# field (revision 2): the number of separators (, ; tab |) since the line start with the
+# field's bytes so far: tables, logs and records. Revision 1 (format 4) has the first nine.
+CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field")
+CONTEXTS_R1 = 9
+SEPARATORS = (9, 44, 59, 124)  # tab , ; |
 ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
 IN_CTX = 3
 IN_CMAP = IN_CTX + len(CONTEXTS)  # the same counters through a map by (order, count, p)
@@ -92,7 +96,10 @@ COUNTER_LIMIT_MATCH = 1023
 
 MIX_SETS_A = 256  # mixer A: weight set by the partial byte c0
 MIX_SETS_B = 64  # mixer B: by (match length bucket 0..7, transformer confidence 0..3, parity)
-MIX_SETS_F = 16  # final mixer (A, B, transformer, bias -> p): by (bit position, parity)
+MIX_SETS_C = 4096  # mixer C (revision 2): by a 12-bit hash of the two previous bytes
+MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C -> p): by (bit position, parity)
+MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000)}  # by revision
+REVISIONS = (1, 2)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's
 # parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
 # measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
@@ -110,10 +117,14 @@ def apm_init(contexts: int) -> np.ndarray:
     return np.tile(row, contexts)
 
 
-def table_bits(n: int) -> int:
-    """log2 of the bucket count of the context hash table for a block of n bytes:
-    about 4 buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB)."""
-    return min(20, max(12, n.bit_length() + 2))
+def table_bits(n: int, revision: int) -> int:
+    """log2 of the bucket count of the context hash table for a block of n bytes: 4 to 8
+    buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1; 8 to 16 per
+    byte, up to 2^21 (128 MiB) in revision 2 (each byte looks up two buckets per context:
+    twice the table saved 0.4% on the structured group)."""
+    if revision == 1:
+        return min(20, max(12, n.bit_length() + 2))
+    return min(21, max(12, n.bit_length() + 3))
 
 
 def match_bits(n: int) -> int:
