@@ -2,6 +2,8 @@
 archive's bytes, and every payload decodes."""
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from tzip import codec
@@ -96,3 +98,110 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
         p.kill()
         pytest.fail("the forked child hung")
     assert p.exitcode == 0 and q.get(timeout=5)
+
+
+# ---- lockstep: model blocks decoded together -----------------------------------------------
+def _cm_items(tiny, text):
+    """Blocks of unequal lengths and stream counts, of both mixer revisions."""
+    e = Engine(tiny)
+    out = []
+    for data, streams, rev in ((text[:2000], 4, 2), (text[3000:3900], 3, 1), (text[5000:5077], 1, 2),
+                               (text[100:1700], 16, 2)):
+        lengths = codec.split_streams(len(data), tiny.cfg.context, streams)
+        out.append((data, (codec.encode_cm(e, data, lengths, None, rev), lengths, rev)))
+    return e, out
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+def test_lockstep_group_decodes_each_block_as_alone(tiny, text, monkeypatch, backend):
+    """One stepper state for all blocks' streams: the same bytes as each block alone,
+    whichever backend steps them."""
+    if backend == "numba" and not numba_available():
+        pytest.skip("numba not installed")
+    monkeypatch.setenv("TZIP_BACKEND", backend)
+    e, items = _cm_items(tiny, text)
+    seen = []
+    got = codec.decode_cm_group(e, [item for _, item in items], seen.append)
+    assert got == [data for data, _ in items]
+    assert sum(seen) == sum(len(data) for data, _ in items)
+
+
+def test_lockstep_group_refuses_a_corrupt_block(tiny, text):
+    e, items = _cm_items(tiny, text)
+    payload, lengths, rev = items[1][1]
+    bad = [item for _, item in items]
+    bad[1] = (payload[:len(payload) // 2], lengths, rev)
+    with pytest.raises(codec.CorruptPayload):
+        codec.decode_cm_group(e, bad)
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 64])
+def test_archives_decode_the_same_in_lockstep_groups(tiny, text, monkeypatch, blocks):
+    """The decompressor groups up to TUNING's lockstep_blocks model blocks (LZMA and
+    stored blocks in between are decoded in order); the output is the same."""
+    import random
+
+    import tzip
+    from tzip.engine import TUNING
+    data = text[:1500] + random.Random(1).randbytes(700) + text[2000:6000] + text[:900]
+    blob = tzip.compress(data, tiny, block_size=1000)
+    methods = [b.method for b in tzip.info(blob).blocks]
+    model = methods.count("model+cm2")
+    assert model >= 4 and len(methods) > model  # LZMA or stored blocks among them
+    monkeypatch.setitem(TUNING, "lockstep_blocks_cpu", blocks)
+    calls = []
+    real = codec.decode_cm_group
+    monkeypatch.setattr(codec, "decode_cm_group", lambda e, items, p=None: calls.append(len(items)) or real(e, items, p))
+    assert tzip.decompress(blob, tiny) == data
+    assert sum(calls) == model and max(calls) == min(blocks, max(_runs(methods)))
+
+
+def _runs(methods: list[str]) -> list[int]:
+    """Lengths of the runs of consecutive model blocks."""
+    runs, n = [], 0
+    for m in methods + ["end"]:
+        if m == "model+cm2":
+            n += 1
+        else:
+            runs, n = runs + [n], 0
+    return runs
+
+
+def test_lockstep_groups_stay_within_the_memory_limit(tiny, text, monkeypatch):
+    """A group grows only while its memory estimate fits the limit."""
+    import tzip
+    from tzip.engine import TUNING
+    data = text[:6000]
+    blob = tzip.compress(data, tiny, block_size=1000)
+    monkeypatch.setitem(TUNING, "lockstep_blocks_cpu", 64)
+    calls = []
+    real = codec.decode_cm_group
+    monkeypatch.setattr(codec, "decode_cm_group", lambda e, items, p=None: calls.append(len(items)) or real(e, items, p))
+    e = Engine(tiny)
+    item = (b"", codec.split_streams(1000, tiny.cfg.context, None), 2)
+    two = codec.cm_group_memory(e, [item, item])[0]
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", str(two + (two // 4)))
+    assert tzip.decompress(blob, tiny) == data
+    assert max(calls) == 2 and sum(calls) == 6
+
+
+@pytest.mark.parametrize("blocks", [1, 3, 64])
+def test_archives_are_the_same_when_blocks_are_coded_in_lockstep(tiny, text, monkeypatch, blocks):
+    """The compressor codes up to TUNING's lockstep_blocks blocks together: the archive is
+    byte for byte the one of one block at a time."""
+    import random
+
+    import tzip
+    from tzip.engine import TUNING
+    data = text[:1500] + random.Random(1).randbytes(700) + text[2000:6000] + text[:900]
+    want = tzip.compress(data, tiny, block_size=1000)
+    monkeypatch.setitem(TUNING, "lockstep_blocks_cpu", blocks)
+    groups = []
+    real = codec.encode_blocks
+    monkeypatch.setattr(codec, "encode_blocks", lambda raws, *a: groups.append(len(raws)) or real(raws, *a))
+    seen = []
+    c = tzip.Compressor(tiny, block_size=1000)
+    out = io.BytesIO()
+    assert c.compress_stream(io.BytesIO(data), out, seen.append) == len(data)
+    assert out.getvalue() == want and sum(seen) == len(data)
+    assert max(groups) == min(blocks, 8) and sum(groups) == 8

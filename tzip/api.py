@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
-from .container import (MAGIC, MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, FormatError,
-                        Header, Reader, Trailer, read_record, transform_parts)
+from .container import (MAGIC, MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, Block,
+                        FormatError, Header, Reader, Trailer, read_record, transform_parts)
 from .errors import CorruptArchive, TzipError, WrongModel
 
 if TYPE_CHECKING:
@@ -124,15 +124,33 @@ class Compressor:
         m = self.model
         fout.write(Header(m.name, m.digest[:16], self.format).pack())
         total, crc = 0, 0
+        reader = Reader(fin)
         while True:
-            raw = Reader(fin).read(self.block_size)
-            if not raw:
+            raws = self._next_group(reader)
+            if not raws:
                 break
-            fout.write(codec.encode_block(raw, self.engine, self.streams, progress, self.format).pack())
-            total += len(raw)
-            crc = zlib.crc32(raw, crc)
+            for blk in codec.encode_blocks(raws, self.engine, self.streams, progress, self.format):
+                fout.write(blk.pack())
+            for raw in raws:
+                total += len(raw)
+                crc = zlib.crc32(raw, crc)
         fout.write(Trailer(total, crc).pack())
         return total
+
+    def _next_group(self, reader: Reader) -> list[bytes]:
+        """The next blocks to code in lockstep: up to the engine's lockstep_blocks (one on a
+        CPU), while another block would still fit the memory limit."""
+        raws: list[bytes] = []
+        need, limit = 0, codec.memory_limit()
+        while len(raws) < self.engine.lockstep_blocks:
+            raw = reader.read(self.block_size)
+            if not raw:
+                break
+            raws.append(raw)
+            need += codec.group_memory(len(raw))
+            if limit is not None and need + codec.group_memory(self.block_size) > limit:
+                break
+        return raws
 
     def compress(self, data: bytes) -> bytes:
         out = io.BytesIO()
@@ -143,6 +161,17 @@ class Compressor:
     def backend(self) -> str:
         """What ran the model last (engine backends and device), for -v."""
         return self.engine.describe()
+
+
+def _joins(pending: "list[Block]", blk: "Block", engine: "Engine") -> bool:
+    """Whether the context-mixed model block blk is decoded in lockstep with the pending
+    ones (codec.decode_blocks): while they are fewer than the engine's lockstep_blocks and
+    the group fits in the memory limit (a block alone is checked when it is decoded)."""
+    if len(pending) + 1 > engine.lockstep_blocks:
+        return False
+    items = [(b.payload, b.streams, codec.CM_REVISION[b.method]) for b in pending + [blk]]
+    limit = codec.memory_limit()
+    return limit is None or codec.cm_group_memory(engine, items)[0] <= limit
 
 
 class Decompressor:
@@ -207,15 +236,32 @@ class Decompressor:
             return engine
 
         total, crc = 0, 0
+        pending: list[Block] = []  # blocks read, not decoded yet: a lockstep group
+
+        def flush() -> None:
+            nonlocal total, crc
+            for data in codec.decode_blocks(pending, get_engine, progress):
+                fout.write(data)
+                total += len(data)
+                crc = zlib.crc32(data, crc)
+            pending.clear()
+
         try:
             while True:
                 rec = read_record(r, header.version)
                 if isinstance(rec, Trailer):
                     break
-                data = codec.decode_block(rec, get_engine, progress)
-                fout.write(data)
-                total += len(data)
-                crc = zlib.crc32(data, crc)
+                if not codec.lockstep(rec):
+                    flush()
+                    pending.append(rec)
+                    flush()
+                    continue
+                if pending and not _joins(pending, rec, get_engine()):
+                    flush()
+                pending.append(rec)
+                if len(pending) >= get_engine().lockstep_blocks:
+                    flush()
+            flush()
         except FormatError as e:
             raise CorruptArchive(str(e)) from None
         if rec.total_len != total or rec.total_crc != crc:

@@ -32,7 +32,7 @@ from .container import (LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, MODEL_ME
                         VERSION, Block, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
-from .limits import check_memory, decode_memory, limit_text
+from .limits import check_memory, decode_memory, limit_text, memory_limit
 from .mixing import Mixer
 from .model.net import BOS
 
@@ -265,83 +265,161 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
               revision: int = cm.LATEST) -> bytes:
     """Code data (already split into streams of the given lengths) with the model and the
     context mixer of this revision (2: format 5; 1: format 4)."""
-    mat, mask = _layout(data, lengths)
-    enc = cm.Encoder(lengths, mat, revision)  # compiled whenever numba is installed
+    return encode_cm_group(engine, [(data, lengths, revision)], progress)[0]
+
+
+def encode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
+                    progress: Progress = None) -> list[bytes]:
+    """Blocks, as (data, stream lengths, revision), coded together: their streams side by
+    side in the scorer's passes, each block with its own mixer and coder, so each payload
+    is the one encode_cm gives for the block alone (a pass's tables do not depend on the
+    other streams, nor do payloads on the pass lengths)."""
+    layouts = [_layout(data, lengths) for data, lengths, _ in items]
+    sizes = [len(lengths) for _, lengths, _ in items]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    ends = [mat.shape[1] for mat, _ in layouts]
+    mat = np.zeros((int(offsets[-1]), max(ends)), dtype=np.int64)
+    mask = np.zeros(mat.shape, dtype=bool)
+    for b, (m, k) in enumerate(layouts):
+        mat[offsets[b]:offsets[b + 1], :ends[b]] = m
+        mask[offsets[b]:offsets[b + 1], :ends[b]] = k
+    encs = [cm.Encoder(lengths, m, rev)  # compiled whenever numba is installed
+            for (_, lengths, rev), (m, _) in zip(items, layouts)]
 
     def code(t0: int, freqs: np.ndarray) -> None:
-        enc.encode(t0, freqs)  # releases the GIL while it codes
+        c = freqs.shape[1]
+        for b, enc in enumerate(encs):
+            if t0 < ends[b]:
+                enc.encode(t0, freqs[offsets[b]:offsets[b + 1], :min(c, ends[b] - t0)])  # releases the GIL
         if progress:
-            progress(int(mask[:, t0:t0 + freqs.shape[1]].sum()))
+            progress(int(mask[:, t0:t0 + c].sum()))
 
     _passes(engine, mat, code)
-    return enc.finish()
+    return [enc.finish() for enc in encs]
+
+
+def group_memory(n: int, revision: int = cm.LATEST) -> int:
+    """Host bytes one block of n bytes adds to a lockstep group while it is coded: its
+    mixer's tables and its rows (the matrices of its bytes, a few int64 copies)."""
+    return cm.memory(n, revision) + 32 * n
 
 
 def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None,
               revision: int = cm.LATEST) -> bytes:
-    """Inverse of encode_cm: one model step and one mixer step per stream position.
+    """Inverse of encode_cm: one model step and one mixer step per stream position."""
+    return decode_cm_group(engine, [(payload, lengths, revision)], progress)[0]
 
-    Bounded as decode is: canonical stream lengths, no more bytes than the payload can
-    code (cm.max_bytes), memory checked before allocating, and the mixer's coder stops
-    once it has read past the payload."""
-    S, n = len(lengths), _canonical(lengths, engine.cfg.context)
-    if n > cm.max_bytes(len(payload)):
-        raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
-    L = max(lengths)
+
+def cm_group_memory(engine: Engine, items: list[tuple[bytes, list[int], int]]) -> tuple[int, int]:
+    """(host, device) bytes decode_cm_group needs for these blocks, before allocating."""
+    S = sum(len(lengths) for _, lengths, _ in items)
+    L = max(max(lengths) for _, lengths, _ in items)
+    mixers = sum(cm.memory(sum(lengths), rev) for _, lengths, rev in items)
+    return decode_memory(engine.stepper(S, L), engine.cfg, S, L, mixers)
+
+
+def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
+                    progress: Progress = None) -> list[bytes]:
+    """Blocks coded with the context mixer, as (payload, stream lengths, revision), decoded
+    together: their streams side by side in one stepper state, so each position of all of
+    them takes one batched model step, and each block with its own mixer and coder. A
+    stream's tables do not depend on the other streams of a step (docs/exactness.md), so
+    each block decodes exactly as it would alone; a GPU step costs about the same for 16
+    streams as for thousands, which is why the blocks of an input are decoded in lockstep.
+
+    Bounded as a single block is: canonical stream lengths, no more bytes than each
+    payload can code (cm.max_bytes), memory of the whole group checked before allocating,
+    and each mixer's coder stops once it has read past its payload."""
+    ctx = engine.cfg.context
+    for payload, lengths, _ in items:
+        n = _canonical(lengths, ctx)
+        if n > cm.max_bytes(len(payload)):
+            raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
+    sizes = [len(lengths) for _, lengths, _ in items]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    S, ends = int(offsets[-1]), [max(lengths) for _, lengths, _ in items]
+    L = max(ends)
     stepper = engine.stepper(S, L)
-    check_memory(decode_memory(stepper, engine.cfg, S, L, cm.memory(n, revision)),
-                 f"decoding a model block of {n} bytes in {S} streams", engine.device)
-    out = np.zeros((S, L), dtype=np.int64)
+    n_all = sum(sum(lengths) for _, lengths, _ in items)
+    what = (f"decoding a model block of {n_all} bytes in {S} streams" if len(items) == 1 else
+            f"decoding {len(items)} model blocks of {n_all} bytes in {S} streams together")
+    check_memory(cm_group_memory(engine, items), what, engine.device)
+    outs = [np.zeros((len(lengths), m), dtype=np.int64) for (_, lengths, _), m in zip(items, ends)]
+    every = np.concatenate([lengths for _, lengths, _ in items])
+    # streams still running at each step (for progress)
+    running = S - np.searchsorted(np.sort(every), np.arange(L), side="right")
     try:
-        dec = cm.Decoder(payload, lengths, out, revision)
+        decs = [cm.Decoder(payload, lengths, out, rev)
+                for (payload, lengths, rev), out in zip(items, outs)]
         state = stepper.new_state(S)
         tok = np.full(S, BOS, dtype=np.int64)
-        # streams still running at each step (for progress)
-        running = S - np.searchsorted(np.sort(lengths), np.arange(L), side="right")
         with stepper.threads(S):
             for t in range(L):
-                tok = dec.decode(t, stepper(tok, state))
+                freqs = stepper(tok, state)
+                for b, dec in enumerate(decs):
+                    if t < ends[b]:  # (an ended block's streams step on, unread)
+                        lo, hi = offsets[b], offsets[b + 1]
+                        tok[lo:hi] = dec.decode(t, freqs[lo:hi])
                 if progress:
                     progress(int(running[t]))
-        dec.finish()
+        for dec in decs:
+            dec.finish()
     except cm.CorruptPayload as e:
         raise CorruptPayload(str(e)) from None
-    return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
+    return [b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
+            for (_, lengths, _), out in zip(items, outs)]
 
 
 def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,
-                 version: int = 5) -> Block:
+                 version: int = VERSION) -> Block:
     """The smallest of stored, LZMA and (with an engine) model coding of raw, as archive
     format `version` codes it (5; 4: the context mixer's revision 1; 3: linear mixing and
     the CRLF transform only)."""
-    crc = zlib.crc32(raw)
-    best = Block(STORED, 0, len(raw), crc, raw)
-    if version == 3:
-        crlf = transform.crlf_applies(raw)
-        utf16, data = None, transform.crlf_to_lf(raw) if crlf else raw
-    else:
-        utf16, crlf, data = transform.to_text_block(raw)
-    tf = transform_code(utf16, crlf)
-    packed = lzma_pack(data)
-    if len(packed) < len(best.payload):
-        best = Block(LZMA, tf, len(raw), crc, packed)
-    done = 0
-    if engine is not None and data and _looks_compressible(data):
-        def tick(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress(n)
-        lengths = split_streams(len(data), engine.cfg.context, streams, version)
-        method = MODEL_METHOD[version]
-        if method == MODEL:
-            payload = encode(engine, data, lengths, tick)
+    return encode_blocks([raw], engine, streams, progress, version)[0]
+
+
+def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
+                  progress: Progress, version: int = VERSION) -> list[Block]:
+    """encode_block of each of raws; their model trials are coded in one lockstep group
+    (encode_cm_group). The caller chooses the group (api.Compressor: up to the engine's
+    TUNING["lockstep_blocks"], within the memory limit)."""
+    method = MODEL_METHOD[version]
+    best, trials = [], []
+    for raw in raws:
+        crc = zlib.crc32(raw)
+        if version == 3:
+            crlf = transform.crlf_applies(raw)
+            utf16, data = None, transform.crlf_to_lf(raw) if crlf else raw
         else:
-            payload = encode_cm(engine, data, lengths, tick, CM_REVISION[method])
-        if len(payload) + 2 * len(lengths) < len(best.payload):
-            best = Block(method, tf, len(raw), crc, payload, lengths)
-    if progress and len(raw) > done:
-        progress(len(raw) - done)
+            utf16, crlf, data = transform.to_text_block(raw)
+        tf = transform_code(utf16, crlf)
+        blk = Block(STORED, 0, len(raw), crc, raw)
+        packed = lzma_pack(data)
+        if len(packed) < len(blk.payload):
+            blk = Block(LZMA, tf, len(raw), crc, packed)
+        best.append(blk)
+        if engine is not None and data and _looks_compressible(data):
+            trials.append((len(best) - 1, tf, data, split_streams(len(data), engine.cfg.context,
+                                                                  streams, version)))
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(n)
+    payloads: list[bytes] = []
+    if method == MODEL:
+        payloads = [encode(engine, data, lengths, tick) for _, _, data, lengths in trials]
+    elif trials:
+        payloads = encode_cm_group(engine, [(data, lengths, CM_REVISION[method])
+                                            for _, _, data, lengths in trials], tick)
+    for (i, tf, _, lengths), payload in zip(trials, payloads):
+        if len(payload) + 2 * len(lengths) < len(best[i].payload):
+            best[i] = Block(method, tf, best[i].raw_len, best[i].raw_crc, payload, lengths)
+    rest = sum(len(raw) for raw in raws) - done
+    if progress and rest > 0:
+        progress(rest)
     return best
 
 
@@ -351,38 +429,78 @@ def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progres
     Whatever the block's bytes, this returns them or raises CorruptArchive (or
     LimitExceeded, ModelError...: TzipError subclasses), with work and memory bounded by
     what the block really holds (FORMAT.md, "Decoder limits")."""
+    return decode_blocks([blk], get_engine, progress)[0]
+
+
+def lockstep(blk: Block) -> bool:
+    """Whether a block can be decoded in lockstep with others (decode_blocks): the
+    context mixer's model blocks."""
+    return blk.method in CM_REVISION
+
+
+def decode_blocks(blocks: list[Block], get_engine: Callable[[], Engine],
+                  progress: Progress) -> list[bytes]:
+    """The original bytes of each block, as decode_block gives them; the context mixer's
+    model blocks among them are decoded together in one lockstep group
+    (decode_cm_group). The caller chooses the group (api.Decompressor: up to the engine's
+    TUNING["lockstep_blocks"], within the memory limit)."""
     try:
-        if blk.method == STORED:
-            data = blk.payload
-        elif blk.method == LZMA:
-            check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len),
-                         f"an LZMA block of {blk.raw_len} bytes")
-            data = _lzma_decode(blk.payload, blk.raw_len)
-        else:
-            _check_model_block(blk)
+        group = [b for b in blocks if lockstep(b)]
+        for b in group:
+            _check_model_block(b)
+        coded: dict[int, bytes] = {}
+        if group:
             try:
-                if blk.method == MODEL:
-                    data = decode(get_engine(), blk.payload, blk.streams, progress)
-                else:
-                    data = decode_cm(get_engine(), blk.payload, blk.streams, progress,
-                                     CM_REVISION[blk.method])
+                got = decode_cm_group(get_engine(), [(b.payload, b.streams, CM_REVISION[b.method])
+                                                     for b in group], progress)
             except CorruptPayload as e:
                 raise CorruptArchive(f"corrupt archive ({e})") from None
-        utf16, crlf = transform_parts(blk.transform)
-        if crlf and not utf16 and len(data) + data.count(b"\n") != blk.raw_len:
-            raise CorruptArchive("corrupt archive (block checksum mismatch)")
-        try:
-            data = transform.from_text_block(data, utf16, crlf)
-        except UnicodeError:  # only a corrupt block's bytes fail to convert back
-            raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
+            coded = {id(b): d for b, d in zip(group, got)}
+        return [_original(b, coded[id(b)] if id(b) in coded else _payload_bytes(b, get_engine, progress),
+                          progress) for b in blocks]
     except MemoryError:
-        raise LimitExceeded(f"not enough memory to decode a block of {blk.raw_len} bytes "
+        raw = sum(b.raw_len for b in blocks)
+        raise LimitExceeded(f"not enough memory to decode {_blocks_text(blocks)} of {raw} bytes "
                             f"(limit: {limit_text()})") from None
     except RuntimeError as e:  # torch.OutOfMemoryError on a GPU
         if type(e).__name__ != "OutOfMemoryError":
             raise
-        raise LimitExceeded(f"not enough GPU memory to decode a block of {blk.raw_len} bytes in "
-                            f"{len(blk.streams)} streams; try --device cpu") from None
+        raise LimitExceeded(f"not enough GPU memory to decode {_blocks_text(blocks)} of "
+                            f"{sum(b.raw_len for b in blocks)} bytes in "
+                            f"{sum(len(b.streams) for b in blocks)} streams; try --device cpu") from None
+
+
+def _blocks_text(blocks: list[Block]) -> str:
+    return "a block" if len(blocks) == 1 else f"{len(blocks)} blocks"
+
+
+def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progress) -> bytes:
+    """A block's coded bytes (before transforms are undone), for blocks not in lockstep."""
+    if blk.method == STORED:
+        return blk.payload
+    if blk.method == LZMA:
+        check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len),
+                     f"an LZMA block of {blk.raw_len} bytes")
+        return _lzma_decode(blk.payload, blk.raw_len)
+    _check_model_block(blk)
+    try:
+        if blk.method == MODEL:
+            return decode(get_engine(), blk.payload, blk.streams, progress)
+        return decode_cm(get_engine(), blk.payload, blk.streams, progress, CM_REVISION[blk.method])
+    except CorruptPayload as e:
+        raise CorruptArchive(f"corrupt archive ({e})") from None
+
+
+def _original(blk: Block, data: bytes, progress: Progress) -> bytes:
+    """The block's original bytes from its coded ones: transforms undone, length and
+    checksum verified."""
+    utf16, crlf = transform_parts(blk.transform)
+    if crlf and not utf16 and len(data) + data.count(b"\n") != blk.raw_len:
+        raise CorruptArchive("corrupt archive (block checksum mismatch)")
+    try:
+        data = transform.from_text_block(data, utf16, crlf)
+    except UnicodeError:  # only a corrupt block's bytes fail to convert back
+        raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
     if len(data) != blk.raw_len or zlib.crc32(data) != blk.raw_crc:
         raise CorruptArchive("corrupt archive (block checksum mismatch)")
     if progress and blk.method not in MODEL_METHODS:

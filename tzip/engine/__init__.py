@@ -42,6 +42,11 @@ TUNING = {
     "compiled_from_decoding": 256,
     # on a CPU, decoding steps of fewer streams take numpy rather than torch
     "numpy_below": 48,
+    # the most model blocks decoded in lockstep (codec.decode_cm_group), by device type:
+    # on a GPU a step of thousands of streams costs about what one of 16 does; on a CPU
+    # a step's cost grows with its streams, and one block's 16 streams keep its cores busy
+    "lockstep_blocks_cpu": 1,
+    "lockstep_blocks_cuda": 256,
 }
 BACKENDS = ("torch", "numpy", "numba")
 
@@ -170,6 +175,11 @@ class Engine:
     def stepper(self, streams: int, positions: int) -> Stepper:
         name = self.picked["stepper"] = self.choose("stepper", streams, positions)
         return self._get(name + "-stepper")
+
+    @property
+    def lockstep_blocks(self) -> int:
+        """The most model blocks to decode together on this engine's device."""
+        return TUNING.get(f"lockstep_blocks_{self.device.type}", 1)
 
     def describe(self) -> str:
         """The backends this engine last chose, e.g. 'numba scorer on cpu'."""
