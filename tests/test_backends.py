@@ -14,7 +14,7 @@ from tzip.engine import Engine, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 SCORERS = ["torch", pytest.param("numba", marks=needs_numba)]
-STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba)]
+STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba), "graph"]
 
 
 @functools.cache
@@ -223,3 +223,18 @@ def test_backend_choice_follows_tuning_and_environment(tiny, monkeypatch):
     monkeypatch.setenv("TZIP_BACKEND", "gpu")
     with pytest.raises(Exception, match="TZIP_BACKEND"):
         e.stepper(2, 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("S", [1, 5, 37])
+@pytest.mark.parametrize("backend", ["torch", "graph"])
+def test_cuda_stepper_equals_the_cpu_reference(backend, shape, S):
+    """On a GPU: the eager reference step and its CUDA-graph replay give the CPU's tables
+    (37 streams: padded to 64 in the graph)."""
+    from helpers import repo_text
+    m = model(shape)
+    inp = inputs(repo_text(), S, min(2 * m.cfg.context + 7, 60))
+    want = tables_stepped(Engine(m).backend("torch", "stepper"), inp)
+    assert np.array_equal(tables_stepped(Engine(m, "cuda").backend(backend, "stepper"), inp), want)

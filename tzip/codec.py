@@ -27,7 +27,7 @@ from typing import Callable
 import constriction
 import numpy as np
 
-from . import cm, transform
+from . import cm, threads, transform
 from .container import (LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, MODEL_METHODS, STORED,
                         VERSION, Block, transform_code, transform_parts)
 from .engine import Engine
@@ -46,6 +46,8 @@ AUTO_MAX_STREAMS = {3: 128, 4: 128, 5: 16}
 # archive: LZMA blocks are raw LZMA2, preset 9 extreme
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
+# speed only: lockstep groups of this many blocks or more decode their mixers on a pool
+LOCKSTEP_POOL_FROM = 4
 # speed only: positions x streams per parallel pass, and passes of at most a fraction of
 # the context (a pass attends over context - 1 cached keys plus its own positions)
 PASS_ROWS = {"cpu": 2048, "cuda": 32768}
@@ -351,21 +353,41 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     try:
         decs = [cm.Decoder(payload, lengths, out, rev)
                 for (payload, lengths, rev), out in zip(items, outs)]
+    except cm.CorruptPayload as e:
+        raise CorruptPayload(str(e)) from None
+    tok = np.full(S, BOS, dtype=np.int64)
+
+    def mix(t: int, freqs: np.ndarray, blocks: range) -> None:
+        """The mixers of these blocks decode step t (releasing the GIL while they code)."""
+        for b in blocks:
+            if t < ends[b]:  # (an ended block's streams step on, unread)
+                lo, hi = offsets[b], offsets[b + 1]
+                tok[lo:hi] = decs[b].decode(t, freqs[lo:hi])
+    # several blocks: their mixers share the host's cores, in contiguous parts
+    workers = min(len(items), threads.available_cores()) if len(items) >= LOCKSTEP_POOL_FROM else 1
+    parts = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
+    pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tzip-mix") if workers > 1 else None
+    try:
         state = stepper.new_state(S)
-        tok = np.full(S, BOS, dtype=np.int64)
         with stepper.threads(S):
             for t in range(L):
                 freqs = stepper(tok, state)
-                for b, dec in enumerate(decs):
-                    if t < ends[b]:  # (an ended block's streams step on, unread)
-                        lo, hi = offsets[b], offsets[b + 1]
-                        tok[lo:hi] = dec.decode(t, freqs[lo:hi])
+                if pool:
+                    done = [pool.submit(mix, t, freqs, part) for part in parts[1:]]
+                    mix(t, freqs, parts[0])
+                    for d in done:
+                        d.result()
+                else:
+                    mix(t, freqs, parts[0])
                 if progress:
                     progress(int(running[t]))
         for dec in decs:
             dec.finish()
     except cm.CorruptPayload as e:
         raise CorruptPayload(str(e)) from None
+    finally:
+        if pool:
+            pool.shutdown()
     return [b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
             for (_, lengths, _), out in zip(items, outs)]
 

@@ -14,10 +14,11 @@ Two interfaces, each implemented by peers that give the same tables bit for bit
 | torch (reference.py) | TorchScorer | TorchStepper | any device; the reference |
 | numpy (numpy_step.py) | - | NumpyStep | CPU, few streams |
 | numba (compiled/) | JitScorer | JitStep | CPU, numba installed |
+| graph (graph.py) | - | GraphStepper | CUDA (a CUDA graph of the reference step); CPU eagerly |
 
 Which one runs is speed only, never archive bytes, and is decided in one place:
 `Engine.scorer` and `Engine.stepper` read the TUNING table below, and the environment
-variable TZIP_BACKEND=torch|numpy|numba overrides it (a backend that cannot run the
+variable TZIP_BACKEND=torch|numpy|numba|graph overrides it (a backend that cannot run the
 model or device is passed over). Each picked backend has a `name`.
 """
 from __future__ import annotations
@@ -47,8 +48,11 @@ TUNING = {
     # a step's cost grows with its streams, and one block's 16 streams keep its cores busy
     "lockstep_blocks_cpu": 1,
     "lockstep_blocks_cuda": 256,
+    # decoding steps on CUDA replayed from a CUDA graph (graph.py); off until measured on
+    # a GPU (docs/gpu.md): TZIP_BACKEND=graph turns it on
+    "cuda_graphs": 0,
 }
-BACKENDS = ("torch", "numpy", "numba")
+BACKENDS = ("torch", "numpy", "numba", "graph")
 
 
 class Scorer(Protocol):
@@ -135,6 +139,9 @@ class Engine:
         if key == "numba-stepper":
             from .compiled.step import JitStep
             return JitStep(w)
+        if key == "graph-stepper":
+            from .graph import GraphStepper
+            return GraphStepper(self._get("reference"))
         raise KeyError(key)
 
     def compiled(self, kind: str, positions: int) -> bool:
@@ -164,6 +171,8 @@ class Engine:
             return "numba"
         if want == "torch":
             return "torch"
+        if kind == "stepper" and (want == "graph" or (self.device.type == "cuda" and TUNING["cuda_graphs"])):
+            return "graph"
         if kind == "stepper" and cpu and (want == "numpy" or streams < TUNING["numpy_below"]):
             return "numpy"
         return "torch"

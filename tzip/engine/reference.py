@@ -260,18 +260,39 @@ class Engine:
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: Cache) -> torch.Tensor:
         """tokens (S,) at position cache.t -> freqs (S, 256); ring-buffer cache of size context."""
+        slot = cache.t % self.cfg.context
+        cache.pos[slot] = cache.t
+        cache.t += 1
+        return self._step(tokens, cache, cache.pos[slot:slot + 1], slot)
+
+    @torch.no_grad()
+    def step_on_device(self, tokens: torch.Tensor, cache: Cache, t: torch.Tensor) -> torch.Tensor:
+        """step at the position held in t (a (1,) int64 tensor on the device, incremented
+        here), with no host value in the computation: the same operations every time, so
+        a CUDA graph can capture it once and replay it (tzip/engine/graph.py)."""
+        slot = torch.remainder(t, self.cfg.context)
+        cache.pos.index_copy_(0, slot, t)
+        out = self._step(tokens, cache, t, slot)
+        t.add_(1)
+        return out
+
+    def _step(self, tokens: torch.Tensor, cache: Cache, qpos: torch.Tensor,
+              slot: int | torch.Tensor) -> torch.Tensor:
+        """The step's layers: keys and values written to the cache's slot (an int, or a
+        (1,) tensor of it), the query at position qpos attending over the ring."""
         c = self.cfg
         S = tokens.shape[0]
-        slot = cache.t % c.context
-        cache.pos[slot] = cache.t
-        bias = self._alibi(cache.pos[slot:slot + 1], cache.pos)
+        bias = self._alibi(qpos, cache.pos)
         res = self.emb[tokens[:, None]]
         for l in range(c.n_layer):
             q, k, v = self._qkv(l, res)
-            cache.k[l][..., slot] = k.reshape(S, c.n_kv_head, c.head_dim)
-            cache.v[l][:, :, slot] = v.reshape(S, c.n_kv_head, c.head_dim)
+            if isinstance(slot, int):
+                cache.k[l][..., slot] = k.reshape(S, c.n_kv_head, c.head_dim)
+                cache.v[l][:, :, slot] = v.reshape(S, c.n_kv_head, c.head_dim)
+            else:
+                cache.k[l].index_copy_(3, slot, k.reshape(S, c.n_kv_head, c.head_dim, 1))
+                cache.v[l].index_copy_(2, slot, v.reshape(S, c.n_kv_head, 1, c.head_dim).to(self.vtype))
             res = self._finish_layer(l, res, self._attend(l, q, cache.k[l], cache.v[l], bias))
-        cache.t += 1
         return self._freqs(res)[:, 0]
 
 
