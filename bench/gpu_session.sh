@@ -17,13 +17,14 @@ DEADLINE=${DEADLINE:-580}  # seconds after the start by which everything must be
 EVAL=${EVAL-enwiki-2016-sample.xml;bible.txt;world192.txt,alice29.txt;book1,book2,plrabn12.txt,lcet10.txt,news}
 OUT=${OUT:-runs/session}
 mkdir -p "$OUT" runs /tmp/bench
+WIDE=$([ -d .data/train-wide ] && echo .data/train-wide)  # bench/train_data.py output, if carried
 declare -A LR=([small]=2e-3 [large]=1e-3)
 left() { local s=$((DEADLINE - SECONDS)); echo $((s > 10 ? s : 10)); }  # for timeout
 log() { sed -u "s/^/[$1] /"; }  # logs go live to $OUT, prefixed, so a cut run keeps them
 nvidia-smi -L > "$OUT/train.log" 2>&1
 for m in $MODELS; do  # resume where a previous session left off, else start fresh
     more=(); [ -d ".data/prev/$m" ] && more=(--resume ".data/prev/$m" --lr "${LR[$m]:-1e-3}")
-    python -m tzip.train --config "tzip/configs/tzip-$m.json" --data .data/train --out "runs/$m" \
+    python -m tzip.train --config "tzip/configs/tzip-$m.json" --data .data/train $WIDE --out "runs/$m" \
         --seconds "$SECS" "${more[@]}" 2>&1 | log "$m" >> "$OUT/train.log" &
 done
 timeout 100 python bench/device_check.py --refs .data/check --out /tmp/check 2>&1 | log check >> "$OUT/convert.log"

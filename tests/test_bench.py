@@ -308,3 +308,52 @@ def test_streams_table_reports_sizes_at_each_count(tmp_path):
     assert one.strip().endswith("(1)") and three.strip().endswith("(3)")
     blob = __import__("tzip").compress(sample.read_bytes(), "tzip-small", device="cpu", streams=3)
     assert three.strip() == f"{8 * len(blob) / sample.stat().st_size:.3f} (3)"
+
+
+def test_gpu_throughput_script_runs_on_a_cpu(tmp_path):
+    """bench/gpu_throughput.py, the script of a GPU session, on a tiny input on the CPU:
+    its records, round trips and identity checks."""
+    import json
+    import shutil
+
+    from bench import gpu_throughput
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(REPO / "bench/sample/notes.txt", data / "notes.txt")
+    out = tmp_path / "out"
+    assert gpu_throughput.main(["--data", str(data), "--mb", "0.003", "--models", "tzip-small",
+                                "--backends", "auto,graph", "--device", "cpu", "--budget", "5",
+                                "--out", str(out)]) == 0
+    recs = json.loads((out / "throughput.json").read_text())
+    assert recs[1]["backend"].startswith("graph stepper")
+    for r in recs:
+        assert r["roundtrip"] and r["cpu_identical"] and r["input_bytes"] > 1000
+        assert {"model", "input_bytes", "device", "encode_MBps", "decode_MBps"} <= r.keys()
+        assert r["steps"] > 0 and r["decode_parts_s"]["model_step_and_transfers"] > 0
+    assert "format 5 archive: yes" in (out / "results.md").read_text()
+
+
+def test_train_data_drops_benchmark_files_and_copies(tmp_path):
+    """bench/train_data.py never takes a benchmark file, a file that shares its lines with
+    one, or a second copy of a file."""
+    import json
+    import lzma
+
+    from bench import train_data
+    src = tmp_path / "src"
+    src.mkdir()
+    bench_file = (REPO / "corpora/structured/airports.csv").read_bytes()
+    (src / "a_bench.csv").write_bytes(bench_file)
+    (src / "b_shares.csv").write_bytes(b"\n".join(bench_file.splitlines()[100:200]) + b"\n")
+    fresh = b"".join(b"id-%05d,value number %d,some longer text field here\n" % (i, i * 7) for i in range(300))
+    (src / "c_fresh.csv").write_bytes(fresh)
+    (src / "d_copy.csv").write_bytes(fresh)
+    out = tmp_path / "out"
+    assert train_data.main(["--out", str(out), "--kinds", "csv", "--add", f"csv={src}:*.csv",
+                            "--crlf-mb", "0.001"]) == 0
+    man = json.loads((out / "MANIFEST.json").read_text())
+    taken = [f["source"] for f in man["kinds"]["csv"]["files"]]
+    assert str(src / "c_fresh.csv") in taken
+    assert not {str(src / n) for n in ("a_bench.csv", "b_shares.csv", "d_copy.csv")} & set(taken)
+    assert fresh in lzma.decompress((out / "csv.txt.xz").read_bytes())
+    assert b"\r\n" in lzma.decompress((out / "crlf.txt.xz").read_bytes())

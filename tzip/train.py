@@ -56,10 +56,13 @@ def load_text_files(paths: list[Path], val_bytes: int) -> tuple[np.ndarray, np.n
     return np.concatenate(train), np.concatenate(val)
 
 
-def training_files(data_dir: Path) -> list[Path]:
-    files = sorted(data_dir.glob("*.txt.xz")) + sorted(data_dir.glob("*.txt"))
+def training_files(data_dirs: "Path | list[Path]") -> list[Path]:
+    """The *.txt.xz and *.txt files of one folder or several (e.g. the shared corpus and
+    the widened one of bench/train_data.py)."""
+    dirs = [data_dirs] if isinstance(data_dirs, Path) else data_dirs
+    files = [f for d in dirs for f in sorted(d.glob("*.txt.xz")) + sorted(d.glob("*.txt"))]
     if not files:
-        raise FileNotFoundError(f"no *.txt or *.txt.xz training files in {data_dir}")
+        raise FileNotFoundError(f"no *.txt or *.txt.xz training files in {', '.join(map(str, dirs))}")
     return files
 
 
@@ -153,7 +156,7 @@ def evaluate(model, data: torch.Tensor, T: int, batches: int, batch: int, amp) -
     return total / batches / math.log(2)
 
 
-def train(config: dict, data_dir: Path, out: Path, seconds: float | None = None,
+def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float | None = None,
           steps: int | None = None, device: str = "auto", log=print, resume: Path | None = None,
           optimizer_state: bool = False) -> Path:
     tc = dict(DEFAULT_TRAIN, **config.get("train", {}))
@@ -265,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tzip train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, type=Path)
-    ap.add_argument("--data", type=Path, default=None, help="folder of *.txt[.xz] training files")
+    ap.add_argument("--data", type=Path, nargs="+", default=None,
+                    help="folders of *.txt[.xz] training files")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)

@@ -57,6 +57,7 @@ class FastCM:
 
     def __init__(self, lengths, hist, buf, revision: int):
         self.st, self.tb, self.mb = new_state(lengths, hist, buf, revision)
+        self.parts = tuple(self.st)  # what the compiled loop takes (jit.code_steps)
         self.revision = revision
 
     def reserve(self, extra: int) -> None:
@@ -65,9 +66,10 @@ class FastCM:
             buf = np.zeros(max(need, 2 * len(self.st.buf)), dtype=np.uint8)
             buf[:len(self.st.buf)] = self.st.buf
             self.st = self.st._replace(buf=buf)
+            self.parts = tuple(self.st)
 
     def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
-        jit.code_steps(self.st, t0, freqs, decoding, self.tb, self.mb, self.revision)
+        jit.code_steps(self.parts, t0, freqs, decoding, self.tb, self.mb, self.revision)
 
     def flush(self) -> None:
         jit.flush(self.st)

@@ -466,9 +466,14 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, rev):
 
 
 @_jit
-def code_steps(st, t0, freqs, decoding, tbits, mbits, rev):
+def code_steps(parts, t0, freqs, decoding, tbits, mbits, rev):
     """Steps t0 .. t0 + c - 1 (freqs (S, c, 256)) in step-major order. Encoding reads the
-    bytes from st.hist; decoding writes them there. Stops early on a decoder error."""
+    bytes from st.hist; decoding writes them there. Stops early on a decoder error.
+
+    The state comes as a plain tuple of CMState's fields (tuple(state)): numba types a
+    NamedTuple argument in Python on every call, which cost more than a decoding step's
+    mixing of 16 streams."""
+    st = CMState(*parts)
     S = st.hist.shape[0]
     c = freqs.shape[1]
     for k in range(c):

@@ -15,14 +15,13 @@ reference there). Chosen with TZIP_BACKEND=graph, or on CUDA when TUNING["cuda_g
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..model.net import BOS
-from .reference import Cache, Engine
+from .reference import Cache, Engine, step_threads
 
 
 @dataclass
@@ -54,7 +53,7 @@ class GraphStepper:
                           torch.zeros(1, dtype=torch.long, device=e.device))
 
     def threads(self, streams: int):
-        return nullcontext()
+        return step_threads(self.engine.device, streams)
 
     def __call__(self, tokens: np.ndarray, state: GraphState) -> np.ndarray:
         e = self.engine

@@ -1,0 +1,180 @@
+"""Widen the training text with the kinds tzip must also model well: source code in many
+languages, JSON, CSV, XML/HTML, Markdown, logs, man pages, text in other languages and
+scripts, and a slice with CRLF line ends.
+
+    python -m bench.train_data --out .data/train-wide [--cap-mb 8] [--add KIND=DIR:GLOB ...]
+
+Files are gathered from what a machine has installed (the Python standard library and
+site-packages, /usr/include, /usr/share/doc, man pages in other languages, the JDK's
+src.zip, Perl modules, logs under /var/log; --add names more, such as packages fetched
+from a registry with `npm pack`), by kind, up to --cap-mb megabytes per kind
+(smallest files last, so many sources count). Every file is checked against the
+benchmark files (../shared/corpora/bench, corpora/structured, and the files
+bench/cm_eval.py measures): a file is dropped if it is one of them, or if more than 2% of
+its lines of 24 bytes or more appear in them; exact duplicates among the candidates are
+dropped too. Each kind is written as OUT/KIND.txt.xz (files separated by a blank line),
+with OUT/MANIFEST.json listing every file taken (source path, sha256, bytes) and what
+was dropped and why. The output is training data: keep it out of the repository (.data/
+is git-ignored) and carry it to a GPU session (docs/training.md).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1 << 20
+MIN_LINE = 24  # lines shorter than this are too common to mark a copy
+SHARED_MAX = 0.02  # a file sharing more of its long lines with the benchmarks is dropped
+PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+# kind -> [(root, glob)]; roots that do not exist are skipped
+SOURCES: dict[str, list[tuple[str, str]]] = {
+    "code-c": [("/usr/include", "**/*.h")],
+    "code-python": [(f"/usr/lib/{PY}", "**/*.py"), (sys.prefix + f"/lib/{PY}/site-packages", "**/*.py")],
+    "code-java": [("/usr/lib/jvm", "**/src.zip")],
+    "code-perl": [("/usr/share/perl", "**/*.pm"), ("/usr/share/perl5", "**/*.pm")],
+    "code-js": [(sys.prefix + f"/lib/{PY}/site-packages", "**/*.js"), ("/usr/share/nodejs", "**/*.js")],
+    "code-shell": [("/etc", "**/*.sh"), ("/usr/share", "**/*.sh")],
+    "json": [(sys.prefix + f"/lib/{PY}/site-packages", "**/*.json"), ("/usr/share", "**/*.json")],
+    "csv": [(sys.prefix + f"/lib/{PY}/site-packages", "**/*.csv"), ("/usr/share", "**/*.csv")],
+    "markup": [("/usr/share/doc", "**/*.html"), ("/usr/share", "**/*.xml"),
+               (sys.prefix + f"/lib/{PY}/site-packages", "**/*.xml")],
+    "markdown": [(sys.prefix + f"/lib/{PY}/site-packages", "**/*.md"),
+                 (sys.prefix + f"/lib/{PY}/site-packages", "**/*.rst"), ("/usr/share/doc", "**/*.md")],
+    "logs": [("/var/log", "**/*.log"), ("/var/log", "**/*.log.1")],
+    "man": [("/usr/share/man", "man[1-8]/*.gz")],
+    "multilingual": [("/usr/share/man", "[a-z][a-z]/man*/*.gz"), ("/usr/share/man", "[a-z][a-z]_*/man*/*.gz"),
+                     ("/usr/share/i18n/locales", "*")],
+    "changelogs": [("/usr/share/doc", "*/changelog*.gz"), ("/usr/share/doc", "*/NEWS*.gz")],
+}
+
+
+def bench_files() -> list[Path]:
+    """Every file tzip is measured on: never trained on."""
+    out = []
+    for root in (REPO.parent / "shared" / "corpora" / "bench", REPO / "corpora" / "structured"):
+        if root.exists():
+            out += [p for p in root.rglob("*") if p.is_file()]
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import cm_eval
+        out += [Path(src) for _, _, src, _ in cm_eval.FILES if not callable(src) and Path(src).exists()]
+    finally:
+        sys.path.pop(0)
+    return out
+
+
+def read(p: Path) -> bytes:
+    """A file's bytes (.gz and .xz unpacked)."""
+    b = p.read_bytes()
+    if p.suffix == ".gz":
+        return gzip.decompress(b)
+    if p.suffix == ".xz":
+        return lzma.decompress(b)
+    return b
+
+
+def long_lines(b: bytes) -> set[bytes]:
+    return {hashlib.blake2b(ln.strip(), digest_size=8).digest()
+            for ln in b.splitlines() if len(ln.strip()) >= MIN_LINE}
+
+
+def candidates(sources: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
+    """(source name, bytes) of the files of these (root, glob) sources; a zip's members
+    count as files."""
+    out = []
+    for root, pattern in sources:
+        r = Path(root)
+        if not r.exists():
+            continue
+        for p in r.glob(pattern):
+            if not p.is_file() or p.is_symlink():
+                continue
+            try:
+                if p.suffix == ".zip":
+                    with zipfile.ZipFile(p) as z:
+                        out += [(f"{p}!{n}", z.read(n)) for n in z.namelist() if n.endswith(".java")]
+                    continue
+                if p.stat().st_size > 4 * MB:
+                    continue
+                out.append((str(p), read(p)))
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, gzip.BadGzipFile):
+                continue
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.train_data", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--cap-mb", type=float, default=8, help="megabytes per kind at most")
+    ap.add_argument("--kinds", help="comma-separated kinds (default: all)")
+    ap.add_argument("--add", action="append", default=[], metavar="KIND=DIR:GLOB",
+                    help="more sources of a kind, e.g. code-js=/tmp/npm:**/*.js (unpacked packages)")
+    ap.add_argument("--crlf-mb", type=float, default=2, help="megabytes of the taken text written again with CRLF")
+    a = ap.parse_args(argv)
+    sources = {kind: list(roots) for kind, roots in SOURCES.items()}
+    for spec in a.add:
+        kind, where = spec.split("=", 1)
+        root, pattern = where.split(":", 1)
+        sources.setdefault(kind, []).append((root, pattern))
+    benches = bench_files()
+    bench_sha = {hashlib.sha256(read(p)).hexdigest() for p in benches}
+    bench_lines: set[bytes] = set()
+    for p in benches:
+        bench_lines |= long_lines(read(p))
+    print(f"{len(benches)} benchmark files, {len(bench_lines)} long lines", flush=True)
+    a.out.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    manifest: dict = {"benchmark_files": len(benches), "kinds": {}, "dropped": {}}
+    crlf_src: list[bytes] = []
+    for kind in (a.kinds.split(",") if a.kinds else sources):
+        taken, parts, dropped = [], [], {"benchmark": 0, "shares lines": 0, "duplicate": 0, "not text": 0}
+        size = 0
+        cands = sorted(candidates(sources[kind]), key=lambda c: (len(c[1]) > 256 << 10, c[0]))
+        for name, b in cands:
+            if size >= a.cap_mb * MB:
+                break
+            sha = hashlib.sha256(b).hexdigest()
+            if sha in bench_sha:
+                dropped["benchmark"] += 1
+                continue
+            if sha in seen:
+                dropped["duplicate"] += 1
+                continue
+            if b"\0" in b[:4096]:
+                dropped["not text"] += 1
+                continue
+            lines = long_lines(b)
+            if lines and len(lines & bench_lines) > SHARED_MAX * len(lines):
+                dropped["shares lines"] += 1
+                continue
+            seen.add(sha)
+            taken.append({"source": name, "sha256": sha, "bytes": len(b)})
+            parts.append(b)
+            size += len(b)
+        blob = b"\n\n".join(parts)
+        (a.out / f"{kind}.txt.xz").write_bytes(lzma.compress(blob, preset=6))
+        if kind in ("markdown", "code-python", "csv"):
+            crlf_src.append(blob[:int(a.crlf_mb * MB / 3)])
+        manifest["kinds"][kind] = {"files": taken, "bytes": len(blob)}
+        manifest["dropped"][kind] = dropped
+        print(f"{kind:14s} {len(taken):6d} files {len(blob) / MB:7.2f} MB  dropped {dropped}", flush=True)
+    crlf = b"\n\n".join(crlf_src).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    (a.out / "crlf.txt.xz").write_bytes(lzma.compress(crlf, preset=6))
+    manifest["kinds"]["crlf"] = {"from": "the first part of markdown, code-python and csv, with CRLF line ends",
+                                 "bytes": len(crlf)}
+    (a.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
+    print(f"crlf           {len(crlf) / MB:7.2f} MB; manifest in {a.out / 'MANIFEST.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
