@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 MB = 1_000_000
 PROBE = 1 << 18  # bytes of the first, speed-measuring pass
@@ -162,6 +160,8 @@ def device_name(dev: str) -> str:
 
 def cpu_identity(dev: str, models: list[str]) -> dict:
     """The pinned archives of tests/test_models.py made here, and tests/data's decoded here."""
+    if str(REPO / "tests") not in sys.path:
+        sys.path.append(str(REPO / "tests"))
     import test_models
 
     import tzip
@@ -243,4 +243,5 @@ def report(records: list[dict], checks: dict, built: int, a) -> str:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))  # the checkout's tzip, as a script run from it
     raise SystemExit(main())

@@ -4,9 +4,9 @@
 #   here:   mkdir -p .data/corpora && cp -r ../shared/corpora/train .data/corpora/
 #           pip download 'constriction==0.5.*' --python-version 3.12 --only-binary :all: \
 #               --platform manylinux2014_x86_64 --no-deps -d .whl
-#   device: run(command="bash bench/gpu_throughput.sh", carry=[".data", ".whl"], timeout_s=540)
+#   device: run(command="bash bench/gpu_throughput.sh", carry=[".data/corpora", ".whl"], timeout_s=540)
 #
-# .data and .whl are git-ignored. Installs the carried constriction wheel if the machine
+# .data/ and .whl/ are git-ignored. Installs the carried constriction wheel if the machine
 # lacks it, runs `pytest -m gpu` (pinned archives and the steppers on CUDA against the
 # CPU), then bench/gpu_throughput.py on >= 100 MB of the training text with both decoding
 # steppers. Everything lands in $OUT (throughput.json, results.md, logs); commit it as

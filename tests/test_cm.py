@@ -79,6 +79,9 @@ CASES = [  # (name, data, lengths)
     ("S=4 ragged", TEXT[:200], [120, 1, 60, 19]),
     ("random bytes", bytes(np.random.default_rng(7).integers(0, 256, 200, dtype=np.uint8)), [80, 120]),
     ("zeros", bytes(200), [100, 100]),
+    # field contexts: every separator, ragged cells, a line of more than FIELDS fields
+    ("fields", (b"a,bb;c\td|e\n1,22;3\t4|5\n" * 4 + b",".join([b"x"] * 40) + b"\n" + b"y," * 40
+                + b"\n,,\n") * 2, [150, 150, 130]),
 ]
 
 

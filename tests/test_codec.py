@@ -205,3 +205,17 @@ def test_archives_are_the_same_when_blocks_are_coded_in_lockstep(tiny, text, mon
     assert c.compress_stream(io.BytesIO(data), out, seen.append) == len(data)
     assert out.getvalue() == want and sum(seen) == len(data)
     assert max(groups) == min(blocks, 8) and sum(groups) == 8
+
+
+def test_a_corrupt_block_in_a_lockstep_group_is_one_line_error(tiny, text, monkeypatch):
+    import tzip
+    from tzip.engine import TUNING
+    data = text[:6000]
+    blob = bytearray(tzip.compress(data, tiny, block_size=1000))
+    monkeypatch.setitem(TUNING, "lockstep_blocks_cpu", 64)
+    for at in (len(blob) // 3, len(blob) // 2, len(blob) - 40):
+        bad = bytearray(blob)
+        bad[at] ^= 0x5A
+        with pytest.raises(tzip.TzipError) as e:
+            tzip.decompress(bytes(bad), tiny)
+        assert "\n" not in str(e.value) and "corrupt" in str(e.value)

@@ -31,6 +31,7 @@ N_IN = T.N_INPUTS
 N_CTX = len(T.CONTEXTS)
 N_CTX_R1 = T.CONTEXTS_R1
 SEP0, SEP1, SEP2, SEP3 = T.SEPARATORS
+FIELDS = T.FIELDS
 IN_CTX = T.IN_CTX
 IN_MATCH = T.IN_MATCH
 IN_CMAP = T.IN_CMAP
@@ -70,6 +71,8 @@ class CMState(NamedTuple):
     prev_line: np.ndarray  # (S,) int64: start of the line before
     field: np.ndarray  # (S,) int64: separators since the line start (revision 2)
     field_hash: np.ndarray  # (S,) int64: hash of the field's bytes so far (revision 2)
+    field_start: np.ndarray  # (S, FIELDS + 1) int64: where this line's fields start (-1: not yet)
+    prev_field_start: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before
     w_a: np.ndarray  # (256 * N_IN,) int64 mixer A weights
     w_b: np.ndarray  # (64 * N_IN,) int64 mixer B weights
     w_c: np.ndarray  # (4096 * N_IN,) int64 mixer C weights (revision 2)
@@ -206,7 +209,17 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, rev):
     nctx = N_CTX_R1
     if rev >= 2:
         nctx = N_CTX
-        ctxh[9] = hmix(hmix(11, st.field[s]), st.field_hash[s])
+        f = st.field[s]
+        ctxh[9] = hmix(hmix(11, f), st.field_hash[s])
+        above = 0  # field_above: 1 + the byte, 0 where the line before has none
+        if f < FIELDS:
+            at = st.prev_field_start[s, f] + t - st.field_start[s, f]
+            end = st.prev_field_start[s, f + 1] - 1  # its separator
+            if end < 0:
+                end = st.line_start[s] - 1  # the line's newline
+            if st.prev_field_start[s, f] >= 0 and at < end:
+                above = hist[s, at] + 1
+        ctxh[10] = hmix(hmix(12, above), f)
     # match model: find or continue a candidate
     mptr = st.match_ptr[s]
     mlen = st.match_len[s]
@@ -457,9 +470,15 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, rev):
         st.line_start[s] = t + 1
         st.field[s] = 0
         st.field_hash[s] = 0
+        for i in range(FIELDS + 1):
+            st.prev_field_start[s, i] = st.field_start[s, i]
+            st.field_start[s, i] = -1
+        st.field_start[s, 0] = t + 1
     elif byte == SEP0 or byte == SEP1 or byte == SEP2 or byte == SEP3:
         st.field[s] += 1
         st.field_hash[s] = 0
+        if st.field[s] <= FIELDS:
+            st.field_start[s, st.field[s]] = t + 1
     else:
         st.field_hash[s] = hmix(st.field_hash[s], byte)
     return byte

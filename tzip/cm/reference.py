@@ -20,7 +20,9 @@ Inputs of the mixers (tables.IN_*):
    column of the previous line of this stream, with the previous byte); even (the 2nd,
    4th and 6th bytes back: UTF-16 code units, 2-byte records); and from revision 2,
    field (how many separators , ; tab | since the line start, with the field's bytes so
-   far: the column of a CSV table, the field of a log line). Each context selects, at
+   far: the column of a CSV table, the field of a log line) and field_above (the byte at
+   the same offset of the same field of the previous line, with the field's number: the
+   cell above, whatever the widths of the cells before it). Each context selects, at
    each nibble boundary, a bucket of 16 uint32 slots in one hash table: a 16-bit checksum
    and 15 adaptive probability counters, one per node of the nibble's binary tree. Each
    counter gives two inputs: st(p), and st of a second counter found by (context, the
@@ -49,10 +51,11 @@ What the decoder knows at step t: every stream's bytes at steps < t and the curr
 byte's bits so far. All contexts use only those (the match model's pointer must be at a
 step < t), so the decoder reproduces every probability. All state (hash table, counters,
 mixers, APMs, match table) is per block and shared by its streams; per stream: the match
-pointer and length, the word hash, the line starts, the field and its hash.
+pointer and length, the word hash, the line starts, the field, its hash and where the
+fields of this line and of the line before start.
 
-Revision 1 (format 4) is revision 2 without the field context (its inputs stay 0, its
-buckets are never looked up) and without mixer C: so one definition serves both, and a
+Revision 1 (format 4) is revision 2 without the field and field_above contexts (their
+inputs stay 0, their buckets are never looked up) and without mixer C: so one definition serves both, and a
 revision-1 block codes exactly as format 4 always has.
 
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
@@ -216,6 +219,9 @@ class StreamState:
         self.prev_line = 0  # where the line before started
         self.field = 0  # separators since the line start (revision 2)
         self.field_hash = 0  # hash of the field's bytes so far (revision 2)
+        # where the fields of this line and of the line before start (-1: not yet)
+        self.field_start = [0] + [-1] * T.FIELDS
+        self.prev_field_start = [-1] * (T.FIELDS + 1)
 
 
 class CMModel:
@@ -346,7 +352,17 @@ class CMModel:
         above = int(hist[s, above_at]) if above_at < ss.line_start else 0
         ctx["column"] = hmix(hmix(7, above), c1)
         ctx["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
-        ctx["field"] = hmix(hmix(11, ss.field), ss.field_hash)
+        f = ss.field
+        ctx["field"] = hmix(hmix(11, f), ss.field_hash)
+        above = 0  # 1 + the byte at the same offset of the same field of the line before
+        if f < T.FIELDS and ss.prev_field_start[f] >= 0:
+            at = ss.prev_field_start[f] + t - ss.field_start[f]
+            end = ss.prev_field_start[f + 1] - 1  # that field's separator,
+            if end < 0:
+                end = ss.line_start - 1  # or the newline that ends the line
+            if at < end:
+                above = int(hist[s, at]) + 1
+        ctx["field_above"] = hmix(hmix(12, above), f)
         ctx_hashes = [ctx[name] for name in self.contexts]
 
         # match model: continue the copy while it is known, else look the context up
@@ -493,8 +509,11 @@ class CMModel:
         if byte == 10:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
             ss.field, ss.field_hash = 0, 0
+            ss.prev_field_start, ss.field_start = ss.field_start, [t + 1] + [-1] * T.FIELDS
         elif byte in T.SEPARATORS:
             ss.field, ss.field_hash = ss.field + 1, 0
+            if ss.field <= T.FIELDS:
+                ss.field_start[ss.field] = t + 1
         else:
             ss.field_hash = hmix(ss.field_hash, byte)
         return byte
