@@ -20,6 +20,7 @@ is git-ignored) and carry it to a GPU session (docs/training.md).
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import json
@@ -28,6 +29,7 @@ import os
 import sys
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 1 << 20
@@ -87,28 +89,34 @@ def long_lines(b: bytes) -> set[bytes]:
             for ln in b.splitlines() if len(ln.strip()) >= MIN_LINE}
 
 
-def candidates(sources: list[tuple[str, str]]) -> list[tuple[str, bytes]]:
-    """(source name, bytes) of the files of these (root, glob) sources; a zip's members
-    count as files."""
+def candidates(sources: list[tuple[str, str]]) -> list[tuple[str, int, Callable[[], bytes]]]:
+    """(source name, size, reader) of the files of these (root, glob) sources, read only
+    when taken; a zip's members count as files."""
     out = []
     for root, pattern in sources:
         r = Path(root)
         if not r.exists():
             continue
         for p in r.glob(pattern):
-            if not p.is_file() or p.is_symlink():
-                continue
             try:
+                if not p.is_file() or p.is_symlink():
+                    continue
                 if p.suffix == ".zip":
                     with zipfile.ZipFile(p) as z:
-                        out += [(f"{p}!{n}", z.read(n)) for n in z.namelist() if n.endswith(".java")]
+                        out += [(f"{p}!{i.filename}", i.file_size, functools.partial(_member, p, i.filename))
+                                for i in z.infolist() if i.filename.endswith(".java")]
                     continue
-                if p.stat().st_size > 4 * MB:
-                    continue
-                out.append((str(p), read(p)))
-            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, gzip.BadGzipFile):
+                size = p.stat().st_size
+            except (OSError, zipfile.BadZipFile):
                 continue
+            if size <= 4 * MB:
+                out.append((str(p), size, functools.partial(read, p)))
     return out
+
+
+def _member(path: Path, name: str) -> bytes:
+    with zipfile.ZipFile(path) as z:
+        return z.read(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,10 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     for kind in (a.kinds.split(",") if a.kinds else sources):
         taken, parts, dropped = [], [], {"benchmark": 0, "shares lines": 0, "duplicate": 0, "not text": 0}
         size = 0
-        cands = sorted(candidates(sources[kind]), key=lambda c: (len(c[1]) > 256 << 10, c[0]))
-        for name, b in cands:
+        cands = sorted(candidates(sources[kind]), key=lambda c: (c[1] > 256 << 10, c[0]))
+        for name, _, reader in cands:
             if size >= a.cap_mb * MB:
                 break
+            try:
+                b = reader()
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, gzip.BadGzipFile):
+                continue
             sha = hashlib.sha256(b).hexdigest()
             if sha in bench_sha:
                 dropped["benchmark"] += 1

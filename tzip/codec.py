@@ -277,8 +277,7 @@ def encode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     is the one encode_cm gives for the block alone (a pass's tables do not depend on the
     other streams, nor do payloads on the pass lengths)."""
     layouts = [_layout(data, lengths) for data, lengths, _ in items]
-    sizes = [len(lengths) for _, lengths, _ in items]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    offsets = _offsets(items)
     ends = [mat.shape[1] for mat, _ in layouts]
     mat = np.zeros((int(offsets[-1]), max(ends)), dtype=np.int64)
     mask = np.zeros(mat.shape, dtype=bool)
@@ -298,6 +297,14 @@ def encode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
 
     _passes(engine, mat, code)
     return [enc.finish() for enc in encs]
+
+
+def _offsets(items: list[tuple[bytes, list[int], int]]) -> list[int]:
+    """Where each block's streams start among a lockstep group's, and their total."""
+    out = [0]
+    for _, lengths, _ in items:
+        out.append(out[-1] + len(lengths))
+    return out
 
 
 def group_memory(n: int, revision: int = cm.LATEST) -> int:
@@ -337,9 +344,8 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
         n = _canonical(lengths, ctx)
         if n > cm.max_bytes(len(payload)):
             raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
-    sizes = [len(lengths) for _, lengths, _ in items]
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    S, ends = int(offsets[-1]), [max(lengths) for _, lengths, _ in items]
+    offsets = _offsets(items)
+    S, ends = offsets[-1], [max(lengths) for _, lengths, _ in items]
     L = max(ends)
     stepper = engine.stepper(S, L)
     n_all = sum(sum(lengths) for _, lengths, _ in items)

@@ -8,6 +8,7 @@ exceeds the limit: TZIP_MEMORY_LIMIT, by default half the physical memory (FORMA
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -42,6 +43,13 @@ def _state_bytes(obj) -> tuple[int, int]:
     return host, dev
 
 
+@functools.lru_cache(maxsize=64)
+def _state_sizes(stepper) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(host, device) bytes of the stepper's states of one and of two streams, measured
+    once per stepper (a lockstep group's estimate is asked for again as it grows)."""
+    return _state_bytes(stepper.new_state(1)), _state_bytes(stepper.new_state(2))
+
+
 def decode_memory(stepper, cfg, S: int, L: int,
                   mixer: int | None = None) -> tuple[int, int]:
     """(host, device) bytes that decoding S streams of up to L positions with this stepper
@@ -50,8 +58,7 @@ def decode_memory(stepper, cfg, S: int, L: int,
     and MLP activations of a step, a few copies each), the (S, L) int64 output matrix
     and the bytes it becomes, and the adaptive models' bytes (`mixer`; by default
     format 3's tables and rows)."""
-    h1, d1 = _state_bytes(stepper.new_state(1))
-    h2, d2 = _state_bytes(stepper.new_state(2))
+    (h1, d1), (h2, d2) = _state_sizes(stepper)
     work = 16 * cfg.n_head * cfg.context + 64 * cfg.d_model * cfg.mlp_mult
     if d2 > d1:  # a GPU step: its temporaries are there
         dev, host = d1 + S * (d2 - d1 + work), h1 + S * (h2 - h1)
