@@ -158,7 +158,8 @@ def markdown(doc: dict) -> str:
 
 
 def charts(doc: dict, out_dir: Path) -> tuple[list[str], list[str]]:
-    """bpb.png (bpb per file and tool) and speed.png (bpb against compress speed); returns
+    """bpb.png (bpb per file and tool) and speed.png (bpb against compress and decompress
+    speed); returns
     the file names written and notes (matplotlib missing, nothing to draw)."""
     try:
         import matplotlib
@@ -173,35 +174,58 @@ def charts(doc: dict, out_dir: Path) -> tuple[list[str], list[str]]:
     files = [f["file"] for f in doc["files"]]
     by = {(r["file"], r["tool"]): r["bpb"] for r in ok}
     width = 0.8 / len(tools)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(files) * max(1, len(tools)) / 4), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.25 * len(files) * max(1, len(tools)))), 4.5))
     for i, t in enumerate(tools):
         xs = [j + (i - (len(tools) - 1) / 2) * width for j in range(len(files))]
         ax.bar(xs, [by.get((f, t), 0.0) for f in files], width, label=t)
     ax.set_xticks(range(len(files)))
-    ax.set_xticklabels(files, rotation=45, ha="right", fontsize=8)
+    ax.set_xticklabels([f.rsplit("/", 1)[-1] for f in files], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("bits per byte (lower is better)")
-    ax.legend(fontsize=7, ncol=2)
+    # the legend beside the axes, never over a bar
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_dir / "bpb.png", dpi=120)
+    fig.savefig(out_dir / "bpb.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
     agg = {a["tool"]: a for a in doc["aggregates"] if a["group"] == "all"}
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for t in tools:
-        a = agg.get(t)
-        if a and a["bpb"] is not None and a["compress_kbps"]:
-            ax.scatter(a["compress_kbps"], a["bpb"])
-            ax.annotate(t, (a["compress_kbps"], a["bpb"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("compress speed, KB/s (log scale)")
-    ax.set_ylabel("bits per byte, all files")
-    ax.grid(alpha=0.3, which="both")
+    fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.5), sharey=True)
+    for ax, key, what in zip(axes, ("compress_kbps", "decompress_kbps"), ("compress", "decompress")):
+        points = [(t, agg[t][key], agg[t]["bpb"]) for t in tools
+                  if t in agg and agg[t]["bpb"] is not None and agg[t].get(key)]
+        for _, x, y in points:
+            ax.scatter(x, y)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{what} speed, KB/s (log scale)")
+        ax.grid(alpha=0.3, which="both")
+        _label_points(fig, ax, points)
+    axes[0].set_ylabel("bits per byte, all files (lower is better)")
     fig.tight_layout()
-    fig.savefig(out_dir / "speed.png", dpi=120)
+    fig.savefig(out_dir / "speed.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return ["bpb.png", "speed.png"], []
+
+
+def _label_points(fig, ax, points: list[tuple[str, float, float]]) -> None:
+    """Name each point beside it, moving a label up or down until it overlaps no label
+    placed before it (tools of similar speed and ratio, such as zstd and zstd-long, would
+    otherwise print over each other)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    for name, x, y in sorted(points, key=lambda p: (p[2], p[1])):
+        px, py = ax.transData.transform((x, y))
+        for step in [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 6, -6]:
+            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -3 + 9 * step),
+                               fontsize=8)
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            text.remove()
+        else:
+            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, -3), fontsize=8)
+            box = text.get_window_extent(renderer)
+        placed.append(box)
 
 
 def emit_markdown(lines: list[str], out: "Path | None") -> int:
