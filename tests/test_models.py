@@ -4,7 +4,7 @@ An archive must decode the same way forever: a change to the engine, the adaptiv
 or the container that alters a single byte of these archives breaks every archive users
 already have, and must come with a new format version instead. Archives of earlier
 formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
-wrote it, format 4 as the tzip of 51f9654 did."""
+wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did."""
 from __future__ import annotations
 
 import hashlib
@@ -46,7 +46,7 @@ def test_shipped_model_archive_is_pinned_and_decodes(name, fmt, device):
     assert tzip.decompress(blob, device="cpu") == data  # model found by name and id
 
 
-@pytest.mark.parametrize("fmt", [3, 4])
+@pytest.mark.parametrize("fmt", [3, 4, 5])
 @pytest.mark.parametrize("name", NAMES)
 def test_archives_of_earlier_tzip_decode(name, fmt):
     blob = (HERE / "data" / f"gettysburg.{name}.format{fmt}.tz").read_bytes()
