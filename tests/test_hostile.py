@@ -125,8 +125,9 @@ def test_lzma_block_must_end_with_its_payload(tiny):
 
 
 def test_crlf_block_cannot_double_a_bomb(tiny):
-    """A CRLF block of LF bytes would double in lf_to_crlf: its length is checked first."""
-    lf = b"\n" * 30_000
+    """A CRLF block of LF bytes would double in lf_to_crlf: its length is checked first
+    (one LF fewer than the block: a CRLF block's coded bytes are shorter than it)."""
+    lf = b"\n" * 29_999
     z = lzma.compress(lf, lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
     blob = archive(tiny, block_bytes(LZMA, 30_000, z, transform=CRLF))
     timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="checksum")

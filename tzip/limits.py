@@ -69,6 +69,25 @@ def decode_memory(stepper, cfg, S: int, L: int,
     return host + mixer + 12 * S * L, dev
 
 
+def lzma_memory(coded_max: int, dict_size: int) -> int:
+    """Host bytes that decoding an LZMA block of at most coded_max bytes needs: the
+    decoder's dictionary (allocated whole by liblzma) and its output, twice (the pieces
+    it decompresses into and the bytes they are joined into)."""
+    return dict_size + 2 * (coded_max + 1)
+
+
+def transform_memory(raw_len: int, utf16: bool, crlf: bool) -> int:
+    """Host bytes that undoing a block's transforms (transform.from_text_block) allocates
+    beyond the coded bytes it starts from, for a block of raw_len bytes whose coded bytes
+    were checked to convert to raw_len (transform.text_block_length): the original; for
+    UTF-16 also its converted pieces before they are joined, and one piece's copies (its
+    CRs put back, its characters as a str of up to 4 bytes each, its UTF-16)."""
+    if utf16:
+        from .transform import PIECE
+        return 2 * raw_len + 16 * PIECE
+    return raw_len if crlf else 0
+
+
 def physical_memory() -> int | None:
     """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower
     (None when unknown)."""
