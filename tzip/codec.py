@@ -546,11 +546,10 @@ def _coded_range(blk: Block) -> tuple[int, int]:
     return transform.coded_length_range(blk.raw_len, bool(utf16), crlf)
 
 
-def _check_block_memory(blk: Block) -> None:
-    """Refuse, before any of it is allocated, a block whose decoding needs more than the
-    memory limit beyond the model's part (checked by decode / decode_cm_group): an LZMA
-    block's dictionary and output, and for every method, the transforms undone on the
-    longest coded bytes its length allows."""
+def block_memory(blk: Block) -> int:
+    """Host bytes that decoding a block needs beyond the model's part (estimated by
+    decode / decode_cm_group): an LZMA block's dictionary and output, and for every
+    method, the transforms undone on the longest coded bytes its length allows."""
     utf16, crlf = transform_parts(blk.transform)
     coded = _coded_range(blk)[1]
     need = transform_memory(blk.raw_len, bool(utf16), crlf)
@@ -558,6 +557,12 @@ def _check_block_memory(blk: Block) -> None:
         need += lzma_memory(coded, _lzma_dict(coded + 1))
     elif need:  # the coded bytes are held while the transforms are undone
         need += coded
+    return need
+
+
+def _check_block_memory(blk: Block) -> None:
+    """Refuse, before any of it is allocated, a block whose block_memory is over the limit."""
+    need = block_memory(blk)
     if need:
         check_memory(need, f"{'an LZMA' if blk.method == LZMA else 'a'} block of {blk.raw_len} bytes")
 
