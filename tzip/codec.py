@@ -29,11 +29,11 @@ import numpy as np
 
 from . import cm, threads, transform
 from .container import (LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, MODEL_METHODS, STORED,
-                        VERSION, Block, transform_code, transform_parts)
+                        VERSION, Block, put_varint, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
-from .limits import (check_memory, decode_memory, limit_text, lzma_memory, memory_limit,
-                     transform_memory)
+from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
+                     memory_limit, transform_memory)
 from .mixing import Mixer
 from .model.net import BOS
 
@@ -471,13 +471,23 @@ def _no_engine() -> Engine:
     raise AssertionError("a stored or LZMA block needs no model")
 
 
-def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress) -> bytes:
+def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress,
+                 limit: OutputLimit | None = None) -> bytes:
     """The original bytes of a block, verified against its checksum.
 
     Whatever the block's bytes, this returns them or raises CorruptArchive (or
     LimitExceeded, ModelError...: TzipError subclasses), with work and memory bounded by
-    what the block really holds (FORMAT.md, "Decoder limits")."""
-    return decode_blocks([blk], get_engine, progress)[0]
+    what the block really holds (FORMAT.md, "Decoder limits"), and its length within
+    `limit` (by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for this block alone)."""
+    return decode_blocks([blk], get_engine, progress, limit)[0]
+
+
+def record_len(blk: Block) -> int:
+    """The bytes of a block's record in the archive (Block.pack's length, not built)."""
+    streams = len(put_varint(len(blk.streams))) + sum(len(put_varint(n)) for n in blk.streams) \
+        if blk.method in MODEL_METHODS else 0
+    return 3 + len(put_varint(blk.raw_len)) + len(put_varint(len(blk.payload))) + 8 + streams \
+        + len(blk.payload)
 
 
 def lockstep(blk: Block) -> bool:
@@ -487,11 +497,16 @@ def lockstep(blk: Block) -> bool:
 
 
 def decode_blocks(blocks: list[Block], get_engine: Callable[[], Engine],
-                  progress: Progress) -> list[bytes]:
+                  progress: Progress, limit: OutputLimit | None = None) -> list[bytes]:
     """The original bytes of each block, as decode_block gives them; the context mixer's
     model blocks among them are decoded together in one lockstep group
     (decode_cm_group). The caller chooses the group (api.Decompressor: up to the engine's
-    TUNING["lockstep_blocks"], within the memory limit)."""
+    TUNING["lockstep_blocks"], within the memory limit) and the output limit (one for a
+    whole archive; by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for these blocks),
+    which every block's stated length is claimed from before any of them is decoded."""
+    limit = OutputLimit() if limit is None else limit
+    for b in blocks:
+        limit.claim(b.raw_len, record_len(b))
     try:
         for b in blocks:
             _check_block_memory(b)
