@@ -125,11 +125,76 @@ def test_lzma_block_must_end_with_its_payload(tiny):
 
 
 def test_crlf_block_cannot_double_a_bomb(tiny):
-    """A CRLF block of LF bytes would double in lf_to_crlf: its length is checked first."""
-    lf = b"\n" * 30_000
+    """A CRLF block of LF bytes would double in lf_to_crlf: its length is checked first
+    (one LF fewer than the block: a CRLF block's coded bytes are shorter than it)."""
+    lf = b"\n" * 29_999
     z = lzma.compress(lf, lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
     blob = archive(tiny, block_bytes(LZMA, 30_000, z, transform=CRLF))
     timed_reject(blob, tiny, seconds=1, err=tzip.CorruptArchive, match="checksum")
+
+
+def lf_bomb(mib: int) -> bytes:
+    """A raw LZMA2 stream of `mib` MiB of LF bytes in a few KB (as lzma_bomb)."""
+    z = lzma.compress(b"\n" * (8 << 20), lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 1}])
+    assert z[-1] == 0
+    return z[:-1] * (mib // 8) + b"\0"
+
+
+UTF16_LE_CRLF = 1 << 1 | CRLF  # the transform byte: UTF-16 LE, then CRLF
+
+
+def test_transforms_of_an_lzma_block_are_in_the_memory_estimate(tiny, monkeypatch):
+    """Issue 29 item 3: an archive of a few KB, one LZMA block of LF bytes marked UTF-16 +
+    CRLF stated as 256 MiB, peaked at 2.59 GB under TZIP_MEMORY_LIMIT=600M: the estimate
+    (576 MiB) left out the CRs put back and the UTF-16 (each LF becomes 4 bytes). It is
+    refused before anything is decompressed."""
+    blob = archive(tiny, block_bytes(LZMA, 256 << 20, lf_bomb(384), transform=UTF16_LE_CRLF),
+                   version=5)
+    assert len(blob) < 64 << 10
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", "600M")
+
+    def not_before_the_estimate(*a):
+        raise AssertionError("LZMA decompressed before the memory estimate refused the block")
+    monkeypatch.setattr(codec, "_lzma_decode", not_before_the_estimate)
+    with pytest.raises(LimitExceeded, match="TZIP_MEMORY_LIMIT=") as exc:
+        tzip.decompress(blob, tiny)
+    assert "LZMA block of 268435456 bytes" in one_line_error(exc)
+
+
+def _utf16_lzma_block(coded: bytes, raw_len: int, transform: int) -> Block:
+    return Block(LZMA, transform, raw_len, 0, lzma.compress(coded, lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS))
+
+
+MIB = 1 << 20
+HOSTILE_UTF16 = {  # name: (coded bytes, stated length, transform byte)
+    "cjk crlf": (("吾輩は猫である。\n" * (MIB // 8)).encode(), 20 * (MIB // 8), UTF16_LE_CRLF),
+    "surrogates": (b"\xed\xa0\x80" * MIB, 2 * MIB, 1 << 1),
+    "ascii, one astral": ("😀".encode() + b"a" * 3 * MIB, 6 * MIB + 4, 1 << 1),
+    "lf stated short": (b"\n" * 3 * MIB, 2 * MIB, UTF16_LE_CRLF),
+    "continuation bytes": (b"\x80" * 3 * MIB, 2 * MIB, 1 << 1),
+    "crlf alone": (b"ab\n" * MIB, 4 * MIB, CRLF),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_UTF16))
+def test_memory_estimate_covers_undoing_the_transforms(name, monkeypatch):
+    """codec.block_memory is an upper bound of what decoding an LZMA block with transforms
+    allocates (traced: liblzma's dictionary too), whether its bytes convert to its stated
+    length or not."""
+    coded, raw_len, tf = HOSTILE_UTF16[name]
+    blk = _utf16_lzma_block(coded, raw_len, tf)
+    monkeypatch.setenv("TZIP_MEMORY_LIMIT", "none")
+    estimate = codec.block_memory(blk)
+    tracemalloc.start()
+    try:
+        try:
+            codec.decode_block(blk, lambda: None, None)
+        except tzip.CorruptArchive:  # the checksum (0) or the length
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < estimate, (peak >> 20, estimate >> 20)
 
 
 # ---- model blocks: work bounded by the payload -----------------------------------------

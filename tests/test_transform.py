@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from tzip import transform
 from tzip.transform import (
-    crlf_applies, crlf_to_lf, from_text_block, lf_to_crlf, to_text_block, utf16_applies,
-    utf16_to_utf8, utf8_to_utf16,
+    coded_length_range, crlf_applies, crlf_to_lf, from_text_block, lf_to_crlf, text_block_length,
+    to_text_block, utf16_applies, utf16_to_utf8, utf8_to_utf16,
 )
 
 CODEC = {"le": "utf-16-le", "be": "utf-16-be"}
@@ -281,3 +282,57 @@ def test_hypothesis_properties():
 
     text_prop()
     bytes_prop()
+
+
+# ---- the decoder's side: conversion in pieces, and lengths counted before it ----------
+def _whole(data: bytes, kind: str, crlf: bool) -> bytes | None:
+    """The conversion of the whole block at once (as before pieces), None if it fails."""
+    try:
+        return utf8_to_utf16(lf_to_crlf(data) if crlf else data, kind)
+    except UnicodeError:
+        return None
+
+
+def _pieces(data: bytes, kind: str, crlf: bool) -> bytes | None:
+    try:
+        return from_text_block(data, kind, crlf)
+    except UnicodeError:
+        return None
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 5, 7, 64])
+def test_conversion_in_pieces_is_the_conversion_of_the_whole(piece, monkeypatch):
+    """Cut anywhere PIECE puts a cut, valid UTF-8 (every length of sequence, surrogates
+    through 'surrogatepass', LFs) converts to the same bytes, and invalid UTF-8 fails
+    either way; text_block_length is the converted length whenever it converts."""
+    monkeypatch.setattr(transform, "PIECE", piece)
+    rng = random.Random(piece)
+    alphabet = ["a", "\n", "é", "吾", "😀", "\ud800", "\udfff", "\r"]
+    invalid = [b"\x80", b"\xc3", b"\xe5\x90", b"\xf0\x9f\x98", b"\xff", b"\x80" * 5]
+    for trial in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        data = text.encode("utf-8", "surrogatepass")
+        if trial % 3 == 0:  # a broken sequence somewhere
+            i = rng.randrange(0, len(data) + 1)
+            data = data[:i] + rng.choice(invalid) + data[i:]
+        for kind in ("le", "be"):
+            for crlf in (False, True):
+                want = _whole(data, kind, crlf)
+                assert _pieces(data, kind, crlf) == want, (data, kind, crlf)
+                if want is not None:
+                    assert text_block_length(data, kind, crlf) == len(want)
+
+
+def test_coded_length_range_holds_for_generated_utf16_blocks():
+    rng = random.Random(7)
+    for lang in WORDS:
+        for crlf_text in (False, True):
+            text = prose(lang, 300, seed=rng.randrange(1000), nl="\r\n" if crlf_text else "\n")
+            for kind in ("le", "be"):
+                raw = text.encode(CODEC[kind])
+                got, crlf, data = to_text_block(raw)
+                if got is None:
+                    continue
+                lo, hi = coded_length_range(len(raw), True, crlf)
+                assert lo <= len(data) <= hi
+                assert text_block_length(data, got, crlf) == len(raw)

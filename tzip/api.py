@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 from .container import (MAGIC, MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, Block,
                         FormatError, Header, Reader, Trailer, read_record, transform_parts)
 from .errors import CorruptArchive, TzipError, WrongModel
+from .limits import OutputLimit
 
 if TYPE_CHECKING:
     import torch
@@ -178,10 +179,17 @@ class Decompressor:
     """Decompresses archives; with model=None each archive's model is found among the
     installed ones by its id. Keeps the engines it has built from call to call."""
 
-    def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto"):
+    def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto",
+                 max_output: int | None = None, max_ratio: float | None = None):
+        """max_output, max_ratio: an opt-in bound on each decompress_stream call's output,
+        in bytes and in bytes per archive byte (limits.OutputLimit; by default
+        TZIP_MAX_OUTPUT and TZIP_MAX_RATIO), refused before the work when blocks state more."""
         _heavy()
         self.model_spec, self.device_spec = model, device
         self._engines: dict[bytes, Engine] = {}
+        self.max_output, self.max_ratio = max_output, max_ratio
+        self._limit: OutputLimit | None = None  # the decompress_stream call's, while it runs
+        OutputLimit(max_output, max_ratio)  # bad values are refused here
 
     def engine_for(self, header: Header) -> Engine:
         """The engine for an archive of this header: the given model (its id checked), or
@@ -207,8 +215,15 @@ class Decompressor:
         Archives one after another (`cat a.tz b.tz`) decode one after another, as gzip, xz
         and zstd do; anything else after an archive is an error. Every block is verified
         against its checksum before it is written."""
-        total = 0
         fin = _Prepend(fin)
+        self._limit = OutputLimit(self.max_output, self.max_ratio)  # for all the members
+        try:
+            return self._members(fin, fout, progress)
+        finally:
+            self._limit = None
+
+    def _members(self, fin: BinaryIO, fout: BinaryIO, progress: Progress) -> int:
+        total = 0
         while True:
             total += self.decompress_member(fin, fout, progress)
             head = Reader(fin).read(len(MAGIC))
@@ -237,10 +252,11 @@ class Decompressor:
 
         total, crc = 0, 0
         pending: list[Block] = []  # blocks read, not decoded yet: a lockstep group
+        limit = self._limit or OutputLimit(self.max_output, self.max_ratio)
 
         def flush() -> None:
             nonlocal total, crc
-            for data in codec.decode_blocks(pending, get_engine, progress):
+            for data in codec.decode_blocks(pending, get_engine, progress, limit):
                 fout.write(data)
                 total += len(data)
                 crc = zlib.crc32(data, crc)

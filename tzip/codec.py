@@ -29,10 +29,11 @@ import numpy as np
 
 from . import cm, threads, transform
 from .container import (LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, MODEL_METHODS, STORED,
-                        VERSION, Block, transform_code, transform_parts)
+                        VERSION, Block, put_varint, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
-from .limits import check_memory, decode_memory, limit_text, memory_limit
+from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
+                     memory_limit, transform_memory)
 from .mixing import Mixer
 from .model.net import BOS
 
@@ -424,8 +425,8 @@ def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
         blk = Block(STORED, 0, len(raw), crc, raw)
         packed = lzma_pack(data)
         if len(packed) < len(blk.payload):
-            blk = Block(LZMA, tf, len(raw), crc, packed)
-        best.append(blk)
+            blk = _verified(Block(LZMA, tf, len(raw), crc, packed), raw) or blk
+        best.append(_verified(blk, raw) if blk.method == STORED else blk)
         if engine is not None and data and _looks_compressible(data):
             trials.append((len(best) - 1, tf, data, split_streams(len(data), engine.cfg.context,
                                                                   streams, version)))
@@ -451,13 +452,42 @@ def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
     return best
 
 
-def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress) -> bytes:
+def _verified(blk: Block, raw: bytes) -> Block | None:
+    """blk if the decoder gives raw back from it (checked as the decoder checks it: its
+    lengths, transforms and checksum), else None; a stored block that does not is a bug
+    of tzip, raised rather than written. Cheap for stored and LZMA blocks (LZMA decodes
+    at tens of MB/s where it encodes at about one), so no archive holds a block of
+    these that tzip cannot decode."""
+    try:
+        ok = _original(blk, _payload_bytes(blk, _no_engine, None), None) == raw
+    except CorruptArchive:
+        ok = False
+    if not ok and blk.method == STORED:
+        raise AssertionError("a stored block does not decode to its bytes")
+    return blk if ok else None
+
+
+def _no_engine() -> Engine:
+    raise AssertionError("a stored or LZMA block needs no model")
+
+
+def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress,
+                 limit: OutputLimit | None = None) -> bytes:
     """The original bytes of a block, verified against its checksum.
 
     Whatever the block's bytes, this returns them or raises CorruptArchive (or
     LimitExceeded, ModelError...: TzipError subclasses), with work and memory bounded by
-    what the block really holds (FORMAT.md, "Decoder limits")."""
-    return decode_blocks([blk], get_engine, progress)[0]
+    what the block really holds (FORMAT.md, "Decoder limits"), and its length within
+    `limit` (by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for this block alone)."""
+    return decode_blocks([blk], get_engine, progress, limit)[0]
+
+
+def record_len(blk: Block) -> int:
+    """The bytes of a block's record in the archive (Block.pack's length, not built)."""
+    streams = len(put_varint(len(blk.streams))) + sum(len(put_varint(n)) for n in blk.streams) \
+        if blk.method in MODEL_METHODS else 0
+    return 3 + len(put_varint(blk.raw_len)) + len(put_varint(len(blk.payload))) + 8 + streams \
+        + len(blk.payload)
 
 
 def lockstep(blk: Block) -> bool:
@@ -467,12 +497,19 @@ def lockstep(blk: Block) -> bool:
 
 
 def decode_blocks(blocks: list[Block], get_engine: Callable[[], Engine],
-                  progress: Progress) -> list[bytes]:
+                  progress: Progress, limit: OutputLimit | None = None) -> list[bytes]:
     """The original bytes of each block, as decode_block gives them; the context mixer's
     model blocks among them are decoded together in one lockstep group
     (decode_cm_group). The caller chooses the group (api.Decompressor: up to the engine's
-    TUNING["lockstep_blocks"], within the memory limit)."""
+    TUNING["lockstep_blocks"], within the memory limit) and the output limit (one for a
+    whole archive; by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for these blocks),
+    which every block's stated length is claimed from before any of them is decoded."""
+    limit = OutputLimit() if limit is None else limit
+    for b in blocks:
+        limit.claim(b.raw_len, record_len(b))
     try:
+        for b in blocks:
+            _check_block_memory(b)
         group = [b for b in blocks if lockstep(b)]
         for b in group:
             _check_model_block(b)
@@ -507,9 +544,7 @@ def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progr
     if blk.method == STORED:
         return blk.payload
     if blk.method == LZMA:
-        check_memory(2 * blk.raw_len + _lzma_dict(blk.raw_len),
-                     f"an LZMA block of {blk.raw_len} bytes")
-        return _lzma_decode(blk.payload, blk.raw_len)
+        return _lzma_decode(blk.payload, _coded_range(blk)[1])
     _check_model_block(blk)
     try:
         if blk.method == MODEL:
@@ -519,11 +554,40 @@ def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progr
         raise CorruptArchive(f"corrupt archive ({e})") from None
 
 
+def _coded_range(blk: Block) -> tuple[int, int]:
+    """(shortest, longest) coded bytes (before its transforms are undone) a block of its
+    length and transforms can have (transform.coded_length_range)."""
+    utf16, crlf = transform_parts(blk.transform)
+    return transform.coded_length_range(blk.raw_len, bool(utf16), crlf)
+
+
+def block_memory(blk: Block) -> int:
+    """Host bytes that decoding a block needs beyond the model's part (estimated by
+    decode / decode_cm_group): an LZMA block's dictionary and output, and for every
+    method, the transforms undone on the longest coded bytes its length allows."""
+    utf16, crlf = transform_parts(blk.transform)
+    coded = _coded_range(blk)[1]
+    need = transform_memory(blk.raw_len, bool(utf16), crlf)
+    if blk.method == LZMA:
+        need += lzma_memory(coded, _lzma_dict(coded + 1))
+    elif need:  # the coded bytes are held while the transforms are undone
+        need += coded
+    return need
+
+
+def _check_block_memory(blk: Block) -> None:
+    """Refuse, before any of it is allocated, a block whose block_memory is over the limit."""
+    need = block_memory(blk)
+    if need:
+        check_memory(need, f"{'an LZMA' if blk.method == LZMA else 'a'} block of {blk.raw_len} bytes")
+
+
 def _original(blk: Block, data: bytes, progress: Progress) -> bytes:
     """The block's original bytes from its coded ones: transforms undone, length and
-    checksum verified."""
+    checksum verified. The length the transforms give is counted before they run, so
+    they allocate no more than _check_block_memory allowed for."""
     utf16, crlf = transform_parts(blk.transform)
-    if crlf and not utf16 and len(data) + data.count(b"\n") != blk.raw_len:
+    if blk.transform and transform.text_block_length(data, utf16, crlf) != blk.raw_len:
         raise CorruptArchive("corrupt archive (block checksum mismatch)")
     try:
         data = transform.from_text_block(data, utf16, crlf)
@@ -562,15 +626,13 @@ def _lzma_decode(payload: bytes, limit: int) -> bytes:
 
 def _check_model_block(blk: Block) -> None:
     """What a model block's header must say, checked before the model is looked up: its
-    streams sum to the block length (less the CRs a CRLF block drops: at least one, at
-    most one per byte; a UTF-16 block's UTF-8 is between a quarter and 3/2 of it), and its
-    payload can code that many symbols."""
+    streams sum to a length the block's transforms can give (transform.coded_length_range:
+    the block length less the CRs a CRLF block drops, at least one, at most one per byte;
+    a UTF-16 block's UTF-8 is between a quarter and 3/2 of it), and its payload can code
+    that many symbols."""
     n = sum(blk.streams)
-    utf16, crlf = transform_parts(blk.transform)
-    if utf16:
-        ok = blk.raw_len // 4 <= n <= blk.raw_len * 3 // 2
-    else:
-        ok = n == blk.raw_len if not crlf else n < blk.raw_len <= 2 * n
+    lo, hi = _coded_range(blk)
+    ok = lo <= n <= hi
     if blk.method == MODEL:
         ok = ok and len(blk.payload) % 4 == 0 and n <= max_symbols(len(blk.payload) // 4)
     else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .errors import LimitExceeded
+from .transform import coded_length_range
 
 MAGIC = b"\x89TZP"
 VERSION = 5  # what this tzip writes: 5's model blocks use the context mixer's revision 2
@@ -202,7 +203,7 @@ def read_record(r: Reader, version: int, max_payload: int = MAX_BLOCK) -> Block 
     r.check_crc("block header")
     if method not in (STORED, LZMA, MODEL_METHOD[version]) or transform not in TRANSFORMS[version]:
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
-    longest = raw_len * 3 // 2 if transform >> UTF16_SHIFT else raw_len
+    longest = coded_length_range(raw_len, bool(transform >> UTF16_SHIFT), bool(transform & CRLF))[1]
     if sum(streams) > longest or n_payload > min(raw_len, max_payload):
         raise FormatError("corrupt archive (bad block lengths)")
     r.seen = bytearray()

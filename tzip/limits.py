@@ -69,6 +69,25 @@ def decode_memory(stepper, cfg, S: int, L: int,
     return host + mixer + 12 * S * L, dev
 
 
+def lzma_memory(coded_max: int, dict_size: int) -> int:
+    """Host bytes that decoding an LZMA block of at most coded_max bytes needs: the
+    decoder's dictionary (allocated whole by liblzma) and its output, twice (the pieces
+    it decompresses into and the bytes they are joined into)."""
+    return dict_size + 2 * (coded_max + 1)
+
+
+def transform_memory(raw_len: int, utf16: bool, crlf: bool) -> int:
+    """Host bytes that undoing a block's transforms (transform.from_text_block) allocates
+    beyond the coded bytes it starts from, for a block of raw_len bytes whose coded bytes
+    were checked to convert to raw_len (transform.text_block_length): the original; for
+    UTF-16 also its converted pieces before they are joined, and one piece's copies (its
+    CRs put back, its characters as a str of up to 4 bytes each, its UTF-16)."""
+    if utf16:
+        from .transform import PIECE
+        return 2 * raw_len + 16 * PIECE
+    return raw_len if crlf else 0
+
+
 def physical_memory() -> int | None:
     """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower
     (None when unknown)."""
@@ -151,3 +170,67 @@ def check_memory(need: "int | tuple[int, int]", what: str, device=None) -> None:
 def _size_arg(n: int) -> str:
     """A TZIP_MEMORY_LIMIT value a little above n."""
     return f"{-(-n * 11 // 10 // (1 << 30))}G" if n >= 1 << 30 else f"{-(-n * 11 // 10 // (1 << 20))}M"
+
+
+class OutputLimit:
+    """An opt-in bound on what decoding an archive may produce, for services that decode
+    archives they did not make (as xz --memlimit and zstd --memory bound memory): one
+    archive byte can claim thousands of output bytes (FORMAT.md, "Decoder limits"), and
+    a model block's bytes cost a model step each.
+
+    max_output: the most bytes in all; max_ratio: the most output bytes per archive byte
+    read so far (block records, each block counted once read). None: no bound; the
+    defaults are TZIP_MAX_OUTPUT (bytes with an optional K, M, G or T suffix) and
+    TZIP_MAX_RATIO. Each block's stated length is claimed before any work on it and
+    refused with a one-line LimitExceeded when over; a block decodes to exactly its
+    stated length or is refused, so the output never passes the bound."""
+
+    def __init__(self, max_output: int | None = None, max_ratio: float | None = None):
+        self.max_output = _env_size("TZIP_MAX_OUTPUT") if max_output is None else max_output
+        self.max_ratio = _env_ratio() if max_ratio is None else max_ratio
+        if self.max_output is not None and not self.max_output >= 0:
+            raise ValueError(f"max_output must be a number of bytes, not {max_output!r}")
+        if self.max_ratio is not None and not self.max_ratio > 0:
+            raise ValueError(f"max_ratio must be above 0, not {max_ratio!r}")
+        self.output = self.archive = 0
+
+    def claim(self, raw_len: int, record_len: int) -> None:
+        """Count a block of raw_len bytes stated in record_len archive bytes, or refuse it."""
+        output, archive = self.output + raw_len, self.archive + record_len
+        if self.max_output is not None and output > self.max_output:
+            raise LimitExceeded(f"the archive states more than {self.max_output} bytes of output "
+                                f"(the limit: max_output or TZIP_MAX_OUTPUT)")
+        if self.max_ratio is not None and output > self.max_ratio * archive:
+            raise LimitExceeded(f"the archive states {output} bytes of output for {archive} bytes of "
+                                f"blocks, more than {self.max_ratio:g} per byte "
+                                f"(the limit: max_ratio or TZIP_MAX_RATIO)")
+        self.output, self.archive = output, archive
+
+
+def _env_size(var: str) -> int | None:
+    env = os.environ.get(var, "").strip()
+    if not env or env.upper() in ("NONE", "UNLIMITED"):
+        return None
+    v = env.upper().removesuffix("IB").removesuffix("B")
+    try:
+        n = float(v[:-1] if v[-1:] in _UNITS else v) * _UNITS.get(v[-1:], 1)
+    except ValueError:
+        n = float("nan")
+    if not 0 <= n < 2.0 ** 62:
+        raise LimitExceeded(f"{var}={env!r}: give bytes with an optional K, M, G or T suffix "
+                            f"(e.g. 100M), or none")
+    return int(n)
+
+
+def _env_ratio() -> float | None:
+    env = os.environ.get("TZIP_MAX_RATIO", "").strip()
+    if not env or env.upper() in ("NONE", "UNLIMITED"):
+        return None
+    try:
+        n = float(env)
+    except ValueError:
+        n = float("nan")
+    if not 0 < n < 2.0 ** 62:
+        raise LimitExceeded(f"TZIP_MAX_RATIO={env!r}: give output bytes per archive byte "
+                            f"(e.g. 1000), or none")
+    return n

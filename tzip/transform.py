@@ -183,7 +183,75 @@ def to_text_block(block: bytes) -> tuple[str | None, bool, bytes]:
 
 
 def from_text_block(data: bytes, kind: str | None, crlf: bool) -> bytes:
-    """Inverse of to_text_block: LF -> CRLF first, then UTF-8 -> UTF-16."""
+    """Inverse of to_text_block: LF -> CRLF first, then UTF-8 -> UTF-16.
+
+    UTF-16 is converted piece by piece (_pieces), each piece's CRs put back and its
+    characters converted alone: the same bytes as converting the whole (each UTF-8
+    sequence converts by itself), in memory of about twice the output, where str's
+    decoder of a whole block takes up to six times it (a str of 4-byte characters, or
+    surrogates through the error handler)."""
+    if not kind:
+        return lf_to_crlf(data) if crlf else data
+    codec = _CODEC[kind]
+    return b"".join((lf_to_crlf(p) if crlf else p).decode("utf-8", "surrogatepass")
+                    .encode(codec, "surrogatepass") for p in _pieces(data))
+
+
+PIECE = 1 << 20  # bytes of UTF-8 from_text_block converts at a time
+
+
+def _pieces(data: bytes):
+    """data in pieces of about PIECE bytes, cut before a byte that is not a UTF-8
+    continuation byte (10xxxxxx), so no sequence is split; after four continuation
+    bytes in a row (never valid) anywhere, as the piece fails to convert either way."""
+    i, n = 0, len(data)
+    while i < n:
+        k = j = min(n, i + PIECE)
+        while k < n and k - j < 4 and 0x80 <= data[k] < 0xC0:
+            k += 1
+        yield data[i:k]
+        i = k
+
+
+# ---------------------------------------------------------------------------------------
+# Lengths: how long the bytes to code (to_text_block's output) of a block of n bytes can
+# be, for the encoder to check what it writes and the decoder what it reads.
+#
+# UTF-16 -> UTF-8 ('surrogatepass'): a code unit (2 bytes) of U+0000..U+007F becomes 1
+# byte, of U+0080..U+07FF 2, of U+0800..U+FFFF 3 (an unpaired surrogate too: ED xx xx);
+# a surrogate pair (4 bytes) becomes 4. So the UTF-8 is at most 3/2 of the block, and at
+# least half of it; CRLF -> LF then only removes bytes, at most 3 of every 4 (CR 00 LF 00
+# becomes LF), so the bytes to code are at least a quarter of the block.
+# CRLF alone: at least one LF, every LF after a CR, so n/2 <= coded < n.
+# ---------------------------------------------------------------------------------------
+def coded_length_range(raw_len: int, utf16: bool, crlf: bool) -> tuple[int, int]:
+    """(shortest, longest) bytes to code that to_text_block gives for a block of raw_len
+    bytes with these transforms (see above): the encoder never writes, and the decoder
+    never accepts or produces, other lengths."""
+    if utf16:
+        return raw_len // 4, raw_len * 3 // 2
     if crlf:
-        data = lf_to_crlf(data)
-    return utf8_to_utf16(data, kind) if kind else data
+        return (raw_len + 1) // 2, raw_len - 1
+    return raw_len, raw_len
+
+
+_CHUNK = 1 << 20
+_CONTINUATION = bytes(range(0x80, 0xC0))
+_NOT_LEAD4 = bytes(b for b in range(256) if not 0xF0 <= b <= 0xF7)
+
+
+def text_block_length(data: bytes, kind: str | None, crlf: bool) -> int:
+    """The length of from_text_block(data, kind, crlf) when data is valid (UTF-8 with
+    'surrogatepass' for UTF-16 blocks), counted in a few passes of 1 MiB without building
+    it, so a decoder can refuse a block whose stated length it is not before converting it.
+    In UTF-16 each character is 2 bytes, or 4 for one of four UTF-8 bytes; CRLF adds a CR
+    (a character) per LF."""
+    nl = data.count(b"\n") if crlf else 0
+    if not kind:
+        return len(data) + nl
+    chars = lead4 = 0
+    for i in range(0, len(data), _CHUNK):
+        part = data[i:i + _CHUNK]
+        chars += len(part.translate(None, _CONTINUATION))
+        lead4 += len(part.translate(None, _NOT_LEAD4))
+    return 2 * (chars + lead4 + nl)
