@@ -418,6 +418,137 @@ def test_malformed_model_files_are_one_line_errors(tiny, models_dir, sample, cod
     one_line_error(exc)
 
 
+def _blob_of(model, sample, coded, name: str) -> bytes:
+    payload, lengths = coded
+    crc = zlib.crc32(sample)
+    return archive(model, block_bytes(MODEL, len(sample), payload, lengths, crc=crc),
+                   total=(len(sample), crc), name=name)
+
+
+@pytest.fixture()
+def two_dirs(tmp_path, monkeypatch):
+    """Two folders on the search path, the first searched first."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    monkeypatch.setenv("TZIP_MODELS", os.pathsep.join(map(str, (first, second))))
+    monkeypatch.setattr(modelpath, "user_dir", lambda: second)
+    monkeypatch.setattr(modelpath, "shipped_dir", lambda: None)
+    return first, second
+
+
+@pytest.mark.parametrize("earlier", ["other model", "garbage", "bomb"])
+def test_same_named_file_earlier_does_not_hide_the_model(tiny, tiny_b, two_dirs, sample, coded,
+                                                         earlier):
+    """A file of the archive's model name earlier on the search path that is another
+    model or unreadable hid the right model further down ("not installed")."""
+    first, second = two_dirs
+    if earlier == "other model":
+        tiny_b.save(first / "tiny-a.npz")
+    elif earlier == "garbage":
+        (first / "tiny-a.npz").write_bytes(os.urandom(3000))
+    else:
+        _write_bomb(first / "tiny-a.npz", tiny, mib=8)
+    tiny.save(second / "tiny-a.npz")
+    assert tzip.decompress(_blob_of(tiny, sample, coded, "tiny-a")) == sample
+
+
+def test_model_not_found_says_what_was_passed_over(tiny, tiny_b, two_dirs, sample, coded):
+    first, second = two_dirs
+    tiny_b.save(first / "tiny-a.npz")
+    (second / "tiny-a.npz").write_bytes(b"PK\x03\x04 not really")
+    with pytest.raises(tzip.ModelError, match="not installed") as exc:
+        tzip.decompress(_blob_of(tiny, sample, coded, "tiny-a"))
+    msg = one_line_error(exc)
+    assert str(first / "tiny-a.npz") in msg and f"another model, id {tiny_b.digest.hex()[:16]}" in msg
+    assert str(second / "tiny-a.npz") in msg and "not an .npz archive" in msg, msg
+
+
+def _write_bomb(path: Path, model, mib: int) -> int:
+    """An .npz with the model's real metadata whose embedding member inflates to `mib` MiB
+    of zeros from a few KB (a valid .npy header, so a reader that trusts the zip
+    directory inflates all of it). Returns the file's size."""
+    import json
+    import zipfile
+    meta = dict(model.numeric_meta(), name=model.name)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open("__meta__.npy", "w") as f:
+            np.lib.format.write_array(f, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        with zf.open("emb.npy", "w", force_zip64=True) as f:
+            header = {"descr": "<i8", "fortran_order": False, "shape": (mib << 17,)}
+            np.lib.format.write_array_header_1_0(f, header)
+            zeros = bytes(1 << 20)
+            for _ in range(mib):
+                f.write(zeros)
+    return path.stat().st_size
+
+
+def test_deflate_bomb_in_models_folder_is_not_inflated(tiny, models_dir, sample, coded,
+                                                       monkeypatch):
+    """A 522 KB .npz that inflates to 1 GB in a models folder cost every lookup by id
+    1 GB and 29 s: the sizes the zip directory declares are checked before numpy reads."""
+    size = _write_bomb(models_dir / "bomb.npz", tiny, mib=64)
+    assert size < 200_000
+    tiny.save(models_dir / "tiny-a.npz")
+    real_load = np.load
+    loaded: list[str] = []
+    monkeypatch.setattr(np, "load", lambda f, *a, **kw: loaded.append(os.fspath(f)) or real_load(f, *a, **kw))
+    registry._digests.clear()
+    tracemalloc.start()
+    try:
+        assert registry.find("bomb", tiny.digest[:16]).digest == tiny.digest
+        for spec in ("bomb", models_dir / "bomb.npz"):
+            with pytest.raises(tzip.ModelError, match="decompression bomb") as exc:
+                registry.load(spec)
+            one_line_error(exc)
+        with pytest.raises(modelpath.ModelFileRejected):
+            modelpath.summary(models_dir / "bomb.npz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert not [p for p in loaded if p.endswith("bomb.npz")], loaded
+    assert peak < 16 << 20, f"peak {peak:,} bytes"
+    assert tzip.decompress(_blob_of(tiny, sample, coded, "bomb")) == sample
+
+
+def _model_file_variant(model, path: Path, **arrays) -> None:
+    """The model saved with some arrays replaced (or added)."""
+    import json
+    meta = dict(model.numeric_meta(), name=model.name)
+    with np.load(path) as z:
+        base = {k: z[k] for k in z.files if k != "__meta__"}
+    base.update(arrays)
+    np.savez(path, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **base)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ("wide", "has shape"), ("extra", "bytes, a model of this config has at most"),
+    ("layer", "not in a model of this config")])
+def test_arrays_that_do_not_fit_the_config_are_refused_unread(tiny, models_dir, change, reason):
+    """Shapes are checked against the config from the .npy headers alone: a stored
+    member cannot make a model file cost more than a model of its config."""
+    p = models_dir / "odd.npz"
+    tiny.save(p)
+    d, cfg = tiny.cfg.d_model, tiny.cfg.to_dict()
+    bound = modelpath._size_bound(cfg, modelpath._weight_shapes(cfg))
+    variant = {"wide": {"l0.w1": np.zeros((d, tiny.cfg.mlp_mult * d + 1), np.int8)},
+               "extra": {"junk": np.zeros(bound, np.int8)},
+               "layer": {f"l{tiny.cfg.n_layer}.wo": np.zeros((d, d), np.int8)}}[change]
+    _model_file_variant(tiny, p, **variant)
+    with pytest.raises(modelpath.ModelFileRejected, match=reason):
+        modelpath.check_npz(p)
+    with pytest.raises(tzip.ModelError, match=reason) as exc:
+        registry.load(p)
+    one_line_error(exc)
+
+
+def test_shipped_models_pass_the_file_checks():
+    for name in ("tzip-small", "tzip-large"):
+        p = modelpath.REPO / "models" / f"{name}.npz"
+        if p.is_file():
+            assert modelpath.check_npz(p)["config"]["d_model"] > 0
+
+
 # ---- mutation fuzz ------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=[3, 4, 5])
 def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
