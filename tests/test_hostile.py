@@ -579,6 +579,11 @@ def test_arrays_that_do_not_fit_the_config_are_refused_unread(tiny, models_dir, 
     one_line_error(exc)
 
 
+def test_file_checks_know_the_config_defaults():
+    from tzip.model.net import ModelConfig
+    assert modelpath.CONFIG_DEFAULTS == ModelConfig().to_dict()
+
+
 def test_shipped_models_pass_the_file_checks():
     for name in ("tzip-small", "tzip-large"):
         p = modelpath.REPO / "models" / f"{name}.npz"

@@ -116,6 +116,9 @@ MAX_RATIO = 64  # inflated bytes per stored byte of one member (tzip writes rati
 RATIO_SLACK = 1 << 16  # small members compress better: this much is always allowed
 META_MAX = 1 << 20  # bytes of the JSON metadata
 BYTE_VOCAB, OUT_VOCAB = 257, 256  # embedding rows (bytes and BOS), output columns
+# ModelConfig's defaults (tzip/model/net.py imports torch): a key a file leaves out
+CONFIG_DEFAULTS = {"d_model": 128, "n_layer": 4, "n_head": 4, "n_kv_head": 1, "mlp_mult": 4,
+                   "context": 256}
 
 
 class ModelFileRejected(ValueError):
@@ -171,10 +174,9 @@ def check_npz(path: Path) -> dict:
         try:
             with zf.open(meta_info) as f:
                 meta = json.loads(npformat.read_array(f, allow_pickle=False).tobytes())
-            cfg = meta["config"]
-            keys = ("d_model", "n_layer", "n_head", "n_kv_head", "mlp_mult", "context")
-            if not all(type(cfg.get(k)) is int and cfg[k] > 0 for k in keys):
-                raise ValueError(f"bad config {_short(cfg)}")
+            cfg = {**CONFIG_DEFAULTS, **meta["config"]}
+            if not all(type(cfg[k]) is int and cfg[k] > 0 for k in CONFIG_DEFAULTS):
+                raise ValueError(f"bad config {_short(meta['config'])}")
             if cfg["n_layer"] > 1024 or cfg["d_model"] > 1 << 16:
                 raise ValueError(f"config out of range {_short(cfg)}")
         except ModelFileRejected:
