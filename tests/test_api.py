@@ -145,16 +145,17 @@ def test_thread_policy(monkeypatch):
 def test_import_is_lazy():
     import subprocess
     import sys
-    code = ("import sys, time; t = time.time(); import tzip; dt = time.time() - t\n"
-            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n"
+    heavy = ("torch", "numpy", "numba", "constriction")  # what made `import tzip` slow
+    code = ("import sys; import tzip\n"
+            f"assert not [m for m in {heavy!r} if m in sys.modules], sys.modules.keys()\n"
             "tzip.open, tzip.TzipFile, tzip.info, tzip.ArchiveInfo\n"
             "assert 'torch' not in sys.modules\n"
-            "print(dt)")
+            "print('ok')")
     root = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=root))
     assert p.returncode == 0, p.stderr
-    assert float(p.stdout) < 0.5
+    assert p.stdout.strip() == "ok"
 
 
 def test_archives_of_a_per_user_model_decode_by_id(tmp_path, monkeypatch, tiny, text):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -201,12 +200,10 @@ def test_garbage_payload_stops_quickly(peaked):
     if peaked:  # a confident model: each byte costs few bits, so more bytes per payload byte
         f[0, 32] = 65536
     dec = Decoder(bytes(range(7, 17)), [L], out)
-    start = time.perf_counter()
     with pytest.raises(CorruptPayload):
         for t in range(L):
             dec.decode(t, f)
         dec.finish()
-    assert time.perf_counter() - start < 10
     assert dec.t < 200_000  # bounded by the payload's bits, not by the claimed length
 
 

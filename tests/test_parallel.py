@@ -10,6 +10,7 @@ import random
 import signal
 import stat
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -74,11 +75,16 @@ def test_parallel_decompression_keeps_the_checks(tiny):
 class _Slow:
     """A backend of threads whose jobs finish in the opposite order to their submission."""
 
-    def __init__(self, delays: dict[int, float], fail: int | None = None):
+    def __init__(self, delays: dict[int, float], fail: int | None = None,
+                 gates: dict[int, threading.Event] | None = None):
         self.pool, self.delays, self.fail = ThreadPoolExecutor(8), delays, fail
+        self.gates, self.finished = gates or {}, set()
 
     def job(self, i: int) -> int:
         time.sleep(self.delays.get(i, 0))
+        if i in self.gates:  # held until the test opens the gate (or a minute passes)
+            self.gates[i].wait(60)
+        self.finished.add(i)
         if i == self.fail:
             raise CorruptArchive(f"block {i} is bad")
         return i * 10
@@ -118,12 +124,17 @@ def test_ordered_reads_ahead_at_most_the_limit():
 
 
 def test_a_failing_block_is_raised_at_once_not_when_its_turn_comes():
-    slow = _Slow({0: 3.0}, fail=2)
-    t = time.perf_counter()
-    with pytest.raises(CorruptArchive, match="block 2"):
-        list(parallel.ordered([(i, ("job", i)) for i in range(4)], slow.backend(), limit=4))
-    assert time.perf_counter() - t < 2.0
-    slow.pool.shutdown(wait=False, cancel_futures=True)
+    """Block 0 is held until the error has been raised: raised in its turn, it would come
+    only after the gate's one-minute fallback, with block 0 finished."""
+    gate = threading.Event()
+    slow = _Slow({}, fail=2, gates={0: gate})
+    try:
+        with pytest.raises(CorruptArchive, match="block 2"):
+            list(parallel.ordered([(i, ("job", i)) for i in range(4)], slow.backend(), limit=4))
+        assert 0 not in slow.finished and 2 in slow.finished
+    finally:
+        gate.set()
+        slow.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def test_a_killed_worker_gives_a_clean_error_and_no_output(tiny, text, tmp_path):

@@ -8,9 +8,16 @@ threads, 2.0-17 s with one; a fresh process's tzip.compress of 4 KB 30.6-34.2 s 
 `tzip -T N`, tzip.set_threads), tzip picks:
 
     cores = CPUs in this process's affinity mask, capped by a cgroup CPU quota
-    threads = max(1, cores - int(load average over 1 minute + 0.25))
+    busy = min(int(load average over 1 minute + 0.25),
+               tasks runnable now (/proc/loadavg) less this process's running threads)
+    threads = max(1, cores - busy)
 
-once, when it first loads PyTorch. Where the host application imported PyTorch before
+once, when it first loads PyTorch. The 1-minute load average alone still counts the
+previous job for a minute after it ended (the user's previous tzip, an install): a second
+`tzip` in a row on an idle 2-core machine ran on one thread, at half speed. So the load
+counts only as far as tasks runnable at this moment corroborate it; a moment's spike of
+runnable tasks on an idle machine is not counted either (the load average caps it).
+Where /proc/loadavg cannot be read, the load average alone decides, as before. Where the host application imported PyTorch before
 tzip needed it, its thread settings are left as they are. The thread count never changes
 archive bytes.
 """
@@ -51,14 +58,60 @@ def available_cores() -> int:
     return max(1, n)
 
 
+LOADAVG = "/proc/loadavg"
+OWN_TASKS = "/proc/self/task"
+
+
+def pick_threads(cores: int, load1: float | None, runnable_others: int | None) -> int:
+    """The policy on its readings: cores less the busy ones, where busy is the 1-minute
+    load average (rounded up from .75) capped by the tasks of other processes runnable
+    now. No load average: all cores; no runnable count: the load average alone."""
+    if load1 is None:
+        return max(1, cores)
+    busy = int(load1 + 0.25)
+    if runnable_others is not None:
+        busy = min(busy, runnable_others)
+    return max(1, cores - busy)
+
+
+def runnable_others(loadavg: str | None = None, own_running: int | None = None) -> int | None:
+    """Tasks runnable on the machine now (the fourth field of /proc/loadavg, "R/T"), less
+    this process's own running threads (at least the one reading); None where unknown."""
+    try:
+        if loadavg is None:
+            with open(LOADAVG) as f:
+                loadavg = f.read()
+        running = int(loadavg.split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    own = _own_running() if own_running is None else own_running
+    return max(0, running - max(1, own))
+
+
+def _own_running() -> int:
+    """This process's threads in state R (running or runnable) now."""
+    n = 0
+    try:
+        tids = os.listdir(OWN_TASKS)
+    except OSError:
+        return 1
+    for tid in tids:
+        try:
+            with open(os.path.join(OWN_TASKS, tid, "stat")) as f:
+                stat = f.read()
+        except OSError:  # a thread that just ended
+            continue
+        n += stat[stat.rfind(")") + 2:stat.rfind(")") + 3] == "R"
+    return max(1, n)
+
+
 def auto_threads() -> int:
-    """The policy's pick: available cores less those the load average says are busy."""
-    n = available_cores()
+    """The policy's pick: available cores less those other processes keep busy now."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
-        return n
-    return max(1, n - int(load + 0.25))
+        load = None
+    return pick_threads(available_cores(), load, runnable_others() if load is not None else None)
 
 
 def _from_env() -> int | None:

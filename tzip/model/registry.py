@@ -65,6 +65,10 @@ def load(spec: "str | Path | IntModel | None", device: torch.device | None = Non
                 have = ", ".join(available()) or "none"
                 raise ModelError(f"model {_shown(str(spec))} not found (installed: {have}; "
                                  f"looked in {', '.join(map(str, modelpath.search_path()))})")
+        try:  # what reading the file may cost, before numpy inflates anything
+            modelpath.check_npz(p)
+        except modelpath.ModelFileRejected as e:
+            raise ModelError(f"{p}: not a readable tzip model ({e})") from None
         return _load_path(str(p.resolve()), p.stat().st_mtime)
     except ModelFileError as e:
         raise ModelError(str(e)) from None
@@ -74,25 +78,36 @@ def load(spec: "str | Path | IntModel | None", device: torch.device | None = Non
 
 def find(name: str, digest: bytes) -> IntModel:
     """The installed model with this digest. The name (from an archive's header) is only
-    a hint: never a path. It is tried first when it is a plain name among the installed
-    models; then every installed model's id is compared (ids are cached by file, so a
-    model is loaded in full only when its id matches)."""
-    names = available()
-    if _plain(name) and name in names:
-        names = [name] + [n for n in names if n != name]
-    for n in names:
-        path = _installed_path(n)
-        if path is None or _file_digest(path)[:len(digest)] != digest:
-            continue
-        try:
-            m = load(path)
-        except ModelError:
-            continue
-        if m.digest.startswith(digest):
-            return m
+    a hint: never a path. Files of that name (when it is a plain name) are tried first,
+    in search-path order, then every other model file on the path; a file is loaded in
+    full only when its id (cached by file) matches, so a same-named file that is another
+    model or unreadable never hides the right one further down. When none matches, the
+    error says what was found under that name and why it was passed over."""
+    files = modelpath.all_model_files()
+    named = [p for p in files if _plain(name) and p.stem == name]
+    passed_over: list[str] = []
+    for path in named + [p for p in files if p not in named]:
+        got, why = _file_id(path)
+        if got and got[:len(digest)] == digest:
+            try:
+                m = load(path)
+            except ModelError as e:
+                why = _one_line(e)
+            else:
+                if m.digest.startswith(digest):
+                    return m
+                why = f"its id changed to {m.digest.hex()[:16]} while loading"
+        elif got:
+            why = f"another model, id {got.hex()[:16]}"
+        if path in named:
+            passed_over.append(f"{path} ({why})")
+    head = f"this archive was made with model {_shown(name)} (id {digest.hex()[:16]}), which is not installed"
+    if passed_over:
+        more = f" and {len(passed_over) - 2} more" if len(passed_over) > 2 else ""
+        raise ModelError(f"{head}: passed over {'; '.join(passed_over[:2])}{more}; "
+                         f"pass --model PATH")
     where = ", ".join(map(str, modelpath.search_path()))
-    raise ModelError(f"this archive was made with model {_shown(name)} (id {digest.hex()[:16]}), "
-                     f"which is not installed (looked in {where}); pass --model PATH")
+    raise ModelError(f"{head} (looked in {where}); pass --model PATH")
 
 
 NAME_MAX = 128  # longest model name find() looks up
@@ -120,21 +135,29 @@ def _installed_path(name: str) -> Path | None:
     return modelpath.model_files().get(name)
 
 
-_digests: dict[tuple[str, int, int], bytes] = {}
+_digests: dict[tuple[str, int, int], tuple[bytes, str]] = {}
 
 
-def _file_digest(path: Path) -> bytes:
-    """IntModel.digest of a model file, computed from its arrays one at a time without
-    building the model, and cached by (path, mtime, size); b"" for a file that is not a
-    readable model (load() says why, if it is the one asked for)."""
+def _file_id(path: Path) -> tuple[bytes, str]:
+    """(IntModel.digest, "") of a model file, computed from its arrays one at a time
+    without building the model (after modelpath.check_npz has bounded what that costs),
+    and cached by (path, mtime, size); (b"", why) for a file that is not a readable model."""
     try:
         st = path.stat()
-    except OSError:
-        return b""
+    except OSError as e:
+        return b"", f"cannot be read: {_one_line(e)}"
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _digests:
         try:
-            _digests[key] = modelpath.file_digest(path)
-        except Exception:  # any malformed file: not a match, never a traceback
-            _digests[key] = b""
+            _digests[key] = (modelpath.file_digest(path), "")
+        except modelpath.ModelFileRejected as e:
+            _digests[key] = (b"", f"not read: {_one_line(e)}")
+        except Exception as e:  # any malformed file: not a match, never a traceback
+            _digests[key] = (b"", f"not a readable model: {type(e).__name__}: {_one_line(e)}")
     return _digests[key]
+
+
+def _file_digest(path: Path) -> bytes:
+    """IntModel.digest of a model file, or b"" for a file that is not a readable model
+    (_file_id says why)."""
+    return _file_id(path)[0]
