@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 import tzip
-from tzip.model.convert import calibration_windows, convert
 from tzip.model.intmodel import IntModel
-from tzip.train import load_float, train
+from tzip.training.convert import calibration_windows, convert
+from tzip.training.train import load_float, train
 
 import numpy as np
 

@@ -34,7 +34,7 @@ from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
 from .limits import check_memory, decode_memory, limit_text, memory_limit
 from .mixing import Mixer
-from .model.net import BOS
+from .model.config import BOS
 
 # archive: how a block is cut into streams (docs/performance.md has the measurements)
 SEGMENT_CONTEXTS = 16  # streams of at least 16 contexts
