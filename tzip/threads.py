@@ -110,6 +110,7 @@ def before_loading() -> None:
     n = wanted()
     if n is not None and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", str(n))
+    count()  # the CPU loops' count, made now with OpenBLAS's
 
 
 def count() -> int:
