@@ -28,9 +28,10 @@ import torch
 from tzip import codec as coder
 from tzip import transform
 from tzip.engine import Engine
-from tzip.model import ByteTransformer, IntModel, ModelConfig
+from tzip.model import IntModel, ModelConfig
 from tzip.model import registry as models
-from tzip.model.convert import calibration_windows, convert
+from tzip.training.convert import calibration_windows, convert
+from tzip.training.net import ByteTransformer
 from bench.report import emit_markdown
 
 CALIBRATION = Path(__file__).resolve().parent / "sample" / "notes.txt"
@@ -50,7 +51,7 @@ def build(spec: str) -> tuple[str, IntModel, Engine]:
         text = np.frombuffer(CALIBRATION.read_bytes(), np.uint8)
         im = convert(ByteTransformer(c).eval(), calibration_windows(text, min(c.context, 256), 8), "speed")
         label = f"d{c.d_model} L{c.n_layer} H{c.n_head}/{c.n_kv_head} mlp{c.mlp_mult} ctx{c.context}"
-    return label, im, Engine(im, torch.device("cpu"))
+    return label, im, Engine(im, "cpu")
 
 
 def main(argv: list[str] | None = None) -> int:

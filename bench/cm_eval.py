@@ -88,11 +88,10 @@ def engine():
     global _ENGINE
     if _ENGINE is None:
         from tzip import threads
-        threads.before_torch()
-        import torch
+        threads.before_loading()
         from tzip.engine import Engine
         from tzip.model import registry
-        _ENGINE = Engine(registry.load(MODEL, torch.device("cpu")), torch.device("cpu"))
+        _ENGINE = Engine(registry.load(MODEL, "cpu"), "cpu")
     return _ENGINE
 
 

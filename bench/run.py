@@ -112,10 +112,10 @@ def model_info(spec: str) -> dict:
     from tzip.model import registry as models
     m = models.load(spec)
     path = Path(spec) if spec.endswith(".npz") else models.models_dir() / f"{spec}.npz"
-    params = m.num_params() + m.tensors["emb"].numel()  # int8 matrices + the embedding
+    params = m.num_params() + m.arrays["emb"].size  # int8 matrices + the embedding
     return {"name": m.name, "id": m.digest.hex()[:16], "digest": m.digest.hex(),
             "params": int(params),
-            "tensor_elements": int(sum(t.numel() for t in m.tensors.values())),
+            "tensor_elements": int(sum(a.size for a in m.arrays.values())),
             "file_bytes": path.stat().st_size, "path": str(path.resolve()),
             "config": m.cfg.to_dict()}
 

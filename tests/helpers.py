@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tzip.model.convert import convert
+from tzip.model.config import BOS, ModelConfig
 from tzip.model.intmodel import IntModel
-from tzip.model.net import BOS, ByteTransformer, ModelConfig
+from tzip.training.convert import convert
+from tzip.training.net import ByteTransformer
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ModelConfig(d_model=32, n_layer=2, n_head=2, n_kv_head=1, mlp_mult=4, context=32)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 import tzip
-from tzip.model.convert import calibration_windows, convert
 from tzip.model.intmodel import IntModel
-from tzip.train import load_float, train
+from tzip.training.convert import calibration_windows, convert
+from tzip.training.train import load_float, train
 
 import numpy as np
 
@@ -49,3 +49,19 @@ def test_resume_continues_counters_and_optimizer(tmp_path, text):
     _, meta = load_float(second)
     assert meta["steps"] == 3 and meta["total"]["steps"] == 8
     assert meta["total"]["bytes_seen"] == 8 * 4 * 16
+
+
+def test_quantisation_cost_compares_float_and_integer_on_the_same_bytes(text):
+    """`python -m tzip.training.convert` reports both; the integer engine's bits stay
+    close to the float model's (an untrained model: about 8 bits a byte for both)."""
+    import torch
+
+    from tzip.model.config import ModelConfig
+    from tzip.training.convert import quantisation_cost
+    from tzip.training.net import ByteTransformer
+    torch.manual_seed(0)
+    model = ByteTransformer(ModelConfig(d_model=16, n_layer=1, n_head=2, context=32))
+    data = np.frombuffer(text, np.uint8)
+    im = convert(model, calibration_windows(data, 32, 8), "q")
+    fb, ib = quantisation_cost(model, im, data, streams=2, length=96, every=8)
+    assert 7.0 < fb < 9.0 and abs(ib - fb) < 0.25, (fb, ib)

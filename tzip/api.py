@@ -49,8 +49,9 @@ if TYPE_CHECKING:
 
     from .model.intmodel import IntModel
 
-# PyTorch, numpy and the engine are imported on first use (_heavy), not with tzip: `import
-# tzip`, `tzip --help`, `tzip info` and `tzip models` never load them.
+# numpy and the engine are imported on first use (_heavy), not with tzip: `import tzip`,
+# `tzip --help`, `tzip info` and `tzip models` never load them. PyTorch loads only with a
+# torch backend (tzip/engine/__init__.py) or to ask whether a GPU is there (tzip/device.py).
 codec = Engine = registry = None
 
 
@@ -60,7 +61,7 @@ def _heavy() -> None:
     if codec is not None:
         return
     from . import threads
-    threads.before_torch()
+    threads.before_loading()
     from . import codec as _codec
     from .engine import Engine as _Engine
     from .model import registry as _registry

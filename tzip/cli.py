@@ -635,7 +635,7 @@ def list_models(verbose):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args):
     """Train a model from a config: tzip train --config models/NAME.json --out DIR [--resume DIR]."""
-    from .train import main as train_main
+    from .training.train import main as train_main
     sys.exit(train_main(list(args)))
 
 

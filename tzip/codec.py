@@ -35,7 +35,7 @@ from .errors import CorruptArchive, LimitExceeded
 from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
                      memory_limit, transform_memory)
 from .mixing import Mixer
-from .model.net import BOS
+from .model.config import BOS
 
 # archive: how a block is cut into streams (docs/performance.md has the measurements)
 SEGMENT_CONTEXTS = 16  # streams of at least 16 contexts

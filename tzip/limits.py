@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import numpy as np
 
@@ -23,12 +24,13 @@ MIXER_PER_STREAM = 48 * 256 * 8
 
 
 def _state_bytes(obj) -> tuple[int, int]:
-    """(host, device) bytes of the arrays and tensors in a stepper state."""
-    import torch
+    """(host, device) bytes of the arrays and tensors in a stepper state (a state holds
+    tensors only where PyTorch is loaded: it is never loaded here for them)."""
+    torch = sys.modules.get("torch")
     host = dev = 0
     if isinstance(obj, np.ndarray):
         host += obj.nbytes
-    elif isinstance(obj, torch.Tensor):
+    elif torch is not None and isinstance(obj, torch.Tensor):
         b = obj.numel() * obj.element_size()
         if obj.device.type == "cpu":
             host += b

@@ -12,14 +12,15 @@ threads, 2.0-17 s with one; a fresh process's tzip.compress of 4 KB 30.6-34.2 s 
                tasks runnable now (/proc/loadavg) less this process's running threads)
     threads = max(1, cores - busy)
 
-once, when it first loads PyTorch. The 1-minute load average alone still counts the
-previous job for a minute after it ended (the user's previous tzip, an install): a second
-`tzip` in a row on an idle 2-core machine ran on one thread, at half speed. So the load
-counts only as far as tasks runnable at this moment corroborate it; a moment's spike of
-runnable tasks on an idle machine is not counted either (the load average caps it).
-Where /proc/loadavg cannot be read, the load average alone decides, as before. Where the host application imported PyTorch before
-tzip needed it, its thread settings are left as they are. The thread count never changes
-archive bytes.
+once, before it first loads numpy (OpenBLAS reads its count then), and again for PyTorch
+when a torch backend first loads it (the CPU backends never do). The 1-minute load average
+alone still counts the previous job for a minute after it ended (the user's previous tzip,
+an install): a second `tzip` in a row on an idle 2-core machine ran on one thread, at half
+speed. So the load counts only as far as tasks runnable at this moment corroborate it; a
+moment's spike of runnable tasks on an idle machine is not counted either (the load
+average caps it). Where /proc/loadavg cannot be read, the load average alone decides, as
+before. Where the host application imported PyTorch before tzip needed it, its thread
+settings are left as they are. The thread count never changes archive bytes.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import sys
 
 _chosen: int | None = None  # set by set_threads or by the policy
 _applied = False
+_count: int | None = None  # count()'s answer while PyTorch is not loaded
 
 
 def available_cores() -> int:
@@ -131,9 +133,10 @@ def user_chose() -> bool:
 
 def set_threads(n: int | None) -> None:
     """Run the model on n threads (0 or None: the automatic choice), from now on."""
-    global _chosen, _applied
+    global _chosen, _applied, _count
     _chosen = auto_threads() if not n or n <= 0 else int(n)
     _applied = False
+    _count = None
     if "torch" in sys.modules:
         apply()
 
@@ -148,6 +151,39 @@ def wanted() -> int | None:
     if os.environ.get("OMP_NUM_THREADS"):
         return None  # the user's: PyTorch and OpenBLAS read it themselves
     return auto_threads()
+
+
+def before_loading() -> None:
+    """Called before tzip first loads its numeric libraries (numpy, the compiled loops):
+    OpenBLAS takes its thread count from the environment when it loads. PyTorch's is set
+    here only if it is already loaded; else when a torch backend loads it (before_torch)."""
+    if "torch" in sys.modules:
+        before_torch()
+        return
+    n = wanted()
+    if n is not None and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(n))
+    count()  # the CPU loops' count, made now with OpenBLAS's
+
+
+def count() -> int:
+    """The threads the model's CPU loops run on: PyTorch's setting once PyTorch is loaded
+    (the policy's, or the application's), else the policy's pick, or OMP_NUM_THREADS, made
+    once (a decoding step asks for it)."""
+    global _count
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        before_torch()
+        return torch.get_num_threads()
+    if _count is None:
+        n = wanted()
+        if n is None:
+            try:
+                n = int(os.environ.get("OMP_NUM_THREADS", ""))
+            except ValueError:
+                n = 0
+        _count = n if n > 0 else available_cores()
+    return _count
 
 
 def before_torch() -> None:

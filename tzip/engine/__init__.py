@@ -20,6 +20,9 @@ Which one runs is speed only, never archive bytes, and is decided in one place:
 `Engine.scorer` and `Engine.stepper` read the TUNING table below, and the environment
 variable TZIP_BACKEND=torch|numpy|numba|graph overrides it (a backend that cannot run the
 model or device is passed over). Each picked backend has a `name`.
+
+Only the torch backends (reference.py, graph.py) import PyTorch, when first built: a CPU
+process whose blocks take the numpy and numba backends never loads it.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ import sys
 from typing import ContextManager, Protocol
 
 import numpy as np
-import torch
 
+from .. import threads
+from ..device import Device
 from ..errors import TzipError
 from ..model.intmodel import IntModel
 from .weights import Weights
@@ -105,10 +109,12 @@ class Engine:
     """One model on one device: its weights prepared once, and the backends built from
     them on first use (each is kept: the compiled ones prepare arrays of their own)."""
 
-    def __init__(self, model: IntModel, device: str | torch.device = "cpu"):
+    def __init__(self, model: IntModel, device: object = "cpu"):
+        """device: "cpu", "cuda", "cuda:N", a Device or a torch.device (never "auto":
+        tzip/device.py resolves that)."""
         self.model = model
         self.cfg = model.cfg
-        self.device = torch.device(device)
+        self.device = Device(str(device))
         self.weights = Weights.from_model(model)
         self._built: dict[str, object] = {}
         self.picked: dict[str, str] = {}  # kind -> the backend last chosen, for users to see
@@ -122,6 +128,7 @@ class Engine:
     def _build(self, key: str):
         w = self.weights
         if key == "reference":
+            threads.before_torch()  # the thread policy, before PyTorch loads
             from .reference import Engine as Reference
             return Reference(w, self.device)
         if key == "torch-scorer":

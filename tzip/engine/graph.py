@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model.net import BOS
+from ..model.config import BOS
 from .reference import Cache, Engine, step_threads
 
 

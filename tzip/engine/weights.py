@@ -14,8 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from ..model.config import ModelConfig
 from ..model.intmodel import MLP_BITS, NORM_SHIFT, IntModel
-from ..model.net import ModelConfig
 from .exact import exact_pieces, weight_split
 
 MATRICES = ("wqkv", "wo", "w1", "w2")
@@ -25,7 +25,7 @@ MATRICES = ("wqkv", "wo", "w1", "w2")
 class Weights:
     """Numbers of one model, shared by every backend (read-only).
 
-    arrays: the model file's arrays (int8 weights as int8-valued float32 (K, N));
+    arrays: the model file's arrays (its int8 weights as int8-valued float32 (K, N));
     r: every multiplier as float64 m / 2**shift, at least 1-D (a 0-dim float64 would let
     torch's addcmul compute in float32); inv: norm steps as float64 inv / 2**NORM_SHIFT;
     att_split: the bits b of weight_split for the attention weights, or None (then values
@@ -44,7 +44,7 @@ class Weights:
     @classmethod
     def from_model(cls, model: IntModel) -> "Weights":
         c = model.cfg
-        a = {k: v.numpy() for k, v in model.tensors.items()}
+        a = {k: v.astype(np.float32) if v.dtype == np.int8 else v for k, v in model.arrays.items()}
         r = {k: np.atleast_1d(a.get(k + ".m", a.get(k)).astype(np.float64) * 2.0 ** -shift)
              for k, shift in model.shifts.items() if k != "norm"}
         inv = {k[:-4]: a[k].astype(np.float64) * 2.0 ** -NORM_SHIFT for k in a if k.endswith(".inv")}

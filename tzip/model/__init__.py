@@ -1,7 +1,7 @@
-"""The model: the float network that is trained (net.py), the integer model file the
-engine runs (intmodel.py), the conversion between them (convert.py), and where installed
-models are found (registry.py)."""
+"""The model as the engine reads it, without PyTorch: its shape (config.py), the integer
+model file (intmodel.py) and where installed models are found (registry.py). The float
+network that is trained and its conversion to an integer model are tzip/training/."""
+from .config import BOS, ModelConfig
 from .intmodel import IntModel, ModelFileError
-from .net import BOS, ByteTransformer, ModelConfig
 
-__all__ = ["BOS", "ByteTransformer", "IntModel", "ModelConfig", "ModelFileError"]
+__all__ = ["BOS", "IntModel", "ModelConfig", "ModelFileError"]

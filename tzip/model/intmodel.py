@@ -3,8 +3,10 @@
 An IntModel holds int8 weight matrices (per-output-row scales folded into int64
 multipliers), integer embeddings, per-channel norm steps, exp tables and shifts. It is
 saved as an .npz of plain arrays (no pickle); its identity is a sha256 over those arrays,
-so an archive can name the exact model that made it. How a float model becomes one is
-tzip/model/convert.py; how the engine computes with one is tzip/engine/exact.py.
+so an archive can name the exact model that made it. It holds those arrays as numpy
+arrays, exactly as the file stores them (weights as int8), and needs no PyTorch. How a
+float model becomes one is tzip/training/convert.py; how the engine computes with one is
+tzip/engine/exact.py.
 """
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .net import ModelConfig
+from .config import ModelConfig
 
 FORMAT = 2  # engine semantics version: a model file of another format is refused
 NORM_SHIFT = 16  # fixed-point bits of the per-channel norm multipliers
@@ -35,8 +36,11 @@ class ModelFileError(ValueError):
 
 @dataclass
 class IntModel:
+    """cfg: the shape; arrays: the file's arrays by name (weight matrices "l{l}.wqkv",
+    "l{l}.wo", "l{l}.w1", "l{l}.w2" and "head" as int8 (K, N)); shifts: the multipliers'
+    fixed-point shifts."""
     cfg: ModelConfig
-    tensors: dict[str, torch.Tensor]
+    arrays: dict[str, np.ndarray]
     shifts: dict[str, int]
     name: str = "unnamed"
     info: dict = field(default_factory=dict)
@@ -48,25 +52,25 @@ class IntModel:
     def digest(self) -> bytes:
         """sha256 over the numbers that define the engine (not the name or the card)."""
         h = hashlib.sha256(json.dumps(self.numeric_meta(), sort_keys=True).encode())
-        for k in sorted(self.tensors):
-            a = _storage_array(k, self.tensors[k])
+        for k in sorted(self.arrays):
+            a = storage_array(k, self.arrays[k])
             h.update(f"{k}|{a.dtype.str}|{a.shape}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
         return h.digest()
 
     def num_params(self) -> int:
-        return sum(v.numel() for k, v in self.tensors.items() if _is_weight(k))
+        return sum(v.size for k, v in self.arrays.items() if _is_weight(k))
 
     def save(self, path: Path) -> None:
         meta = dict(self.numeric_meta(), name=self.name, info=self.info)
-        arrays = {k: _storage_array(k, v) for k, v in self.tensors.items()}
+        arrays = {k: storage_array(k, v) for k, v in self.arrays.items()}
         with open(path, "wb") as f:
             np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "IntModel":
         """The model saved at path; any file that is not one (unreadable, not an .npz,
-        pickled, malformed metadata, arrays torch cannot hold) raises ModelFileError with a
+        pickled, malformed metadata, arrays that are not numbers) raises ModelFileError with a
         one-line message, never another exception."""
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -82,17 +86,19 @@ class IntModel:
                 cfg, shifts = meta["config"], meta["shifts"]
                 if not isinstance(cfg, dict) or not isinstance(shifts, dict):
                     raise ValueError("config and shifts must be JSON objects")
-                tensors = {}
+                arrays = {}
                 for k in z.files:
                     if k == "__meta__":
                         continue
                     a = z[k]
-                    tensors[k] = torch.from_numpy(a.astype(np.float32) if a.dtype == np.int8 else a)
+                    if a.dtype.kind not in "biuf":
+                        raise ValueError(f"array {_short(k)} holds {a.dtype}, not numbers")
+                    arrays[k] = a
             config = ModelConfig.from_dict(cfg)
             if not all(type(v) is int and v > 0 for v in config.to_dict().values()):
                 raise ValueError(f"bad config {config}")
             info = meta.get("info", {})
-            return cls(config, tensors, shifts,
+            return cls(config, arrays, shifts,
                        str(meta.get("name", Path(path).stem)), info if isinstance(info, dict) else {})
         except ModelFileError:
             raise
@@ -111,8 +117,10 @@ def _is_weight(key: str) -> bool:
     return key == "head" or key.split(".")[-1] in ("wqkv", "wo", "w1", "w2")
 
 
-def _storage_array(key: str, t: torch.Tensor) -> np.ndarray:
-    a = t.cpu().numpy()
+def storage_array(key: str, a: np.ndarray) -> np.ndarray:
+    """The array as a model file stores it: weight matrices as int8 (their values are
+    whole numbers in [-127, 127] in whatever dtype they are held), the rest as they are."""
+    a = np.asarray(a)
     return a.astype(np.int8) if _is_weight(key) else a
 
 

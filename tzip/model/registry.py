@@ -7,8 +7,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
+from .. import device as devices
 from .. import modelpath
 from ..errors import ModelError
 from .intmodel import IntModel, ModelFileError
@@ -27,21 +26,17 @@ def available() -> list[str]:
     return sorted(modelpath.model_files())
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ModelError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    return torch.device(device)
+def resolve_device(device: object = "auto") -> devices.Device:
+    """The device a name ("auto", "cpu", "cuda", "cuda:N") or a torch.device stands for
+    (tzip/device.py: PyTorch is loaded only where a GPU may be)."""
+    return devices.resolve(device)
 
 
-def default_name(device: torch.device) -> str:
-    """The GPU model when a GPU runs it and it is installed, else the CPU model."""
+def default_name(device: object) -> str:
+    """The GPU model when a GPU runs it and it is installed, else the CPU model (device: a
+    Device, a torch.device or a name)."""
     names = available()
-    if device.type == "cuda" and GPU_DEFAULT in names:
+    if devices.Device(str(device)).type == "cuda" and GPU_DEFAULT in names:
         return GPU_DEFAULT
     return CPU_DEFAULT
 
@@ -51,12 +46,12 @@ def _load_path(path: str, mtime: float) -> IntModel:
     return IntModel.load(Path(path))
 
 
-def load(spec: "str | Path | IntModel | None", device: torch.device | None = None) -> IntModel:
+def load(spec: "str | Path | IntModel | None", device: object = None) -> IntModel:
     """A model from an IntModel, a path to an .npz, or the name of an installed model."""
     if isinstance(spec, IntModel):
         return spec
     if spec is None:
-        spec = default_name(device or torch.device("cpu"))
+        spec = default_name(device or "cpu")
     try:
         p = Path(spec)
         if not p.is_file():

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
-import torch
+
+from ... import threads as thread_policy
 
 
 def _openblas() -> tuple | None:
@@ -79,8 +80,8 @@ def _cuts(threads: int, S: int, least: int) -> tuple[int, ...]:
 
 
 class Parts:
-    """Cuts S streams into up to `threads` contiguous parts (default: PyTorch's thread
-    count, which OMP_NUM_THREADS and torch.set_num_threads set) of at least `least`
+    """Cuts S streams into up to `threads` contiguous parts (default: tzip's thread count,
+    tzip/threads.py `count`, which is PyTorch's once PyTorch is loaded) of at least `least`
     streams, and runs a function on each at once. Threads are kept from call to call
     (and made anew in a forked child, which inherits none of them)."""
 
@@ -90,7 +91,7 @@ class Parts:
         self._lock = threading.Lock()
 
     def cuts(self, S: int, least: int = 1) -> tuple[int, ...]:
-        return _cuts(self.threads or torch.get_num_threads(), S, least)
+        return _cuts(self.threads or thread_policy.count(), S, least)
 
     def _workers(self, n: int) -> ThreadPoolExecutor:
         with self._lock:

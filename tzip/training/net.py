@@ -1,4 +1,5 @@
-"""The floating-point byte transformer, used for training.
+"""The floating-point byte transformer, used for training (its shape, ModelConfig, and BOS
+are in tzip/model/config.py, which the integer side imports without PyTorch).
 
 Every choice here is made so the integer engine (tzip/engine/) can reproduce it with
 exact integer arithmetic: pre-norm RMSNorm, multi-query attention with ALiBi slopes that
@@ -8,34 +9,12 @@ a squared-ReLU MLP and no biases. Input vocabulary is 256 bytes plus BOS (stream
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BOS = 256
-
-
-@dataclass
-class ModelConfig:
-    d_model: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int = 1
-    mlp_mult: int = 4
-    context: int = 256  # W: a position sees itself and the W-1 bytes before it
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+from ..model.config import ModelConfig
 
 
 def alibi_slopes(n_head: int) -> list[float]:

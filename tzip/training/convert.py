@@ -1,6 +1,6 @@
 """Float model -> integer model: calibration, int8 weights, fixed-point multipliers.
 
-    python -m tzip.model.convert RUN_DIR OUT.npz --name NAME
+    python -m tzip.training.convert RUN_DIR OUT.npz --name NAME
 """
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .intmodel import (ATT_EXP_ONE, MLP_BITS, MULT_BITS, NORM_SHIFT, OUT_ONE, RES_BITS, UNITS,
-                       IntModel)
 from ..engine.reference import Engine
-from .net import BOS, ByteTransformer, alibi_bias, alibi_slopes
+from ..engine.weights import Weights
+from ..model.config import BOS
+from ..model.intmodel import (ATT_EXP_ONE, MLP_BITS, MULT_BITS, NORM_SHIFT, OUT_ONE, RES_BITS, UNITS,
+                              IntModel, storage_array)
+from .net import ByteTransformer, alibi_bias, alibi_slopes
 
 
 def _fixed(scale, bits: int = MULT_BITS) -> tuple[torch.Tensor, int]:
@@ -134,7 +136,7 @@ def convert(model: ByteTransformer, calib_tokens: torch.Tensor, name: str,
     P["out_exp"] = torch.round(OUT_ONE * torch.exp(-i / UNITS)).clamp_min(1).float()
     model.float()
     P = {k: (v.float() if v.dtype == torch.float64 and k != "att_exp" else v) for k, v in P.items()}
-    return IntModel(c, P, S, name, info or {})
+    return IntModel(c, {k: storage_array(k, v.numpy()) for k, v in P.items()}, S, name, info or {})
 
 
 def calibration_windows(text: np.ndarray, T: int, n: int = 32) -> torch.Tensor:
@@ -162,7 +164,7 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
         logits = fm(inp[:, max(0, t + 1 - c):t + 1])[:, -1]
         bits_f += torch.nn.functional.cross_entropy(logits, win[:, t], reduction="sum").item()
     del fm
-    e = Engine(im, dev)
+    e = Engine(Weights.from_model(im), dev)
     cache = e.new_cache(streams, ring=False)
     f = torch.cat([e.forward_chunk(inp[:, t:t + 256], cache) for t in range(0, length, 256)], 1)
     f = f[:, pos].double()
@@ -172,9 +174,9 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m tzip.model.convert RUN_DIR OUT.npz --name NAME: float training output -> int model."""
+    """python -m tzip.training.convert RUN_DIR OUT.npz --name NAME: float training output -> int model."""
     import argparse
-    from ..train import load_float, load_text_files, train_dir, training_files
+    from .train import load_float, load_text_files, train_dir, training_files
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("run", type=Path)
     ap.add_argument("out", type=Path)

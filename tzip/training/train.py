@@ -1,10 +1,10 @@
 """Train a ByteTransformer on the training text (bf16 + torch.compile on CUDA, fp32 on CPU).
 
-    python -m tzip.train --config tzip/configs/tzip-small.json --out runs/small [--seconds 400]
+    python -m tzip.training.train --config tzip/configs/tzip-small.json --out runs/small [--seconds 400]
 
 The run stops after `steps` optimizer steps, or after `seconds` of training when the
 config (or the command line) gives a time budget; the learning-rate schedule follows
-whichever is used. Weights are saved as a float npz (no pickle) that tzip.model.convert turns
+whichever is used. Weights are saved as a float npz (no pickle) that tzip.training.convert turns
 into a shippable integer model; with `--optimizer-state` the AdamW moments are saved too.
 
 `--resume DIR` continues from a saved run: its weights, its step and byte counters, and
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model.net import BOS, ByteTransformer, ModelConfig
+from ..model.config import BOS, ModelConfig
+from .net import ByteTransformer
 
 DEFAULT_TRAIN = {
     "batch_size": 64,
@@ -256,7 +257,7 @@ def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float
 def train_dir() -> Path:
     """The training corpus: $TZIP_CORPORA/train, or ../shared/corpora/train beside the repo."""
     roots = [Path(os.environ["TZIP_CORPORA"])] if os.environ.get("TZIP_CORPORA") else []
-    roots.append(Path(__file__).resolve().parent.parent.parent / "shared" / "corpora")
+    roots.append(Path(__file__).resolve().parents[3] / "shared" / "corpora")
     for r in roots:
         if (r / "train").is_dir():
             return r / "train"
