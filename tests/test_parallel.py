@@ -330,3 +330,17 @@ def test_cli_T2_decodes_archives_one_after_another(tiny, tiny_path, data, tmp_pa
                            catch_exceptions=False)
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "ab").read_bytes() == data + data[::-1]
+
+
+def test_a_worker_sets_its_threads_before_torch_loads():
+    """A spawned worker imports tzip.parallel to unpickle its initializer; that import
+    must not load PyTorch or numpy, whose thread pools read OMP_NUM_THREADS /
+    OPENBLAS_NUM_THREADS when they load, before the worker sets them (_limit_threads)."""
+    import subprocess
+    code = ("import sys, tzip.parallel, tzip.pipeline\n"
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
