@@ -31,8 +31,9 @@ import io
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
-from .container import (LZMA, MAGIC, METHODS, MODEL_METHOD, STORED, TRANSFORMS, VERSION, Block,
-                        FormatError, Header, Reader, Trailer, read_record, transform_parts)
+from .container import (DIGEST_LEN, LZMA, MAGIC, METHODS, MODEL_METHOD, STORED, TRANSFORMS,
+                        VERSION, Block, FormatError, Header, Reader, Trailer, read_record,
+                        transform_parts)
 from .errors import CorruptArchive
 
 # ------------------------------------------------------------------------------ CRC32
@@ -84,7 +85,7 @@ class Writer:
     refuses a block that version cannot hold (a block coded for another format)."""
 
     def __init__(self, model_name: str, model_digest: bytes, version: int = VERSION):
-        self.header = Header(model_name, model_digest[:16], version)
+        self.header = Header(model_name, model_digest[:DIGEST_LEN], version)
         self.total = 0  # original bytes of the blocks added
         self.crc = 0
         self._begun = self._finished = False
@@ -285,7 +286,8 @@ class BlockInfo:
     @classmethod
     def of(cls, blk: Block) -> "BlockInfo":
         utf16, crlf = transform_parts(blk.transform)
-        return cls(METHODS[blk.method], crlf, blk.raw_len, len(blk.payload), len(blk.streams), utf16)
+        return cls(METHODS[blk.method], crlf, blk.raw_len, len(blk.payload), len(blk.streams),
+                   utf16)
 
 
 @dataclass
