@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import tzip
-from tzip import api, parallel
+from tzip import api, parallel, threads
 from tzip.errors import CorruptArchive, TzipError
 
 BS = 1024  # small blocks: several model blocks from a few KB of text
@@ -159,11 +159,20 @@ def test_a_killed_worker_gives_a_clean_error_and_no_output(tiny, text, tmp_path)
 
 
 def test_workers_0_means_all_cores():
-    assert parallel.resolve_workers(0) == parallel.cpu_count() >= 1
-    assert parallel.resolve_workers(None) == parallel.cpu_count()
+    assert parallel.resolve_workers(0) == threads.available_cores() >= 1
+    assert parallel.resolve_workers(None) == threads.available_cores()
     assert parallel.resolve_workers(3) == 3
     with pytest.raises(ValueError):
         parallel.resolve_workers(-1)
+
+
+def test_cores_are_counted_once_cgroup_quota_included(monkeypatch):
+    """-T 0 and each worker's thread share count cores as the thread policy does
+    (threads.available_cores: the affinity mask capped by a cgroup quota); parallel had
+    its own count, which ignored the quota."""
+    monkeypatch.setattr(threads, "available_cores", lambda: 3)
+    assert parallel.resolve_workers(0) == 3
+    assert parallel._threads_each(1) == 3 and parallel._threads_each(2) == 1
 
 
 def test_compress_files_writes_one_archive_per_file(tiny, text, tmp_path):
@@ -258,3 +267,91 @@ def test_ray_same_bytes_as_local_and_round_trip(ray_local, tiny, data, reference
                                  device="cpu", block_size=BS)
     assert tz[0].read_bytes() == reference
     assert tz[1].read_bytes() == tzip.compress(data[:700], tiny, device="cpu", block_size=BS)
+
+
+def test_every_writer_makes_the_same_archive(tiny, tiny_path, data, tmp_path):
+    """The one archive writer (tzip/archive.py) behind Compressor, TzipCompressor,
+    tzip.open and worker processes: the same bytes for the same input, in a format that
+    is not the default too."""
+    for fmt in (3, 5):
+        want = tzip.Compressor(tiny, device="cpu", block_size=BS, format=fmt).compress(data)
+        assert tzip.info(want).version == fmt
+        tc = tzip.TzipCompressor(tiny_path, device="cpu", block_size=BS, format=fmt)
+        assert b"".join(tc.compress(data[i:i + 700]) for i in range(0, len(data), 700)) \
+            + tc.flush() == want
+        out = io.BytesIO()
+        parallel.compress_stream(io.BytesIO(data), out, tiny, workers=2, device="cpu",
+                                 block_size=BS, format=fmt)
+        assert out.getvalue() == want
+        if fmt == 5:
+            buf = io.BytesIO()
+            with tzip.open(buf, "wb", model=tiny_path, device="cpu", block_size=BS) as f:
+                f.write(data)
+            assert buf.getvalue() == want
+    (tmp_path / "a.txt").write_bytes(data)
+    tz, = parallel.compress_files([tmp_path / "a.txt"], tiny, workers=2, device="cpu",
+                                  block_size=BS, format=3)
+    assert tz.read_bytes() == tzip.compress(data, tiny, device="cpu", block_size=BS, format=3)
+
+
+@pytest.fixture
+def two_models(tmp_path, monkeypatch, tiny, tiny_b):
+    """tiny and tiny_b installed (worker processes inherit the environment)."""
+    d = tmp_path / "models"
+    d.mkdir()
+    tiny.save(d / "tiny-a.npz")
+    tiny_b.save(d / "tiny-b.npz")
+    monkeypatch.setenv("TZIP_MODELS", str(d))
+
+
+def test_workers_decode_archives_one_after_another(two_models, tiny, tiny_b, data, tmp_path):
+    """cat a.tz b.tz (two models here) decodes with -T 2 as with -T 1: -T N printed the
+    first archive, then failed with "trailing data after the end"."""
+    a = tzip.compress(data, tiny, device="cpu", block_size=BS)
+    b = tzip.compress(data[:1500], tiny_b, device="cpu", block_size=BS)
+    assert tzip.decompress(a + b) == data + data[:1500]
+    out = io.BytesIO()
+    assert parallel.decompress_stream(io.BytesIO(a + b), out, workers=2, device="cpu",
+                                      in_flight=2) == len(data) + 1500
+    assert out.getvalue() == data + data[:1500]
+    (tmp_path / "ab.tz").write_bytes(a + b)
+    (tmp_path / "a.tz").write_bytes(a)
+    back = parallel.decompress_files([tmp_path / "ab.tz", tmp_path / "a.tz"], workers=2,
+                                     device="cpu")
+    assert [p.read_bytes() for p in back] == [data + data[:1500], data]
+    (tmp_path / "junk.tz").write_bytes(a + b + b"junk")
+    with pytest.raises(CorruptArchive, match="junk.tz: corrupt archive \\(trailing data"):
+        parallel.decompress_files([tmp_path / "junk.tz"], workers=2, device="cpu")
+    assert not (tmp_path / "junk").exists()
+
+
+def test_cli_T2_decodes_archives_one_after_another(tiny, tiny_path, data, tmp_path):
+    from click.testing import CliRunner
+
+    from tzip.cli import main
+    a = tzip.compress(data, tiny, device="cpu", block_size=BS)
+    b = tzip.compress(data[::-1], tiny, device="cpu", block_size=BS)
+    ab = tmp_path / "ab.tz"
+    ab.write_bytes(a + b)
+    r = CliRunner().invoke(main, ["-dc", "-T", "2", "--model", str(tiny_path), str(ab)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout_bytes == data + data[::-1]
+    r = CliRunner().invoke(main, ["-d", "-q", "-T", "2", "--model", str(tiny_path), str(ab)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "ab").read_bytes() == data + data[::-1]
+
+
+def test_a_worker_sets_its_threads_before_torch_loads():
+    """A spawned worker imports tzip.parallel to unpickle its initializer; that import
+    must not load PyTorch or numpy, whose thread pools read OMP_NUM_THREADS /
+    OPENBLAS_NUM_THREADS when they load, before the worker sets them (_limit_threads)."""
+    import subprocess
+    code = ("import sys, tzip.parallel, tzip.pipeline\n"
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

@@ -34,14 +34,13 @@ import io
 import os
 import stat
 import tempfile
-import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
-from .container import (MAGIC, MAX_BLOCK, MAX_STREAMS, METHODS, READABLE, VERSION, Block,
-                        FormatError, Header, Reader, Trailer, read_record, transform_parts)
-from .errors import CorruptArchive, TzipError, WrongModel
+from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info  # noqa: F401
+from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
+from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Block, Header, Reader
+from .errors import TzipError, WrongModel
 from .limits import OutputLimit
 
 if TYPE_CHECKING:
@@ -74,31 +73,6 @@ ModelSpec = Union[str, Path, "IntModel", None]  # a name of an installed model, 
 Progress = Callable[[int], None] | None
 
 
-@dataclass
-class BlockInfo:
-    method: str  # "stored", "lzma", "model" (format 3), "model+cm" (4) or "model+cm2" (5)
-    crlf: bool  # coded with LF line endings
-    original: int
-    coded: int
-    streams: int
-    utf16: str | None = None  # "le" or "be": coded as UTF-8
-
-
-@dataclass
-class ArchiveInfo:
-    model_name: str
-    model_id: str
-    version: int = VERSION
-    original_size: int = 0
-    compressed_size: int = 0
-    blocks: list[BlockInfo] = field(default_factory=list)
-    members: int = 1  # archives one after another (cat a.tz b.tz)
-
-    @property
-    def bpb(self) -> float:
-        return 8 * self.compressed_size / self.original_size if self.original_size else 0.0
-
-
 class Compressor:
     """Compresses with one model on one device; keeps the model and its engine (weights
     prepared, backends built) from call to call."""
@@ -121,23 +95,25 @@ class Compressor:
         self.engine = Engine(self.model, self.device)
         self.streams, self.block_size, self.format = streams, block_size, format
 
+    def writer(self) -> Writer:
+        """A new archive of this Compressor's model and format (tzip/archive.py)."""
+        return Writer.for_model(self.model, self.format)
+
+    def encode(self, raws: list[bytes], progress: Progress = None) -> list[Block]:
+        """The blocks of raws coded as this Compressor's format does, in one lockstep group
+        (every writer codes through here: archive bytes do not depend on the writer)."""
+        return codec.encode_blocks(raws, self.engine, self.streams, progress, self.format)
+
     def compress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Compress everything readable from fin into fout; returns the bytes read."""
-        m = self.model
-        fout.write(Header(m.name, m.digest[:16], self.format).pack())
-        total, crc = 0, 0
+        w = self.writer()
+        fout.write(w.begin())
         reader = Reader(fin)
-        while True:
-            raws = self._next_group(reader)
-            if not raws:
-                break
-            for blk in codec.encode_blocks(raws, self.engine, self.streams, progress, self.format):
-                fout.write(blk.pack())
-            for raw in raws:
-                total += len(raw)
-                crc = zlib.crc32(raw, crc)
-        fout.write(Trailer(total, crc).pack())
-        return total
+        while raws := self._next_group(reader):
+            for blk in self.encode(raws, progress):
+                fout.write(w.add(blk))
+        fout.write(w.finish())
+        return w.total
 
     def _next_group(self, reader: Reader) -> list[bytes]:
         """The next blocks to code in lockstep: up to the engine's lockstep_blocks (one on a
@@ -191,6 +167,7 @@ class Decompressor:
         self.max_output, self.max_ratio = max_output, max_ratio
         self._limit: OutputLimit | None = None  # the decompress_stream call's, while it runs
         OutputLimit(max_output, max_ratio)  # bad values are refused here
+        self._by_header: dict[tuple[str, bytes], Engine] = {}
 
     def engine_for(self, header: Header) -> Engine:
         """The engine for an archive of this header: the given model (its id checked), or
@@ -210,79 +187,63 @@ class Decompressor:
             e = self._engines[m.digest] = Engine(m, dev)
         return e
 
+    def decode_block(self, blk: Block, header: Header) -> bytes:
+        """One block of an archive of this header, verified against its checksum (the
+        model, if the block needs one, found as engine_for finds it, once per header)."""
+        return codec.decode_block(blk, lambda: self._engine_of(header), None)
+
+    def _engine_of(self, header: Header) -> Engine:
+        key = (header.model_name, header.model_digest)
+        if key not in self._by_header:
+            self._by_header[key] = self.engine_for(header)
+        return self._by_header[key]
+
     def decompress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Decompress a .tz stream from fin into fout; returns the bytes written.
 
         Archives one after another (`cat a.tz b.tz`) decode one after another, as gzip, xz
-        and zstd do; anything else after an archive is an error. Every block is verified
-        against its checksum before it is written."""
-        fin = _Prepend(fin)
+        and zstd do; anything else after an archive is an error (tzip/archive.py). Every
+        block is verified against its checksum before it is written."""
         self._limit = OutputLimit(self.max_output, self.max_ratio)  # for all the members
         try:
-            return self._members(fin, fout, progress)
+            return sum(self._decode_member(m, fout, progress) for m in ArchiveReader(fin).members())
         finally:
             self._limit = None
 
-    def _members(self, fin: BinaryIO, fout: BinaryIO, progress: Progress) -> int:
-        total = 0
-        while True:
-            total += self.decompress_member(fin, fout, progress)
-            head = Reader(fin).read(len(MAGIC))
-            if not head:
-                return total
-            if head != MAGIC:
-                if MAGIC.startswith(head):
-                    raise CorruptArchive("truncated archive (while reading header)")
-                raise CorruptArchive("corrupt archive (trailing data after the end)")
-            fin.push(head)
-
     def decompress_member(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Decompress one archive from fin, reading no byte past its end."""
-        r = Reader(fin)
-        try:
-            header = Header.read(r)
-        except FormatError as e:
-            raise CorruptArchive(str(e)) from None
-        engine = None
+        return self._decode_member(Member(fin), fout, progress)
 
-        def get_engine() -> Engine:
-            nonlocal engine
-            if engine is None:
-                engine = self.engine_for(header)
-            return engine
-
-        total, crc = 0, 0
+    def _decode_member(self, member: Member, fout: BinaryIO, progress: Progress) -> int:
+        """The blocks of one archive decoded into fout, context-mixed model blocks in
+        lockstep groups (codec.decode_blocks); returns the bytes written."""
+        header = member.read_header()
+        total = 0
         pending: list[Block] = []  # blocks read, not decoded yet: a lockstep group
         limit = self._limit or OutputLimit(self.max_output, self.max_ratio)
 
+        def get_engine() -> Engine:
+            return self._engine_of(header)
+
         def flush() -> None:
-            nonlocal total, crc
+            nonlocal total
             for data in codec.decode_blocks(pending, get_engine, progress, limit):
                 fout.write(data)
                 total += len(data)
-                crc = zlib.crc32(data, crc)
             pending.clear()
 
-        try:
-            while True:
-                rec = read_record(r, header.version)
-                if isinstance(rec, Trailer):
-                    break
-                if not codec.lockstep(rec):
-                    flush()
-                    pending.append(rec)
-                    flush()
-                    continue
-                if pending and not _joins(pending, rec, get_engine()):
-                    flush()
-                pending.append(rec)
-                if len(pending) >= get_engine().lockstep_blocks:
-                    flush()
-            flush()
-        except FormatError as e:
-            raise CorruptArchive(str(e)) from None
-        if rec.total_len != total or rec.total_crc != crc:
-            raise CorruptArchive("corrupt archive (total length or checksum mismatch)")
+        for blk in member:
+            if not codec.lockstep(blk):
+                flush()
+                pending.append(blk)
+                flush()
+                continue
+            if pending and not _joins(pending, blk, get_engine()):
+                flush()
+            pending.append(blk)
+            if len(pending) >= get_engine().lockstep_blocks:
+                flush()
+        flush()
         return total
 
     def decompress(self, blob: bytes) -> bytes:
@@ -383,71 +344,3 @@ def decompress_file(src: str | Path, dst: str | Path | None = None, model: Model
     with open(src, "rb") as fin:
         atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw), source_mode(src))
     return dst
-
-
-class _Prepend:
-    """A binary reader with bytes pushed back in front of it (to look at what follows an
-    archive without consuming it)."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.head = f, b""
-
-    def push(self, b: bytes) -> None:
-        self.head = b + self.head
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                b, self.head = self.head + self.f.read(), b""
-                return b
-            b, self.head = self.head[:n], self.head[n:]
-            return b
-        return self.f.read(n)
-
-
-class _Counting:
-    """Counts the bytes read through it."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.n = f, 0
-
-    def read(self, n: int = -1) -> bytes:
-        b = self.f.read(n)
-        self.n += len(b)
-        return b
-
-
-def info(src: "bytes | BinaryIO") -> ArchiveInfo:
-    """Sizes, model and block layout of an archive, without decoding it. Archives one after
-    another are summed (`members` counts them; the model is the first one's)."""
-    fin = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
-    counted = _Counting(fin)
-    stream = _Prepend(counted)
-    res = None
-    try:
-        while True:
-            r = Reader(stream)
-            h = Header.read(r)
-            if res is None:
-                res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version)
-            else:
-                res.members += 1
-            while True:
-                rec = read_record(r, h.version)
-                if isinstance(rec, Trailer):
-                    res.original_size += rec.total_len
-                    break
-                utf16, crlf = transform_parts(rec.transform)
-                res.blocks.append(BlockInfo(METHODS[rec.method], crlf, rec.raw_len, len(rec.payload),
-                                            len(rec.streams), utf16))
-            head = Reader(stream).read(len(MAGIC))
-            if not head:
-                break
-            if head != MAGIC:
-                raise FormatError("truncated archive (while reading header)" if MAGIC.startswith(head)
-                                  else "corrupt archive (trailing data after the end)")
-            stream.push(head)
-    except FormatError as e:
-        raise CorruptArchive(str(e)) from None
-    res.compressed_size = counted.n
-    return res

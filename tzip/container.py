@@ -1,4 +1,6 @@
-"""The .tz container: header, blocks, trailer. See FORMAT.md for the byte layout.
+"""The .tz container: header, blocks, trailer. See FORMAT.md for the byte layout; the loop
+over these records (writing an archive, reading archives one after another) is
+tzip/archive.py.
 
 Everything that can be checked is checked: each header and block header carries a CRC32
 of its own bytes, each block the CRC32 of its original bytes, and the trailer the total

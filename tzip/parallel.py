@@ -2,11 +2,12 @@
 
 Blocks are independent in the format (FORMAT.md), so N workers code N blocks at once. A
 worker codes a block exactly as the single-process path does (the same
-`codec.encode_block(raw, engine, streams, None, format)` with the same engine), block
-boundaries are fixed by block_size, and the parent writes the header, the blocks in
-input order and the trailer (total length, CRC32): archives are byte-identical to
-`tzip.compress_stream` / `-T 1` whatever the number of workers or the order in which they
-finish.
+`Compressor.encode`, with the same model and format), block boundaries are fixed by
+block_size, and the parent adds the blocks in input order to the one archive writer
+(tzip/archive.py), which writes the header and the trailer: archives are byte-identical
+to `tzip.compress_stream` / `-T 1` whatever the number of workers or the order in which
+they finish. Reading goes through the one archive reader too, so archives one after
+another decode one after another, as with -T 1.
 
     compress_stream(fin, fout, model, workers=N, ...)      -> bytes read
     decompress_stream(fin, fout, model, workers=N, ...)    -> bytes written
@@ -14,7 +15,8 @@ finish.
     decompress_files(paths, model, workers=N, ray=None, ...) -> [FILE, ...]
     iter_files(paths, recursive=True, compressing=True, skipped=print) -> files to code
 
-workers: 1 codes in this process (no pool); 0 means one per core. Memory is bounded: at
+workers: 1 codes in this process (no pool); 0 means one per core (the cores this process
+may use, cgroup quota included: threads.available_cores). Memory is bounded: at
 most `in_flight` blocks (default 2 x workers) are read ahead and in flight, each at most
 block_size bytes plus its coded form. Workers are started with the "spawn" method
 (forking a process whose torch/numba thread pools exist is unsafe), load the model once
@@ -27,42 +29,35 @@ The Ray backend (tzip/cluster.py) feeds the same pipeline with Ray tasks.
 """
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import signal
 import stat
 import tempfile
-import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
+from . import threads
 from .api import BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, source_mode
-from .container import (MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, FormatError, Header, Reader,
-                        Trailer, read_record)
+from .archive import ArchiveReader, Member, Writer
+from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Reader
 from .errors import CorruptArchive, TzipError
 from .pipeline import JOBS, Backend, WorkerDied, ordered, setup_worker
 
 __all__ = ["compress_stream", "decompress_stream", "compress_files", "decompress_files",
-           "iter_files", "resolve_workers", "cpu_count", "WorkerDied", "Backend", "ordered"]
+           "iter_files", "resolve_workers", "WorkerDied", "Backend", "ordered"]
 
 IN_FLIGHT_PER_WORKER = 2  # blocks read ahead and in flight per worker
 START_METHOD = "spawn"
 
 
-def cpu_count() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resolve_workers(workers: int | None) -> int:
     """workers as given, or one per core for 0 / None (like xz -T0, zstd -T0)."""
     if workers is None or workers == 0:
-        return cpu_count()
+        return threads.available_cores()
     if workers < 0:
         raise ValueError(f"workers must be 0 (all cores) or more, not {workers}")
     return workers
@@ -143,20 +138,15 @@ def _in_flight(workers: int, ray: str | None) -> int:
 
 
 def _threads_each(workers: int) -> int:
-    return max(1, cpu_count() // workers)
+    return max(1, threads.available_cores() // workers)
 
 
 # ------------------------------------------------------------------------------ streams
 
-def _read_blocks(fin: BinaryIO, block_size: int, sums: list[int]) -> Iterator[bytes]:
-    """Blocks of fin; sums = [total, crc32] kept up to date as they are read."""
+def _read_blocks(fin: BinaryIO, block_size: int) -> Iterator[bytes]:
+    """The blocks of fin, block_size bytes each but the last."""
     r = Reader(fin)
-    while True:
-        raw = r.read(block_size)
-        if not raw:
-            return
-        sums[0] += len(raw)
-        sums[1] = zlib.crc32(raw, sums[1])
+    while raw := r.read(block_size):
         yield raw
 
 
@@ -170,10 +160,10 @@ def _check(opts: dict) -> None:
         raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {opts['block_size']}")
 
 
-def _model_header(model: ModelSpec, device: str, format: int) -> Header:
+def _load(model: ModelSpec):
+    """The model the workers code with, for the archive writer's header."""
     from .model import registry
-    m = registry.load(model)  # model is resolved (never None) here: no device needed
-    return Header(m.name, m.digest[:16], format)
+    return registry.load(model)  # model is resolved (never None) here: no device needed
 
 
 def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: dict | None
@@ -209,20 +199,19 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
             return Compressor(model, device=device, **opts).compress_stream(fin, fout, progress)
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    header = _model_header(model, device, format)
+    w = Writer.for_model(_load(model), format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
     def body(be: Backend) -> int:
-        fout.write(header.pack())
-        sums = [0, 0]
-        jobs = ((len(raw), ("encode", raw)) for raw in _read_blocks(fin, block_size, sums))
-        for raw_len, packed in ordered(jobs, be, limit):
-            fout.write(packed)
+        fout.write(w.begin())
+        jobs = ((len(raw), ("encode", raw)) for raw in _read_blocks(fin, block_size))
+        for raw_len, blk in ordered(jobs, be, limit):
+            fout.write(w.add(blk))
             if progress:
                 progress(raw_len)
-        fout.write(Trailer(sums[0], sums[1]).pack())
-        return sums[0]
+        fout.write(w.finish())
+        return w.total
 
     return _run(backend, body)
 
@@ -243,46 +232,26 @@ def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *,
                       in_flight: int | None = None, ray: str | None = None,
                       ray_options: dict | None = None) -> int:
     """Decompress a .tz stream from fin into fout with `workers` processes (0: one per core;
-    1: in this process) or Ray; returns the bytes written. The same checks as
-    tzip.decompress_stream: every block's CRC32 before it is written, the trailer's total
-    length and CRC32, no trailing data. At most `in_flight` blocks are read ahead."""
+    1: in this process) or Ray; returns the bytes written. The same reader and checks as
+    tzip.decompress_stream (tzip/archive.py): archives one after another, every block's
+    CRC32 before it is written, each trailer, no trailing data. At most `in_flight` blocks
+    are read ahead."""
     if ray is None and resolve_workers(workers) == 1:
         return Decompressor(model, device=device).decompress_stream(fin, fout, progress)
-    r = Reader(fin)
-    try:
-        header = Header.read(r)
-    except FormatError as e:
-        raise CorruptArchive(str(e)) from None
-    backend, n = _backend("decompress", model, device, {"header": header}, workers, ray,
-                          ray_options)
+    members = ArchiveReader(fin).members()
+    first = next(members)  # a bad header fails here, before any worker starts
+    backend, n = _backend("decompress", model, device, {}, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
     def body(be: Backend) -> int:
-        end: list = []
-
-        def jobs():
-            while True:
-                rec = read_record(r, header.version)
-                if isinstance(rec, Trailer):
-                    end.append(rec)
-                    return
-                yield None, ("decode", rec)
-
-        total, crc = 0, 0
-        try:
-            for _, data in ordered(jobs(), be, limit):
-                fout.write(data)
-                total += len(data)
-                crc = zlib.crc32(data, crc)
-                if progress:
-                    progress(len(data))
-        except FormatError as e:
-            raise CorruptArchive(str(e)) from None
-        rec = end[0]
-        if rec.total_len != total or rec.total_crc != crc:
-            raise CorruptArchive("corrupt archive (total length or checksum mismatch)")
-        if fin.read(1):
-            raise CorruptArchive("corrupt archive (trailing data after the end)")
+        jobs = ((None, ("decode", blk, m.header)) for m in itertools.chain([first], members)
+                for blk in m)
+        total = 0
+        for _, data in ordered(jobs, be, limit):
+            fout.write(data)
+            total += len(data)
+            if progress:
+                progress(len(data))
         return total
 
     return _run(backend, body)
@@ -395,32 +364,31 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         return dsts
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    header = _model_header(model, device, format)
+    m = _load(model)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
     def jobs():
         for i, src in enumerate(paths):
-            sums = [0, 0]
             yield ("start", i, None), None
             with open(src, "rb") as fin:
-                for raw in _read_blocks(fin, block_size, sums):
+                for raw in _read_blocks(fin, block_size):
                     yield ("block", i, len(raw)), ("encode", raw)
-            yield ("end", i, tuple(sums)), None
+            yield ("end", i, None), None
 
     def body(be: Backend) -> list[Path]:
-        out = None
+        out = w = None
         try:
-            for (what, i, x), packed in ordered(jobs(), be, limit):
+            for (what, i, x), blk in ordered(jobs(), be, limit):
                 if what == "start":
-                    out = _Out(dsts[i], source_mode(paths[i]))
-                    out.f.write(header.pack())
+                    out, w = _Out(dsts[i], source_mode(paths[i])), Writer.for_model(m, format)
+                    out.f.write(w.begin())
                 elif what == "block":
-                    out.f.write(packed)
+                    out.f.write(w.add(blk))
                     if progress:
                         progress(x)
                 else:
-                    out.f.write(Trailer(*x).pack())
+                    out.f.write(w.finish())
                     out.commit()
                     out = None
         except BaseException:
@@ -465,46 +433,34 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
                     raise
                 out.commit()
         return dsts
-    backend, n = _backend("decompress", model, device, {"header": None}, workers, ray,
-                          ray_options)
+    backend, n = _backend("decompress", model, device, {}, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
     def jobs():
         for i, src in enumerate(paths):
             with open(src, "rb") as fin:
-                r = Reader(fin)
                 try:
-                    header = Header.read(r)
-                    yield ("start", i, None), None
-                    while True:
-                        rec = read_record(r, header.version)
-                        if isinstance(rec, Trailer):
-                            break
-                        yield ("block", i, None), ("decode", rec, header, str(src))
-                    trailing = bool(fin.read(1))
-                except FormatError as e:
+                    members = ArchiveReader(fin).members()
+                    m: Member = next(members)
+                    yield ("start", i), None
+                    for m in itertools.chain([m], members):
+                        for blk in m:
+                            yield ("block", i), ("decode", blk, m.header, str(src))
+                except CorruptArchive as e:
                     raise CorruptArchive(f"{src}: {e}") from None
-            yield ("end", i, (rec, trailing)), None
+            yield ("end", i), None  # every trailer checked, nothing after the last
 
     def body(be: Backend) -> list[Path]:
-        out, total, crc = None, 0, 0
+        out = None
         try:
-            for (what, i, x), data in ordered(jobs(), be, limit):
+            for (what, i), data in ordered(jobs(), be, limit):
                 if what == "start":
-                    out, total, crc = _Out(dsts[i], source_mode(paths[i])), 0, 0
+                    out = _Out(dsts[i], source_mode(paths[i]))
                 elif what == "block":
                     out.f.write(data)
-                    total, crc = total + len(data), zlib.crc32(data, crc)
                     if progress:
                         progress(len(data))
                 else:
-                    rec, trailing = x
-                    if rec.total_len != total or rec.total_crc != crc:
-                        raise CorruptArchive(f"{paths[i]}: corrupt archive (total length or "
-                                             "checksum mismatch)")
-                    if trailing:
-                        raise CorruptArchive(f"{paths[i]}: corrupt archive (trailing data "
-                                             "after the end)")
                     out.commit()
                     out = None
         except BaseException:

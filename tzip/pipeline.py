@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from . import codec, threads
+from . import threads
 from .api import Compressor, Decompressor, ModelSpec
 from .errors import TzipError
 
@@ -78,29 +78,28 @@ def _limit_threads(n: int) -> None:
 
 def setup_worker(kind: str, model: ModelSpec, device: str, threads: int, opts: dict) -> None:
     """Make this process a worker: its thread share, and its one Compressor (kind
-    "compress", opts: streams, block_size, format) or Decompressor (opts: header)."""
+    "compress", opts: streams, block_size, format) or Decompressor."""
     _limit_threads(threads)
     WORKER.clear()
     if kind == "compress":
         WORKER["c"] = Compressor(model, device=device, **opts)
     else:
         WORKER["d"] = Decompressor(model, device=device)
-        WORKER["header"] = opts["header"]
 
 
-def encode_job(raw: bytes) -> bytes:
-    """In a worker: one block, coded and packed exactly as Compressor.compress_stream does."""
-    c = WORKER["c"]
-    return codec.encode_block(raw, c.engine, c.streams, None, c.format).pack()
+def encode_job(raw: bytes):
+    """In a worker: one block coded as its Compressor codes it (its format included); the
+    parent adds it to the archive (tzip/archive.py Writer), so the bytes are those of
+    Compressor.compress_stream."""
+    return WORKER["c"].encode([raw])[0]
 
 
-def decode_job(blk, header=None, label: str | None = None) -> bytes:
+def decode_job(blk, header, label: str | None = None) -> bytes:
     """In a worker: one block's original bytes, verified against its checksum; header:
-    its archive's (default: the one the worker was made for); label: a name that
-    prefixes the message of an error (the archive's path)."""
-    d, header = WORKER["d"], header or WORKER["header"]
+    its archive's (archives one after another may name different models); label: a name
+    that prefixes the message of an error (the archive's path)."""
     try:
-        return codec.decode_block(blk, lambda: d.engine_for(header), None)
+        return WORKER["d"].decode_block(blk, header)
     except TzipError as e:
         if label is None:
             raise

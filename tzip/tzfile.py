@@ -22,10 +22,10 @@ from __future__ import annotations
 import builtins
 import io
 import os
-import zlib
 
 from . import api
-from .container import MAGIC, FormatError, Header, Reader, Trailer, read_record
+from .archive import Member, follows
+from .container import MAGIC, VERSION, Block, Reader
 from .errors import CorruptArchive
 
 _READ_CHUNK = 1 << 16
@@ -33,33 +33,26 @@ _READ_CHUNK = 1 << 16
 
 class TzipCompressor:
     """Incremental compression into one archive: compress(data) returns what is ready
-    (the header and whole blocks), flush() the rest and the trailer."""
+    (the header and whole blocks), flush() the rest and the trailer. The archive is the
+    one its Compressor writes (model, streams, block size and format), byte for byte."""
 
     def __init__(self, model: api.ModelSpec = None, *, device="auto", streams: int | None = None,
-                 block_size: int = api.BLOCK_SIZE, compressor: api.Compressor | None = None):
+                 block_size: int = api.BLOCK_SIZE, format: int = VERSION,
+                 compressor: api.Compressor | None = None):
         self._c = compressor or api.Compressor(model, device=device, streams=streams,
-                                               block_size=block_size)
+                                               block_size=block_size, format=format)
+        self._w = self._c.writer()
         self._buf = bytearray()
-        self._total = self._crc = 0
-        self._started = self._finished = False
+        self._finished = False
 
-    def _header(self) -> bytes:
-        if self._started:
-            return b""
-        self._started = True
-        m = self._c.model
-        return Header(m.name, m.digest[:16]).pack()
-
-    def _block(self, raw: bytes, progress=None) -> bytes:
-        self._total += len(raw)
-        self._crc = zlib.crc32(raw, self._crc)
-        return api.codec.encode_block(raw, self._c.engine, self._c.streams, progress).pack()
+    def _block(self, raw: bytes) -> bytes:
+        return self._w.add(self._c.encode([raw])[0])
 
     def compress(self, data: bytes) -> bytes:
         if self._finished:
             raise ValueError("compressor has been flushed")
         self._buf += data
-        out = [self._header()]
+        out = [self._w.begin()]
         bs = self._c.block_size
         while len(self._buf) >= bs:
             out.append(self._block(bytes(self._buf[:bs])))
@@ -69,11 +62,11 @@ class TzipCompressor:
     def flush(self) -> bytes:
         if self._finished:
             raise ValueError("repeated call to flush()")
-        out = [self._header()]
+        out = [self._w.begin()]
         if self._buf:
             out.append(self._block(bytes(self._buf)))
             self._buf.clear()
-        out.append(Trailer(self._total, self._crc).pack())
+        out.append(self._w.finish())
         self._finished = True
         return b"".join(out)
 
@@ -109,9 +102,7 @@ class TzipDecompressor:
         self._in = bytearray()
         self._need = 0  # decode nothing until this much input is buffered
         self._out = bytearray()
-        self._header: Header | None = None
-        self._engine = None
-        self._total = self._crc = 0
+        self._member = Member()  # the archive's records read so far (tzip/archive.py)
         self.eof = False
         self.unused_data = b""
 
@@ -119,39 +110,22 @@ class TzipDecompressor:
     def needs_input(self) -> bool:
         return not self.eof and not self._out and len(self._in) < max(self._need, 1)
 
-    def _get_engine(self):
-        if self._engine is None:
-            self._engine = self._d.engine_for(self._header)
-        return self._engine
-
     def _step(self) -> bool:
         """Decode the next record if all of it is buffered; False when more input is needed."""
         if len(self._in) < self._need:
             return False
         src = _Source(self._in, 0)
-        r = Reader(src)
         try:
-            if self._header is None:
-                self._header = Header.read(r)
-            else:
-                rec = read_record(r, self._header.version)
-                if isinstance(rec, Trailer):
-                    if rec.total_len != self._total or rec.total_crc != self._crc:
-                        raise CorruptArchive("corrupt archive (total length or checksum mismatch)")
-                    self.eof = True
-                else:
-                    data = api.codec.decode_block(rec, self._get_engine, None)
-                    self._total += len(data)
-                    self._crc = zlib.crc32(data, self._crc)
-                    self._out += data
+            rec = self._member.parse(Reader(src))
         except _WantMore:
             self._need = src.need
             return False
-        except FormatError as e:
-            raise CorruptArchive(str(e)) from None
+        if isinstance(rec, Block):
+            self._out += self._d.decode_block(rec, self._member.header)
         del self._in[:src.pos]
         self._need = 0
-        if self.eof:
+        if self._member.done:
+            self.eof = True
             self.unused_data = bytes(self._in)
             self._in.clear()
         return True
@@ -199,13 +173,9 @@ class _DecodingRaw(io.RawIOBase):
             rest = dec.unused_data
             if len(rest) < len(MAGIC):
                 rest += self._fp.read(len(MAGIC) - len(rest))
-            if not rest:
+            if not follows(rest):
                 self._done = True
                 return
-            if rest[:len(MAGIC)] != MAGIC:
-                raise CorruptArchive("truncated archive (while reading header)"
-                                     if MAGIC.startswith(rest) else
-                                     "corrupt archive (trailing data after the end)")
             self._dec = dec = TzipDecompressor(decompressor=self._d)
             self._pending = dec.decompress(rest)
             return
