@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import tzip
-from tzip import cli
+from tzip import api, cli
 from tzip.cli import main
 
 # the folder that holds the tzip under test (the source tree, or site-packages when
@@ -412,6 +412,12 @@ def test_fast_paths_import_no_torch(tmp_path, txt, tiny_path):
     assert p.returncode == 0 and b"clean" in p.stdout, p.stderr.decode()
 
 
+def _default_signals() -> None:
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code", [("SIGTERM", 143), pytest.param("SIGINT", 130, marks=pytest.mark.slow),
                                       pytest.param("SIGHUP", 129, marks=pytest.mark.slow)])
 def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
@@ -419,9 +425,11 @@ def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     import signal
     import time
     out = tmp_path / "out.tz"
+    # the signals at their defaults in tzip, whatever this process inherited: a test run in
+    # the background of a script ignores SIGINT, and tzip keeps an ignored signal ignored
     p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
                          stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
-                         cwd=tmp_path)
+                         cwd=tmp_path, preexec_fn=_default_signals)
     try:
         p.stdin.write(b"some text " * 100)
         p.stdin.flush()
@@ -476,3 +484,231 @@ def test_worker_processes_make_the_same_archive(txt, tiny_path, tmp_path):
     assert two.read_bytes() == one.read_bytes()
     code, out, err = run("-dc", "-T", "2", "--model", tiny_path, two)
     assert code == 0 and out == txt.read_bytes(), err
+
+
+# ---------------------------------------------------------------- never lose data (issue 29)
+
+
+def _wait_for_temporary_file(p, folder) -> None:
+    import time
+    deadline = time.time() + 120  # only a guard against hanging: the outcome is not timed
+    while not any(f.name.endswith(".tmp") for f in folder.iterdir()):
+        assert time.time() < deadline and p.poll() is None, "never started writing"
+        time.sleep(0.05)
+
+
+def test_an_ignored_hangup_stays_ignored(tmp_path, tiny_path, text):
+    """nohup tzip ...: a SIGHUP ignored by whoever started tzip does not stop it."""
+    import signal
+
+    def ignore_hangups():
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    out = tmp_path / "out.tz"
+    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
+                         cwd=tmp_path, preexec_fn=ignore_hangups)
+    try:
+        p.stdin.write(text[:1000])
+        p.stdin.flush()
+        _wait_for_temporary_file(p, tmp_path)
+        p.send_signal(signal.SIGHUP)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert run("-dc", "--model", tiny_path, out)[1] == text[:1000]
+
+
+class _FakeStdout:
+    """sys.stdout whose binary layer is `buffer` (a raw file, as with PYTHONUNBUFFERED=1)."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+class _FullDisk:
+    """A raw file that stores `room` bytes: a short count, then ENOSPC."""
+
+    def __init__(self, room: int):
+        self.room, self.data = room, bytearray()
+
+    def write(self, b) -> int:
+        import errno
+        if not self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        k = min(len(b), self.room)
+        self.data += bytes(b[:k])
+        self.room -= k
+        return k
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_full_stdout_is_an_error_that_names_stdout(tmp_path, tiny, tiny_path, monkeypatch, capsys):
+    """tzip -dc x.tz > full/out: exit 1 and one line naming stdout, never a silent short
+    output (the short count of the first write was ignored)."""
+    import random
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(random.Random(1).randbytes(40_000), tiny))
+    full = _FullDisk(10_000)
+    monkeypatch.setattr(sys, "stdout", _FakeStdout(full))
+    with pytest.raises(SystemExit) as e:
+        main(["-dc", "--model", str(tiny_path), str(tz)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err == "tzip: stdout: No space left on device\n"
+    assert len(full.data) == 10_000
+
+
+def _tzip_dc(tz, tiny_path, **kw):
+    return subprocess.Popen([sys.executable, "-m", "tzip", "-dc", "--model", str(tiny_path), str(tz)],
+                            stderr=subprocess.PIPE, env=kw.pop("env", env_for_subprocess()), **kw)
+
+
+def test_a_non_blocking_stdout_gets_every_byte(tmp_path, tiny, tiny_path):
+    """PYTHONUNBUFFERED=1 and a non-blocking pipe: stdout's raw writes return short counts
+    and "would block"; tzip waits and writes the rest. The reader starts only when the pipe
+    is full (or tzip ended), so tzip always meets a full pipe."""
+    import fcntl
+    import random
+    import struct
+    import termios
+    import time
+    data = random.Random(2).randbytes(300_000)
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(data, tiny))
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    capacity = fcntl.fcntl(r, 1032)  # F_GETPIPE_SZ
+    assert capacity < len(data)
+    p = _tzip_dc(tz, tiny_path, stdout=w, env=dict(env_for_subprocess(), PYTHONUNBUFFERED="1"))
+    os.close(w)
+
+    def unread() -> int:
+        return struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0]
+
+    deadline = time.time() + 120  # a guard against hanging only
+    while p.poll() is None and unread() < capacity:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    got = bytearray()
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(1 << 16):
+            got += chunk
+    err = p.stderr.read()
+    p.wait()
+    assert p.returncode == 0, err
+    assert bytes(got) == data
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_a_reader_that_goes_away_ends_tzip_with_141_quietly(tmp_path, tiny, tiny_path, blocks):
+    """tzip -dc x.tz | head -c 100: 141 and nothing on stderr, whatever the number of blocks
+    (the output is far larger than a pipe holds, so a write meets the closed pipe)."""
+    import random
+    data = random.Random(blocks).randbytes(1 << 20)
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(data, tiny, block_size=len(data) // blocks + 1))
+    assert len(tzip.info(tz.read_bytes()).blocks) == blocks
+    p = _tzip_dc(tz, tiny_path, stdout=subprocess.PIPE)
+    assert p.stdout.read(100) == data[:100]
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait()
+    assert (p.returncode, err) == (141, b"")
+
+
+def test_two_writers_of_one_archive_never_both_succeed(txt, tiny_path, monkeypatch):
+    """Without -f, an archive that another tzip wrote while this one was compressing is
+    kept: this run fails with one line, leaves no temporary file and keeps its input."""
+    tz = txt.with_name("notes.txt.tz")
+    real = api.Compressor.compress_stream
+
+    def another_run_finishes_first(self, fin, fout, progress=None):
+        n = real(self, fin, fout, progress)
+        tz.write_bytes(b"the other run's archive")
+        return n
+
+    monkeypatch.setattr(api.Compressor, "compress_stream", another_run_finishes_first)
+    code, _, err = run("--rm", "-q", "--model", tiny_path, txt)
+    assert code == 1 and "already exists" in err and err.count("\n") == 1, err
+    assert tz.read_bytes() == b"the other run's archive"
+    assert sorted(p.name for p in txt.parent.iterdir()) == ["notes.txt", "notes.txt.tz"]
+    monkeypatch.setattr(api.Compressor, "compress_stream", real)
+    assert run("-f", "-q", "--model", tiny_path, txt)[0] == 0
+    assert tz.read_bytes() != b"the other run's archive"
+
+
+def test_rm_only_after_the_archive_is_synced_and_in_place(txt, tiny_path, monkeypatch):
+    from tzip import output
+    events = []
+    real_fsync, real_unlink, real_publish = os.fsync, os.unlink, output.publish
+
+    def unlink(path, *a, **k):
+        if os.fspath(path) == str(txt):
+            events.append("remove input")
+        return real_unlink(path, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(output, "publish", lambda *a: (events.append("publish"), real_publish(*a))[1])
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert run("--rm", "-q", "--model", tiny_path, txt)[0] == 0
+    assert events == ["fsync", "publish", "fsync", "remove input"]  # file, rename, folder
+
+
+def test_an_input_that_changes_while_compressed_is_warned_of_and_kept(txt, tiny_path, monkeypatch):
+    real = api.Compressor.compress_stream
+    tz = txt.with_name("notes.txt.tz")
+
+    def grows(self, fin, fout, progress=None):
+        with open(txt, "ab") as f:
+            f.write(b"appended meanwhile\n")
+        return real(self, fin, fout, progress)
+
+    monkeypatch.setattr(api.Compressor, "compress_stream", grows)
+    code, _, err = run("--rm", "-q", "--model", tiny_path, txt)
+    assert code == 1 and err.count("\n") == 1 and "changed while being compressed" in err, err
+    assert "not removed" in err and txt.exists() and tz.exists()
+    code, _, err = run("-f", "-q", "--model", tiny_path, txt)
+    assert code == 0 and "changed while being compressed" in err and err.count("\n") == 1
+    monkeypatch.setattr(api.Compressor, "compress_stream", real)
+    code, _, err = run("-f", "-q", "--model", tiny_path, txt)
+    assert code == 0 and err == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts a tmpfs: root only")
+def test_a_really_full_disk(tmp_path, tiny, tiny_path):
+    """The issue's reproduction on a 200 KB tmpfs: stdout and -o both fail with one line."""
+    import random
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        tz = tmp_path / "r.tz"
+        tz.write_bytes(tzip.compress(random.Random(3).randbytes(400_000), tiny))
+        with open(full / "o", "wb") as out:
+            p = _tzip_dc(tz, tiny_path, stdout=out)
+            err = p.communicate(timeout=120)[1]
+        assert p.returncode == 1 and err == b"tzip: stdout: No space left on device\n"
+        (full / "o").unlink()
+        p = subprocess.run([sys.executable, "-m", "tzip", "-d", "--model", str(tiny_path), str(tz),
+                            "-o", str(full / "o")], capture_output=True, env=env_for_subprocess())
+        assert p.returncode == 1 and p.stderr.decode().count("\n") == 1
+        assert "No space left on device" in p.stderr.decode()
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(full)])
