@@ -265,3 +265,40 @@ def test_temporary_names_are_recognised_as_ours(tmp_path):
     name = output.temp_name(tmp_path / "x.txt.tz").name
     m = output._TEMP.fullmatch(name)
     assert m and m.group(1) == output._this_host() and int(m.group(2)) == os.getpid()
+
+
+def test_a_temporary_file_still_locked_by_its_writer_is_kept(tmp_path, monkeypatch):
+    """A writer in another PID namespace: its pid looks dead here, but its lock is held."""
+    monkeypatch.setattr(output, "_cleaned", set())
+    live = tmp_path / f".a.tz.tzip_{output._this_host()}_{_dead_pid()}_0badf00d.tmp"
+    live.write_bytes(b"x")
+    child = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; "
+                              f"f = open({str(live)!r}, 'rb'); fcntl.flock(f, fcntl.LOCK_EX); "
+                              "print('locked', flush=True); sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"locked\n"
+        assert output.clean_stale(tmp_path) == [] and live.exists()
+    finally:
+        child.stdin.close()
+        child.wait()
+    monkeypatch.setattr(output, "_cleaned", set())
+    assert output.clean_stale(tmp_path) == [live] and not live.exists()
+
+
+def test_the_writer_holds_its_lock_until_published(tmp_path):
+    import fcntl
+    seen = []
+
+    def fill(f):
+        tmp = next(tmp_path.glob("*.tmp"))
+        with open(tmp, "rb") as other:  # another open file description: flock conflicts
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append("free")
+            except BlockingIOError:
+                seen.append("locked")
+        return 0
+
+    output.atomic_write(tmp_path / "o", fill)
+    assert seen == ["locked"]

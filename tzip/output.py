@@ -10,10 +10,13 @@
   and is renamed into place only when complete; without replace=True the final step fails
   if the destination appeared meanwhile (renameat2 RENAME_NOREPLACE, else link + unlink),
   so two writers of one name cannot silently replace each other's file.
-- Temporary files are named .NAME.tzip_HOST_PID_RANDOM.tmp. One left by a process that was
-  killed (SIGKILL, power loss) is removed by the next tzip that writes into that folder,
-  when it is provably stale: a regular file of this user, named so, made on this host by a
-  process that no longer runs. Temporary files of other names are never touched.
+- Temporary files are named .NAME.tzip_HOST_PID_RANDOM.tmp, and their writer holds a lock
+  (flock) on them until they are published. One left by a process that was killed
+  (SIGKILL, power loss) is removed by the next tzip that writes into that folder, when it
+  is provably stale: a regular file of this user, named so, made on this host by a process
+  that no longer runs, and locked by nobody (a lock dies with its process, so a writer in
+  another PID namespace that shares the folder and the host name keeps its file).
+  Temporary files of other names are never touched.
 """
 from __future__ import annotations
 
@@ -174,11 +177,35 @@ def clean_stale(folder: Path) -> list[Path]:
             st = entry.stat(follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode) or (me is not None and st.st_uid != me):
                 continue
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if not _lock(fd):
+                continue  # its writer is alive after all
             os.unlink(entry.path)
             removed.append(Path(entry.path))
         except OSError:
             pass
+        finally:
+            os.close(fd)
     return removed
+
+
+def _lock(fd: int) -> bool:
+    """Take an exclusive lock on fd without waiting: False if another process holds one.
+    True where there are no locks (the other checks then decide)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- publishing
@@ -289,6 +316,7 @@ class TempOutput:
                     continue
                 break
             self._file = os.fdopen(fd, "wb")
+            _lock(fd)  # held until published (closed): see clean_stale
         except OSError as e:
             self.discard()
             raise OSError(e.errno, e.strerror, str(self.dst)) from None
@@ -305,12 +333,14 @@ class TempOutput:
             self.f.flush()
             if self.sync:
                 os.fsync(self._file.fileno())
-            self._file.close()
+            if os.name != "posix":  # (an open file cannot be renamed there)
+                self._file.close()
             os.chmod(self.tmp, _new_file_mode() if self.mode is None else self.mode)
             if self.times is not None:
                 os.utime(self.tmp, ns=self.times)
             publish(self.tmp, self.dst, self.replace)
             self.tmp = None
+            self._file.close()  # the lock goes only now
             if self.sync:
                 _sync_folder(self.folder)
         except OSError as e:
