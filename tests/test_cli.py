@@ -712,3 +712,25 @@ def test_a_really_full_disk(tmp_path, tiny, tiny_path):
         assert list(full.iterdir()) == []
     finally:
         subprocess.run(["umount", str(full)])
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path, tiny_path, text):
+    import signal
+    out = tmp_path / "out.tz"
+    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
+                         stdin=subprocess.PIPE, env=env_for_subprocess(), cwd=tmp_path)
+    try:
+        p.stdin.write(text[:1000])
+        p.stdin.flush()
+        _wait_for_temporary_file(p, tmp_path)
+    finally:
+        p.kill()  # SIGKILL: nothing of tzip's runs
+        p.wait()
+        p.stdin.close()
+    assert p.returncode == -signal.SIGKILL
+    left = [f.name for f in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.tz.tzip_") and left[0].endswith(".tmp")
+    src = tmp_path / "notes.txt"
+    src.write_bytes(text[:500])
+    assert run("-q", "--model", tiny_path, src)[0] == 0
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["notes.txt", "notes.txt.tz"]
