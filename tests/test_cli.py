@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 from click.testing import CliRunner
@@ -412,10 +413,27 @@ def test_fast_paths_import_no_torch(tmp_path, txt, tiny_path):
     assert p.returncode == 0 and b"clean" in p.stdout, p.stderr.decode()
 
 
-def _default_signals() -> None:
+@contextmanager
+def _signals_of_children(ignored: tuple = ()):
+    """Children started inside get SIGINT, SIGTERM and SIGHUP at their defaults (those in
+    ignored: ignored), whatever this process inherited: a handler is reset to the default
+    on exec, an ignored signal stays ignored (a test run in the background of a script has
+    SIGINT ignored). No preexec_fn: it is not safe in a process with threads."""
     import signal
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.getsignal(sig) for sig in sigs}
+    try:
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else
+                          signal.default_int_handler if sig == signal.SIGINT else _no_op)
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _no_op(signum, frame) -> None:
+    pass
 
 
 @pytest.mark.parametrize("sig,code", [("SIGTERM", 143), pytest.param("SIGINT", 130, marks=pytest.mark.slow),
@@ -423,22 +441,20 @@ def _default_signals() -> None:
 def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     """Interrupted while writing: no temporary file left, no traceback, 128 + signal."""
     import signal
-    import time
     out = tmp_path / "out.tz"
     # the signals at their defaults in tzip, whatever this process inherited: a test run in
-    # the background of a script ignores SIGINT, and tzip keeps an ignored signal ignored
-    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
-                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
-                         cwd=tmp_path, preexec_fn=_default_signals)
+    # the background of a script ignores SIGINT, and tzip keeps an ignored signal ignored,
+    # so that it finished its work and exited 0
+    with _signals_of_children():
+        p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path),
+                              "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env_for_subprocess(), cwd=tmp_path)
     try:
         p.stdin.write(b"some text " * 100)
         p.stdin.flush()
-        deadline = time.time() + 60
-        while not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):
-            assert time.time() < deadline and p.poll() is None, "never started writing"
-            time.sleep(0.05)
+        _wait_for_temporary_file(p, tmp_path)
         p.send_signal(getattr(signal, sig))
-        _, err = p.communicate(timeout=60)
+        _, err = p.communicate(timeout=600)
     finally:
         if p.poll() is None:
             p.kill()
@@ -491,7 +507,7 @@ def test_worker_processes_make_the_same_archive(txt, tiny_path, tmp_path):
 
 def _wait_for_temporary_file(p, folder) -> None:
     import time
-    deadline = time.time() + 120  # only a guard against hanging: the outcome is not timed
+    deadline = time.time() + 600  # only a guard against hanging: the outcome is not timed
     while not any(f.name.endswith(".tmp") for f in folder.iterdir()):
         assert time.time() < deadline and p.poll() is None, "never started writing"
         time.sleep(0.05)
@@ -501,20 +517,17 @@ def test_an_ignored_hangup_stays_ignored(tmp_path, tiny_path, text):
     """nohup tzip ...: a SIGHUP ignored by whoever started tzip does not stop it."""
     import signal
 
-    def ignore_hangups():
-        _default_signals()
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
     out = tmp_path / "out.tz"
-    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
-                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
-                         cwd=tmp_path, preexec_fn=ignore_hangups)
+    with _signals_of_children(ignored=(signal.SIGHUP,)):
+        p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path),
+                              "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env_for_subprocess(), cwd=tmp_path)
     try:
         p.stdin.write(text[:1000])
         p.stdin.flush()
         _wait_for_temporary_file(p, tmp_path)
         p.send_signal(signal.SIGHUP)
-        _, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=600)
     finally:
         if p.poll() is None:
             p.kill()
@@ -599,7 +612,7 @@ def test_a_non_blocking_stdout_gets_every_byte(tmp_path, tiny, tiny_path):
     def unread() -> int:
         return struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0]
 
-    deadline = time.time() + 120  # a guard against hanging only
+    deadline = time.time() + 600  # a guard against hanging only
     while p.poll() is None and unread() < capacity:
         assert time.time() < deadline
         time.sleep(0.01)
@@ -702,7 +715,7 @@ def test_a_really_full_disk(tmp_path, tiny, tiny_path):
         tz.write_bytes(tzip.compress(random.Random(3).randbytes(400_000), tiny))
         with open(full / "o", "wb") as out:
             p = _tzip_dc(tz, tiny_path, stdout=out)
-            err = p.communicate(timeout=120)[1]
+            err = p.communicate(timeout=600)[1]
         assert p.returncode == 1 and err == b"tzip: stdout: No space left on device\n"
         (full / "o").unlink()
         p = subprocess.run([sys.executable, "-m", "tzip", "-d", "--model", str(tiny_path), str(tz),
