@@ -347,6 +347,11 @@ def test_wrong_model_file_is_one_line(txt, tmp_path):
 def test_messages_never_name_temporary_files():
     msg = cli._clean("/tmp/x/.notes.txt.tz.ab12_cd.tmp: No space left on device")
     assert ".tmp" not in msg
+    from pathlib import Path
+
+    from tzip import output
+    tmp = output.temp_name(Path("/tmp/x/notes.txt.tz"))
+    assert ".tmp" not in cli._clean(f"{tmp}: No space left on device")
 
 
 def test_internal_error_is_one_line(txt, monkeypatch):
