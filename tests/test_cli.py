@@ -5,12 +5,13 @@ import os
 import stat
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 from click.testing import CliRunner
 
 import tzip
-from tzip import cli
+from tzip import api, cli
 from tzip.cli import main
 
 # the folder that holds the tzip under test (the source tree, or site-packages when
@@ -346,6 +347,11 @@ def test_wrong_model_file_is_one_line(txt, tmp_path):
 def test_messages_never_name_temporary_files():
     msg = cli._clean("/tmp/x/.notes.txt.tz.ab12_cd.tmp: No space left on device")
     assert ".tmp" not in msg
+    from pathlib import Path
+
+    from tzip import output
+    tmp = output.temp_name(Path("/tmp/x/notes.txt.tz"))
+    assert ".tmp" not in cli._clean(f"{tmp}: No space left on device")
 
 
 def test_internal_error_is_one_line(txt, monkeypatch):
@@ -412,25 +418,48 @@ def test_fast_paths_import_no_torch(tmp_path, txt, tiny_path):
     assert p.returncode == 0 and b"clean" in p.stdout, p.stderr.decode()
 
 
+@contextmanager
+def _signals_of_children(ignored: tuple = ()):
+    """Children started inside get SIGINT, SIGTERM and SIGHUP at their defaults (those in
+    ignored: ignored), whatever this process inherited: a handler is reset to the default
+    on exec, an ignored signal stays ignored (a test run in the background of a script has
+    SIGINT ignored). No preexec_fn: it is not safe in a process with threads."""
+    import signal
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.getsignal(sig) for sig in sigs}
+    try:
+        for sig in sigs:
+            signal.signal(sig, signal.SIG_IGN if sig in ignored else
+                          signal.default_int_handler if sig == signal.SIGINT else _no_op)
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _no_op(signum, frame) -> None:
+    pass
+
+
 @pytest.mark.parametrize("sig,code", [("SIGTERM", 143), pytest.param("SIGINT", 130, marks=pytest.mark.slow),
                                       pytest.param("SIGHUP", 129, marks=pytest.mark.slow)])
 def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     """Interrupted while writing: no temporary file left, no traceback, 128 + signal."""
     import signal
-    import time
     out = tmp_path / "out.tz"
-    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
-                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env_for_subprocess(),
-                         cwd=tmp_path)
+    # the signals at their defaults in tzip, whatever this process inherited: a test run in
+    # the background of a script ignores SIGINT, and tzip keeps an ignored signal ignored,
+    # so that it finished its work and exited 0
+    with _signals_of_children():
+        p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path),
+                              "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env_for_subprocess(), cwd=tmp_path)
     try:
         p.stdin.write(b"some text " * 100)
         p.stdin.flush()
-        deadline = time.time() + 60
-        while not any(f.name.endswith(".tmp") for f in tmp_path.iterdir()):
-            assert time.time() < deadline and p.poll() is None, "never started writing"
-            time.sleep(0.05)
+        _wait_for_temporary_file(p, tmp_path)
         p.send_signal(getattr(signal, sig))
-        _, err = p.communicate(timeout=60)
+        _, err = p.communicate(timeout=600)
     finally:
         if p.poll() is None:
             p.kill()
@@ -476,3 +505,250 @@ def test_worker_processes_make_the_same_archive(txt, tiny_path, tmp_path):
     assert two.read_bytes() == one.read_bytes()
     code, out, err = run("-dc", "-T", "2", "--model", tiny_path, two)
     assert code == 0 and out == txt.read_bytes(), err
+
+
+# ---------------------------------------------------------------- never lose data (issue 29)
+
+
+def _wait_for_temporary_file(p, folder) -> None:
+    import time
+    deadline = time.time() + 600  # only a guard against hanging: the outcome is not timed
+    while not any(f.name.endswith(".tmp") for f in folder.iterdir()):
+        assert time.time() < deadline and p.poll() is None, "never started writing"
+        time.sleep(0.05)
+
+
+def test_an_ignored_hangup_stays_ignored(tmp_path, tiny_path, text):
+    """nohup tzip ...: a SIGHUP ignored by whoever started tzip does not stop it."""
+    import signal
+
+    out = tmp_path / "out.tz"
+    with _signals_of_children(ignored=(signal.SIGHUP,)):
+        p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path),
+                              "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env_for_subprocess(), cwd=tmp_path)
+    try:
+        p.stdin.write(text[:1000])
+        p.stdin.flush()
+        _wait_for_temporary_file(p, tmp_path)
+        p.send_signal(signal.SIGHUP)
+        _, err = p.communicate(timeout=600)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    assert run("-dc", "--model", tiny_path, out)[1] == text[:1000]
+
+
+class _FakeStdout:
+    """sys.stdout whose binary layer is `buffer` (a raw file, as with PYTHONUNBUFFERED=1)."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+class _FullDisk:
+    """A raw file that stores `room` bytes: a short count, then ENOSPC."""
+
+    def __init__(self, room: int):
+        self.room, self.data = room, bytearray()
+
+    def write(self, b) -> int:
+        import errno
+        if not self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        k = min(len(b), self.room)
+        self.data += bytes(b[:k])
+        self.room -= k
+        return k
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_full_stdout_is_an_error_that_names_stdout(tmp_path, tiny, tiny_path, monkeypatch, capsys):
+    """tzip -dc x.tz > full/out: exit 1 and one line naming stdout, never a silent short
+    output (the short count of the first write was ignored)."""
+    import random
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(random.Random(1).randbytes(40_000), tiny))
+    full = _FullDisk(10_000)
+    monkeypatch.setattr(sys, "stdout", _FakeStdout(full))
+    with pytest.raises(SystemExit) as e:
+        main(["-dc", "--model", str(tiny_path), str(tz)])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err == "tzip: stdout: No space left on device\n"
+    assert len(full.data) == 10_000
+
+
+def _tzip_dc(tz, tiny_path, **kw):
+    return subprocess.Popen([sys.executable, "-m", "tzip", "-dc", "--model", str(tiny_path), str(tz)],
+                            stderr=subprocess.PIPE, env=kw.pop("env", env_for_subprocess()), **kw)
+
+
+def test_a_non_blocking_stdout_gets_every_byte(tmp_path, tiny, tiny_path):
+    """PYTHONUNBUFFERED=1 and a non-blocking pipe: stdout's raw writes return short counts
+    and "would block"; tzip waits and writes the rest. The reader starts only when the pipe
+    is full (or tzip ended), so tzip always meets a full pipe."""
+    import fcntl
+    import random
+    import struct
+    import termios
+    import time
+    data = random.Random(2).randbytes(300_000)
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(data, tiny))
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    capacity = fcntl.fcntl(r, 1032)  # F_GETPIPE_SZ
+    assert capacity < len(data)
+    p = _tzip_dc(tz, tiny_path, stdout=w, env=dict(env_for_subprocess(), PYTHONUNBUFFERED="1"))
+    os.close(w)
+
+    def unread() -> int:
+        return struct.unpack("i", fcntl.ioctl(r, termios.FIONREAD, b"\0" * 4))[0]
+
+    deadline = time.time() + 600  # a guard against hanging only
+    while p.poll() is None and unread() < capacity:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    got = bytearray()
+    with os.fdopen(r, "rb") as f:
+        while chunk := f.read(1 << 16):
+            got += chunk
+    err = p.stderr.read()
+    p.wait()
+    assert p.returncode == 0, err
+    assert bytes(got) == data
+
+
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_a_reader_that_goes_away_ends_tzip_with_141_quietly(tmp_path, tiny, tiny_path, blocks):
+    """tzip -dc x.tz | head -c 100: 141 and nothing on stderr, whatever the number of blocks
+    (the output is far larger than a pipe holds, so a write meets the closed pipe)."""
+    import random
+    data = random.Random(blocks).randbytes(1 << 20)
+    tz = tmp_path / "r.tz"
+    tz.write_bytes(tzip.compress(data, tiny, block_size=len(data) // blocks + 1))
+    assert len(tzip.info(tz.read_bytes()).blocks) == blocks
+    p = _tzip_dc(tz, tiny_path, stdout=subprocess.PIPE)
+    assert p.stdout.read(100) == data[:100]
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait()
+    assert (p.returncode, err) == (141, b"")
+
+
+def test_two_writers_of_one_archive_never_both_succeed(txt, tiny_path, monkeypatch):
+    """Without -f, an archive that another tzip wrote while this one was compressing is
+    kept: this run fails with one line, leaves no temporary file and keeps its input."""
+    tz = txt.with_name("notes.txt.tz")
+    real = api.Compressor.compress_stream
+
+    def another_run_finishes_first(self, fin, fout, progress=None):
+        n = real(self, fin, fout, progress)
+        tz.write_bytes(b"the other run's archive")
+        return n
+
+    monkeypatch.setattr(api.Compressor, "compress_stream", another_run_finishes_first)
+    code, _, err = run("--rm", "-q", "--model", tiny_path, txt)
+    assert code == 1 and "already exists" in err and err.count("\n") == 1, err
+    assert tz.read_bytes() == b"the other run's archive"
+    assert sorted(p.name for p in txt.parent.iterdir()) == ["notes.txt", "notes.txt.tz"]
+    monkeypatch.setattr(api.Compressor, "compress_stream", real)
+    assert run("-f", "-q", "--model", tiny_path, txt)[0] == 0
+    assert tz.read_bytes() != b"the other run's archive"
+
+
+def test_rm_only_after_the_archive_is_synced_and_in_place(txt, tiny_path, monkeypatch):
+    from tzip import output
+    events = []
+    real_fsync, real_unlink, real_publish = os.fsync, os.unlink, output.publish
+
+    def unlink(path, *a, **k):
+        if os.fspath(path) == str(txt):
+            events.append("remove input")
+        return real_unlink(path, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(output, "publish", lambda *a: (events.append("publish"), real_publish(*a))[1])
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert run("--rm", "-q", "--model", tiny_path, txt)[0] == 0
+    assert events == ["fsync", "publish", "fsync", "remove input"]  # file, rename, folder
+
+
+def test_an_input_that_changes_while_compressed_is_warned_of_and_kept(txt, tiny_path, monkeypatch):
+    real = api.Compressor.compress_stream
+    tz = txt.with_name("notes.txt.tz")
+
+    def grows(self, fin, fout, progress=None):
+        with open(txt, "ab") as f:
+            f.write(b"appended meanwhile\n")
+        return real(self, fin, fout, progress)
+
+    monkeypatch.setattr(api.Compressor, "compress_stream", grows)
+    code, _, err = run("--rm", "-q", "--model", tiny_path, txt)
+    assert code == 1 and err.count("\n") == 1 and "changed while being compressed" in err, err
+    assert "not removed" in err and txt.exists() and tz.exists()
+    code, _, err = run("-f", "-q", "--model", tiny_path, txt)
+    assert code == 0 and "changed while being compressed" in err and err.count("\n") == 1
+    monkeypatch.setattr(api.Compressor, "compress_stream", real)
+    code, _, err = run("-f", "-q", "--model", tiny_path, txt)
+    assert code == 0 and err == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounts a tmpfs: root only")
+def test_a_really_full_disk(tmp_path, tiny, tiny_path):
+    """The issue's reproduction on a 200 KB tmpfs: stdout and -o both fail with one line."""
+    import random
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(full)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        tz = tmp_path / "r.tz"
+        tz.write_bytes(tzip.compress(random.Random(3).randbytes(400_000), tiny))
+        with open(full / "o", "wb") as out:
+            p = _tzip_dc(tz, tiny_path, stdout=out)
+            err = p.communicate(timeout=600)[1]
+        assert p.returncode == 1 and err == b"tzip: stdout: No space left on device\n"
+        (full / "o").unlink()
+        p = subprocess.run([sys.executable, "-m", "tzip", "-d", "--model", str(tiny_path), str(tz),
+                            "-o", str(full / "o")], capture_output=True, env=env_for_subprocess())
+        assert p.returncode == 1 and p.stderr.decode().count("\n") == 1
+        assert "No space left on device" in p.stderr.decode()
+        assert list(full.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(full)])
+
+
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path, tiny_path, text):
+    import signal
+    out = tmp_path / "out.tz"
+    p = subprocess.Popen([sys.executable, "-m", "tzip", "-o", str(out), "--model", str(tiny_path), "-"],
+                         stdin=subprocess.PIPE, env=env_for_subprocess(), cwd=tmp_path)
+    try:
+        p.stdin.write(text[:1000])
+        p.stdin.flush()
+        _wait_for_temporary_file(p, tmp_path)
+    finally:
+        p.kill()  # SIGKILL: nothing of tzip's runs
+        p.wait()
+        p.stdin.close()
+    assert p.returncode == -signal.SIGKILL
+    left = [f.name for f in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.tz.tzip_") and left[0].endswith(".tmp")
+    src = tmp_path / "notes.txt"
+    src.write_bytes(text[:500])
+    assert run("-q", "--model", tiny_path, src)[0] == 0
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["notes.txt", "notes.txt.tz"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import io
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
@@ -42,6 +41,7 @@ from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py coun
 from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Block, Header, Reader
 from .errors import TzipError, WrongModel
 from .limits import OutputLimit
+from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
 
 if TYPE_CHECKING:
     import torch
@@ -281,50 +281,15 @@ def decompress(blob: bytes, model: ModelSpec = None, **kw) -> bytes:
     return Decompressor(model, **kw).decompress(blob)
 
 
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def source_mode(src: str | Path) -> int:
     """The permission bits of src, which its output keeps (as gzip does)."""
     return stat.S_IMODE(os.stat(src).st_mode)
 
 
-def atomic_write(dst: Path, fill: Callable[[BinaryIO], int], mode: int | None = None) -> int:
-    """Write through a temporary file beside dst, renamed into place only on success, with
-    permission bits mode (default: those of any new file); returns what fill returned."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(dst)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            result = fill(f)
-        os.chmod(tmp, _new_file_mode() if mode is None else mode)
-        os.replace(tmp, dst)
-        return result
-    except OSError as e:
-        _unlink(tmp)
-        if e.filename in (tmp, None) and e.errno is not None:  # name the output, not the temp
-            raise OSError(e.errno, e.strerror, str(dst)) from None
-        raise
-    except BaseException:
-        _unlink(tmp)
-        raise
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None,
                   **kw) -> Path:
-    """src -> dst (default src + '.tz'), written atomically."""
+    """src -> dst (default src + '.tz'), written atomically (tzip/output.py: every write
+    checked, published only when complete; an existing dst is replaced)."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.name + ".tz")
     with open(src, "rb") as fin:

@@ -7,7 +7,13 @@
 
 Exit status: 0 success, 1 an error with some file (reported on one line, the other files
 still processed), 2 bad usage; 129/130/143 after SIGHUP/SIGINT/SIGTERM (temporary files
-removed). TZIP_DEBUG=1 shows the traceback of an internal error.
+removed; a signal that was ignored when tzip started, as nohup and background jobs of a
+script do, stays ignored); 141 when the reader of standard output went away (tzip -dc |
+head), quietly. TZIP_DEBUG=1 shows the traceback of an internal error.
+
+Outputs are written through a hidden temporary file beside them and published whole
+(tzip/output.py); every write is checked (a full disk is an error, never a short file).
+A temporary file left by a killed tzip is removed by the next tzip writing to that folder.
 
 Nothing here imports PyTorch: --help, --version, info, models and usage errors stay fast;
 the engine loads when a command first needs a model.
@@ -29,7 +35,7 @@ from typing import BinaryIO, Callable
 
 import click
 
-from . import __version__, api, modelpath, threads
+from . import __version__, api, modelpath, output, threads
 from .container import MAX_STREAMS
 from .errors import TzipError
 
@@ -40,6 +46,15 @@ LARGE = "tzip-large"  # what -9 / --best picks
 
 class Failed(Exception):
     """A per-file failure already worth one line of output."""
+
+
+class _Reported(Exception):
+    """A per-file failure whose line is already said."""
+
+
+class _PipeClosed(BaseException):
+    """The reader of standard output went away: end quietly with 141 (128 + SIGPIPE), as a
+    program killed by SIGPIPE would (click would turn the BrokenPipeError into exit 1)."""
 
 
 class _Signalled(BaseException):
@@ -103,17 +118,14 @@ def _progress(total: int | None, quiet: bool, desc: str):
 # ---------------------------------------------------------------- one file
 
 
-class _CountingWriter:
-    def __init__(self, f: BinaryIO):
-        self.f, self.n = f, 0
-
-    def write(self, b) -> int:
-        self.n += len(b)
-        return self.f.write(b)
-
-
 class _Sink:
+    """Where tzip -t writes: nowhere, counting."""
+
+    def __init__(self):
+        self.n = 0
+
     def write(self, b: bytes) -> int:
+        self.n += len(b)
         return len(b)
 
 
@@ -133,13 +145,29 @@ def _original_size(fin: BinaryIO) -> int | None:
         fin.seek(pos)
 
 
-def _input_size(fin: BinaryIO) -> int | None:
+def _input_stat(fin: BinaryIO) -> os.stat_result | None:
+    """The input's stat when it is a regular file (its size is then known)."""
     try:
         st = os.fstat(fin.fileno())
     except (OSError, ValueError, AttributeError):
         return None
     import stat
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _changed(fin: BinaryIO, before: os.stat_result | None, n_read: int) -> str | None:
+    """How a regular input file changed while it was read (size or modification time), or
+    None when it did not."""
+    if before is None:
+        return None
+    after = _input_stat(fin)
+    if after is None:
+        return None
+    if n_read != before.st_size or after.st_size != before.st_size:
+        return f"{before.st_size:,} bytes at the start, {after.st_size:,} now, {n_read:,} read"
+    if after.st_mtime_ns != before.st_mtime_ns:
+        return "modified"
+    return None
 
 
 class Job:
@@ -200,35 +228,48 @@ class Job:
             self.coder()
             t0 = time.time()
             counted_in = api._Counting(fin)
+            st_in = _input_stat(fin) if src != "-" else None
             if self.mode == "compress":
-                total = _input_size(fin)
+                total = st_in.st_size if st_in is not None else None
             else:
                 total = _original_size(fin)
+            changed = None
 
-            def work(fout: BinaryIO, tick) -> int:
-                out = _CountingWriter(fout)
+            def work(fout, tick) -> int:
+                nonlocal changed
                 if self.mode == "compress":
-                    self._coder.compress_stream(counted_in, out, tick)
+                    self._coder.compress_stream(counted_in, fout, tick)
+                    changed = _changed(fin, st_in, counted_in.n)
                 else:
-                    self._coder.decompress_stream(counted_in, out, tick)
-                return out.n
+                    self._coder.decompress_stream(counted_in, fout, tick)
+                return fout.n
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
             with _progress(total, self.quiet, verb) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)
                 elif dst is None:
-                    n_out = work(sys.stdout.buffer, tick)
-                    sys.stdout.buffer.flush()
+                    out = output.CheckedWriter(sys.stdout.buffer, output.STDOUT)
+                    n_out = work(out, tick)
+                    out.flush()
                 else:
-                    mode = None if src == "-" else api.source_mode(src)
-                    n_out = api.atomic_write(Path(dst), lambda f: work(f, tick), mode)
+                    mode = times = None
+                    if src != "-":  # the output keeps the input's mode and times, as gzip does
+                        st = os.stat(src)
+                        mode, times = api.source_mode(src), (st.st_atime_ns, st.st_mtime_ns)
+                    try:
+                        # with --rm the output is synced to disk before the input goes
+                        n_out = output.atomic_write(dst, lambda f: work(f, tick), mode,
+                                                    replace=self.force, times=times,
+                                                    sync=self.rm and src != "-")
+                    except FileExistsError as e:
+                        if e.filename != str(dst):
+                            raise
+                        raise Failed(f"{dst}: already exists (made while tzip was writing it);"
+                                     " use -f to overwrite") from None
         finally:
             if fin is not sys.stdin.buffer:
                 fin.close()
-        if dst is not None and src != "-":
-            st = os.stat(src)  # the output keeps the input's times, as gzip and zstd do
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
         secs = time.time() - t0
         n_in = counted_in.n
         if self.mode == "test":
@@ -242,8 +283,14 @@ class Job:
             verb = "compressed" if self.mode == "compress" else "decompressed"
             _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}"
                  f" [{self.coder().backend}]")
+        if changed is not None:
+            kept = " (not removed)" if self.rm and dst is not None and src != "-" else ""
+            _say(f"{name}: changed while being compressed ({changed}); the archive holds what "
+                 f"was read{kept}")
+            if kept:
+                raise _Reported()
         if self.rm and dst is not None and src != "-":
-            os.unlink(src)
+            os.unlink(src)  # only now: the output is complete, on disk and in place
 
     def list(self, src: str) -> None:
         name = "stdin" if src == "-" else src
@@ -291,7 +338,9 @@ def _run(job: Job, files: tuple[str, ...], recursive: bool = False) -> None:
         try:
             job.run(src)
         except BrokenPipeError:
-            raise
+            raise _PipeClosed() from None
+        except _Reported:
+            failed = True
         except (Failed, TzipError) as e:
             msg = _clean(str(e))
             _say(msg if isinstance(e, Failed) or msg.startswith(src) else f"{src}: {msg}")
@@ -449,6 +498,8 @@ class TzipGroup(click.Group):
             if sig is None:
                 continue
             try:
+                if signal.getsignal(sig) == signal.SIG_IGN:
+                    continue  # ignored by who started us (nohup): stays ignored, as gzip does
                 old[sig] = signal.signal(sig, _raise_signal)
             except (ValueError, OSError):  # not the main thread
                 pass
@@ -470,7 +521,7 @@ class TzipGroup(click.Group):
             code = 128 + e.signum
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BrokenPipeError:
+        except (BrokenPipeError, _PipeClosed):
             try:  # the reader went away (tzip -dc x.tz | head): no message, as gzip
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except (OSError, ValueError):
