@@ -1,6 +1,6 @@
 """The CM stage compiled with numba: the same integers as tzip/cm/reference.py, fast.
 
-The byte is coded in the reference's phases (PHASES), one function each with the same name
+The byte is coded in the reference's phases (tables.PHASES), one function each with the same name
 and role as the reference's method: `contexts`, `match` once per byte, then per bit
 `inputs`, `mix`, `code` and `learn`, and `advance` after the byte. Every constant and
 context slot is read from tzip/cm/tables.py (numba freezes module globals as compile-time
@@ -15,13 +15,12 @@ reference and compiled payloads different).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numba
 import numpy as np
 
 from . import tables as T
-from .state import ERR, NPAY, POS, SC_C, SC_CMAP, SC_CTXH, SC_CUM, SC_SLOT, SC_X, X, X1, X2, CMState
+from .state import (ERR, NPAY, POS, SC_C, SC_CMAP, SC_CTXH, SC_CUM, SC_SLOT, SC_X, X, X1, X2, CMState, Match,
+                    Mixed, Picked)
 
 # Without numba's reference counting (_nrt=False): nothing here allocates an array, and
 # with it every phase that takes the state (a tuple of 31 arrays) paid 31 atomic increments
@@ -32,7 +31,6 @@ _jit = numba.njit(**_OPTIONS)
 # a phase: inlined into code_byte by numba, so splitting the byte into phases costs nothing
 _phase = numba.njit(**_OPTIONS, inline="always")
 
-PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 
 squash = _phase(T.squash)
 stretch = _phase(T.stretch)
@@ -45,44 +43,6 @@ N_IN = T.N_INPUTS
 N_CTX = len(T.CONTEXTS)
 SEP0, SEP1, SEP2, SEP3 = T.SEPARATORS
 ORDER_SLOT = T.ORDER_SLOT
-
-
-class Match(NamedTuple):
-    """Both match models' prediction for the byte (see reference.CMModel.match)."""
-    ptr: int  # 1 + step * S + stream of the predicted byte
-    length: int  # 0: no match
-    byte: int  # the predicted byte, -1: none
-    ptr2: int  # match model 2: the step of the predicted byte in this stream
-    length2: int
-    byte2: int
-
-
-class Picked(NamedTuple):
-    """What `inputs` read for one bit, so that `learn` updates the same entries."""
-    node: int  # the bit's node in the nibble's tree (slot in each bucket)
-    apm_tf: int  # the transformer APM's bin
-    o1: int  # the order-1 counter
-    match: int  # the match counter, -1: none
-    match2: int  # match model 2's counter, -1: none
-    expect: int  # the match's expected bit, -1: none
-
-
-class Mixed(NamedTuple):
-    """What `mix` computed for one bit, so that `learn` trains each mixer on its error."""
-    p: int  # the final 12-bit probability, what the coder uses
-    set_a: int  # weight-set offsets of mixers A, B, C and the final mixer
-    set_b: int
-    set_c: int
-    set_f: int
-    st_a: int  # the mixers' stretched outputs and their probabilities
-    st_b: int
-    st_c: int
-    p_a: int
-    p_b: int
-    p_c: int
-    p_f: int
-    apm1: int  # the two APMs' bins
-    apm2: int
 
 
 @_phase
@@ -271,10 +231,12 @@ def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, nctx, m, tbits):
 def mix(st, j, c0, c, x, expect, len_bucket, parity, use_c):
     """Mixers A, B (and C), the final mixer and two APMs -> Mixed (p: the bit's P(1))."""
     lim = T.ST_LIMIT
-    sa = c0 * N_IN
+    set_a = c0
     tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
-    sb = (((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity) * N_IN
-    sc = (hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)) * N_IN
+    set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
+    set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
+    set_f = j * 2 + parity
+    sa, sb, sc, sf = set_a * N_IN, set_b * N_IN, set_c * N_IN, set_f * T.N_FINAL
     dot_a = 0
     dot_b = 0
     for i in range(N_IN):
@@ -288,7 +250,6 @@ def mix(st, j, c0, c, x, expect, len_bucket, parity, use_c):
         for i in range(N_IN):
             dot_c += st.w_c[sc + i] * x[i]
         stc = clamp(dot_c >> 16, -lim, lim)
-    sf = (j * 2 + parity) * T.N_FINAL
     w_f = st.w_f
     dot_f = w_f[sf] * sta + w_f[sf + 1] * stb + w_f[sf + 2] * x[T.IN_TF] + w_f[sf + 3] * T.BIAS \
         + w_f[sf + 4] * stc
@@ -296,7 +257,7 @@ def mix(st, j, c0, c, x, expect, len_bucket, parity, use_c):
     p1, i1 = apm_p(st.apm1, c0, pf)
     p2, i2 = apm_p(st.apm2, hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), pf)
     p = clamp((pf + p1 + 2 * p2 + 2) >> 2, 1, 4095)
-    return Mixed(p, sa, sb, sc, sf, sta, stb, stc, squash(sta), squash(stb), squash(stc), pf, i1, i2)
+    return Mixed(p, set_a, set_b, set_c, set_f, sta, stb, stc, squash(sta), squash(stb), squash(stc), pf, i1, i2)
 
 
 @_phase
@@ -340,17 +301,20 @@ def learn(st, x, y, slot, cmi, nctx, k, mx, use_c):
     err_b = ((y << 12) - mx.p_b) * T.LR_B
     w_a = st.w_a
     w_b = st.w_b
+    sa = mx.set_a * N_IN
+    sb = mx.set_b * N_IN
     for i in range(N_IN):
-        w_a[mx.set_a + i] += (x[i] * err_a + 32768) >> 16
+        w_a[sa + i] += (x[i] * err_a + 32768) >> 16
     for i in range(N_IN):
-        w_b[mx.set_b + i] += (x[i] * err_b + 32768) >> 16
+        w_b[sb + i] += (x[i] * err_b + 32768) >> 16
     if use_c:
         err_c = ((y << 12) - mx.p_c) * T.LR_C
         w_c = st.w_c
+        sc = mx.set_c * N_IN
         for i in range(N_IN):
-            w_c[mx.set_c + i] += (x[i] * err_c + 32768) >> 16
+            w_c[sc + i] += (x[i] * err_c + 32768) >> 16
     err_f = ((y << 12) - mx.p_f) * T.LR_F
-    sf = mx.set_f
+    sf = mx.set_f * T.N_FINAL
     st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
     st.w_f[sf + 1] += (mx.st_b * err_f + 32768) >> 16
     st.w_f[sf + 2] += (x[T.IN_TF] * err_f + 32768) >> 16

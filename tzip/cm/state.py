@@ -48,6 +48,45 @@ class CMState(NamedTuple):
     scratch: np.ndarray  # (SCRATCH,) int64 work space of the compiled code (layout below)
 
 
+# What one phase hands to the next (the same in both implementations)
+class Match(NamedTuple):
+    """Both match models' prediction for the byte (see reference.CMModel.match)."""
+    ptr: int  # 1 + step * S + stream of the predicted byte
+    length: int  # 0: no match
+    byte: int  # the predicted byte, -1: none
+    ptr2: int  # match model 2: the step of the predicted byte in this stream
+    length2: int
+    byte2: int
+
+
+class Picked(NamedTuple):
+    """What `inputs` read for one bit, so that `learn` updates the same entries."""
+    node: int  # the bit's node in the nibble's tree (slot in each bucket)
+    apm_tf: int  # the transformer APM's bin
+    o1: int  # the order-1 counter
+    match: int  # the match counter, -1: none
+    match2: int  # match model 2's counter, -1: none
+    expect: int  # the match's expected bit, -1: none
+
+
+class Mixed(NamedTuple):
+    """What `mix` computed for one bit, so that `learn` trains each mixer on its error."""
+    p: int  # the final 12-bit probability, what the coder uses
+    set_a: int  # the weight sets of mixers A, B, C and the final mixer
+    set_b: int
+    set_c: int
+    set_f: int
+    st_a: int  # the mixers' stretched outputs and their probabilities
+    st_b: int
+    st_c: int
+    p_a: int
+    p_b: int
+    p_c: int
+    p_f: int
+    apm1: int  # the two APMs' bins
+    apm2: int
+
+
 # coder[] fields
 X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 

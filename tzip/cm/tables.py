@@ -108,6 +108,10 @@ CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit chec
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
 REVISIONS = (1, 2)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's
+# How a byte is coded, in both implementations (functions of these names in jit.py, methods
+# of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
+# for each of its 8 bits; advance after it.
+PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 
 # Hashed context models, in slot order. Orders k: the previous k bytes; word: the letters
 # since the last non-letter (NULs skipped, so UTF-16 text keeps its words) with the
