@@ -26,7 +26,12 @@ from .state import (ERR, NPAY, POS, SC_C, SC_CMAP, SC_CTXH, SC_CUM, SC_SLOT, SC_
 # with it every phase that takes the state (a tuple of 31 arrays) paid 31 atomic increments
 # and decrements per call, inlined or not: encoding ran at a third of the speed of one
 # function. Were it ever to allocate, numba refuses to compile (NRT required), not miscompute.
-_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, _nrt=False)
+try:  # (a numba without the option computes the same, slower)
+    from numba.core.cpu import CPUTargetOptions
+    _NO_REFCOUNTS = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
+except ImportError:
+    _NO_REFCOUNTS = {}
+_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, **_NO_REFCOUNTS)
 _jit = numba.njit(**_OPTIONS)
 # a phase: inlined into code_byte by numba, so splitting the byte into phases costs nothing
 _phase = numba.njit(**_OPTIONS, inline="always")
@@ -37,11 +42,10 @@ stretch = _phase(T.stretch)
 hmix = _phase(T.hmix)
 clamp = _phase(T.clamp)
 is_letter = _phase(T.is_letter)
+is_separator = _phase(T.is_separator)
 match_length_bucket = _phase(T.match_length_bucket)
 
 N_IN = T.N_INPUTS
-N_CTX = len(T.CONTEXTS)
-SEP0, SEP1, SEP2, SEP3 = T.SEPARATORS
 ORDER_SLOT = T.ORDER_SLOT
 
 
@@ -373,7 +377,7 @@ def advance(st, s, t, byte, m):
             st.prev_field_start[s, i] = st.field_start[s, i]
             st.field_start[s, i] = -1
         st.field_start[s, 0] = t + 1
-    elif byte == SEP0 or byte == SEP1 or byte == SEP2 or byte == SEP3:
+    elif is_separator(byte):
         st.field[s] += 1
         st.field_hash[s] = 0
         if st.field[s] <= T.FIELDS:

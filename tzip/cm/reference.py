@@ -72,7 +72,7 @@ import numpy as np
 
 from . import tables as T
 from .state import Match, Mixed, Picked, new_state
-from .tables import clamp, hmix, is_letter, match_length_bucket, squash, stretch
+from .tables import clamp, hmix, is_letter, is_separator, match_length_bucket, squash, stretch
 
 DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
 
@@ -496,7 +496,7 @@ class CMModel:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
             ss.field, ss.field_hash = 0, 0
             ss.prev_field_start, ss.field_start = ss.field_start, [t + 1] + [-1] * T.FIELDS
-        elif byte in T.SEPARATORS:
+        elif is_separator(byte):
             ss.field, ss.field_hash = ss.field + 1, 0
             if ss.field <= T.FIELDS:
                 ss.field_start[ss.field] = t + 1

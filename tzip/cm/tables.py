@@ -1,4 +1,6 @@
-"""Constants and integer tables shared by both implementations of the CM stage.
+"""The CM stage's one table: every constant, context slot, input offset and integer table
+both implementations read (reference.py at run time, jit.py frozen at compile time), and
+the integer primitives both use (squash, stretch, hmix, ...: Python here, compiled there).
 
 Everything here is built from integers only (no float maths), so the tables are the same on
 every machine. Probabilities are 12-bit: P(bit = 1) * 4096, in 1..4095. The logistic
@@ -15,8 +17,9 @@ SQUASH_KNOTS = (1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1
                 4089, 4092, 4093, 4094)
 
 
-def squash_int(d: int) -> int:
-    """12-bit probability of the stretched value d (an integer, 256 per nat)."""
+def _squash_from_knots(d: int) -> int:
+    """12-bit probability of the stretched value d (an integer, 256 per nat): the
+    definition that SQUASH tabulates (squash() below reads the table)."""
     if d > 2047:
         return 4095
     if d < -2047:
@@ -28,7 +31,7 @@ def squash_int(d: int) -> int:
 
 def _build_squash() -> np.ndarray:
     """SQUASH[d + 2048] for d in -2048..2047."""
-    return np.array([squash_int(d) for d in range(-2048, 2048)], dtype=np.int64)
+    return np.array([_squash_from_knots(d) for d in range(-2048, 2048)], dtype=np.int64)
 
 
 def _build_stretch() -> np.ndarray:
@@ -37,7 +40,7 @@ def _build_stretch() -> np.ndarray:
     out = np.zeros(4096, dtype=np.int64)
     pi = 0
     for x in range(-2047, 2048):
-        v = squash_int(x)
+        v = _squash_from_knots(x)
         for i in range(pi, v + 1):
             out[i] = x
         pi = v + 1
@@ -79,6 +82,14 @@ def clamp(v: int, lo: int, hi: int) -> int:
 def is_letter(c: int) -> bool:
     """A byte of a word (the word context): ASCII letters and every byte >= 128."""
     return (65 <= c <= 90) or (97 <= c <= 122) or c >= 128
+
+
+def is_separator(c: int) -> bool:
+    """A byte that ends a field (the field contexts): one of SEPARATORS."""
+    for sep in SEPARATORS:
+        if c == sep:
+            return True
+    return False
 
 
 def match_length_bucket(n: int) -> int:
@@ -218,7 +229,7 @@ APM_TF_SIZE, APM1_SIZE, APM2_SIZE = 65536, 256, 1 << APM2_BITS  # contexts of th
 def apm_init(contexts: int) -> np.ndarray:
     """An APM table: for each context, 33 bins at stretch -2048, -1920, ..., 2048 holding
     the identity map (16-bit probabilities)."""
-    row = np.array([squash_int((i - 16) * 128) * 16 for i in range(APM_BINS)], dtype=np.int64)
+    row = np.array([squash((i - 16) * 128) * 16 for i in range(APM_BINS)], dtype=np.int64)
     return np.tile(row, contexts)
 
 
