@@ -71,7 +71,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tables as T
-from .state import Match, Mixed, Picked, new_state
+from .state import X, X1, X2, Match, Mixed, Picked, new_state
 from .tables import clamp, hmix, is_letter, is_separator, match_length_bucket, squash, stretch
 
 DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
@@ -211,7 +211,7 @@ class CMModel:
         self.mixer_f = Mixer(st.w_f.tolist(), T.N_FINAL, T.LR_F)
         self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
         # coder
-        self.x1, self.x2, self.x = int(st.coder[0]), int(st.coder[1]), int(st.coder[2])
+        self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
         self.out = bytearray()
         self.buf = bytes(buf)
         self.pos = 0
