@@ -205,7 +205,7 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
     t = time.thread_time()  # CPU seconds of this thread: the machine is shared
     from tzip.cm import LATEST
     revision = revision or LATEST
-    enc = Encoder(lengths, mat, revision, compiled=compiled)
+    enc = Encoder(lengths, mat, revision, implementation="compiled" if compiled else "reference")
     for t0 in range(0, L, c):
         n = min(c, L - t0)
         enc.encode(t0, freqs[:, t0:t0 + n] if freqs is not None else np.ones((S, n, 256), np.float32))
@@ -214,7 +214,8 @@ def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 
     if os.environ.get("CM_VERIFY", "1") == "1":  # round trip every result (DESIGN.md 7)
         from tzip.cm import Decoder
         got = np.zeros((S, L), dtype=np.int64)
-        dec = Decoder(out, lengths, got, revision, compiled=compiled)
+        dec = Decoder(out, lengths, got, revision,
+                      implementation="compiled" if compiled else "reference")
         for i in range(L):
             dec.decode(i, freqs[:, i] if freqs is not None else np.ones((S, 256), np.float32))
         dec.finish()

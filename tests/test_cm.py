@@ -43,8 +43,12 @@ def random_freqs(rng, hist: np.ndarray, skew: bool = True) -> np.ndarray:
     return f
 
 
+def impl(compiled: bool) -> str:
+    return "compiled" if compiled else "reference"
+
+
 def encode(data_hist, lengths, freqs, passes=64, compiled=True, revision=2) -> bytes:
-    enc = Encoder(lengths, data_hist, revision, compiled=compiled)
+    enc = Encoder(lengths, data_hist, revision, implementation=impl(compiled))
     L = data_hist.shape[1]
     t0 = 0
     sizes = passes if isinstance(passes, list) else [passes]
@@ -60,7 +64,7 @@ def encode(data_hist, lengths, freqs, passes=64, compiled=True, revision=2) -> b
 def decode(payload, lengths, freqs, compiled=True, revision=2) -> np.ndarray:
     L = max(lengths)
     out = np.zeros((len(lengths), L), dtype=np.int64)
-    dec = Decoder(payload, lengths, out, revision, compiled=compiled)
+    dec = Decoder(payload, lengths, out, revision, implementation=impl(compiled))
     for t in range(L):
         got = dec.decode(t, freqs[:, t])
         assert np.array_equal(got, out[:, t])
@@ -209,13 +213,13 @@ def test_garbage_payload_stops_quickly(peaked):
 
 @pytest.mark.parametrize("compiled", [pytest.param(True, marks=needs_numba), False])
 def test_empty_block(compiled):
-    enc = Encoder([], np.zeros((0, 0), dtype=np.int64), compiled=compiled)
+    enc = Encoder([], np.zeros((0, 0), dtype=np.int64), implementation=impl(compiled))
     payload = enc.finish()
     assert len(payload) == 1  # the coder's flush byte
-    dec = Decoder(payload, [], np.zeros((0, 0), dtype=np.int64), compiled=compiled)
+    dec = Decoder(payload, [], np.zeros((0, 0), dtype=np.int64), implementation=impl(compiled))
     dec.finish()
     with pytest.raises(CorruptPayload):
-        Decoder(payload + b"x", [], np.zeros((0, 0), dtype=np.int64), compiled=compiled).finish()
+        Decoder(payload + b"x", [], np.zeros((0, 0), dtype=np.int64), implementation=impl(compiled)).finish()
 
 
 @pytest.mark.skipif(not os.environ.get("TZIP_SLOW_TESTS"), reason="slow: set TZIP_SLOW_TESTS=1")
@@ -228,3 +232,119 @@ def test_larger_round_trip():
     freqs = random_freqs(np.random.default_rng(2), hist)
     payload = encode(hist, lengths, freqs)
     assert np.array_equal(decode(payload, lengths, freqs), hist)
+
+
+# ---------------------------------------------------------------- one definition, two implementations
+def test_reference_codes_a_byte_in_the_named_phases():
+    """tables.PHASES are the reference's methods, and its code_byte calls each of them."""
+    import inspect
+
+    from tzip.cm import reference, tables
+    body = inspect.getsource(reference.CMModel.code_byte)
+    for name in tables.PHASES:
+        assert callable(getattr(reference.CMModel, name)), name
+        assert f"self.{name}(" in body, name
+
+
+@needs_numba
+def test_compiled_mirrors_the_reference_phases():
+    """jit.py has a function of each phase's name, with the reference's arguments (less
+    the state, which the compiled phases take first, and the scratch arrays the reference
+    keeps as lists), and its code_byte calls each of them."""
+    import inspect
+
+    from tzip.cm import jit, reference, tables
+    body = inspect.getsource(jit.code_byte.py_func)
+    for name in tables.PHASES:
+        fn = getattr(jit, name)
+        assert f" {name}(" in body, name
+        ref_args = list(inspect.signature(getattr(reference.CMModel, name)).parameters)[1:]
+        jit_args = list(inspect.signature(fn.py_func).parameters)
+        assert jit_args[0] == "st", name
+        assert len(jit_args) >= len(ref_args), name
+
+
+def test_input_layout_is_derived_from_the_table():
+    """N_INPUTS and every IN_* offset come from tables.INPUTS (one row per input), the
+    state's mixer weights are sized from them, and the layout is the one archives use."""
+    from tzip.cm import tables as T
+    from tzip.cm.state import new_state
+    widths = dict(T.INPUTS)
+    assert T.N_INPUTS == sum(widths.values())
+    at = 0
+    for name, width in T.INPUTS:
+        assert getattr(T, f"IN_{name.upper()}") == at, name
+        at += width
+    assert widths["ctx"] == widths["cmap"] == len(T.CONTEXTS)
+    st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), 2)
+    assert st.w_a.size == T.MIX_SETS_A * T.N_INPUTS and st.w_c.size == T.MIX_SETS_C * T.N_INPUTS
+    assert st.ctx_map.size == len(T.CONTEXTS) * T.CMAP_SIZE
+    assert [T.CONTEXTS[T.ORDER_SLOT[k]] for k in range(len(T.ORDER_SLOT)) if T.ORDER_SLOT[k] >= 0] \
+        == [f"o{k}" for k in sorted(T.ORDER_CONTEXTS.values())]
+    assert T.N_CONTEXTS[1] == T.CONTEXTS_R1 and T.N_CONTEXTS[T.REVISIONS[-1]] == len(T.CONTEXTS)
+
+
+@needs_numba
+@pytest.mark.parametrize("revision", [1, 2])
+def test_both_implementations_start_from_one_state(revision):
+    """The reference's lists hold exactly the compiled arrays' initial values."""
+    hist = layout(TEXT[:100], [60, 40])
+    ref = Encoder([60, 40], hist, revision, implementation="reference").model
+    fast = Encoder([60, 40], hist, revision, implementation="compiled").model
+    st = fast.st
+    assert ref.mixer_a.w == st.w_a.tolist() and ref.mixer_b.w == st.w_b.tolist()
+    assert ref.mixer_c.w == st.w_c.tolist() and ref.mixer_f.w == st.w_f.tolist()
+    assert ref.apm2.t == st.apm2.tolist() and ref.ctx_map.v == st.ctx_map.tolist()
+    assert ref.table.v == st.table.tolist() and ref.start == st.start.tolist()
+    assert ref.streams[1].field_start == st.field_start[1].tolist()
+    assert (ref.nctx, ref.use_c) == (fast.nctx, fast.use_c)
+
+
+def test_implementation_is_the_callers_choice():
+    from tzip import cm
+    from tzip.cm.reference import CMModel
+    hist = np.zeros((1, 3), dtype=np.int64)
+    assert isinstance(Encoder([3], hist, implementation="reference").model, CMModel)
+    assert cm.default_implementation() == ("compiled" if numba_available() else "reference")
+    with pytest.raises(ValueError, match="implementation"):
+        Encoder([3], hist, implementation="fast")
+    with pytest.raises(ValueError, match="implementation"):
+        Decoder(b"\0", [3], hist, implementation="numpy")
+
+
+@needs_numba
+def test_default_implementation_is_compiled_with_numba():
+    from tzip.cm.fast import FastCM
+    assert isinstance(Encoder([3], np.zeros((1, 3), dtype=np.int64)).model, FastCM)
+
+
+def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
+    """Adding a context: its name in tables.CONTEXTS, a revision that uses it, and (for a
+    context that is not an order) its hash in the `contexts` pair. Shown on the reference
+    (numba freezes the table when it compiles) with an order-6 context, which needs no
+    code at all: the input count, buckets, weights and learning follow from the table,
+    the widened layout codes revisions 1 and 2 exactly as before, and revision 3 differs
+    and round-trips."""
+    from tzip.cm import tables as T
+    lengths = [120, 80]
+    hist = layout(TEXT[:200], lengths)
+    freqs = random_freqs(np.random.default_rng(9), hist)
+    before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in (1, 2)}
+
+    contexts = T.CONTEXTS + ("o6",)
+    inputs = tuple((name, len(contexts) if name in ("ctx", "cmap") else w) for name, w in T.INPUTS)
+    monkeypatch.setattr(T, "CONTEXTS", contexts)
+    monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
+    monkeypatch.setattr(T, "INPUTS", inputs)
+    for name, at in T._offsets(inputs).items():
+        monkeypatch.setattr(T, "N_INPUTS" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "REVISIONS", T.REVISIONS + (3,))
+    monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
+    monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, 3: T.MIX_F_INIT[2]})
+    assert T.N_INPUTS == 31
+
+    for rev in (1, 2):
+        assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]
+    r3 = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=3)
+    assert r3 != before[2]
+    assert np.array_equal(decode(r3, lengths, freqs, compiled=False, revision=3), hist)

@@ -16,8 +16,10 @@ exact integers 1..65536) for each stream and step. Every probability is computed
 integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
-the normative definition) and tzip/cm/jit.py (numba). `compiled=True` (the default when
-numba is importable) picks the second.
+the normative definition) and tzip/cm/jit.py (numba), both coding a byte in the same named
+phases (tables.PHASES) from the same constants (tables.py) and initial state (state.py).
+The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS);
+left out, `default_implementation()` decides (compiled whenever numba is importable).
 """
 from __future__ import annotations
 
@@ -27,10 +29,11 @@ import numpy as np
 
 from . import tables
 
-__all__ = ["CorruptPayload", "Encoder", "Decoder", "numba_available", "max_bytes", "memory"]
+__all__ = ["CorruptPayload", "Encoder", "Decoder", "IMPLEMENTATIONS", "default_implementation",
+           "numba_available", "max_bytes", "memory"]
 
 LATEST = tables.REVISIONS[-1]
-SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
+IMPLEMENTATIONS = ("reference", "compiled")
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 
 
@@ -59,30 +62,40 @@ def _check_layout(lengths, hist) -> tuple[np.ndarray, np.ndarray]:
     return lengths, hist
 
 
+def default_implementation() -> str:
+    """The implementation a caller that does not choose gets: "compiled" whenever numba is
+    importable, else "reference" (both code the same bytes)."""
+    return "compiled" if numba_available() else "reference"
+
+
 def _new_model(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, revision: int,
-               compiled: bool | None):
+               implementation: str | None):
     if revision not in tables.REVISIONS:
         raise ValueError(f"CM revision must be one of {tables.REVISIONS}, not {revision}")
-    if compiled is None:
-        compiled = numba_available()
-    if compiled:
+    if implementation is None:
+        implementation = default_implementation()
+    if implementation == "compiled":
+        if not numba_available():
+            raise ValueError("the compiled context mixer needs numba, which is not importable here")
         from .fast import FastCM
         return FastCM(lengths, hist, buf, revision)
-    from .reference import CMModel
-    return CMModel(lengths, hist, buf, revision)
+    if implementation == "reference":
+        from .reference import CMModel
+        return CMModel(lengths, hist, buf, revision)
+    raise ValueError(f"CM implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
 
 
 class Encoder:
     """Codes a block's streams; encode() is called with consecutive passes of steps."""
 
     def __init__(self, lengths: list[int], hist: np.ndarray, revision: int = LATEST,
-                 compiled: bool | None = None):
+                 implementation: str | None = None):
         lengths, hist = _check_layout(lengths, hist)
         self.hist = np.ascontiguousarray(hist, dtype=np.int64)
         self.lengths = lengths
         self.t = 0
         self.model = _new_model(lengths, self.hist, np.zeros(1 << 12, dtype=np.uint8), revision,
-                                compiled)
+                                implementation)
 
     def encode(self, t0: int, freqs: np.ndarray) -> None:
         """freqs (S, c, 256): the transformer's frequencies for steps t0 .. t0 + c - 1."""
@@ -109,7 +122,7 @@ class Decoder:
     """Decodes a block step by step; each step's bytes are written into hist[:, t]."""
 
     def __init__(self, payload: bytes, lengths: list[int], hist: np.ndarray,
-                 revision: int = LATEST, compiled: bool | None = None):
+                 revision: int = LATEST, implementation: str | None = None):
         lengths, hist = _check_layout(lengths, hist)
         if not (isinstance(hist, np.ndarray) and hist.dtype == np.int64 and hist.flags.c_contiguous):
             raise ValueError("the decoder's hist must be a C-contiguous int64 array (it is filled in place)")
@@ -117,7 +130,7 @@ class Decoder:
         self.lengths = lengths
         self.t = 0
         buf = np.frombuffer(bytes(payload), dtype=np.uint8).copy()
-        self.model = _new_model(lengths, hist, buf, revision, compiled)
+        self.model = _new_model(lengths, hist, buf, revision, implementation)
         self.model.start_decoding()
         self._check(0)
 
@@ -154,10 +167,11 @@ def max_bytes(payload_len: int) -> int:
     probability is at most 4095/4096, so a byte costs at least 8 * log2(4096/4095) bits
     (and the decoder reads at most SLACK bytes past the payload)."""
     per_byte_bits = 8 * np.log2(4096 / 4095) / 1.25  # with a margin for the coder's rounding
-    return int(8 * (payload_len + SLACK) / per_byte_bits) + 1
+    return int(8 * (payload_len + tables.SLACK) / per_byte_bits) + 1
 
 
 def memory(n: int, revision: int = LATEST) -> int:
     """Bytes of the mixer's tables for a block of n bytes (the largest of its arrays)."""
     return (1 << tables.table_bits(n, revision)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
-        + 2 * 65536 * 33 * 8 + tables.MIX_SETS_C * tables.N_INPUTS * 8 + (1 << 22)
+        + (tables.APM_TF_SIZE + tables.APM2_SIZE) * tables.APM_BINS * 8 \
+        + tables.MIX_SETS_C * tables.N_INPUTS * 8 + (1 << 22)

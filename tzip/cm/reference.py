@@ -71,36 +71,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import tables as T
+from .state import X, X1, X2, Match, Mixed, Picked, new_state
+from .tables import clamp, hmix, is_letter, is_separator, match_length_bucket, squash, stretch
 
-SLACK = 4
-MASK32 = T.MASK32
-
-
-def hmix(h: int, x: int) -> int:
-    """Mix x into the 32-bit hash h (products stay below 2^63, as in the compiled code)."""
-    h = (((h ^ x) & MASK32) * T.HASH_MUL) & MASK32
-    return ((h ^ (h >> 15)) * T.HASH_MUL2) & MASK32
-
-
-STRETCH = [int(v) for v in T.STRETCH]
-SQUASH = [int(v) for v in T.SQUASH]
-DT = [int(v) for v in T.DT]
-
-
-def stretch(p: int) -> int:
-    return STRETCH[p]
-
-
-def squash(d: int) -> int:
-    if d > 2047:
-        return 4095
-    if d < -2047:
-        return 1
-    return SQUASH[d + 2048]
-
-
-def clamp(v: int, lo: int, hi: int) -> int:
-    return lo if v < lo else hi if v > hi else v
+DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
 
 
 class Counters:
@@ -108,8 +82,8 @@ class Counters:
     count packed as (p << 10) | n. The rate 1/(n + 1.5) makes the first observations
     count fully (a frequency estimate) and `limit` keeps later ones from freezing it."""
 
-    def __init__(self, size: int):
-        self.v = [T.COUNTER_INIT] * size
+    def __init__(self, values: list[int]):
+        self.v = values
 
     def p12(self, i: int) -> int:
         return self.v[i] >> 20
@@ -124,18 +98,18 @@ class Counters:
 
 
 class HashTable(Counters):
-    """Buckets of 16 slots: [checksum, 15 counters of a nibble's tree]. A lookup tries 3
-    neighbouring buckets; on a miss it takes an empty one or the one whose first counter
-    has seen least, and resets it."""
+    """Buckets of BUCKET slots: [checksum, 15 counters of a nibble's tree]. A lookup tries
+    PROBES neighbouring buckets; on a miss it takes an empty one or the one whose first
+    counter has seen least, and resets it."""
 
-    def __init__(self, bits: int):
+    def __init__(self, values: list[int], bits: int):
+        super().__init__(values)
         self.bits = bits
-        self.v = [0] * ((1 << bits) * T.BUCKET)
 
     def find(self, h: int, key: int) -> int:
         hh = hmix(h, key + 1)
         idx = hh >> (32 - self.bits)
-        chk = hmix(hh, 0x5BD1E995) & 0xFFFF or 1
+        chk = hmix(hh, T.CHECKSUM_SEED) & 0xFFFF or 1
         best, best_pri = -1, 1 << 30
         for k in range(T.PROBES):
             b = (idx ^ k) * T.BUCKET
@@ -151,118 +125,100 @@ class HashTable(Counters):
 
 
 class APM:
-    """Adaptive probability map: per context, 33 bins over the stretched input
+    """Adaptive probability map: per context, APM_BINS bins over the stretched input
     probability, interpolated; the nearer bin learns the coded bit at rate 2^-APM_RATE."""
 
-    def __init__(self, contexts: int):
-        self.t = [int(v) for v in T.apm_init(1)] * contexts
-        self.index = 0
+    def __init__(self, values: list[int]):
+        self.t = values
 
-    def p(self, ctx: int, p: int) -> int:
+    def p(self, ctx: int, p: int) -> tuple[int, int]:
+        """-> (the refined probability, the bin that learns the bit)."""
         s = stretch(p) + 2048
         lo, w = s >> 7, s & 127
         idx = ctx * T.APM_BINS + lo
-        self.index = idx + (w >> 6)
-        return clamp((self.t[idx] * (128 - w) + self.t[idx + 1] * w) >> 11, 1, 4095)
+        return clamp((self.t[idx] * (128 - w) + self.t[idx + 1] * w) >> 11, 1, 4095), idx + (w >> 6)
 
-    def update(self, y: int) -> None:
+    def update(self, index: int, y: int) -> None:
         r = T.APM_RATE
         g = (y << 16) + (y << r) - y - y
-        self.t[self.index] += (g - self.t[self.index]) >> r
+        self.t[index] += (g - self.t[index]) >> r
 
 
 class Mixer:
-    """Weight sets of N inputs (16.16 fixed point); one set is chosen per bit."""
+    """Weight sets of n inputs (16.16 fixed point) in one list; one set is chosen per bit."""
 
-    def __init__(self, sets: int, n: int, init: list[int], lr: int):
-        self.w = [list(init) for _ in range(sets)]
+    def __init__(self, weights: list[int], n: int, lr: int):
+        self.w = weights
+        self.n = n
         self.lr = lr
-        self.sel = 0
-        self.pr = 2048
 
-    def mix(self, x: list[int], sel: int) -> int:
-        """-> the stretched output st (clamped to +-2047); remembers squash(st)."""
-        self.sel = sel
-        w = self.w[sel]
-        st = clamp(sum(wi * xi for wi, xi in zip(w, x)) >> 16, -2047, 2047)
-        self.pr = squash(st)
-        return st
+    def mix(self, sel: int, x: list[int]) -> int:
+        """-> the stretched output st of weight set sel, clamped to +-ST_LIMIT."""
+        w = self.w[sel * self.n:(sel + 1) * self.n]
+        return clamp(sum(wi * xi for wi, xi in zip(w, x)) >> 16, -T.ST_LIMIT, T.ST_LIMIT)
 
-    def update(self, x: list[int], y: int) -> None:
-        err = ((y << 12) - self.pr) * self.lr
-        w = self.w[self.sel]
+    def update(self, sel: int, x: list[int], y: int, p: int) -> None:
+        """Train set sel on its error: its output said p (squash of its st), the bit was y."""
+        err = ((y << 12) - p) * self.lr
+        base = sel * self.n
         for i, xi in enumerate(x):  # unbounded: a step moves w by < 3100, so 2^33 bits keep |w| < 2^45 (no int64 overflow)
-            w[i] += (xi * err + 32768) >> 16
-
-
-def match_length_bucket(n: int) -> int:
-    for i, edge in enumerate((1, 16, 24, 32, 64, 128, 512)):
-        if n < edge:
-            return i
-    return 7
-
-
-def is_letter(c: int) -> bool:
-    return 65 <= c <= 90 or 97 <= c <= 122 or c >= 128
+            self.w[base + i] += (xi * err + 32768) >> 16
 
 
 class StreamState:
-    """Per-stream memory between its bytes."""
+    """Per-stream memory between its bytes (initial values: row s of state.new_state's)."""
 
-    def __init__(self):
-        self.match_ptr = 0  # 1 + step * S + stream of the byte the match predicts; 0: none
-        self.match_len = 0  # bytes the two contexts agree (0: no match)
-        self.match2_ptr = 0  # step of the byte match model 2 predicts (in this stream)
-        self.match2_len = 0
-        self.word = 0  # hash of the letters since the last non-letter
-        self.line_start = 0  # step after this stream's last newline
-        self.prev_line = 0  # where the line before started
-        self.field = 0  # separators since the line start (revision 2)
-        self.field_hash = 0  # hash of the field's bytes so far (revision 2)
+    def __init__(self, st, s: int):
+        self.match_ptr = int(st.match_ptr[s])  # 1 + step * S + stream of the byte the match predicts; 0: none
+        self.match_len = int(st.match_len[s])  # bytes the two contexts agree (0: no match)
+        self.match2_ptr = int(st.match2_ptr[s])  # step of the byte match model 2 predicts (in this stream)
+        self.match2_len = int(st.match2_len[s])
+        self.word = int(st.word[s])  # hash of the letters since the last non-letter
+        self.line_start = int(st.line_start[s])  # step after this stream's last newline
+        self.prev_line = int(st.prev_line[s])  # where the line before started
+        self.field = int(st.field[s])  # separators since the line start (revision 2)
+        self.field_hash = int(st.field_hash[s])  # hash of the field's bytes so far (revision 2)
         # where the fields of this line and of the line before start (-1: not yet)
-        self.field_start = [0] + [-1] * T.FIELDS
-        self.prev_field_start = [-1] * (T.FIELDS + 1)
+        self.field_start = st.field_start[s].tolist()
+        self.prev_field_start = st.prev_field_start[s].tolist()
 
 
 class CMModel:
     """The CM stage for one block: S streams of the given lengths, bytes in hist (S, L)
-    (the decoder fills it). Same driving interface as fast.FastCM."""
+    (the decoder fills it). Same driving interface as fast.FastCM; the byte is coded in
+    tables.PHASES, methods of the same names as tzip/cm/jit.py's functions."""
 
     def __init__(self, lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray, revision: int):
+        st, table_bits, self.match_bits = new_state(lengths, hist, buf, revision)
         self.hist = hist
         self.revision = revision
-        # revision 1 has the first CONTEXTS_R1 contexts only
-        self.contexts = T.CONTEXTS if revision >= 2 else T.CONTEXTS[:T.CONTEXTS_R1]
-        self.lengths = [int(n) for n in lengths]
+        self.nctx = T.N_CONTEXTS[revision]  # each revision has the first nctx contexts
+        self.use_c = revision >= T.MIXER_C_FROM
+        self.lengths = st.lengths.tolist()
         self.S = len(self.lengths)
-        self.start = [sum(self.lengths[:i]) for i in range(self.S)]  # each stream's offset
-        n = sum(self.lengths)
-        self.table = HashTable(T.table_bits(n, revision))
-        self.o1 = Counters(65536)
-        self.match_sm = Counters(64)
-        self.ctx_map = Counters(len(T.CONTEXTS) * 1024)
-        self.match_bits = T.match_bits(n)
-        self.match_table = [0] * (1 << self.match_bits)
-        self.match2_table = [0] * (1 << self.match_bits)
-        self.match2_sm = Counters(64)
-        self.streams = [StreamState() for _ in range(self.S)]
-        N = T.N_INPUTS
-        init = [T.W_INIT] * N
-        init[T.IN_TF] = T.W_INIT_TF
-        self.mixer_a = Mixer(T.MIX_SETS_A, N, init, T.LR_A)
-        self.mixer_b = Mixer(T.MIX_SETS_B, N, init, T.LR_B)
-        self.mixer_c = Mixer(T.MIX_SETS_C, N, init, T.LR_B) if revision >= 2 else None
-        self.mixer_f = Mixer(T.MIX_SETS_F, 5, list(T.MIX_F_INIT[revision]), T.LR_F)
-        self.apm_tf, self.apm1, self.apm2 = APM(65536), APM(256), APM(65536)
+        self.start = st.start.tolist()  # each stream's offset in the block
+        self.table = HashTable(st.table.tolist(), table_bits)
+        self.o1 = Counters(st.o1.tolist())
+        self.ctx_map = Counters(st.ctx_map.tolist())
+        self.match_sm = Counters(st.match_sm.tolist())
+        self.match2_sm = Counters(st.match2_sm.tolist())
+        self.match_table = st.match_table.tolist()
+        self.match2_table = st.match2_table.tolist()
+        self.streams = [StreamState(st, s) for s in range(self.S)]
+        self.mixer_a = Mixer(st.w_a.tolist(), T.N_INPUTS, T.LR_A)
+        self.mixer_b = Mixer(st.w_b.tolist(), T.N_INPUTS, T.LR_B)
+        self.mixer_c = Mixer(st.w_c.tolist(), T.N_INPUTS, T.LR_C)
+        self.mixer_f = Mixer(st.w_f.tolist(), T.N_FINAL, T.LR_F)
+        self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
         # coder
-        self.x1, self.x2, self.x = 0, MASK32, 0
+        self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
         self.out = bytearray()
         self.buf = bytes(buf)
         self.pos = 0
         self.err = False
         self.decoding = False
 
-    # ------------------------------------------------------------------ coder
+    # ------------------------------------------------------------------ driving
     def start_decoding(self) -> None:
         self.decoding = True
         self.x = 0
@@ -275,27 +231,9 @@ class CMModel:
         self.pos += 1
         if pos < len(self.buf):
             return self.buf[pos]
-        if pos >= len(self.buf) + SLACK:
+        if pos >= len(self.buf) + T.SLACK:
             self.err = True
         return 0
-
-    def _code_bit(self, p: int, y: int) -> int:
-        """Encode y (encoder) or decode a bit (decoder) with P(1) = p / 4096."""
-        xmid = self.x1 + ((self.x2 - self.x1) >> 12) * p
-        if self.decoding:
-            y = 1 if self.x <= xmid else 0
-        if y:
-            self.x2 = xmid
-        else:
-            self.x1 = xmid + 1
-        while ((self.x1 ^ self.x2) & 0xFF000000) == 0:
-            if self.decoding:
-                self.x = ((self.x << 8) & MASK32) | self._read()
-            else:
-                self.out.append(self.x2 >> 24)
-            self.x1 = (self.x1 << 8) & MASK32
-            self.x2 = ((self.x2 << 8) & MASK32) | 255
-        return y
 
     def flush(self) -> None:
         self.out.append((self.x1 >> 24) + 1)
@@ -315,7 +253,6 @@ class CMModel:
     def payload_length(self) -> int:
         return len(self.buf)
 
-    # ------------------------------------------------------------------ steps
     def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
         """Steps t0 .. t0 + c - 1 in step-major order (freqs (S, c, 256))."""
         for k in range(freqs.shape[1]):
@@ -328,32 +265,53 @@ class CMModel:
                         if self.err:
                             return
 
-    def _byte(self, s: int, t: int) -> int:
-        return int(self.hist[s, t]) if t >= 0 else 0
-
     def code_byte(self, s: int, t: int, freq: np.ndarray, byte: int) -> int:
-        """Code (or decode and return) the byte of stream s at step t."""
-        S, hist, ss = self.S, self.hist, self.streams[s]
+        """Code (or decode and return) the byte of stream s at step t, phase by phase."""
         cum = [0] * 257  # prefix sums of the transformer's frequencies
         for i in range(256):
             cum[i + 1] = cum[i] + int(freq[i])
-        c = [0] + [self._byte(s, t - k) for k in range(1, 9)]  # c[k]: k bytes back (0 before the start)
-        c1 = c[1]
+        c, ctx_hashes = self.contexts(s, t)
+        m = self.match(s, t)
+        len_bucket = match_length_bucket(m.length)
+        parity = (self.start[s] + t) & 1  # of the byte's offset in the block
+        x = [0] * T.N_INPUTS
+        slots = [0] * self.nctx  # each context's bucket
+        cmap_index = [0] * self.nctx  # each context's counter in the context map
+        c0 = 1
+        for j in range(8):
+            k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m)
+            mx = self.mix(j, c0, c, x, k.expect, len_bucket, parity)
+            y = self.code(mx.p, (byte >> (7 - j)) & 1)
+            self.learn(x, y, slots, cmap_index, k, mx)
+            c0 = (c0 << 1) | y
+            if self.err:
+                return 0
+        byte = c0 & 255
+        self.advance(s, t, byte, m)
+        return byte
 
-        # context hashes (tables.CONTEXTS), fixed for the whole byte
+    # ------------------------------------------------------------------ phases
+    def _byte(self, s: int, t: int) -> int:
+        return int(self.hist[s, t]) if t >= 0 else 0
+
+    def contexts(self, s: int, t: int) -> tuple[list[int], list[int]]:
+        """-> (c: c[k] the byte k back, 0 before the start; the hashes of the revision's
+        contexts, tables.CONTEXTS[:nctx]), fixed for the whole byte."""
+        ss = self.streams[s]
+        c = [0] + [self._byte(s, t - k) for k in range(1, T.HISTORY + 1)]
+        c1 = c[1]
         ctx = {}
-        h = hmix(1, c1)  # orders: one hash chain over the previous bytes
-        for k in range(2, 25):
+        h = hmix(T.SEED_ORDER, c1)  # orders: one hash chain over the previous bytes
+        for k in range(2, T.MAX_ORDER + 1):
             h = hmix(h, self._byte(s, t - k))
             ctx[f"o{k}"] = h
-        ctx["word"] = hmix(hmix(5, ss.word), c1)
-        col = t - ss.line_start
-        above_at = ss.prev_line + col  # same column, previous line of this stream
-        above = int(hist[s, above_at]) if above_at < ss.line_start else 0
-        ctx["column"] = hmix(hmix(7, above), c1)
-        ctx["even"] = hmix(hmix(hmix(8, c[2]), c[4]), c[6])
+        ctx["word"] = hmix(hmix(T.SEED_WORD, ss.word), c1)
+        above_at = ss.prev_line + t - ss.line_start  # same column, previous line of this stream
+        above = self._byte(s, above_at) if above_at < ss.line_start else 0
+        ctx["column"] = hmix(hmix(T.SEED_COLUMN, above), c1)
+        ctx["even"] = hmix(hmix(hmix(T.SEED_EVEN, c[2]), c[4]), c[6])
         f = ss.field
-        ctx["field"] = hmix(hmix(11, f), ss.field_hash)
+        ctx["field"] = hmix(hmix(T.SEED_FIELD, f), ss.field_hash)
         above = 0  # 1 + the byte at the same offset of the same field of the line before
         if f < T.FIELDS and ss.prev_field_start[f] >= 0:
             at = ss.prev_field_start[f] + t - ss.field_start[f]
@@ -361,16 +319,19 @@ class CMModel:
             if end < 0:
                 end = ss.line_start - 1  # or the newline that ends the line
             if at < end:
-                above = int(hist[s, at]) + 1
-        ctx["field_above"] = hmix(hmix(12, above), f)
-        ctx_hashes = [ctx[name] for name in self.contexts]
+                above = self._byte(s, at) + 1
+        ctx["field_above"] = hmix(hmix(T.SEED_FIELD_ABOVE, above), f)
+        return c, [ctx[name] for name in T.CONTEXTS[:self.nctx]]
 
-        # match model: continue the copy while it is known, else look the context up
+    def match(self, s: int, t: int) -> Match:
+        """Both match models: continue the copy while it is known, else look the context
+        up; -> the predicted bytes (-1: none) with their pointers and lengths."""
+        S, hist, ss = self.S, self.hist, self.streams[s]
         mptr, mlen = ss.match_ptr, ss.match_len
         if mlen > 0 and (mptr - 1) // S >= t:  # the copy reached bytes not coded yet
             mlen = 0
+        h = 0
         if t >= T.MATCH_MIN:
-            h = 0
             for k in range(T.MATCH_MIN, 0, -1):
                 h = hmix(h, int(hist[s, t - k]))
             slot = h >> (32 - self.match_bits)
@@ -401,103 +362,128 @@ class CMModel:
                     n += 1
                 if n >= T.MATCH_MIN:
                     m2len, m2ptr = n, pt
-        predicted2 = int(hist[s, m2ptr]) if m2len > 0 else -1
-
         predicted = int(hist[(mptr - 1) % S, (mptr - 1) // S]) if mlen > 0 else -1
-        len_bucket = match_length_bucket(mlen)
-        len_capped = min(mlen, 15)
+        predicted2 = int(hist[s, m2ptr]) if m2len > 0 else -1
+        return Match(mptr, mlen, predicted, m2ptr, m2len, predicted2)
 
-        parity = (self.start[s] + t) & 1  # of the byte's offset in the block
-        N = T.N_INPUTS
-        x = [0] * N
-        slots = [0] * len(ctx_hashes)
-        c0 = 1
-        for j in range(8):
-            if j in (0, 4):  # nibble boundary: find the contexts' buckets
-                key = 0 if j == 0 else c0
-                slots = [self.table.find(h, key) for h in ctx_hashes]
-            node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
+    def inputs(self, j: int, c0: int, c1: int, cum: list[int], x: list[int], slots: list[int],
+               ctx_hashes: list[int], cmap_index: list[int], m: Match) -> Picked:
+        """Fill the mixers' inputs x (tables.INPUTS) for bit j; c0 is 1 followed by the
+        bits so far. At a nibble boundary the contexts' buckets are looked up (slots)."""
+        if j in (0, 4):
+            key = 0 if j == 0 else c0
+            slots[:] = [self.table.find(h, key) for h in ctx_hashes]
+        node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
 
-            # transformer: the bytes below node c0 whose next bit is 1, over all below it
-            lo = (c0 - (1 << j)) << (8 - j)
-            width = 256 >> j
-            n1 = cum[lo + width] - cum[lo + width // 2]
-            total = cum[lo + width] - cum[lo]
-            p_tf = clamp((n1 * 4096 + (total >> 1)) // total, 1, 4095)
-            x[T.IN_TF] = stretch(p_tf)
-            x[T.IN_TF_APM] = stretch(self.apm_tf.p(c1 * 256 + c0, p_tf))
-            o1_index = c1 * 256 + c0
-            x[T.IN_O1] = stretch(self.o1.p12(o1_index))
-            map_index = [0] * len(slots)
-            for i, b in enumerate(slots):
-                e = self.table.v[b + node]
-                x[T.IN_CTX + i] = stretch(e >> 20)
-                # the same counter through a map by (context, count, p): learns how far
-                # a context seen n times with this p is right in this block
-                map_index[i] = i * 1024 + min(e & 1023, 15) * 64 + (e >> 26)
-                x[T.IN_CMAP + i] = stretch(self.ctx_map.p12(map_index[i]))
+        # transformer: the bytes below node c0 whose next bit is 1, over all below it
+        lo = (c0 - (1 << j)) << (8 - j)
+        width = 256 >> j
+        n1 = cum[lo + width] - cum[lo + width // 2]
+        total = cum[lo + width] - cum[lo]
+        p_tf = clamp((n1 * 4096 + (total >> 1)) // total, 1, 4095)
+        x[T.IN_TF] = stretch(p_tf)
+        p_apm, apm_index = self.apm_tf.p(c1 * 256 + c0, p_tf)
+        x[T.IN_TF_APM] = stretch(p_apm)
+        o1_index = c1 * 256 + c0
+        x[T.IN_O1] = stretch(self.o1.p12(o1_index))
+        for i, b in enumerate(slots):
+            e = self.table.v[b + node]
+            x[T.IN_CTX + i] = stretch(e >> 20)
+            # the same counter through a map by (context, count, p): learns how far
+            # a context seen n times with this p is right in this block
+            cmap_index[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+            x[T.IN_CMAP + i] = stretch(self.ctx_map.p12(cmap_index[i]))
 
-            expect = -1  # the match's bit, while its byte agrees with the bits so far
-            if predicted >= 0 and (predicted + 256) >> (8 - j) == c0:
-                expect = (predicted >> (7 - j)) & 1
-            if expect >= 0:
-                match_index = len_capped * 2 + expect
-                x[T.IN_MATCH] = stretch(self.match_sm.p12(match_index))
-                strength = min(mlen, 32) * 32
-                x[T.IN_MATCH_LEN] = strength if expect else -strength
+        expect = -1  # the match's bit, while its byte agrees with the bits so far
+        if m.byte >= 0 and (m.byte + 256) >> (8 - j) == c0:
+            expect = (m.byte >> (7 - j)) & 1
+        match_index = -1
+        x[T.IN_MATCH] = x[T.IN_MATCH_LEN] = 0
+        if expect >= 0:
+            match_index = min(m.length, T.MATCH_SM_LEN) * 2 + expect
+            x[T.IN_MATCH] = stretch(self.match_sm.p12(match_index))
+            strength = min(m.length, T.MATCH_STRENGTH_LEN) * T.MATCH_STRENGTH
+            x[T.IN_MATCH_LEN] = strength if expect else -strength
+        match2_index = -1
+        x[T.IN_MATCH2] = 0
+        if m.byte2 >= 0 and (m.byte2 + 256) >> (8 - j) == c0:
+            match2_index = min(m.length2, T.MATCH_SM_LEN) * 2 + ((m.byte2 >> (7 - j)) & 1)
+            x[T.IN_MATCH2] = stretch(self.match2_sm.p12(match2_index))
+        x[T.IN_BIAS] = T.BIAS
+        return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
+
+    def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
+            parity: int) -> Mixed:
+        """Mixers A, B and (revision 2) C, the final mixer and two APMs -> Mixed, whose p
+        is the bit's probability."""
+        set_a = c0
+        tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
+        set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
+        set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
+        set_f = j * 2 + parity
+        st_a = self.mixer_a.mix(set_a, x)
+        st_b = self.mixer_b.mix(set_b, x)
+        st_c = self.mixer_c.mix(set_c, x) if self.use_c else 0
+        p_f = squash(self.mixer_f.mix(set_f, [st_a, st_b, x[T.IN_TF], T.BIAS, st_c]))
+        p1, apm1 = self.apm1.p(c0, p_f)
+        p2, apm2 = self.apm2.p(hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), p_f)
+        p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
+        return Mixed(p, set_a, set_b, set_c, set_f, st_a, st_b, st_c,
+                     squash(st_a), squash(st_b), squash(st_c), p_f, apm1, apm2)
+
+    def code(self, p: int, bit: int) -> int:
+        """The binary arithmetic coder: encode bit (encoder) or decode one (decoder) with
+        P(1) = p / 4096; -> the bit."""
+        xmid = self.x1 + ((self.x2 - self.x1) >> 12) * p
+        y = (1 if self.x <= xmid else 0) if self.decoding else bit
+        if y:
+            self.x2 = xmid
+        else:
+            self.x1 = xmid + 1
+        while ((self.x1 ^ self.x2) & 0xFF000000) == 0:
+            if self.decoding:
+                self.x = ((self.x << 8) & T.MASK32) | self._read()
             else:
-                match_index = -1
-                x[T.IN_MATCH] = x[T.IN_MATCH_LEN] = 0
-            match2_index = -1
-            x[T.IN_MATCH2] = 0
-            if predicted2 >= 0 and (predicted2 + 256) >> (8 - j) == c0:
-                match2_index = min(m2len, 15) * 2 + ((predicted2 >> (7 - j)) & 1)
-                x[T.IN_MATCH2] = stretch(self.match2_sm.p12(match2_index))
-            x[T.IN_BIAS] = 256
+                self.out.append(self.x2 >> 24)
+            self.x1 = (self.x1 << 8) & T.MASK32
+            self.x2 = ((self.x2 << 8) & T.MASK32) | 255
+        return y
 
-            tf_conf = min(abs(x[T.IN_TF]) >> 9, 3)
-            st_a = self.mixer_a.mix(x, c0)
-            st_b = self.mixer_b.mix(x, ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity)
-            st_c = self.mixer_c.mix(x, hmix(c1 | (c[2] << 8), 77) >> 20) if self.mixer_c else 0
-            xf = [st_a, st_b, x[T.IN_TF], 256, st_c]
-            p_f = squash(self.mixer_f.mix(xf, j * 2 + parity))
-            p1 = self.apm1.p(c0, p_f)
-            p2 = self.apm2.p(hmix(c1 | (c[2] << 8), c0) >> 16, p_f)
-            p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
+    def learn(self, x: list[int], y: int, slots: list[int], cmap_index: list[int], k: Picked,
+              mx: Mixed) -> None:
+        """Every component learns the coded bit y (k: what inputs read, mx: what mix did)."""
+        self.mixer_a.update(mx.set_a, x, y, mx.p_a)
+        self.mixer_b.update(mx.set_b, x, y, mx.p_b)
+        if self.use_c:
+            self.mixer_c.update(mx.set_c, x, y, mx.p_c)
+        # (before mixer C its input st_c is 0, so its weight never moves)
+        self.mixer_f.update(mx.set_f, [mx.st_a, mx.st_b, x[T.IN_TF], T.BIAS, mx.st_c], y, mx.p_f)
+        self.apm_tf.update(k.apm_tf, y)
+        self.apm1.update(mx.apm1, y)
+        self.apm2.update(mx.apm2, y)
+        for i in cmap_index:
+            self.ctx_map.update(i, y, T.COUNTER_LIMIT_CMAP)
+        self.o1.update(k.o1, y, T.COUNTER_LIMIT_O1)
+        for b in slots:
+            self.table.update(b + k.node, y, T.COUNTER_LIMIT_CTX)
+        if k.match >= 0:
+            self.match_sm.update(k.match, y, T.COUNTER_LIMIT_MATCH)
+        if k.match2 >= 0:
+            self.match2_sm.update(k.match2, y, T.COUNTER_LIMIT_MATCH)
 
-            y = self._code_bit(p, (byte >> (7 - j)) & 1)
-
-            self.mixer_a.update(x, y)
-            self.mixer_b.update(x, y)
-            if self.mixer_c:
-                self.mixer_c.update(x, y)
-            self.mixer_f.update(xf, y)
-            self.apm_tf.update(y)
-            self.apm1.update(y)
-            self.apm2.update(y)
-            self.o1.update(o1_index, y, T.COUNTER_LIMIT_O1)
-            for b in slots:
-                self.table.update(b + node, y, T.COUNTER_LIMIT_CTX)
-            for i in map_index:
-                self.ctx_map.update(i, y, 1023)
-            if match_index >= 0:
-                self.match_sm.update(match_index, y, T.COUNTER_LIMIT_MATCH)
-            if match2_index >= 0:
-                self.match2_sm.update(match2_index, y, T.COUNTER_LIMIT_MATCH)
-            c0 = (c0 << 1) | y
-            if self.err:
-                return 0
-        byte = c0 & 255
-
-        # per-stream state after the byte
+    def advance(self, s: int, t: int, byte: int, m: Match) -> None:
+        """The stream's state after its byte: the match copies, the word, the line, the field."""
+        ss = self.streams[s]
+        mptr, mlen = m.ptr, m.length
         if mlen > 0:
-            if predicted == byte:
-                mlen, mptr = min(mlen + 1, T.MATCH_LEN_CAP), mptr + S  # next byte of the copy
+            if m.byte == byte:
+                mlen, mptr = min(mlen + 1, T.MATCH_LEN_CAP), mptr + self.S  # next byte of the copy
             else:
                 mlen = 0
         ss.match_ptr, ss.match_len = mptr, mlen
+        m2ptr, m2len = m.ptr2, m.length2
         if m2len > 0:
-            if predicted2 == byte:
+            if m.byte2 == byte:
                 m2len, m2ptr = min(m2len + 1, T.MATCH_LEN_CAP), m2ptr + 1
             else:
                 m2len = 0
@@ -510,10 +496,9 @@ class CMModel:
             ss.prev_line, ss.line_start = ss.line_start, t + 1
             ss.field, ss.field_hash = 0, 0
             ss.prev_field_start, ss.field_start = ss.field_start, [t + 1] + [-1] * T.FIELDS
-        elif byte in T.SEPARATORS:
+        elif is_separator(byte):
             ss.field, ss.field_hash = ss.field + 1, 0
             if ss.field <= T.FIELDS:
                 ss.field_start[ss.field] = t + 1
         else:
             ss.field_hash = hmix(ss.field_hash, byte)
-        return byte

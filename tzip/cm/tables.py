@@ -1,4 +1,6 @@
-"""Constants and integer tables shared by both implementations of the CM stage.
+"""The CM stage's one table: every constant, context slot, input offset and integer table
+both implementations read (reference.py at run time, jit.py frozen at compile time), and
+the integer primitives both use (squash, stretch, hmix, ...: Python here, compiled there).
 
 Everything here is built from integers only (no float maths), so the tables are the same on
 every machine. Probabilities are 12-bit: P(bit = 1) * 4096, in 1..4095. The logistic
@@ -15,8 +17,9 @@ SQUASH_KNOTS = (1, 2, 3, 6, 10, 16, 27, 45, 73, 120, 194, 310, 488, 747, 1101, 1
                 4089, 4092, 4093, 4094)
 
 
-def squash_int(d: int) -> int:
-    """12-bit probability of the stretched value d (an integer, 256 per nat)."""
+def _squash_from_knots(d: int) -> int:
+    """12-bit probability of the stretched value d (an integer, 256 per nat): the
+    definition that SQUASH tabulates (squash() below reads the table)."""
     if d > 2047:
         return 4095
     if d < -2047:
@@ -28,7 +31,7 @@ def squash_int(d: int) -> int:
 
 def _build_squash() -> np.ndarray:
     """SQUASH[d + 2048] for d in -2048..2047."""
-    return np.array([squash_int(d) for d in range(-2048, 2048)], dtype=np.int64)
+    return np.array([_squash_from_knots(d) for d in range(-2048, 2048)], dtype=np.int64)
 
 
 def _build_stretch() -> np.ndarray:
@@ -37,7 +40,7 @@ def _build_stretch() -> np.ndarray:
     out = np.zeros(4096, dtype=np.int64)
     pi = 0
     for x in range(-2047, 2048):
-        v = squash_int(x)
+        v = _squash_from_knots(x)
         for i in range(pi, v + 1):
             out[i] = x
         pi = v + 1
@@ -47,6 +50,55 @@ def _build_stretch() -> np.ndarray:
 
 SQUASH = _build_squash()
 STRETCH = _build_stretch()
+
+
+# Integer primitives, written once: the reference calls them as Python, tzip/cm/jit.py
+# compiles these same functions with numba (so their bodies stick to what both accept).
+def squash(d: int) -> int:
+    """12-bit probability of the stretched value d, clamped outside +-2047."""
+    if d > 2047:
+        return 4095
+    if d < -2047:
+        return 1
+    return int(SQUASH[d + 2048])
+
+
+def stretch(p: int) -> int:
+    """The stretched value of the 12-bit probability p."""
+    return int(STRETCH[p])
+
+
+def hmix(h: int, x: int) -> int:
+    """Mix x into the 32-bit hash h (products stay below 2^63: numba's int64 computes
+    Python's unbounded result)."""
+    h = (((h ^ x) & MASK32) * HASH_MUL) & MASK32
+    return ((h ^ (h >> 15)) * HASH_MUL2) & MASK32
+
+
+def clamp(v: int, lo: int, hi: int) -> int:
+    return lo if v < lo else hi if v > hi else v
+
+
+def is_letter(c: int) -> bool:
+    """A byte of a word (the word context): ASCII letters and every byte >= 128."""
+    return (65 <= c <= 90) or (97 <= c <= 122) or c >= 128
+
+
+def is_separator(c: int) -> bool:
+    """A byte that ends a field (the field contexts): one of SEPARATORS."""
+    for sep in SEPARATORS:
+        if c == sep:
+            return True
+    return False
+
+
+def match_length_bucket(n: int) -> int:
+    """Mixer B's match-length bucket, 0..len(MATCH_LEN_EDGES)."""
+    for i in range(len(MATCH_LEN_EDGES)):
+        if n < MATCH_LEN_EDGES[i]:
+            return i
+    return len(MATCH_LEN_EDGES)
+
 
 # Adaptive probability counter: one uint32, a 22-bit probability over a 10-bit count n.
 # Update: p += (y * 2^22 - p) * DT[n] >> 16 with DT[n] = 2^16 / (n + 1.5): the first
@@ -63,15 +115,21 @@ HASH_MUL2 = 0x3C6EF35F
 
 BUCKET = 16  # uint32 slots per hash bucket: a checksum and the 15 nodes of a nibble's tree
 PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
+CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit checksum
+SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
-# Inputs of the mixers, in order
-IN_TF, IN_TF_APM, IN_O1 = 0, 1, 2
-# Hashed context models. Orders k: the previous k bytes; word: the letters since the last
-# non-letter (NULs skipped, so UTF-16 text keeps its words) with the previous byte; column:
-# the byte above (same column of the previous line of this stream) with the previous byte;
-# even: the 2nd, 4th and 6th previous bytes (UTF-16 code units, 2-byte records). Measured
-# on a 9-file subset and not kept: order 5, 6 and 16, sparse (2nd and 3rd bytes back),
-# indirect (the bytes that followed the order-2 context last time).
+REVISIONS = (1, 2)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's
+# How a byte is coded, in both implementations (functions of these names in jit.py, methods
+# of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
+# for each of its 8 bits; advance after it.
+PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
+
+# Hashed context models, in slot order. Orders k: the previous k bytes; word: the letters
+# since the last non-letter (NULs skipped, so UTF-16 text keeps its words) with the
+# previous byte; column: the byte above (same column of the previous line of this stream)
+# with the previous byte; even: the 2nd, 4th and 6th previous bytes (UTF-16 code units,
+# 2-byte records). Measured on a 9-file subset and not kept: order 5, 6 and 16, sparse
+# (2nd and 3rd bytes back), indirect (the bytes that followed the order-2 context last time).
 # Revision 2 adds two for tables, logs and records: field, the number of separators
 # (, ; tab |) since the line start with the field's bytes so far; and field_above, the
 # byte at the same offset of the same field of the previous line (the column of a table
@@ -80,45 +138,98 @@ IN_TF, IN_TF_APM, IN_O1 = 0, 1, 2
 # field (with mixer C) -2.6%, field_above -0.7% (airports.csv -4.3%).
 CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above")
 CONTEXTS_R1 = 9
+N_CONTEXTS = (0, CONTEXTS_R1, len(CONTEXTS))  # by revision: each uses a prefix of CONTEXTS
+MIXER_C_FROM = 2  # the first revision with mixer C (and the final mixer's fifth input)
+ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
+MAX_ORDER = max(ORDER_CONTEXTS.values())
+# ORDER_SLOT[k]: the slot of the order-k context, -1 where no context has order k
+ORDER_SLOT = np.array([CONTEXTS.index(f"o{k}") if f"o{k}" in ORDER_CONTEXTS else -1
+                       for k in range(MAX_ORDER + 1)], dtype=np.int64)
+CTX_WORD = CONTEXTS.index("word")
+CTX_COLUMN = CONTEXTS.index("column")
+CTX_EVEN = CONTEXTS.index("even")
+CTX_FIELD = CONTEXTS.index("field")
+CTX_FIELD_ABOVE = CONTEXTS.index("field_above")
+# seeds that keep the non-order contexts' hashes apart
+SEED_ORDER, SEED_WORD, SEED_COLUMN, SEED_EVEN, SEED_FIELD, SEED_FIELD_ABOVE = 1, 5, 7, 8, 11, 12
 SEPARATORS = (9, 44, 59, 124)  # tab , ; |
 FIELDS = 32  # fields of a line whose starts are remembered (for field_above)
-ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
-IN_CTX = 3
-IN_CMAP = IN_CTX + len(CONTEXTS)  # the same counters through a map by (order, count, p)
-IN_MATCH = IN_CMAP + len(CONTEXTS)  # match model: adaptive st(p) by (length, expected bit)
-IN_MATCH_LEN = IN_MATCH + 1  # match model: +-length, linear
-IN_MATCH2 = IN_MATCH_LEN + 1  # match model 2 (the stream's own history): st(p) by (length, bit)
-IN_BIAS = IN_MATCH2 + 1
-N_INPUTS = IN_BIAS + 1
+HISTORY = 8  # previous bytes c[1..8] every phase may read (c[k]: k back, 0 before the start)
+
+# Inputs of the mixers, in order: (name, width). IN_<NAME> is each one's first index and
+# N_INPUTS their count, both derived from this table.
+INPUTS = (
+    ("tf", 1),  # the transformer's P(bit | c0), stretched
+    ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
+    ("o1", 1),  # order-1 counter by (previous byte, c0)
+    ("ctx", len(CONTEXTS)),  # each hashed context's counter
+    ("cmap", len(CONTEXTS)),  # the same counters through a map by (context, count, p)
+    ("match", 1),  # match model: adaptive st(p) by (length, expected bit)
+    ("match_len", 1),  # match model: +-length, linear
+    ("match2", 1),  # match model 2 (the stream's own history): st(p) by (length, bit)
+    ("bias", 1),
+)
+
+
+def _offsets(rows) -> dict:
+    out, at = {}, 0
+    for name, width in rows:
+        out[name] = at
+        at += width
+    out["_n"] = at
+    return out
+
+
+_IN = _offsets(INPUTS)
+IN_TF, IN_TF_APM, IN_O1 = _IN["tf"], _IN["tf_apm"], _IN["o1"]
+IN_CTX, IN_CMAP = _IN["ctx"], _IN["cmap"]
+IN_MATCH, IN_MATCH_LEN, IN_MATCH2, IN_BIAS = _IN["match"], _IN["match_len"], _IN["match2"], _IN["bias"]
+N_INPUTS = _IN["_n"]
+BIAS = 256  # the bias input's value (and the final mixer's)
 
 MATCH_MIN = 7  # bytes of context hashed to find a match candidate
 MATCH_VERIFY = 48  # bytes compared backwards to measure a candidate's true length
 MATCH_LEN_CAP = 65535
+MATCH_LEN_EDGES = (1, 16, 24, 32, 64, 128, 512)  # mixer B's match-length buckets 0..7
+MATCH_SM_LEN = 15  # match counters by (length capped here, expected bit)
+MATCH_SM_SIZE = 2 * (MATCH_SM_LEN + 1)
+MATCH_STRENGTH_LEN, MATCH_STRENGTH = 32, 32  # the linear input: min(length, 32) * 32
+
+CMAP_COUNT_CAP = 15  # the context map's key: (context, count capped here, p's top 6 bits)
+CMAP_SIZE = 1024  # map entries per context: 16 counts * 64 probabilities
+O1_SIZE = 65536  # order-1 counters by (previous byte, c0)
 
 COUNTER_LIMIT_CTX = 255  # count limit of the context models' counters
 COUNTER_LIMIT_O1 = 1023
 COUNTER_LIMIT_MATCH = 1023
+COUNTER_LIMIT_CMAP = 1023
 
 MIX_SETS_A = 256  # mixer A: weight set by the partial byte c0
 MIX_SETS_B = 64  # mixer B: by (match length bucket 0..7, transformer confidence 0..3, parity)
-MIX_SETS_C = 4096  # mixer C (revision 2): by a 12-bit hash of the two previous bytes
+MIX_C_BITS = 12  # mixer C (revision 2): by a 12-bit hash of the two previous bytes,
+MIX_SETS_C = 1 << MIX_C_BITS  # hmix(c1 | c2 << 8, MIX_C_SEED) >> (32 - MIX_C_BITS)
+MIX_C_SEED = 77
+TF_CONF_SHIFT, TF_CONF_MAX = 9, 3  # mixer B's transformer confidence: min(|st| >> 9, 3)
 MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C -> p): by (bit position, parity)
+N_FINAL = 5
 MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000)}  # by revision
-REVISIONS = (1, 2)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's
 # parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
 # measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
+LR_C = LR_B
+ST_LIMIT = 2047  # a mixer's output st is clamped to +-ST_LIMIT
 W_INIT_TF = 1 << 14  # initial weights (1.0 = 2^16): the transformer 0.25, the others 1/16;
 W_INIT = 1 << 12  # from 1.0 / 0.125: -0.9% on 7 files, -1.2% where the transformer is bad
 APM_RATE = 6
-
 APM_BINS = 33
+APM2_BITS = 16  # APM 2 by the top bits of hmix(c1 | c2 << 8, c0)
+APM_TF_SIZE, APM1_SIZE, APM2_SIZE = 65536, 256, 1 << APM2_BITS  # contexts of the three APMs
 
 
 def apm_init(contexts: int) -> np.ndarray:
     """An APM table: for each context, 33 bins at stretch -2048, -1920, ..., 2048 holding
     the identity map (16-bit probabilities)."""
-    row = np.array([squash_int((i - 16) * 128) * 16 for i in range(APM_BINS)], dtype=np.int64)
+    row = np.array([squash((i - 16) * 128) * 16 for i in range(APM_BINS)], dtype=np.int64)
     return np.tile(row, contexts)
 
 

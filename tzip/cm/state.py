@@ -1,0 +1,154 @@
+"""The CM stage's state for one block, built in one place: both implementations start from
+`new_state` (tzip/cm/jit.py works on these arrays in place, tzip/cm/reference.py copies
+them into Python lists), so they cannot disagree about a table's size or initial value.
+
+Imports numpy and tables only: the reference must work without numba.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import tables as T
+
+
+class CMState(NamedTuple):
+    """Everything the CM stage remembers within one block (sizes from tables.py)."""
+    hist: np.ndarray  # (S, L) int64: the streams' bytes (the decoder fills it)
+    lengths: np.ndarray  # (S,) int64
+    start: np.ndarray  # (S,) int64: offset of each stream in the block
+    table: np.ndarray  # (buckets * BUCKET,) uint32: hashed context slots
+    o1: np.ndarray  # (O1_SIZE,) uint32: order-1 counters by (c1, c0)
+    ctx_map: np.ndarray  # (contexts * CMAP_SIZE,) uint32: counters by (context, count, p)
+    match_sm: np.ndarray  # (MATCH_SM_SIZE,) uint32: match counters by (length, expected bit)
+    match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
+    match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
+    match_len: np.ndarray  # (S,) int64
+    match2_table: np.ndarray  # (2^bits,) int64: 1 + step, by hash of (context, stream)
+    match2_ptr: np.ndarray  # (S,) int64: step of the byte match model 2 predicts
+    match2_len: np.ndarray  # (S,) int64
+    match2_sm: np.ndarray  # (MATCH_SM_SIZE,) uint32: match 2 counters by (length, expected bit)
+    word: np.ndarray  # (S,) int64: hash of the letters since the last non-letter
+    line_start: np.ndarray  # (S,) int64: step after the stream's last newline
+    prev_line: np.ndarray  # (S,) int64: start of the line before
+    field: np.ndarray  # (S,) int64: separators since the line start (revision 2)
+    field_hash: np.ndarray  # (S,) int64: hash of the field's bytes so far (revision 2)
+    field_start: np.ndarray  # (S, FIELDS + 1) int64: where this line's fields start (-1: not yet)
+    prev_field_start: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before
+    w_a: np.ndarray  # (MIX_SETS_A * N_INPUTS,) int64 mixer A weights
+    w_b: np.ndarray  # (MIX_SETS_B * N_INPUTS,) int64 mixer B weights
+    w_c: np.ndarray  # (MIX_SETS_C * N_INPUTS,) int64 mixer C weights (empty before MIXER_C_FROM)
+    w_f: np.ndarray  # (MIX_SETS_F * N_FINAL,) int64 final mixer weights
+    apm_tf: np.ndarray  # (APM_TF_SIZE * APM_BINS,) int32
+    apm1: np.ndarray  # (APM1_SIZE * APM_BINS,) int32
+    apm2: np.ndarray  # (APM2_SIZE * APM_BINS,) int32
+    coder: np.ndarray  # (8,) int64: x1, x2, x (decoder), pos, error, payload length
+    buf: np.ndarray  # uint8 output (encoder) or input (decoder) bytes
+    scratch: np.ndarray  # (SCRATCH,) int64 work space of the compiled code (layout below)
+
+
+# What one phase hands to the next (the same in both implementations)
+class Match(NamedTuple):
+    """Both match models' prediction for the byte (see reference.CMModel.match)."""
+    ptr: int  # 1 + step * S + stream of the predicted byte
+    length: int  # 0: no match
+    byte: int  # the predicted byte, -1: none
+    ptr2: int  # match model 2: the step of the predicted byte in this stream
+    length2: int
+    byte2: int
+
+
+class Picked(NamedTuple):
+    """What `inputs` read for one bit, so that `learn` updates the same entries."""
+    node: int  # the bit's node in the nibble's tree (slot in each bucket)
+    apm_tf: int  # the transformer APM's bin
+    o1: int  # the order-1 counter
+    match: int  # the match counter, -1: none
+    match2: int  # match model 2's counter, -1: none
+    expect: int  # the match's expected bit, -1: none
+
+
+class Mixed(NamedTuple):
+    """What `mix` computed for one bit, so that `learn` trains each mixer on its error."""
+    p: int  # the final 12-bit probability, what the coder uses
+    set_a: int  # the weight sets of mixers A, B, C and the final mixer
+    set_b: int
+    set_c: int
+    set_f: int
+    st_a: int  # the mixers' stretched outputs and their probabilities
+    st_b: int
+    st_c: int
+    p_a: int
+    p_b: int
+    p_c: int
+    p_f: int
+    apm1: int  # the two APMs' bins
+    apm2: int
+
+
+# coder[] fields
+X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
+
+# scratch[] layout: the transformer's prefix sums, the inputs x, and per context its bucket,
+# its hash and its context-map index; then the previous bytes c[0..HISTORY]
+SC_CUM = 0
+SC_X = SC_CUM + 257
+SC_SLOT = SC_X + T.N_INPUTS
+SC_CTXH = SC_SLOT + len(T.CONTEXTS)
+SC_CMAP = SC_CTXH + len(T.CONTEXTS)
+SC_C = SC_CMAP + len(T.CONTEXTS)
+SCRATCH = SC_C + T.HISTORY + 1
+
+
+def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
+    """Zeros whose first element starts a cache line: a 16-slot uint32 bucket then spans
+    one line, not two."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.zeros(n + align // itemsize, dtype=dtype)
+    off = (-raw.ctypes.data % align) // itemsize
+    return raw[off:off + n]
+
+
+def _weights(sets: int) -> np.ndarray:
+    w = np.full((sets, T.N_INPUTS), T.W_INIT, dtype=np.int64)
+    w[:, T.IN_TF] = T.W_INIT_TF
+    return w.ravel()
+
+
+def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
+              revision: int) -> tuple[CMState, int, int]:
+    """A block's fresh state, with the log2 sizes of the context hash table (buckets) and
+    of the match tables."""
+    S = len(lengths)
+    n = int(np.sum(lengths))
+    tb, mb = T.table_bits(n, revision), T.match_bits(n)
+    counters = lambda size: np.full(size, T.COUNTER_INIT, dtype=np.uint32)  # noqa: E731
+    per_stream = lambda: np.zeros(S, dtype=np.int64)  # noqa: E731
+    fields = np.full((S, T.FIELDS + 1), -1, dtype=np.int64)
+    field_start = fields.copy()
+    field_start[:, 0] = 0  # the first line's first field starts at step 0
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return CMState(
+        hist=hist, lengths=lengths,
+        start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else per_stream(),
+        table=_aligned_zeros((1 << tb) * T.BUCKET, np.uint32),
+        o1=counters(T.O1_SIZE),
+        ctx_map=counters(len(T.CONTEXTS) * T.CMAP_SIZE),
+        match_sm=counters(T.MATCH_SM_SIZE),
+        match_table=np.zeros(1 << mb, dtype=np.int64),
+        match_ptr=per_stream(), match_len=per_stream(),
+        match2_table=np.zeros(1 << mb, dtype=np.int64),
+        match2_ptr=per_stream(), match2_len=per_stream(),
+        match2_sm=counters(T.MATCH_SM_SIZE),
+        word=per_stream(), line_start=per_stream(), prev_line=per_stream(),
+        field=per_stream(), field_hash=per_stream(),
+        field_start=field_start, prev_field_start=fields,
+        w_a=_weights(T.MIX_SETS_A), w_b=_weights(T.MIX_SETS_B),
+        w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0),
+        w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),
+        apm_tf=T.apm_init(T.APM_TF_SIZE).astype(np.int32),
+        apm1=T.apm_init(T.APM1_SIZE).astype(np.int32),
+        apm2=T.apm_init(T.APM2_SIZE).astype(np.int32),
+        coder=np.array([0, T.MASK32, 0, 0, 0, 0, 0, 0], dtype=np.int64),
+        buf=buf, scratch=np.zeros(SCRATCH, dtype=np.int64)), tb, mb
