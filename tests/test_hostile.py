@@ -645,7 +645,7 @@ def test_arrays_that_do_not_fit_the_config_are_refused_unread(tiny, models_dir, 
 
 
 def test_file_checks_know_the_config_defaults():
-    from tzip.model.net import ModelConfig
+    from tzip.model.config import ModelConfig
     assert modelpath.CONFIG_DEFAULTS == ModelConfig().to_dict()
 
 

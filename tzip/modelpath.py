@@ -116,7 +116,8 @@ MAX_RATIO = 64  # inflated bytes per stored byte of one member (tzip writes rati
 RATIO_SLACK = 1 << 16  # small members compress better: this much is always allowed
 META_MAX = 1 << 20  # bytes of the JSON metadata
 BYTE_VOCAB, OUT_VOCAB = 257, 256  # embedding rows (bytes and BOS), output columns
-# ModelConfig's defaults (tzip/model/net.py imports torch): a key a file leaves out
+# ModelConfig's defaults (tzip/model/config.py; importing the tzip.model package would
+# load numpy, and the CLI imports this module for --help): a key a file leaves out
 CONFIG_DEFAULTS = {"d_model": 128, "n_layer": 4, "n_head": 4, "n_kv_head": 1, "mlp_mult": 4,
                    "context": 256}
 
