@@ -183,3 +183,16 @@ def test_open_and_incremental_objects_read_format3_archives():
         assert f.read() == want
     d = tzip.TzipDecompressor()
     assert d.decompress(blob) == want and d.eof
+
+
+def test_cli_loads_no_numpy_for_help():
+    """`tzip --help`, `-V`, `-l` and usage errors import the CLI and no numerics."""
+    import subprocess
+    import sys
+    code = ("import sys; import tzip.cli\n"
+            "print([m for m in ('torch', 'numpy', 'numba', 'constriction') if m in sys.modules])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tzip.__file__)))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=root))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"

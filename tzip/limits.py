@@ -12,7 +12,6 @@ import functools
 import os
 import sys
 
-import numpy as np
 
 from .errors import LimitExceeded
 
@@ -26,9 +25,9 @@ MIXER_PER_STREAM = 48 * 256 * 8
 def _state_bytes(obj) -> tuple[int, int]:
     """(host, device) bytes of the arrays and tensors in a stepper state (a state holds
     tensors only where PyTorch is loaded: it is never loaded here for them)."""
-    torch = sys.modules.get("torch")
+    torch, np = sys.modules.get("torch"), sys.modules.get("numpy")  # a state holds arrays only once loaded
     host = dev = 0
-    if isinstance(obj, np.ndarray):
+    if np is not None and isinstance(obj, np.ndarray):
         host += obj.nbytes
     elif torch is not None and isinstance(obj, torch.Tensor):
         b = obj.numel() * obj.element_size()
