@@ -27,16 +27,14 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import click
 
 from . import __version__, api, modelpath, output, threads
-from .container import MAX_STREAMS
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -400,7 +398,7 @@ def _level_options(f):
 
 
 def _streams_option(f):
-    return click.option("--streams", type=click.IntRange(1, MAX_STREAMS), default=None,
+    return click.option("--streams", type=click.IntRange(1, api.MAX_STREAMS), default=None,
                         help="Streams per block (default: from the input size): more streams "
                              "decode faster, fewer compress a little better.")(f)
 
