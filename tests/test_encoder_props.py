@@ -459,7 +459,7 @@ def check_case(kit: Kit, case: Case, writer: str, reader: str, rng: random.Rando
     inf = tzip.info(blob)
     say(f"blocks: {[(b.method, b.utf16, b.crlf, b.original, b.coded) for b in inf.blocks]}")
     assert inf.original_size == len(data) and inf.compressed_size == len(blob)
-    assert inf.version == version
+    assert inf.version == version and inf.members == (2 if writer == "w_open_ab" else 1)
     assert sum(b.original for b in inf.blocks) == len(data)
     if identical and writer not in ("w_open_ab",):
         ref = kit.comp(Case(case.segments, case.block_size, case.streams, version)).compress(data)
