@@ -19,7 +19,8 @@ bytes (parallel.py and tzfile.py promise it).
 Runs: the default run has a few dozen deterministic cases (derandomized). The long run
 (marked slow) runs when TZIP_PROPS_EXAMPLES is set (cases with the tiny model; also
 TZIP_PROPS_SMALL_EXAMPLES with the shipped tzip-small, TZIP_PROPS_PARALLEL_FILES for
--T 2, TZIP_PROPS_SEED for a fixed seed), e.g.
+-T 2, TZIP_PROPS_SEED for a fixed seed, TZIP_PROPS_LOG: a file that gets a progress line
+every 500 cases), e.g.
 
     TZIP_PROPS_EXAMPLES=20000 pytest -q -m slow tests/test_encoder_props.py
 
@@ -472,6 +473,9 @@ def check_case(kit: Kit, case: Case, writer: str, reader: str, rng: random.Rando
         stats.scripts[s.script] += 1
     for b in inf.blocks:
         stats.methods[METHOD_KIND[b.method]] += 1
+    if stats.cases % 500 == 0 and os.environ.get("TZIP_PROPS_LOG"):  # progress of long runs
+        with open(os.environ["TZIP_PROPS_LOG"], "a") as f:
+            f.write(stats.line() + "\n")
     try:
         got = getattr(kit, reader)(blob, rng)
     except tzip.TzipError as e:
