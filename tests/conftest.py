@@ -58,3 +58,22 @@ def small() -> IntModel:
     from tzip.model import registry
     return registry.load("tzip-small")
 
+
+
+# ---- report lines: counts and times that long runs print at the end of the session ----
+_REPORT = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def report_line(request):
+    """Append a line to the report printed after the tests (tests/test_encoder_props.py
+    reports how many cases its property runs made, and how long they took)."""
+    return request.config.stash.setdefault(_REPORT, []).append
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    lines = config.stash.get(_REPORT, [])
+    if lines:
+        terminalreporter.section("tzip reports")
+        for line in lines:
+            terminalreporter.write_line(line)
