@@ -20,9 +20,10 @@ import numpy as np
 
 from ...model.intmodel import MLP_BITS
 from ..exact import exact_matmul
-from ..weights import Weights
+from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
 from .parts import Parts, blas_on_calling_threads
+from . import vnni
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
 # many bytes at a time: a group of streams' tables stay in the processor's cache between
@@ -136,6 +137,7 @@ class PassState:
 class JitScorer:
     """The reference's score compiled, behind the Scorer interface."""
     name = "numba"
+    ACC = np.float32  # the products' accumulators (exact_matmul's pieces: float64 past one)
 
     def __init__(self, weights: Weights):
         self.cfg = weights.cfg
@@ -208,7 +210,7 @@ class JitScorer:
                 "x": self._buf(sc, "x", (S * C, d)), "o": self._buf(sc, "o", (S * C, c.n_head * hd)),
                 "h": self._buf(sc, "h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
         for w in {self.p[key].shape[1] for key in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")}:
-            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w))  # one per product width
+            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w), self.ACC)  # one per product width
 
         def part(a: int, b: int) -> None:
             self._part({k: v[a:b] for k, v in streams.items()},
@@ -259,3 +261,38 @@ class JitScorer:
                       self.r[f"l{l}.w2"])
         norm(res, self.inv["nf"], x)
         head(self._acc("head", x, out=acc("head")), self.r["head"], self.p["out_exp"], r["out"])
+
+
+class VnniScorer(JitScorer):
+    """JitScorer with its weight products on the CPU's int8 dot-product units (vnni.py)
+    instead of numpy's float32 BLAS: the same integers, so the same tables bit for bit."""
+    name = "vnni"
+    ACC = np.float64  # int32 sums (w2's pass 2**24) held exactly
+
+    @staticmethod
+    def usable(weights: Weights) -> bool:
+        return vnni.available() and JitScorer.usable(weights)
+
+    def __init__(self, weights: Weights):
+        super().__init__(weights)
+        self.laid = {key: vnni.layout(w, Weights.xmax(key) > 127) for key, w in self.p.items()
+                     if key == "head" or key.split(".")[-1] in MATRICES}
+
+    def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
+             out: np.ndarray | None = None) -> np.ndarray:
+        w, offset = self.laid[key]
+        wide = xmax > 127
+        g = 2 if wide else 4
+        Kp = w.shape[0] * g
+        shape = (x.shape[0], Kp)
+        xb = np.empty(shape, np.int16 if wide else np.uint8) if Kp == x.shape[1] else \
+            np.zeros(shape, np.int16 if wide else np.uint8)
+        if out is None:
+            out = np.empty((x.shape[0], self.p[key].shape[1]), np.float64)
+        if wide:
+            vnni.to_i16(x, xb)
+            vnni.product_i16(xb, w, offset, out)
+        else:
+            vnni.to_u8(x, xb)
+            vnni.product_u8(xb, w, offset, out)
+        return out

@@ -22,6 +22,7 @@ from ..numpy_step import RingState
 from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, matmul, mlp, norm, residual, rq
 from .parts import Parts
+from . import vnni
 
 PARTS_FROM = 4  # streams per part at least
 
@@ -189,6 +190,62 @@ def _step(tokens, t, slot, pos, emb, K, V, weights, out):
     head(acc_out, w.r_head, w.out_exp, out)
 
 
+@jit
+def _product(x, xb, w, offset, out):
+    """out = x @ W exactly on the int8 dot-product units (vnni.py): x (S, K) float32
+    integers in [-127, 127] into xb (S, Kp) as uint8 x + 128."""
+    vnni.to_u8(x, xb)
+    vnni.product_u8(xb, w, offset, out)
+
+
+@jit
+def _product16(x, xb, w, offset, out):
+    """_product for wider inputs (the squared ReLU's): xb int16, int16 weight pairs."""
+    vnni.to_i16(x, xb)
+    vnni.product_i16(xb, w, offset, out)
+
+
+@jit
+def _step_vnni(tokens, t, slot, pos, emb, K, V, weights, mats, out):
+    """_step with the weight products on the int8 dot-product units: mats holds per
+    product (qkv, o, w1, w2, head) the vnni layout's weights (stacked per layer) and
+    offsets (VnniStep)."""
+    w = StepWeights(*weights)
+    wqkv, oqkv, wo, oo, w1, o1, w2, o2, wh, oh = mats
+    S, d = tokens.shape[0], emb.shape[1]
+    L = wqkv.shape[0]
+    res = np.empty((S, d), dtype=np.float64)
+    for s in range(S):
+        res[s] = emb[tokens[s]]
+    x = np.empty((S, d), dtype=np.float32)
+    xb = np.zeros((S, wqkv.shape[1] * 4), dtype=np.uint8)
+    acc_qkv = np.empty((S, w.wqkv.shape[1]), dtype=np.float64)
+    o = np.empty((S, w.wo.shape[2]), dtype=np.float32)
+    ob = np.zeros((S, wo.shape[1] * 4), dtype=np.uint8)
+    acc_d = np.empty((S, d), dtype=np.float64)
+    acc_h = np.empty((S, w.w1.shape[1]), dtype=np.float64)
+    h = np.empty((S, w.w1.shape[1]), dtype=np.float32)
+    hb = np.zeros((S, w2.shape[1] * 2), dtype=np.int16)
+    acc_out = np.empty((S, w.head.shape[0]), dtype=np.float64)
+    top = float((1 << MLP_BITS) - 1)
+    bias = _bias(t, pos, w.slopes, K[0].shape[3])
+    for l in range(L):
+        norm(res, w.n1[l], x)
+        _product(x, xb, wqkv[l], oqkv[l], acc_qkv)
+        _attend(acc_qkv, w.r_qkv[l], slot, bias, K[l], V[l], w.qk[l], w.att_exp, w.keys_per_sum,
+                w.r_o[l], o)
+        _product(o, ob, wo[l], oo[l], acc_d)
+        residual(res, acc_d, w.r_wo[l])
+        norm(res, w.n2[l], x)
+        _product(x, xb, w1[l], o1[l], acc_h)
+        mlp(acc_h, w.r1[l], w.r_sq[l], top, h)
+        _product16(h, hb, w2[l], o2[l], acc_d)
+        residual(res, acc_d, w.r2[l])
+    norm(res, w.nf, x)
+    _product(x, xb, wh, oh, acc_out)
+    head(acc_out, w.r_head, w.out_exp, out)
+
+
 def _int8T(w: np.ndarray) -> np.ndarray:
     """int8 values, transposed: (N, K), the layout _piece reads."""
     return np.ascontiguousarray(w.T, dtype=np.int8)
@@ -249,8 +306,35 @@ class JitStep:
                 views = state.parts[a, b] = (tuple(k[a:b] for k in state.k),
                                              tuple(v[a:b] for v in state.v))
             K, V = views
-            _step(tokens[a:b], state.t, slot, state.pos, self.emb, K, V, self._w, out[a:b])
+            self._run(tokens[a:b], state.t, slot, state.pos, K, V, out[a:b])
 
         self.parts.run(part, len(tokens), PARTS_FROM)
         state.t += 1
         return out
+
+    def _run(self, tokens, t, slot, pos, K, V, out) -> None:
+        """One part's step: one compiled call."""
+        _step(tokens, t, slot, pos, self.emb, K, V, self._w, out)
+
+
+class VnniStep(JitStep):
+    """JitStep with its weight products on the CPU's int8 dot-product units (vnni.py):
+    the same tables bit for bit (integer products are exact in any order)."""
+    name = "vnni"
+
+    @staticmethod
+    def usable(weights: Weights) -> bool:
+        return vnni.available() and JitStep.usable(weights)
+
+    def __init__(self, weights: Weights):
+        super().__init__(weights)
+        layers = range(self.cfg.n_layer)
+        mats = []
+        for key in MATRICES:
+            laid = [vnni.layout(weights.matrix(f"l{l}.{key}"), weights.xmax(key) > 127) for l in layers]
+            mats += [np.stack([a for a, _ in laid]), np.stack([b for _, b in laid])]
+        mats += vnni.layout(weights.matrix("head"), False)
+        self._mats = tuple(mats)
+
+    def _run(self, tokens, t, slot, pos, K, V, out) -> None:
+        _step_vnni(tokens, t, slot, pos, self.emb, K, V, self._w, self._mats, out)
