@@ -63,13 +63,13 @@ def instrument_rest() -> None:
     cm.Decoder.decode = timed("context mixer + coder", cm.Decoder.decode)
 
 
-def step_phases(engine, S: int, steps: int = 300) -> dict[str, float]:
+def step_phases(engine, S: int, steps: int = 300, backend: str = "numba") -> dict[str, float]:
     """The compiled step's kernels called one by one for S streams (one part), as _step
-    calls them, timed: CPU seconds per step of each phase. The calls add the dispatcher's
-    few microseconds each, which _step does not pay."""
+    (or _step_vnni) calls them, timed: CPU seconds per step of each phase. The calls add
+    the dispatcher's few microseconds each, which the one compiled call does not pay."""
     import numpy as np
     from tzip.engine.compiled import kernels as k, step as st
-    stepper = engine.backend("numba", "stepper")
+    stepper = engine.backend(backend, "stepper")
     w = stepper.w
     state = stepper.new_state(S)
     rng = np.random.default_rng(0)
@@ -95,6 +95,31 @@ def step_phases(engine, S: int, steps: int = 300) -> dict[str, float]:
         fn(*a)
         P[name] += time.thread_time() - c
 
+    if backend == "vnni":
+        m = stepper._mats
+        xb = np.zeros((S, m[0].shape[1] * 4), np.uint8)
+        ob = np.zeros((S, m[2].shape[1] * 4), np.uint8)
+        hb = np.zeros((S, m[6].shape[1] * 2), np.int16)
+        ctx = state.pos.shape[0]
+        for _ in range(steps):
+            bias = st._bias_padded(t, state.pos, w.slopes, K[0].shape[3])
+            for l in range(engine.cfg.n_layer):
+                run("norms+requant", k.norm, res, w.n1[l], x)
+                run("products (weights)", st._product, x, xb, m[0][l], m[1][l], acc_qkv)
+                run("attention", st._attend_vnni, acc_qkv, w.r_qkv[l], slot, ctx, bias, K[l], V[l],
+                    w.qk[l], w.att_exp, w.r_o[l], o)
+                run("products (weights)", st._product, o, ob, m[2][l], m[3][l], acc_d)
+                run("norms+requant", k.residual, res, acc_d, w.r_wo[l])
+                run("norms+requant", k.norm, res, w.n2[l], x)
+                run("products (weights)", st._product, x, xb, m[4][l], m[5][l], acc_h)
+                run("norms+requant", k.mlp, acc_h, w.r1[l], w.r_sq[l], 4095.0, h)
+                run("products (weights)", st._product16, h, hb, m[6][l], m[7][l], acc_d)
+                run("norms+requant", k.residual, res, acc_d, w.r2[l])
+                np.clip(res, -1e6, 1e6, out=res)
+            run("norms+requant", k.norm, res, w.nf, x)
+            run("products (weights)", st._product, x, xb, m[8], m[9], acc_out)
+            run("head (exp table)", k.head, acc_out, w.r_head, w.out_exp, out)
+        return {k_: v / steps for k_, v in P.items()}
     for _ in range(steps):
         bias = st._bias(t, state.pos, w.slopes, K[0].shape[3])
         for l in range(engine.cfg.n_layer):
@@ -191,9 +216,10 @@ def main() -> None:
               f"{(wmac + amac) * len(data) / cpu / 1e9:.1f} G per CPU s")
         if what == "decompress":
             for S in (8, 16):
-                P = step_phases(dec.engine if hasattr(dec, "engine") else comp.engine, S)
+                e = comp.engine
+                P = step_phases(e, S, backend=e.choose("stepper", S, 10 ** 9))
                 allp = sum(P.values())
-                print(f"  one compiled step of {S} streams, kernels called one by one: "
+                print(f"  one {e.picked.get('stepper', '')} step of {S} streams, kernels called one by one: "
                       f"{allp * 1e3:.3f} ms")
                 for k_, v in sorted(P.items(), key=lambda kv: -kv[1]):
                     print(f"    {k_:26s} {v * 1e3:7.3f} ms {100 * v / allp:5.1f}%")

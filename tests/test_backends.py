@@ -295,3 +295,7 @@ def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
     monkeypatch.setenv("TZIP_BACKEND", "numba")
     monkeypatch.setitem(engine.TUNING, "vnni", 1)
     assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
+    monkeypatch.delenv("TZIP_BACKEND")
+    wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums
+    assert int(wide.weights.att_exp.max()) >= 2 ** 15
+    assert wide.choose("stepper", 2, 10 ** 6) == "numba"

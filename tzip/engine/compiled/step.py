@@ -206,6 +206,101 @@ def _product16(x, xb, w, offset, out):
 
 
 @jit
+def _bias_padded(t, pos, slopes, n):
+    """_bias over n >= context ring slots, the slots past the context outside every window."""
+    kv, G = slopes.shape
+    ctx = pos.shape[0]
+    bias = np.full((kv, G, n), np.float32(2.0 ** 23), dtype=np.float32)
+    bias[:, :, :ctx] = _bias(t, pos, slopes, ctx)
+    return bias
+
+
+@jit
+def _attend_vnni(acc, r_qkv, slot, ctx, bias, K4, V2, qk, att_exp, r_o, o):
+    """_attend on the int8 dot-product units, for the vnni ring (VnniStep.new_state):
+    keys K4 (S, kv, hdp / 4, n, 4) uint8 key + 128, four dimensions of a key per int32
+    lane; values V2 (S, kv, n / 2, hdp, 2) int16, two keys per lane (n, hdp: the context
+    and head size rounded up to 64 and 16). q.k = sum((k + 128) q) - 128 sum(q) on VPDPBUSD,
+    e @ V on VPDPWSSD (weights below 2**15 as int16): integers, exact in int32
+    (VnniStep.usable), then the same requantisation as _attend's."""
+    S = acc.shape[0]
+    kv, hd4, n = K4.shape[1], K4.shape[2], K4.shape[3]
+    hdp = hd4 * 4
+    G = bias.shape[1]
+    H = kv * G
+    hd = o.shape[1] // H
+    last = att_exp.shape[0] - 1
+    q = np.zeros(hdp, dtype=np.int8)
+    z = np.empty(n, dtype=np.int32)
+    zi = np.empty(n, dtype=np.int32)
+    e16 = np.zeros(n, dtype=np.int16)
+    exp32 = np.empty(last + 1, dtype=np.int32)  # the table as integers (below 2**15)
+    for j in range(last + 1):
+        exp32[j] = np.int32(att_exp[j])
+    ev = np.empty(hdp, dtype=np.int32)
+    krow = n * 4  # bytes of one K4 row (four dimensions of every key)
+    vrow = hdp * 4  # bytes of one V2 row (two keys of every dimension)
+    for s in range(S):
+        for h in range(kv):
+            Ks, Vs = K4[s, h], V2[s, h]
+            for i in range(hd):
+                jk = H * hd + h * hd + i
+                jv = H * hd + kv * hd + h * hd + i
+                Ks[i // 4, slot, i % 4] = np.uint8(np.int32(min(max(rq(acc[s, jk], r_qkv, jk), -127.0), 127.0)) + 128)
+                Vs[slot // 2, i, slot % 2] = np.int16(min(max(rq(acc[s, jv], r_qkv, jv), -127.0), 127.0))
+            for g in range(G):
+                col = (h * G + g) * hd
+                qsum = np.int32(0)
+                for i in range(hd):
+                    qi = np.int32(min(max(rq(acc[s, col + i], r_qkv, col + i), -127.0), 127.0))
+                    q[i] = qi
+                    qsum += qi
+                for j0 in range(0, n, 64):  # four chains of sums at once (the latency)
+                    a0 = vnni.vzero()
+                    a1 = vnni.vzero()
+                    a2 = vnni.vzero()
+                    a3 = vnni.vzero()
+                    for i4 in range(hd4):
+                        qb = vnni.vbroadcast(q, i4 * 4)
+                        r = i4 * krow + j0 * 4
+                        a0 = vnni.dpbusd(a0, vnni.vload(Ks, r), qb)
+                        a1 = vnni.dpbusd(a1, vnni.vload(Ks, r + 64), qb)
+                        a2 = vnni.dpbusd(a2, vnni.vload(Ks, r + 128), qb)
+                        a3 = vnni.dpbusd(a3, vnni.vload(Ks, r + 192), qb)
+                    vnni.vstore(z, j0 * 4, a0)
+                    vnni.vstore(z, j0 * 4 + 64, a1)
+                    vnni.vstore(z, j0 * 4 + 128, a2)
+                    vnni.vstore(z, j0 * 4 + 192, a3)
+                bg = bias[h, g]
+                shift = 128 * qsum
+                for j in range(n):  # integers: floor(q.k * qk) - penalty
+                    zi[j] = np.int32(np.floor(np.float32(np.float32(z[j] - shift) * qk)) - bg[j])
+                top = np.int32(-(1 << 30))
+                for j in range(ctx):
+                    top = max(top, zi[j])
+                esum = np.int32(0)
+                for j in range(ctx):
+                    ej = exp32[min(top - zi[j], last)]
+                    e16[j] = np.int16(ej)
+                    esum += ej
+                for i0 in range(0, hdp, 16):  # four chains: keys 8j .. 8j+7 in pairs
+                    a0 = vnni.vzero()
+                    a1 = vnni.vzero()
+                    a2 = vnni.vzero()
+                    a3 = vnni.vzero()
+                    for j2 in range(0, n // 2, 4):
+                        r = j2 * vrow + i0 * 4
+                        a0 = vnni.dpwssd(a0, vnni.vload(Vs, r), vnni.vbroadcast(e16, j2 * 4))
+                        a1 = vnni.dpwssd(a1, vnni.vload(Vs, r + vrow), vnni.vbroadcast(e16, j2 * 4 + 4))
+                        a2 = vnni.dpwssd(a2, vnni.vload(Vs, r + 2 * vrow), vnni.vbroadcast(e16, j2 * 4 + 8))
+                        a3 = vnni.dpwssd(a3, vnni.vload(Vs, r + 3 * vrow), vnni.vbroadcast(e16, j2 * 4 + 12))
+                    vnni.vstore(ev, i0 * 4, vnni.vadd(vnni.vadd(a0, a1), vnni.vadd(a2, a3)))
+                for i in range(hd):
+                    y = np.floor(np.float64(ev[i]) * r_o[0] / np.float64(esum) + 0.5)
+                    o[s, col + i] = min(max(y, -127.0), 127.0)
+
+
+@jit
 def _step_vnni(tokens, t, slot, pos, emb, K, V, weights, mats, out):
     """_step with the weight products on the int8 dot-product units: mats holds per
     product (qkv, o, w1, w2, head) the vnni layout's weights (stacked per layer) and
@@ -228,12 +323,12 @@ def _step_vnni(tokens, t, slot, pos, emb, K, V, weights, mats, out):
     hb = np.zeros((S, w2.shape[1] * 2), dtype=np.int16)
     acc_out = np.empty((S, w.head.shape[0]), dtype=np.float64)
     top = float((1 << MLP_BITS) - 1)
-    bias = _bias(t, pos, w.slopes, K[0].shape[3])
+    bias = _bias_padded(t, pos, w.slopes, K[0].shape[3])
     for l in range(L):
         norm(res, w.n1[l], x)
         _product(x, xb, wqkv[l], oqkv[l], acc_qkv)
-        _attend(acc_qkv, w.r_qkv[l], slot, bias, K[l], V[l], w.qk[l], w.att_exp, w.keys_per_sum,
-                w.r_o[l], o)
+        _attend_vnni(acc_qkv, w.r_qkv[l], slot, pos.shape[0], bias, K[l], V[l], w.qk[l], w.att_exp,
+                     w.r_o[l], o)
         _product(o, ob, wo[l], oo[l], acc_d)
         residual(res, acc_d, w.r_wo[l])
         norm(res, w.n2[l], x)
@@ -324,7 +419,11 @@ class VnniStep(JitStep):
 
     @staticmethod
     def usable(weights: Weights) -> bool:
-        return vnni.available() and JitStep.usable(weights)
+        """JitStep's conditions, and attention weights that fit int16 whose sums with int8
+        values over a window fit int32."""
+        e = int(weights.att_exp.max())
+        return (vnni.available() and JitStep.usable(weights) and e < 2 ** 15
+                and e * 127 * weights.cfg.context < 2 ** 31)
 
     def __init__(self, weights: Weights):
         super().__init__(weights)
@@ -335,6 +434,18 @@ class VnniStep(JitStep):
             mats += [np.stack([a for a, _ in laid]), np.stack([b for _, b in laid])]
         mats += vnni.layout(weights.matrix("head"), False)
         self._mats = tuple(mats)
+
+    def new_state(self, streams: int) -> RingState:
+        """The ring in _attend_vnni's layouts: keys as uint8 key + 128 (empty slots hold
+        128, a zero key) and int16 values, the context rounded up to 64 and the head size
+        to 16."""
+        c = self.cfg
+        n, hdp = -(-c.context // 64) * 64, -(-c.head_dim // 16) * 16
+        return RingState([np.full((streams, c.n_kv_head, hdp // 4, n, 4), 128, np.uint8)
+                          for _ in range(c.n_layer)],
+                         [np.zeros((streams, c.n_kv_head, n // 2, hdp, 2), np.int16)
+                          for _ in range(c.n_layer)],
+                         np.full(c.context, -(1 << 40), dtype=np.int64))
 
     def _run(self, tokens, t, slot, pos, K, V, out) -> None:
         _step_vnni(tokens, t, slot, pos, self.emb, K, V, self._w, self._mats, out)

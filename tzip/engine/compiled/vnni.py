@@ -122,6 +122,14 @@ def _dp(name: str):
     return dp
 
 
+@intrinsic
+def vadd(typingctx, a, b):
+    """Lane-wise a + b."""
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+    return i32x16(a, b), codegen
+
+
 dpbusd = _dp("llvm.x86.avx512.vpdpbusd.512")  # u8 (a) x s8 (b), 4 per lane
 dpwssd = _dp("llvm.x86.avx512.vpdpwssd.512")  # s16 x s16, 2 per lane
 
