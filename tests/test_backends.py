@@ -184,13 +184,14 @@ def test_compiled_products_are_exact(S, N, K, piece):
     assert np.array_equal(out, x.astype(np.int64) @ wT.T.astype(np.int64))
 
 
-@needs_numba
-def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch):
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba),
+                                     pytest.param("vnni", marks=needs_vnni)])
+def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch, backend):
     """Attention groups of one stream, or of two where a part of 3 ends with a group of
     one, on two threads."""
     from tzip.engine.compiled import score
     from tzip.engine.compiled.parts import Parts
-    scorer = Engine(tiny).backend("numba", "scorer")
+    scorer = Engine(tiny).backend(backend, "scorer")
     scorer.parts = Parts(threads=2)
     inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
     want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
@@ -287,13 +288,16 @@ def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
     from tzip import engine
     e = Engine(tiny)
     monkeypatch.delenv("TZIP_BACKEND", raising=False)
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
     assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "vnni"
-    monkeypatch.setitem(engine.TUNING, "vnni", 0)
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper",))
+    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    monkeypatch.setitem(engine.TUNING, "vnni", ())
     assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
     monkeypatch.setenv("TZIP_BACKEND", "vnni")
     assert e.stepper(2, 1).name == "vnni" and e.scorer(2, 1).name == "vnni"
     monkeypatch.setenv("TZIP_BACKEND", "numba")
-    monkeypatch.setitem(engine.TUNING, "vnni", 1)
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
     assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
     monkeypatch.delenv("TZIP_BACKEND")
     wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums

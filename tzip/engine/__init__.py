@@ -52,9 +52,10 @@ TUNING = {
     # decoding steps on CUDA replayed from a CUDA graph (graph.py); off until measured on
     # a GPU (docs/gpu.md): TZIP_BACKEND=graph turns it on
     "cuda_graphs": 0,
-    # compiled loops take the int8 dot-product units where the CPU has them (vnni.py):
-    # products 3-7x faster than the float32 loops and BLAS (docs/performance.md)
-    "vnni": 1,
+    # the kinds whose compiled loops take the int8 dot-product units where the CPU has
+    # them (vnni.py): the decoding step 1.9x (docs/performance.md); the pass measured no
+    # faster than numpy's BLAS (its products are a quarter of it), so it keeps float32
+    "vnni": ("stepper",),
 }
 BACKENDS = ("torch", "numpy", "numba", "vnni", "graph")
 
@@ -179,7 +180,7 @@ class Engine:
         want = preferred()
         cpu = self.device.type == "cpu"
         if self.compiled(kind, positions) and self._numba_can(kind):
-            if want in ("auto", "vnni") and (TUNING["vnni"] or want == "vnni") \
+            if want in ("auto", "vnni") and (kind in TUNING["vnni"] or want == "vnni") \
                     and self._numba_can(kind, vnni=True):
                 return "vnni"
             return "numba"
