@@ -303,3 +303,16 @@ def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
     wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums
     assert int(wide.weights.att_exp.max()) >= 2 ** 15
     assert wide.choose("stepper", 2, 10 ** 6) == "numba"
+
+
+@needs_numba
+def test_vnni_follows_numbas_target(monkeypatch):
+    """A portable numba target (NUMBA_CPU_NAME=generic) has no VNNI unless its feature
+    list says so: compiling the intrinsics for it would fail."""
+    from numba.core import config
+    from tzip.engine.compiled import vnni
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    assert not vnni.available.__wrapped__()
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx512f,+avx512bw,+avx512vnni")
+    assert vnni.available.__wrapped__()

@@ -55,13 +55,22 @@ class _I32x16Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VEC)
 
 
+NEEDS = ("avx512f", "avx512bw", "avx512vnni")
+
+
 @functools.cache
 def available() -> bool:
-    """Whether this CPU (as numba's LLVM sees it) has AVX-512 VNNI."""
+    """Whether numba compiles for a CPU with AVX-512 VNNI: this one's, unless
+    NUMBA_CPU_NAME names another target (a portable cache), when only the features
+    NUMBA_CPU_FEATURES lists count."""
     try:
+        from numba.core import config
+        if config.CPU_NAME and config.CPU_NAME != "host":
+            listed = set((config.CPU_FEATURES or "").replace(" ", "").split(","))
+            return all(f"+{f}" in listed for f in NEEDS)
         import llvmlite.binding as ll
         feats = ll.get_host_cpu_features()
-        return bool(feats.get("avx512vnni") and feats.get("avx512f") and feats.get("avx512bw"))
+        return all(feats.get(f) for f in NEEDS)
     except Exception:  # an LLVM that cannot say: the float32 products compute the same
         return False
 
