@@ -13,8 +13,19 @@ from helpers import SHAPES, inputs, make_model, tables_scored, tables_stepped
 from tzip.engine import Engine, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
-SCORERS = ["torch", pytest.param("numba", marks=needs_numba)]
-STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba), "graph"]
+
+
+def _vnni() -> bool:
+    if not numba_available():
+        return False
+    from tzip.engine.compiled import vnni
+    return vnni.available()
+
+
+needs_vnni = pytest.mark.skipif(not _vnni(), reason="no numba, or a CPU without AVX-512 VNNI")
+SCORERS = ["torch", pytest.param("numba", marks=needs_numba), pytest.param("vnni", marks=needs_vnni)]
+STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba),
+            pytest.param("vnni", marks=needs_vnni), "graph"]
 
 
 @functools.cache
@@ -35,7 +46,7 @@ def reference_tables(shape: str, S: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _usable(engine: Engine, backend: str, kind: str) -> bool:
-    return backend != "numba" or engine._numba_can(kind)
+    return backend not in ("numba", "vnni") or engine._numba_can(kind, vnni=backend == "vnni")
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
@@ -149,12 +160,12 @@ def test_compiled_step_with_larger_weights_sums_fewer_keys_at_a_time(text, scale
 def test_compiled_backends_decline_what_their_sums_cannot_hold(tiny):
     """Values summed in float32 need weight * 127 < 2**24, the integer max whole ALiBi
     penalties; past either, another backend is chosen."""
-    e = Engine(tiny)
-    assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    e, compiled = Engine(tiny), ("numba", "vnni")
+    assert e.choose("stepper", 2, 10 ** 6) in compiled and e.choose("scorer", 2, 10 ** 6) in compiled
     big = _with(tiny, att_exp=e.weights.att_exp * 2 ** 12)
-    assert big.choose("stepper", 2, 10 ** 6) != "numba"
+    assert big.choose("stepper", 2, 10 ** 6) not in compiled
     half = _with(tiny, slopes=e.weights.slopes + 0.5)
-    assert half.choose("stepper", 2, 10 ** 6) != "numba" and half.choose("scorer", 2, 10 ** 6) != "numba"
+    assert half.choose("stepper", 2, 10 ** 6) not in compiled and half.choose("scorer", 2, 10 ** 6) not in compiled
     long = Engine(model("long"))  # float64 values: the compiled pass cannot skip keys
     assert long.choose("scorer", 2, 10 ** 6) == "torch"
 
@@ -173,13 +184,14 @@ def test_compiled_products_are_exact(S, N, K, piece):
     assert np.array_equal(out, x.astype(np.int64) @ wT.T.astype(np.int64))
 
 
-@needs_numba
-def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch):
+@pytest.mark.parametrize("backend", [pytest.param("numba", marks=needs_numba),
+                                     pytest.param("vnni", marks=needs_vnni)])
+def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch, backend):
     """Attention groups of one stream, or of two where a part of 3 ends with a group of
     one, on two threads."""
     from tzip.engine.compiled import score
     from tzip.engine.compiled.parts import Parts
-    scorer = Engine(tiny).backend("numba", "scorer")
+    scorer = Engine(tiny).backend(backend, "scorer")
     scorer.parts = Parts(threads=2)
     inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
     want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
@@ -238,3 +250,69 @@ def test_cuda_stepper_equals_the_cpu_reference(backend, shape, S):
     inp = inputs(repo_text(), S, min(2 * m.cfg.context + 7, 60))
     want = tables_stepped(Engine(m).backend("torch", "stepper"), inp)
     assert np.array_equal(tables_stepped(Engine(m, "cuda").backend(backend, "stepper"), inp), want)
+
+
+@needs_vnni
+@pytest.mark.parametrize("S,N,K,xmax", [(1, 1, 5, 127), (4, 7, 64, 127), (5, 33, 100, 127),
+                                        (9, 64, 33, 4095), (3, 40, 512, 4095), (6, 300, 7, 127)])
+def test_vnni_products_are_exact(S, N, K, xmax):
+    """Rows, outputs and inputs not multiples of the tiles (4, 32, 4 or 2), int8 inputs
+    shifted to uint8 and wide inputs as int16 pairs: the exact integer result."""
+    from tzip.engine.compiled import vnni
+    rng = np.random.default_rng(S * N + K)
+    wide = xmax > 127
+    x = rng.integers(0 if wide else -127, xmax + 1, (S, K)).astype(np.float32)
+    w = rng.integers(-127, 128, (K, N)).astype(np.float32)
+    laid, offset = vnni.layout(w, wide)
+    xb = np.zeros((S, laid.shape[0] * (2 if wide else 4)), np.int16 if wide else np.uint8)
+    out = np.full((S, N), np.nan)
+    (vnni.to_i16 if wide else vnni.to_u8)(x, xb)
+    (vnni.product_i16 if wide else vnni.product_u8)(xb, laid, offset, out)
+    assert np.array_equal(out, x.astype(np.int64) @ w.astype(np.int64))
+
+
+@needs_vnni
+def test_vnni_products_run_on_the_dot_product_instructions():
+    """The kernels compile to VPDPBUSD and VPDPWSSD (what makes them worth having)."""
+    from tzip.engine.compiled import vnni
+    test_vnni_products_are_exact(5, 33, 100, 127)
+    test_vnni_products_are_exact(9, 64, 33, 4095)
+    asm8 = "".join(vnni.product_u8.inspect_asm().values())
+    asm16 = "".join(vnni.product_i16.inspect_asm().values())
+    assert "vpdpbusd" in asm8 and "zmm" in asm8
+    assert "vpdpwssd" in asm16
+
+
+@needs_vnni
+def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
+    from tzip import engine
+    e = Engine(tiny)
+    monkeypatch.delenv("TZIP_BACKEND", raising=False)
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
+    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "vnni"
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper",))
+    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    monkeypatch.setitem(engine.TUNING, "vnni", ())
+    assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    monkeypatch.setenv("TZIP_BACKEND", "vnni")
+    assert e.stepper(2, 1).name == "vnni" and e.scorer(2, 1).name == "vnni"
+    monkeypatch.setenv("TZIP_BACKEND", "numba")
+    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
+    assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
+    monkeypatch.delenv("TZIP_BACKEND")
+    wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums
+    assert int(wide.weights.att_exp.max()) >= 2 ** 15
+    assert wide.choose("stepper", 2, 10 ** 6) == "numba"
+
+
+@needs_numba
+def test_vnni_follows_numbas_target(monkeypatch):
+    """A portable numba target (NUMBA_CPU_NAME=generic) has no VNNI unless its feature
+    list says so: compiling the intrinsics for it would fail."""
+    from numba.core import config
+    from tzip.engine.compiled import vnni
+    monkeypatch.setattr(config, "CPU_NAME", "generic")
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    assert not vnni.available.__wrapped__()
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx512f,+avx512bw,+avx512vnni")
+    assert vnni.available.__wrapped__()

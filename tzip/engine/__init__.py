@@ -14,11 +14,12 @@ Two interfaces, each implemented by peers that give the same tables bit for bit
 | torch (reference.py) | TorchScorer | TorchStepper | any device; the reference |
 | numpy (numpy_step.py) | - | NumpyStep | CPU, few streams |
 | numba (compiled/) | JitScorer | JitStep | CPU, numba installed |
+| vnni (compiled/vnni.py) | VnniScorer | VnniStep | CPU with AVX-512 VNNI, numba installed: the numba loops with int8 products |
 | graph (graph.py) | - | GraphStepper | CUDA (a CUDA graph of the reference step); CPU eagerly |
 
 Which one runs is speed only, never archive bytes, and is decided in one place:
 `Engine.scorer` and `Engine.stepper` read the TUNING table below, and the environment
-variable TZIP_BACKEND=torch|numpy|numba|graph overrides it (a backend that cannot run the
+variable TZIP_BACKEND=torch|numpy|numba|vnni|graph overrides it (a backend that cannot run the
 model or device is passed over). Each picked backend has a `name`.
 
 Only the torch backends (reference.py, graph.py) import PyTorch, when first built: a CPU
@@ -55,8 +56,12 @@ TUNING = {
     # decoding steps on CUDA replayed from a CUDA graph (graph.py); off until measured on
     # a GPU (docs/gpu.md): TZIP_BACKEND=graph turns it on
     "cuda_graphs": 0,
+    # the kinds whose compiled loops take the int8 dot-product units where the CPU has
+    # them (vnni.py): the decoding step 1.9x (docs/performance.md); the pass measured no
+    # faster than numpy's BLAS (its products are a quarter of it), so it keeps float32
+    "vnni": ("stepper",),
 }
-BACKENDS = ("torch", "numpy", "numba", "graph")
+BACKENDS = ("torch", "numpy", "numba", "vnni", "graph")
 
 
 class Scorer(Protocol):
@@ -146,6 +151,12 @@ class Engine:
         if key == "numba-stepper":
             from .compiled.step import JitStep
             return JitStep(w)
+        if key == "vnni-scorer":
+            from .compiled.score import VnniScorer
+            return VnniScorer(w)
+        if key == "vnni-stepper":
+            from .compiled.step import VnniStep
+            return VnniStep(w)
         if key == "graph-stepper":
             from .graph import GraphStepper
             return GraphStepper(self._get("reference"))
@@ -156,25 +167,29 @@ class Engine:
         model's on a CPU, and the adaptive models' anywhere)."""
         want = preferred()
         if want != "auto":
-            return want == "numba" and numba_available()
+            return want in ("numba", "vnni") and numba_available()
         least = TUNING["compiled_from_decoding" if kind == "stepper" else "compiled_from"]
         return (compiled_loaded() or positions >= least) and numba_available()
 
-    def _numba_can(self, kind: str) -> bool:
+    def _numba_can(self, kind: str, vnni: bool = False) -> bool:
+        """Whether the compiled loops (with int8 products: vnni) run this model here."""
         if self.device.type != "cpu":
             return False
         if kind == "scorer":
-            from .compiled.score import JitScorer
-            return JitScorer.usable(self.weights)
-        from .compiled.step import JitStep
-        return JitStep.usable(self.weights)
+            from .compiled.score import JitScorer, VnniScorer
+            return (VnniScorer if vnni else JitScorer).usable(self.weights)
+        from .compiled.step import JitStep, VnniStep
+        return (VnniStep if vnni else JitStep).usable(self.weights)
 
     def choose(self, kind: str, streams: int, positions: int) -> str:
         """The backend for a block of `streams` streams of up to `positions` positions:
-        "torch", "numpy" or "numba". The one place where speed decides."""
+        "torch", "numpy", "numba", "vnni" or "graph". The one place where speed decides."""
         want = preferred()
         cpu = self.device.type == "cpu"
         if self.compiled(kind, positions) and self._numba_can(kind):
+            if want in ("auto", "vnni") and (kind in TUNING["vnni"] or want == "vnni") \
+                    and self._numba_can(kind, vnni=True):
+                return "vnni"
             return "numba"
         if want == "torch":
             return "torch"

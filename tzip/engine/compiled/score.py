@@ -14,15 +14,18 @@ tests/test_backends.py compares them with the reference.
 """
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...model.intmodel import MLP_BITS
 from ..exact import exact_matmul
-from ..weights import Weights
+from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
 from .parts import Parts, blas_on_calling_threads
+from . import vnni
 
 # Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
 # many bytes at a time: a group of streams' tables stay in the processor's cache between
@@ -136,6 +139,20 @@ class PassState:
 class JitScorer:
     """The reference's score compiled, behind the Scorer interface."""
     name = "numba"
+    ACC = np.float32  # the products' accumulators (exact_matmul's pieces: float64 past one)
+    P_ROWS, P_DTYPE = 2, np.float32  # e @ V: the weights' two parts' rows, float32
+
+    def _scores(self, q: np.ndarray, K: np.ndarray, z: np.ndarray, scratch: dict) -> None:
+        """z = q @ K for a group of streams (S, kv, G*C, hd) @ (S, kv, hd, n)."""
+        np.matmul(q, K, out=z)
+
+    def _mix(self, E: np.ndarray, V: np.ndarray, P: np.ndarray, scratch: dict) -> None:
+        """P = both parts of the weights E (S, kv, 2, G*C, n) @ V (S, kv, n, hd)."""
+        S, kv, _, GC, n = E.shape
+        np.matmul(E.reshape(S, kv, 2 * GC, n), V, out=P)
+
+    def _attended(self, P: np.ndarray, esum: np.ndarray, r_o: np.ndarray, C: int, o: np.ndarray) -> None:
+        _attended(P, esum, self.unit, r_o, C, o)
 
     def __init__(self, weights: Weights):
         self.cfg = weights.cfg
@@ -198,7 +215,7 @@ class JitScorer:
         sc = cache.scratch
         streams = {"q": self._buf(sc, "q", (S, kv, G * C, hd)),
                    "esum": self._buf(sc, "esum", (S, kv, G * C)),
-                   "P": self._buf(sc, "P", (S, kv, 2 * G * C, hd))}
+                   "P": self._buf(sc, "P", (S, kv, self.P_ROWS * G * C, hd), self.P_DTYPE)}
         for l in range(c.n_layer):  # the parts copy the cached keys and values in
             for kind, shape in (("K", (S, kv, hd, n)), ("V", (S, kv, n, hd))):
                 was = (cache.k if kind == "K" else cache.v)[l]
@@ -208,7 +225,7 @@ class JitScorer:
                 "x": self._buf(sc, "x", (S * C, d)), "o": self._buf(sc, "o", (S * C, c.n_head * hd)),
                 "h": self._buf(sc, "h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
         for w in {self.p[key].shape[1] for key in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")}:
-            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w))  # one per product width
+            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w), self.ACC)  # one per product width
 
         def part(a: int, b: int) -> None:
             self._part({k: v[a:b] for k, v in streams.items()},
@@ -246,11 +263,11 @@ class JitScorer:
                  a["q"], K, V, old)
             for i in range(0, S, group):  # a group's weights stay in the cache
                 j = min(S, i + group)
-                np.matmul(a["q"][i:j], K[i:j], out=z[:j - i])
+                self._scores(a["q"][i:j], K[i:j], z[:j - i], scratch)
                 _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
                        self.unit, E[:j - i], a["esum"][i:j])
-                np.matmul(E[:j - i].reshape(j - i, kv, 2 * G * C, n), V[i:j], out=a["P"][i:j])
-            _attended(a["P"], a["esum"], self.unit, self.r[f"l{l}.o_in"], C, o)
+                self._mix(E[:j - i], V[i:j], a["P"][i:j], scratch)
+            self._attended(a["P"], a["esum"], self.r[f"l{l}.o_in"], C, o)
             residual(res, self._acc(f"l{l}.wo", o, out=acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
             norm(res, self.inv[f"l{l}.n2"], x)
             mlp(self._acc(f"l{l}.w1", x, out=acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
@@ -259,3 +276,132 @@ class JitScorer:
                       self.r[f"l{l}.w2"])
         norm(res, self.inv["nf"], x)
         head(self._acc("head", x, out=acc("head")), self.r["head"], self.p["out_exp"], r["out"])
+
+
+class VnniScorer(JitScorer):
+    """JitScorer with its weight products on the CPU's int8 dot-product units (vnni.py)
+    instead of numpy's float32 BLAS: the same integers, so the same tables bit for bit."""
+    name = "vnni"
+    ACC = np.float64  # int32 sums (w2's pass 2**24) held exactly
+
+    @staticmethod
+    def usable(weights: Weights) -> bool:
+        """JitScorer's conditions, and whole weights e below 2**15 (int16) whose sums with
+        int8 values over a window fit int32."""
+        e = int(weights.att_exp.max())
+        return (vnni.available() and JitScorer.usable(weights) and e < 2 ** 15
+                and e * 127 * weights.cfg.context < 2 ** 31)
+
+    def __init__(self, weights: Weights):
+        super().__init__(weights)
+        self._inputs: dict = {}  # (thread, shape, dtype) -> a product's input buffer
+        # weighed with a unit above every weight: E's first part is zero, its second e
+        self.unit = 2 ** int(weights.att_exp.max()).bit_length()
+        self.laid = {key: vnni.layout(w, Weights.xmax(key) > 127) for key, w in self.p.items()
+                     if key == "head" or key.split(".")[-1] in MATRICES}
+
+    P_ROWS, P_DTYPE = 1, np.float64  # e @ V whole, in int32 sums (usable)
+
+    def _scores(self, q: np.ndarray, K: np.ndarray, z: np.ndarray, scratch: dict) -> None:
+        S, kv, GC, hd = q.shape
+        n = K.shape[3]
+        hdp, npad = -(-hd // 4) * 4, -(-n // vnni.BLOCK) * vnni.BLOCK
+        qb = self._buf(scratch, "qb", (GC, hdp), np.uint8)
+        kl = self._buf(scratch, "kl", (hdp // 4, npad * 4), np.int8)
+        if hdp > hd:
+            qb[:] = 0
+            kl[:] = 0
+        _scores_vnni(q, K, qb, kl, self._buf(scratch, "koff", (npad,), np.int32), z)
+
+    def _mix(self, E: np.ndarray, V: np.ndarray, P: np.ndarray, scratch: dict) -> None:
+        GC, n, hd = E.shape[3], V.shape[2], V.shape[3]
+        n2, hdp = -(-n // 2) * 2, -(-hd // vnni.BLOCK) * vnni.BLOCK
+        eb = self._buf(scratch, "eb", (GC, n2), np.int16)
+        vl = self._buf(scratch, "vl", (n2 // 2, hdp * 2), np.int16)
+        if n2 > n:
+            eb[:] = 0
+            vl[:] = 0
+        _mix_vnni(E, V, eb, vl, self.zero_offset(hdp), P)
+
+    @functools.cache
+    def zero_offset(self, n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.int32)
+
+    def _attended(self, P: np.ndarray, esum: np.ndarray, r_o: np.ndarray, C: int, o: np.ndarray) -> None:
+        _attended_whole(P, esum, r_o, C, o)
+
+    def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
+             out: np.ndarray | None = None) -> np.ndarray:
+        w, offset = self.laid[key]
+        wide = xmax > 127
+        g = 2 if wide else 4
+        Kp = w.shape[0] * g
+        # inputs as bytes (or int16), in a buffer of this thread's (fresh ones cost page faults)
+        shape, dtype = (x.shape[0], Kp), np.int16 if wide else np.uint8
+        xb = self._inputs.get((threading.get_ident(), shape, dtype))
+        if xb is None:
+            xb = self._inputs[threading.get_ident(), shape, dtype] = np.zeros(shape, dtype)
+        if out is None:
+            out = np.empty((x.shape[0], self.p[key].shape[1]), np.float64)
+        if wide:
+            vnni.to_i16(x, xb)
+            vnni.product_i16(xb, w, offset, out)
+        else:
+            vnni.to_u8(x, xb)
+            vnni.product_u8(xb, w, offset, out)
+        return out
+
+
+@jit
+def _scores_vnni(q, K, qb, kl, offset, z):
+    """z (S, kv, GC, n) = q (S, kv, GC, hd) @ K (S, kv, hd, n) on VPDPBUSD, per stream
+    and head: q + 128 into qb (GC, hdp) uint8, K into the product's layout kl and its
+    offset (128 * each key's sum); exact integers (below 2**24, so float32 z holds them)."""
+    S, kv, GC, hd = q.shape
+    n = K.shape[3]
+    for s in range(S):
+        for h in range(kv):
+            Ks = K[s, h]
+            offset[:] = 0
+            for i in range(hd):
+                base, r = i // 4, i % 4
+                for j in range(n):
+                    kj = np.int32(Ks[i, j])
+                    kl[base, j * 4 + r] = np.int8(kj)
+                    offset[j] += 128 * kj
+            vnni.to_u8(q[s, h], qb)
+            vnni.product_u8(qb, kl, offset, z[s, h])
+
+
+@jit
+def _mix_vnni(E, V, eb, vl, offset, P):
+    """P (S, kv, GC, hd) float64 = e @ V on VPDPWSSD, e the whole weights (E's second
+    part: VnniScorer weighs with a unit above every weight, so the first is zero) as int16
+    pairs of keys in eb (GC, n2), V in the product's layout vl (n2 / 2, hdp * 2) int16."""
+    S, kv = E.shape[0], E.shape[1]
+    n, hd = V.shape[2], V.shape[3]
+    for s in range(S):
+        for h in range(kv):
+            Vs = V[s, h]
+            for j in range(n):
+                base, r = j // 2, j % 2
+                for i in range(hd):
+                    vl[base, i * 2 + r] = np.int16(Vs[j, i])
+            vnni.to_i16(E[s, h, 1], eb)
+            vnni.product_i16(eb, vl, offset, P[s, h])
+
+
+@jit
+def _attended_whole(P, esum, r_o, C, o):
+    """_attended for whole sums e @ V (P (S, kv, G*C, hd) float64, exact)."""
+    S, kv, GC, hd = P.shape
+    G = GC // C
+    for s in range(S):
+        for h in range(kv):
+            for g in range(G):
+                for c in range(C):
+                    a = g * C + c
+                    row, col = s * C + c, (h * G + g) * hd
+                    for i in range(hd):
+                        y = np.floor(P[s, h, a, i] * r_o[0] / esum[s, h, a] + 0.5)
+                        o[row, col + i] = min(max(y, -127.0), 127.0)

@@ -22,6 +22,7 @@ from ..numpy_step import RingState
 from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, matmul, mlp, norm, residual, rq
 from .parts import Parts
+from . import vnni
 
 PARTS_FROM = 4  # streams per part at least
 
@@ -189,6 +190,157 @@ def _step(tokens, t, slot, pos, emb, K, V, weights, out):
     head(acc_out, w.r_head, w.out_exp, out)
 
 
+@jit
+def _product(x, xb, w, offset, out):
+    """out = x @ W exactly on the int8 dot-product units (vnni.py): x (S, K) float32
+    integers in [-127, 127] into xb (S, Kp) as uint8 x + 128."""
+    vnni.to_u8(x, xb)
+    vnni.product_u8(xb, w, offset, out)
+
+
+@jit
+def _product16(x, xb, w, offset, out):
+    """_product for wider inputs (the squared ReLU's): xb int16, int16 weight pairs."""
+    vnni.to_i16(x, xb)
+    vnni.product_i16(xb, w, offset, out)
+
+
+@jit
+def _bias_padded(t, pos, slopes, n):
+    """_bias over n >= context ring slots, the slots past the context outside every window."""
+    kv, G = slopes.shape
+    ctx = pos.shape[0]
+    bias = np.full((kv, G, n), np.float32(2.0 ** 23), dtype=np.float32)
+    bias[:, :, :ctx] = _bias(t, pos, slopes, ctx)
+    return bias
+
+
+@jit
+def _attend_vnni(acc, r_qkv, slot, ctx, bias, K4, V2, qk, att_exp, r_o, o):
+    """_attend on the int8 dot-product units, for the vnni ring (VnniStep.new_state):
+    keys K4 (S, kv, hdp / 4, n, 4) uint8 key + 128, four dimensions of a key per int32
+    lane; values V2 (S, kv, n / 2, hdp, 2) int16, two keys per lane (n, hdp: the context
+    and head size rounded up to 64 and 16). q.k = sum((k + 128) q) - 128 sum(q) on VPDPBUSD,
+    e @ V on VPDPWSSD (weights below 2**15 as int16): integers, exact in int32
+    (VnniStep.usable), then the same requantisation as _attend's."""
+    S = acc.shape[0]
+    kv, hd4, n = K4.shape[1], K4.shape[2], K4.shape[3]
+    hdp = hd4 * 4
+    G = bias.shape[1]
+    H = kv * G
+    hd = o.shape[1] // H
+    last = att_exp.shape[0] - 1
+    q = np.zeros(hdp, dtype=np.int8)
+    z = np.empty(n, dtype=np.int32)
+    zi = np.empty(n, dtype=np.int32)
+    e16 = np.zeros(n, dtype=np.int16)
+    exp32 = np.empty(last + 1, dtype=np.int32)  # the table as integers (below 2**15)
+    for j in range(last + 1):
+        exp32[j] = np.int32(att_exp[j])
+    ev = np.empty(hdp, dtype=np.int32)
+    krow = n * 4  # bytes of one K4 row (four dimensions of every key)
+    vrow = hdp * 4  # bytes of one V2 row (two keys of every dimension)
+    for s in range(S):
+        for h in range(kv):
+            Ks, Vs = K4[s, h], V2[s, h]
+            for i in range(hd):
+                jk = H * hd + h * hd + i
+                jv = H * hd + kv * hd + h * hd + i
+                Ks[i // 4, slot, i % 4] = np.uint8(np.int32(min(max(rq(acc[s, jk], r_qkv, jk), -127.0), 127.0)) + 128)
+                Vs[slot // 2, i, slot % 2] = np.int16(min(max(rq(acc[s, jv], r_qkv, jv), -127.0), 127.0))
+            for g in range(G):
+                col = (h * G + g) * hd
+                qsum = np.int32(0)
+                for i in range(hd):
+                    qi = np.int32(min(max(rq(acc[s, col + i], r_qkv, col + i), -127.0), 127.0))
+                    q[i] = qi
+                    qsum += qi
+                for j0 in range(0, n, 64):  # four chains of sums at once (the latency)
+                    a0 = vnni.vzero()
+                    a1 = vnni.vzero()
+                    a2 = vnni.vzero()
+                    a3 = vnni.vzero()
+                    for i4 in range(hd4):
+                        qb = vnni.vbroadcast(q, i4 * 4)
+                        r = i4 * krow + j0 * 4
+                        a0 = vnni.dpbusd(a0, vnni.vload(Ks, r), qb)
+                        a1 = vnni.dpbusd(a1, vnni.vload(Ks, r + 64), qb)
+                        a2 = vnni.dpbusd(a2, vnni.vload(Ks, r + 128), qb)
+                        a3 = vnni.dpbusd(a3, vnni.vload(Ks, r + 192), qb)
+                    vnni.vstore(z, j0 * 4, a0)
+                    vnni.vstore(z, j0 * 4 + 64, a1)
+                    vnni.vstore(z, j0 * 4 + 128, a2)
+                    vnni.vstore(z, j0 * 4 + 192, a3)
+                bg = bias[h, g]
+                shift = 128 * qsum
+                for j in range(n):  # integers: floor(q.k * qk) - penalty
+                    zi[j] = np.int32(np.floor(np.float32(np.float32(z[j] - shift) * qk)) - bg[j])
+                top = np.int32(-(1 << 30))
+                for j in range(ctx):
+                    top = max(top, zi[j])
+                esum = np.int32(0)
+                for j in range(ctx):
+                    ej = exp32[min(top - zi[j], last)]
+                    e16[j] = np.int16(ej)
+                    esum += ej
+                for i0 in range(0, hdp, 16):  # four chains: keys 8j .. 8j+7 in pairs
+                    a0 = vnni.vzero()
+                    a1 = vnni.vzero()
+                    a2 = vnni.vzero()
+                    a3 = vnni.vzero()
+                    for j2 in range(0, n // 2, 4):
+                        r = j2 * vrow + i0 * 4
+                        a0 = vnni.dpwssd(a0, vnni.vload(Vs, r), vnni.vbroadcast(e16, j2 * 4))
+                        a1 = vnni.dpwssd(a1, vnni.vload(Vs, r + vrow), vnni.vbroadcast(e16, j2 * 4 + 4))
+                        a2 = vnni.dpwssd(a2, vnni.vload(Vs, r + 2 * vrow), vnni.vbroadcast(e16, j2 * 4 + 8))
+                        a3 = vnni.dpwssd(a3, vnni.vload(Vs, r + 3 * vrow), vnni.vbroadcast(e16, j2 * 4 + 12))
+                    vnni.vstore(ev, i0 * 4, vnni.vadd(vnni.vadd(a0, a1), vnni.vadd(a2, a3)))
+                for i in range(hd):
+                    y = np.floor(np.float64(ev[i]) * r_o[0] / np.float64(esum) + 0.5)
+                    o[s, col + i] = min(max(y, -127.0), 127.0)
+
+
+@jit
+def _step_vnni(tokens, t, slot, pos, emb, K, V, weights, mats, out):
+    """_step with the weight products on the int8 dot-product units: mats holds per
+    product (qkv, o, w1, w2, head) the vnni layout's weights (stacked per layer) and
+    offsets (VnniStep)."""
+    w = StepWeights(*weights)
+    wqkv, oqkv, wo, oo, w1, o1, w2, o2, wh, oh = mats
+    S, d = tokens.shape[0], emb.shape[1]
+    L = wqkv.shape[0]
+    res = np.empty((S, d), dtype=np.float64)
+    for s in range(S):
+        res[s] = emb[tokens[s]]
+    x = np.empty((S, d), dtype=np.float32)
+    xb = np.zeros((S, wqkv.shape[1] * 4), dtype=np.uint8)
+    acc_qkv = np.empty((S, w.wqkv.shape[1]), dtype=np.float64)
+    o = np.empty((S, w.wo.shape[2]), dtype=np.float32)
+    ob = np.zeros((S, wo.shape[1] * 4), dtype=np.uint8)
+    acc_d = np.empty((S, d), dtype=np.float64)
+    acc_h = np.empty((S, w.w1.shape[1]), dtype=np.float64)
+    h = np.empty((S, w.w1.shape[1]), dtype=np.float32)
+    hb = np.zeros((S, w2.shape[1] * 2), dtype=np.int16)
+    acc_out = np.empty((S, w.head.shape[0]), dtype=np.float64)
+    top = float((1 << MLP_BITS) - 1)
+    bias = _bias_padded(t, pos, w.slopes, K[0].shape[3])
+    for l in range(L):
+        norm(res, w.n1[l], x)
+        _product(x, xb, wqkv[l], oqkv[l], acc_qkv)
+        _attend_vnni(acc_qkv, w.r_qkv[l], slot, pos.shape[0], bias, K[l], V[l], w.qk[l], w.att_exp,
+                     w.r_o[l], o)
+        _product(o, ob, wo[l], oo[l], acc_d)
+        residual(res, acc_d, w.r_wo[l])
+        norm(res, w.n2[l], x)
+        _product(x, xb, w1[l], o1[l], acc_h)
+        mlp(acc_h, w.r1[l], w.r_sq[l], top, h)
+        _product16(h, hb, w2[l], o2[l], acc_d)
+        residual(res, acc_d, w.r2[l])
+    norm(res, w.nf, x)
+    _product(x, xb, wh, oh, acc_out)
+    head(acc_out, w.r_head, w.out_exp, out)
+
+
 def _int8T(w: np.ndarray) -> np.ndarray:
     """int8 values, transposed: (N, K), the layout _piece reads."""
     return np.ascontiguousarray(w.T, dtype=np.int8)
@@ -249,8 +401,51 @@ class JitStep:
                 views = state.parts[a, b] = (tuple(k[a:b] for k in state.k),
                                              tuple(v[a:b] for v in state.v))
             K, V = views
-            _step(tokens[a:b], state.t, slot, state.pos, self.emb, K, V, self._w, out[a:b])
+            self._run(tokens[a:b], state.t, slot, state.pos, K, V, out[a:b])
 
         self.parts.run(part, len(tokens), PARTS_FROM)
         state.t += 1
         return out
+
+    def _run(self, tokens, t, slot, pos, K, V, out) -> None:
+        """One part's step: one compiled call."""
+        _step(tokens, t, slot, pos, self.emb, K, V, self._w, out)
+
+
+class VnniStep(JitStep):
+    """JitStep with its weight products on the CPU's int8 dot-product units (vnni.py):
+    the same tables bit for bit (integer products are exact in any order)."""
+    name = "vnni"
+
+    @staticmethod
+    def usable(weights: Weights) -> bool:
+        """JitStep's conditions, and attention weights that fit int16 whose sums with int8
+        values over a window fit int32."""
+        e = int(weights.att_exp.max())
+        return (vnni.available() and JitStep.usable(weights) and e < 2 ** 15
+                and e * 127 * weights.cfg.context < 2 ** 31)
+
+    def __init__(self, weights: Weights):
+        super().__init__(weights)
+        layers = range(self.cfg.n_layer)
+        mats = []
+        for key in MATRICES:
+            laid = [vnni.layout(weights.matrix(f"l{l}.{key}"), weights.xmax(key) > 127) for l in layers]
+            mats += [np.stack([a for a, _ in laid]), np.stack([b for _, b in laid])]
+        mats += vnni.layout(weights.matrix("head"), False)
+        self._mats = tuple(mats)
+
+    def new_state(self, streams: int) -> RingState:
+        """The ring in _attend_vnni's layouts: keys as uint8 key + 128 (empty slots hold
+        128, a zero key) and int16 values, the context rounded up to 64 and the head size
+        to 16."""
+        c = self.cfg
+        n, hdp = -(-c.context // 64) * 64, -(-c.head_dim // 16) * 16
+        return RingState([np.full((streams, c.n_kv_head, hdp // 4, n, 4), 128, np.uint8)
+                          for _ in range(c.n_layer)],
+                         [np.zeros((streams, c.n_kv_head, n // 2, hdp, 2), np.int16)
+                          for _ in range(c.n_layer)],
+                         np.full(c.context, -(1 << 40), dtype=np.int64))
+
+    def _run(self, tokens, t, slot, pos, K, V, out) -> None:
+        _step_vnni(tokens, t, slot, pos, self.emb, K, V, self._w, self._mats, out)
