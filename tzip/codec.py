@@ -28,8 +28,8 @@ import constriction
 import numpy as np
 
 from . import cm, threads, transform
-from .container import (LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, MODEL_METHODS, STORED,
-                        VERSION, Block, put_varint, transform_code, transform_parts)
+from .container import (CM_ALONE, LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, STORED,
+                        STREAM_METHODS, VERSION, Block, put_varint, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
 from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
@@ -43,7 +43,7 @@ MIN_STREAMS, MIN_SEGMENT_CONTEXTS = 8, 2  # small blocks: up to 8 streams of 2 c
 # the most streams split_streams picks by itself, by format version. Every cut hides
 # bytes from the adaptive models (those of the streams before it, past the current
 # step): format 5's 16 against 128 saved 1.2-4.2% on the structured group's larger files.
-AUTO_MAX_STREAMS = {3: 128, 4: 128, 5: 16}
+AUTO_MAX_STREAMS = {3: 128, 4: 128, 5: 16, 6: 16}
 # archive: LZMA blocks are raw LZMA2, preset 9 extreme
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
@@ -262,6 +262,26 @@ def _looks_compressible(data: bytes) -> bool:
 
 # the context mixer's revision of each model method that uses it
 CM_REVISION = {MODEL_CM: 1, MODEL_CM2: 2}
+ALONE_REVISION = 2  # the revision that codes CM_ALONE blocks (the mixer alone, primed)
+
+
+def _encode_alone(raw: bytes, progress: Progress) -> Block:
+    """The smallest of stored, LZMA and the context mixer alone (format 6)."""
+    from .cm import alone
+    crc = zlib.crc32(raw)
+    utf16, crlf, data = transform.to_text_block(raw)
+    tf = transform_code(utf16, crlf)
+    blk = Block(STORED, 0, len(raw), crc, raw)
+    packed = lzma_pack(data)
+    if len(packed) < len(blk.payload):
+        blk = Block(LZMA, tf, len(raw), crc, packed)
+    if data and _looks_compressible(data):
+        payload = alone.encode(data, ALONE_REVISION)
+        if len(payload) + 2 < len(blk.payload):
+            blk = Block(CM_ALONE, tf, len(raw), crc, payload, [len(data)])
+    if progress:
+        progress(len(raw))
+    return blk
 
 
 def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None,
@@ -408,10 +428,13 @@ def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progres
 
 
 def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
-                  progress: Progress, version: int = VERSION) -> list[Block]:
+                  progress: Progress, version: int = VERSION, alone: bool = False) -> list[Block]:
     """encode_block of each of raws; their model trials are coded in one lockstep group
     (encode_cm_group). The caller chooses the group (api.Compressor: up to the engine's
-    TUNING["lockstep_blocks"], within the memory limit)."""
+    TUNING["lockstep_blocks"], within the memory limit). alone: the trial codes with the
+    context mixer alone (tzip/cm/alone.py; format 6), no engine."""
+    if alone:
+        return [_encode_alone(raw, progress) for raw in raws]
     method = MODEL_METHOD[version]
     best, trials = [], []
     for raw in raws:
@@ -485,7 +508,7 @@ def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progres
 def record_len(blk: Block) -> int:
     """The bytes of a block's record in the archive (Block.pack's length, not built)."""
     streams = len(put_varint(len(blk.streams))) + sum(len(put_varint(n)) for n in blk.streams) \
-        if blk.method in MODEL_METHODS else 0
+        if blk.method in STREAM_METHODS else 0
     return 3 + len(put_varint(blk.raw_len)) + len(put_varint(len(blk.payload))) + 8 + streams \
         + len(blk.payload)
 
@@ -546,6 +569,13 @@ def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progr
     if blk.method == LZMA:
         return _lzma_decode(blk.payload, _coded_range(blk)[1])
     _check_model_block(blk)
+    if blk.method == CM_ALONE:
+        from .cm import alone
+        n = blk.streams[0]
+        try:
+            return alone.decode(blk.payload, n, ALONE_REVISION, progress=progress)
+        except cm.CorruptPayload as e:
+            raise CorruptArchive(f"corrupt archive ({e})") from None
     try:
         if blk.method == MODEL:
             return decode(get_engine(), blk.payload, blk.streams, progress)
@@ -570,6 +600,10 @@ def block_memory(blk: Block) -> int:
     need = transform_memory(blk.raw_len, bool(utf16), crlf)
     if blk.method == LZMA:
         need += lzma_memory(coded, _lzma_dict(coded + 1))
+    elif blk.method == CM_ALONE:  # the mixer's tables and the stream, the prime before it
+        from .cm import alone
+        primed = len(alone.prime()) + coded
+        need += cm.memory(primed, ALONE_REVISION) + 8 * primed + coded
     elif need:  # the coded bytes are held while the transforms are undone
         need += coded
     return need
@@ -579,7 +613,8 @@ def _check_block_memory(blk: Block) -> None:
     """Refuse, before any of it is allocated, a block whose block_memory is over the limit."""
     need = block_memory(blk)
     if need:
-        check_memory(need, f"{'an LZMA' if blk.method == LZMA else 'a'} block of {blk.raw_len} bytes")
+        what = {LZMA: "an LZMA block", CM_ALONE: "a block of the context mixer alone"}.get(blk.method, "a block")
+        check_memory(need, f"{what} of {blk.raw_len} bytes")
 
 
 def _original(blk: Block, data: bytes, progress: Progress) -> bytes:
@@ -595,7 +630,7 @@ def _original(blk: Block, data: bytes, progress: Progress) -> bytes:
         raise CorruptArchive("corrupt archive (block checksum mismatch)") from None
     if len(data) != blk.raw_len or zlib.crc32(data) != blk.raw_crc:
         raise CorruptArchive("corrupt archive (block checksum mismatch)")
-    if progress and blk.method not in MODEL_METHODS:
+    if progress and blk.method not in STREAM_METHODS:
         progress(len(data))
     return data
 
@@ -635,6 +670,8 @@ def _check_model_block(blk: Block) -> None:
     ok = lo <= n <= hi
     if blk.method == MODEL:
         ok = ok and len(blk.payload) % 4 == 0 and n <= max_symbols(len(blk.payload) // 4)
+    elif blk.method == CM_ALONE:  # one stream, as the encoder codes it
+        ok = ok and len(blk.streams) == 1 and n <= cm.max_bytes(len(blk.payload))
     else:
         ok = ok and n <= cm.max_bytes(len(blk.payload))
     if not ok:

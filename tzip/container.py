@@ -17,8 +17,7 @@ from .errors import LimitExceeded
 from .transform import coded_length_range
 
 MAGIC = b"\x89TZP"
-VERSION = 5  # what this tzip writes: 5's model blocks use the context mixer's revision 2
-READABLE = (3, 4, 5)  # 3: model blocks mixed linearly (tzip/mixing); 4: context mixer revision 1
+VERSION = 5  # what this tzip writes by default: 5's model blocks use the context mixer's revision 2
 DIGEST_LEN = 16
 # Most streams a model block may have: decoding holds a key/value cache per stream, so
 # a corrupt or hostile count must not make the decoder allocate without bound.
@@ -26,17 +25,38 @@ MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
-STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2 = 0, 1, 2, 3, 4
-METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2"}
-MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2)
-# the model method of each format version (a version's blocks are stored, LZMA or this)
-MODEL_METHOD = {3: MODEL, 4: MODEL_CM, 5: MODEL_CM2}
+STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE = 0, 1, 2, 3, 4, 5
+METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2",
+           CM_ALONE: "cm2"}
+MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2)  # the methods that need the archive's model
+STREAM_METHODS = MODEL_METHODS + (CM_ALONE,)  # the methods whose block header lists streams
 # The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
 # big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
 NO_TRANSFORM, CRLF = 0, 1
 UTF16_SHIFT = 1
 UTF16_KINDS = {1: "le", 2: "be"}
-TRANSFORMS = {3: (0, 1), 4: (0, 1, 2, 3, 4, 5), 5: (0, 1, 2, 3, 4, 5)}
+_ALL_TRANSFORMS = (0, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the archives of one format version may hold: a reader accepts nothing else."""
+    methods: tuple[int, ...]  # block methods
+    transforms: tuple[int, ...]  # transform bytes
+    model_method: int  # the method of its transformer's blocks
+
+
+# 3: model blocks mixed linearly (tzip/mixing); 4: context mixer revision 1; 5: revision 2;
+# 6: 5's blocks and the context mixer alone (tzip/cm/alone.py), the fastest level
+PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL),
+            4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM),
+            5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2),
+            6: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2)}
+READABLE = tuple(PROFILES)
+ALONE_VERSION = 6  # the version of archives coded by the mixer alone
+# the model method of each format version (a version's blocks are stored, LZMA or this)
+MODEL_METHOD = {v: p.model_method for v, p in PROFILES.items()}
+TRANSFORMS = {v: p.transforms for v, p in PROFILES.items()}
 TAG_BLOCK, TAG_END = 1, 0
 
 
@@ -159,7 +179,7 @@ class Block:
     def pack(self) -> bytes:
         body = bytes([TAG_BLOCK, self.method, self.transform]) + put_varint(self.raw_len) \
             + put_varint(len(self.payload)) + struct.pack("<I", self.raw_crc)
-        if self.method in MODEL_METHODS:
+        if self.method in STREAM_METHODS:
             if not 0 < len(self.streams) <= MAX_STREAMS:
                 raise ValueError(f"a model block has 1 to {MAX_STREAMS} streams, not {len(self.streams)}")
             body += put_varint(len(self.streams)) + b"".join(put_varint(n) for n in self.streams)
@@ -197,13 +217,13 @@ def read_record(r: Reader, version: int, max_payload: int = MAX_BLOCK) -> Block 
     if raw_len > MAX_BLOCK:
         raise FormatError("corrupt archive (bad block length)")
     streams: list[int] = []
-    if method in MODEL_METHODS:
+    if method in STREAM_METHODS:
         n = r.varint("block header")
         if not 1 <= n <= min(raw_len, MAX_STREAMS):
             raise FormatError("corrupt archive (bad stream count)")
         streams = [r.varint("block header") for _ in range(n)]
     r.check_crc("block header")
-    if method not in (STORED, LZMA, MODEL_METHOD[version]) or transform not in TRANSFORMS[version]:
+    if method not in PROFILES[version].methods or transform not in TRANSFORMS[version]:
         raise FormatError(f"unsupported block method {method}/{transform}; upgrade tzip")
     longest = coded_length_range(raw_len, bool(transform >> UTF16_SHIFT), bool(transform & CRLF))[1]
     if sum(streams) > longest or n_payload > min(raw_len, max_payload):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jit, tables
-from .state import ERR, NPAY, POS, X, new_state
+from .state import ERR, NPAY, POS, X, X2, new_state
 
 
 class FastCM:
@@ -33,6 +33,13 @@ class FastCM:
 
     def output(self) -> bytes:
         return self.st.buf[:self.st.coder[POS]].tobytes()
+
+    def restart(self, buf: np.ndarray) -> None:
+        """A fresh coder on buf, the model's learning kept (tzip/cm/alone.py primes it)."""
+        self.st.coder[:] = 0
+        self.st.coder[X2] = tables.MASK32
+        self.st = self.st._replace(buf=buf)
+        self.parts = tuple(self.st)
 
     def start_decoding(self) -> None:
         c = self.st.coder

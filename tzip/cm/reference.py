@@ -219,6 +219,14 @@ class CMModel:
         self.decoding = False
 
     # ------------------------------------------------------------------ driving
+    def restart(self, buf: np.ndarray) -> None:
+        """A fresh coder on buf, the model's learning kept (tzip/cm/alone.py primes it)."""
+        self.x1, self.x2, self.x = 0, T.MASK32, 0
+        self.out = bytearray()
+        self.buf = bytes(buf)
+        self.pos = 0
+        self.err = False
+
     def start_decoding(self) -> None:
         self.decoding = True
         self.x = 0
