@@ -31,10 +31,10 @@ def test_prime_is_the_one_the_format_names():
 @pytest.mark.parametrize("name", sorted(TEXTS))
 def test_compiled_payload_is_the_reference_payload(name):
     data = TEXTS[name]
-    ref = alone.encode(data, compiled=False)
-    assert alone.encode(data, compiled=True) == ref
-    assert alone.decode(ref, len(data), compiled=False) == data
-    assert alone.decode(ref, len(data), compiled=True) == data
+    ref = alone.encode(data, implementation="reference")
+    assert alone.encode(data, implementation="compiled") == ref
+    assert alone.decode(ref, len(data), implementation="reference") == data
+    assert alone.decode(ref, len(data), implementation="compiled") == data
 
 
 def test_blocks_longer_than_one_call_round_trip():
@@ -97,3 +97,39 @@ def test_format_5_readers_refuse_the_method():
     from tzip.container import FormatError
     with pytest.raises(FormatError, match="upgrade tzip"):
         read_record(Reader(io.BytesIO(blk.pack())), 5)
+
+
+# ---- the level as users meet it: tzip.compress(data, "none"), tzip -1 ---------------------
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAMPLE = os.path.join(HERE, "..", "bench", "sample", "gettysburg.txt")
+PINNED_F6 = "57662303cc8c0ad6042a3e7ae2aab1f0dd609d38b79aefb74174ce0f4e99e0b4"
+
+
+def test_format_6_archive_is_pinned_and_decodes():
+    """The mixer alone's archives decode the same way forever (tests/data keeps one)."""
+    import tzip
+    data = open(SAMPLE, "rb").read()
+    blob = tzip.compress(data, "none")
+    assert hashlib.sha256(blob).hexdigest() == PINNED_F6
+    kept = open(os.path.join(HERE, "data", "gettysburg.none.format6.tz"), "rb").read()
+    assert kept == blob
+    info = tzip.info(blob)
+    assert info.version == 6 and info.model_name == "" and [b.method for b in info.blocks] == ["cm2"]
+    assert tzip.decompress(kept) == data
+
+
+def test_level_1_needs_format_6():
+    import tzip
+    with pytest.raises(ValueError, match="needs format 6"):
+        tzip.Compressor("none", format=5)
+
+
+def test_writers_agree_and_members_concatenate(tmp_path):
+    import tzip
+    data = TEXTS["prose"] * 3
+    one = tzip.compress(data, "none", block_size=1000)
+    assert len(tzip.info(one).blocks) == -(-len(data) // 1000)
+    with tzip.open(tmp_path / "a.tz", "wb", model="none", block_size=1000) as f:
+        f.write(data)
+    assert (tmp_path / "a.tz").read_bytes() == one
+    assert tzip.decompress(one + tzip.compress(b"second\n", "none")) == data + b"second\n"

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
 from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info  # noqa: F401
 from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
-from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Block, Header, Reader
+from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STREAMS, PROFILES, READABLE,
+                        VERSION, Block, Header, Reader)
 from .errors import TzipError, WrongModel
 from .limits import OutputLimit
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
@@ -68,9 +69,36 @@ def _heavy() -> None:
 
 
 BLOCK_SIZE = 4 << 20
+NO_MODEL = "none"  # the model spec of the context mixer alone (tzip/cm/alone.py, level 1)
 
 ModelSpec = Union[str, Path, "IntModel", None]  # a name of an installed model, a path, or a loaded model
 Progress = Callable[[int], None] | None
+
+
+def is_alone(model: ModelSpec) -> bool:
+    """Whether a model spec asks for the context mixer alone (no transformer)."""
+    return isinstance(model, str) and model == NO_MODEL
+
+
+def format_for(model: ModelSpec, format: int | None) -> int:
+    """The archive format a Compressor of this model spec writes when asked for `format`
+    (None: 5, or 6 for the mixer alone); ValueError for one it cannot write."""
+    if format is None:
+        format = ALONE_VERSION if is_alone(model) else VERSION
+    if format not in READABLE:
+        raise ValueError(f"format must be one of {READABLE}, not {format}")
+    if is_alone(model) and CM_ALONE not in PROFILES[format].methods:
+        raise ValueError(f"model 'none' (the context mixer alone) needs format {ALONE_VERSION}, "
+                         f"not {format}")
+    return format
+
+
+def writer_for(model: "IntModel | None", format: int) -> Writer:
+    """The archive writer of a loaded model (None: the mixer alone, whose archives name
+    no model: an empty name and a zero id) and format (tzip/archive.py)."""
+    if model is None:
+        return Writer("", bytes(DIGEST_LEN), format)
+    return Writer.for_model(model, format)
 
 
 class Compressor:
@@ -78,31 +106,38 @@ class Compressor:
     prepared, backends built) from call to call."""
 
     def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto",
-                 streams: int | None = None, block_size: int = BLOCK_SIZE, format: int = VERSION):
-        """streams: model streams per block (1 to MAX_STREAMS; default: from the block size);
-        format: the archive format to write (4; 3 for decoders of tzip before it)."""
-        if format not in READABLE:
-            raise ValueError(f"format must be one of {READABLE}, not {format}")
+                 streams: int | None = None, block_size: int = BLOCK_SIZE, format: int | None = None):
+        """model: an installed model's name, a path or a loaded model (default: the
+        device's default model), or "none": no transformer, the context mixer alone
+        (tzip/cm/alone.py; the fastest level, -1). streams: model streams per block (1 to
+        MAX_STREAMS; default: from the block size); format: the archive format to write
+        (default: 5, or 6 for model "none"; 4 or 3 for decoders of tzip before them)."""
+        alone = is_alone(model)
+        format = format_for(model, format)
         if streams is not None and not 1 <= streams <= MAX_STREAMS:
             raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
         if not 1 <= block_size <= MAX_BLOCK:
             raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {block_size}")
         _heavy()
         self.device = registry.resolve_device(device)
-        if model is None:  # the default, wherever on the search path it is installed
-            model = registry.default_name(self.device)
-        self.model = registry.load(model, self.device)
-        self.engine = Engine(self.model, self.device)
+        self.model = self.engine = None  # the mixer alone needs neither
+        if not alone:
+            if model is None:  # the default, wherever on the search path it is installed
+                model = registry.default_name(self.device)
+            self.model = registry.load(model, self.device)
+            self.engine = Engine(self.model, self.device)
         self.streams, self.block_size, self.format = streams, block_size, format
 
     def writer(self) -> Writer:
-        """A new archive of this Compressor's model and format (tzip/archive.py)."""
-        return Writer.for_model(self.model, self.format)
+        """A new archive of this Compressor's model and format (tzip/archive.py); an
+        archive of the mixer alone names no model (an empty name, a zero id)."""
+        return writer_for(self.model, self.format)
 
     def encode(self, raws: list[bytes], progress: Progress = None) -> list[Block]:
         """The blocks of raws coded as this Compressor's format does, in one lockstep group
         (every writer codes through here: archive bytes do not depend on the writer)."""
-        return codec.encode_blocks(raws, self.engine, self.streams, progress, self.format)
+        return codec.encode_blocks(raws, self.engine, self.streams, progress, self.format,
+                                   alone=self.engine is None)
 
     def compress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Compress everything readable from fin into fout; returns the bytes read."""
@@ -120,7 +155,7 @@ class Compressor:
         CPU), while another block would still fit the memory limit."""
         raws: list[bytes] = []
         need, limit = 0, codec.memory_limit()
-        while len(raws) < self.engine.lockstep_blocks:
+        while len(raws) < (self.engine.lockstep_blocks if self.engine else 1):
             raw = reader.read(self.block_size)
             if not raw:
                 break
@@ -138,6 +173,9 @@ class Compressor:
     @property
     def backend(self) -> str:
         """What ran the model last (engine backends and device), for -v."""
+        if self.engine is None:
+            from . import cm
+            return f"context mixer alone ({cm.default_implementation()}), no model"
         return self.engine.describe()
 
 
@@ -258,7 +296,7 @@ class Decompressor:
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",
-                    streams: int | None = None, block_size: int = BLOCK_SIZE, format: int = VERSION,
+                    streams: int | None = None, block_size: int = BLOCK_SIZE, format: int | None = None,
                     progress: Progress = None) -> int:
     """Compress everything readable from fin into fout; returns the bytes read."""
     return Compressor(model, device=device, streams=streams, block_size=block_size,

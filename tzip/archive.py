@@ -31,7 +31,7 @@ import io
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
-from .container import (DIGEST_LEN, LZMA, MAGIC, METHODS, MODEL_METHOD, STORED, TRANSFORMS,
+from .container import (DIGEST_LEN, MAGIC, METHODS, PROFILES, TRANSFORMS,
                         VERSION, Block, FormatError, Header, Reader, Trailer, read_record,
                         transform_parts)
 from .errors import CorruptArchive
@@ -109,7 +109,7 @@ class Writer:
     def add(self, blk: Block) -> bytes:
         """The record of one coded block (after the header, if not written yet)."""
         self._check_open()
-        if blk.method not in (STORED, LZMA, MODEL_METHOD[self.version]) or \
+        if blk.method not in PROFILES[self.version].methods or \
                 blk.transform not in TRANSFORMS[self.version]:
             raise ValueError(f"a format-{self.version} archive cannot hold a "
                              f"{METHODS.get(blk.method, blk.method)} block with transform "

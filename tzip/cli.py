@@ -40,6 +40,9 @@ from .errors import TzipError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 COMMANDS = ("compress", "decompress", "test", "info", "models", "train")
 LARGE = "tzip-large"  # what -9 / --best picks
+# what each level runs (docs/levels.md has their speed and ratio): -1 the context mixer
+# alone, -2..-8 the default model, -9 the larger model
+LEVEL_MODELS = {1: api.NO_MODEL, 9: LARGE}
 
 
 class Failed(Exception):
@@ -300,9 +303,11 @@ class Job:
         methods = ", ".join(sorted({b.method for b in i.blocks})) or "none"
         streams = sum(b.streams for b in i.blocks)
         members = f"\n  archives   {i.members} (one after another)" if i.members > 1 else ""
+        model = (f"{i.model_name}  (id {i.model_id[:16]})" if i.model_name or i.model_id.strip("0")
+                 else "none (the context mixer alone)")
         click.echo(f"{name}\n  original   {i.original_size:,} bytes\n"
                    f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
-                   f"  model      {i.model_name}  (id {i.model_id[:16]})\n"
+                   f"  model      {model}\n"
                    f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
                    f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
                    f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''}){members}\n"
@@ -390,8 +395,10 @@ def _io_options(f):
 def _level_options(f):
     for n in range(9, 0, -1):
         f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in (1, 9),
-                         help=("-1..-8: the default model (accepted as gzip's levels)" if n == 1 else
-                               f"the larger model ({LARGE}): smaller archives, slower"))(f)
+                         help=("-1/--fast: no transformer, the context mixer alone: about ten times "
+                               "faster, larger archives" if n == 1 else
+                               f"-2..-8: the default model; -9/--best: the larger model ({LARGE}): "
+                               "smaller archives, slower"))(f)
     f = click.option("--fast", "level", flag_value=1, hidden=True)(f)
     f = click.option("--best", "level", flag_value=9, hidden=True)(f)
     return f
@@ -404,7 +411,7 @@ def _streams_option(f):
 
 
 def _model_for(model: str | None, level: int | None) -> str | None:
-    return model if model is not None or level != 9 else LARGE
+    return model if model is not None else LEVEL_MODELS.get(level)
 
 
 def _start(threads_n: int | None) -> None:
@@ -462,7 +469,8 @@ HELP = """Lossless text compression with a small transformer and a range coder.
 gzip-style options (for tzip FILE... and the commands):
   -d, --decompress  -z, --compress  -t, --test  -l, --list
   -c, --stdout  -o FILE  -f, --force  -k, --keep  --rm  -r, --recursive
-  -q, --quiet  -v, --verbose  -T, --threads N  -1..-9 (-9: tzip-large)
+  -q, --quiet  -v, --verbose  -T, --threads N
+  -1 fastest (no model)  -2..-8 default (tzip-small)  -9 best (tzip-large)
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.

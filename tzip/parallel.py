@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from . import threads
-from .api import BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, source_mode
+from .api import (BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, format_for, is_alone,
+                  source_mode, writer_for)
 from .archive import ArchiveReader, Member, Writer
 from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Reader
 from .errors import CorruptArchive, TzipError
@@ -152,7 +153,7 @@ def _read_blocks(fin: BinaryIO, block_size: int) -> Iterator[bytes]:
 
 def _check(opts: dict) -> None:
     """The checks Compressor makes, made here before any worker starts."""
-    if opts["format"] not in READABLE:
+    if opts["format"] is not None and opts["format"] not in READABLE:
         raise ValueError(f"format must be one of {READABLE}, not {opts['format']}")
     if opts["streams"] is not None and not 1 <= opts["streams"] <= MAX_STREAMS:
         raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {opts['streams']}")
@@ -160,10 +161,13 @@ def _check(opts: dict) -> None:
         raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {opts['block_size']}")
 
 
-def _load(model: ModelSpec):
-    """The model the workers code with, for the archive writer's header."""
+def _writer(model: ModelSpec, format: int | None) -> Writer:
+    """The archive writer of the model the workers code with (its header)."""
+    if is_alone(model):
+        return writer_for(None, format_for(model, format))
     from .model import registry
-    return registry.load(model)  # model is resolved (never None) here: no device needed
+    # model is resolved (never None) here: no device needed
+    return writer_for(registry.load(model), format_for(model, format))
 
 
 def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: dict | None
@@ -185,7 +189,7 @@ def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: d
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, workers: int = 0,
                     device: str = "auto", streams: int | None = None,
-                    block_size: int = BLOCK_SIZE, format: int = VERSION,
+                    block_size: int = BLOCK_SIZE, format: int | None = None,
                     progress: Progress = None, in_flight: int | None = None,
                     ray: str | None = None, ray_options: dict | None = None) -> int:
     """Compress everything readable from fin into fout with `workers` processes (0: one per
@@ -199,7 +203,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
             return Compressor(model, device=device, **opts).compress_stream(fin, fout, progress)
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    w = Writer.for_model(_load(model), format)
+    w = _writer(model, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
@@ -334,7 +338,7 @@ class _Out:
 
 def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, workers: int = 0,
                    ray: str | None = None, device: str = "auto", streams: int | None = None,
-                   block_size: int = BLOCK_SIZE, format: int = VERSION, force: bool = False,
+                   block_size: int = BLOCK_SIZE, format: int | None = None, force: bool = False,
                    progress: Progress = None, in_flight: int | None = None,
                    ray_options: dict | None = None) -> list[Path]:
     """Compress each file to FILE.tz beside it (atomically, keeping its permission bits),
@@ -364,7 +368,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         return dsts
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    m = _load(model)
+    writer = _writer(model, format)  # made once: checks the model and format before any work
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
@@ -381,7 +385,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         try:
             for (what, i, x), blk in ordered(jobs(), be, limit):
                 if what == "start":
-                    out, w = _Out(dsts[i], source_mode(paths[i])), Writer.for_model(m, format)
+                    out, w = _Out(dsts[i], source_mode(paths[i])), Writer(writer.header.model_name, writer.header.model_digest, writer.version)
                     out.f.write(w.begin())
                 elif what == "block":
                     out.f.write(w.add(blk))

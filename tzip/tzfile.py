@@ -37,7 +37,7 @@ class TzipCompressor:
     one its Compressor writes (model, streams, block size and format), byte for byte."""
 
     def __init__(self, model: api.ModelSpec = None, *, device="auto", streams: int | None = None,
-                 block_size: int = api.BLOCK_SIZE, format: int = VERSION,
+                 block_size: int = api.BLOCK_SIZE, format: int | None = None,
                  compressor: api.Compressor | None = None):
         self._c = compressor or api.Compressor(model, device=device, streams=streams,
                                                block_size=block_size, format=format)
