@@ -215,8 +215,18 @@ def test_levels_are_accepted_and_nine_picks_the_large_model(txt, tiny_path):
         code, out, err = run(level, "-c", "--model", tiny_path, txt)
         assert code == 0 and out[:4] == b"\x89TZP", err  # --model wins over -9
     assert cli._model_for(None, 9) == "tzip-large"
-    assert cli._model_for(None, 1) is None and cli._model_for(None, None) is None
+    assert cli._model_for(None, 1) == "none" and cli._model_for(None, None) is None
     assert run("-10", txt)[0] == 2
+
+
+def test_level_1_runs_the_mixer_alone(txt):
+    """-1 needs no model: the context mixer alone writes format 6, and it decodes."""
+    code, out, err = run("-1", "-c", txt)
+    assert code == 0, err
+    info = tzip.info(out)
+    assert info.version == 6 and {b.method for b in info.blocks} <= {"cm2", "lzma", "stored"}
+    code, back, err = run("-dc", "-", input=out)
+    assert code == 0 and back == txt.read_bytes(), err
 
 
 def test_recursive(tmp_path, tiny_path, text):

@@ -198,7 +198,7 @@ def test_archives_are_the_same_when_blocks_are_coded_in_lockstep(tiny, text, mon
     monkeypatch.setitem(TUNING, "lockstep_blocks_cpu", blocks)
     groups = []
     real = codec.encode_blocks
-    monkeypatch.setattr(codec, "encode_blocks", lambda raws, *a: groups.append(len(raws)) or real(raws, *a))
+    monkeypatch.setattr(codec, "encode_blocks", lambda raws, *a, **k: groups.append(len(raws)) or real(raws, *a, **k))
     seen = []
     c = tzip.Compressor(tiny, block_size=1000)
     out = io.BytesIO()
