@@ -130,9 +130,9 @@ def test_missing_file_and_suffix(tmp_path, tiny_path):
 def test_test_and_info(txt, tiny_path):
     run("compress", "--model", tiny_path, txt)
     tz = txt.with_name("notes.txt.tz")
-    code, out, _ = run("test", "--model", tiny_path, tz)
-    assert code == 0 and b"OK" in out
-    code, out, _ = run("info", tz)
+    code, out, err = run("test", "--model", tiny_path, tz)
+    assert code == 0 and out == b"" and err == ""
+    code, out, _ = run("info", "-v", tz)
     assert code == 0 and b"bits per byte" in out and b"tiny-a" in out
     tz.write_bytes(tz.read_bytes()[:-3])
     code, _, err = run("test", "--model", tiny_path, tz)
@@ -198,9 +198,9 @@ def test_rm_removes_the_input_only_after_success(txt, tiny_path, text):
 def test_test_and_list_flags(txt, tiny_path):
     run("-q", "--model", tiny_path, txt)
     tz = txt.with_name("notes.txt.tz")
-    code, out, _ = run("-t", "--model", tiny_path, tz)
-    assert code == 0 and b"OK (4,000 bytes)" in out
-    code, out, _ = run("-l", tz)
+    code, out, err = run("-tv", "--model", tiny_path, tz)
+    assert code == 0 and out == b"" and "OK (4,000 bytes)" in err
+    code, out, _ = run("-lv", tz)
     assert code == 0 and b"4,000 bytes" in out and b"bits per byte" in out
 
 
@@ -270,7 +270,7 @@ def test_concatenated_archives_decode_to_both(tmp_path, tiny_path, text):
     cat.write_bytes(za + zb)
     code, out, _ = run("-dc", "--model", tiny_path, cat)
     assert code == 0 and out == a + b
-    code, out, _ = run("-l", cat)
+    code, out, _ = run("-lv", cat)
     assert code == 0 and b"archives   2" in out and f"{len(a) + len(b):,} bytes".encode() in out
     code, _, err = run("-d", "--model", tiny_path, input=za + b"junk")
     assert code == 1 and "trailing data" in err
@@ -281,11 +281,11 @@ def test_concatenated_archives_decode_to_both(tmp_path, tiny_path, text):
 def test_info_and_test_read_stdin(txt, tiny_path):
     code, blob, _ = run("-c", "--model", tiny_path, txt)
     code, out, _ = run("info", "-", input=blob)
-    assert code == 0 and b"stdin" in out and b"4,000 bytes" in out
-    code, out, _ = run("test", "--model", tiny_path, "-", input=blob)
-    assert code == 0 and b"stdin: OK" in out
-    code, out, _ = run("-t", "--model", tiny_path, input=blob)
-    assert code == 0 and b"OK" in out
+    assert code == 0 and b"stdin" in out and b"4,000" in out
+    code, _, err = run("test", "-v", "--model", tiny_path, "-", input=blob)
+    assert code == 0 and "stdin: OK" in err
+    code, _, err = run("-tv", "--model", tiny_path, input=blob)
+    assert code == 0 and "OK" in err
 
 
 def test_outputs_keep_the_input_modification_time(txt, tiny_path):
@@ -390,7 +390,8 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
     tz = txt.with_name("notes.txt.tz")
     assert run("-t", "--model", tiny_path, tz)[0] == 0
     assert run("-dc", "--model", tiny_path, tz)[0] == 0
-    assert [s[0] for s in seen] == ["compressing", "testing", "decompressing"]
+    assert [s[0] for s in seen] == ["compressing notes.txt", "testing notes.txt.tz",
+                                    "decompressing notes.txt.tz"]
     for desc, total, ticks in seen:
         assert total == 4000 and sum(ticks) == 4000, desc
 
@@ -762,3 +763,122 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(tmp_path, tiny_
     src.write_bytes(text[:500])
     assert run("-q", "--model", tiny_path, src)[0] == 0
     assert sorted(f.name for f in tmp_path.iterdir()) == ["notes.txt", "notes.txt.tz"]
+
+
+# ---------------------------------------------------------------- habits of gzip and xz
+
+
+def test_a_file_that_already_has_the_suffix_is_left_alone(txt, tiny_path):
+    """As gzip and xz: tzip x.tz warns and writes no x.tz.tz (exit 2, xz's warning);
+    -f compresses it all the same; -q keeps the warning's exit status, not its line."""
+    assert run("-q", "--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    code, out, err = run("--model", tiny_path, tz)
+    assert code == 2 and err == f"tzip: {tz} already has .tz suffix -- unchanged (-f compresses it)\n"
+    assert not tz.with_name("notes.txt.tz.tz").exists()
+    code, _, err = run("-q", "--model", tiny_path, tz, txt.with_name("missing"))
+    assert code == 1 and "already has" not in err and "missing" in err  # an error outranks it
+    assert run("-q", "-f", "--model", tiny_path, tz)[0] == 0
+    assert tz.with_name("notes.txt.tz.tz").exists()
+
+
+def test_symbolic_links_and_hard_links_need_force(txt, tiny_path, tmp_path, text):
+    """As gzip: a symbolic link is not followed to write FILE.tz beside it without -f; with
+    --rm (which would remove one name of several) a hard-linked file is left alone too.
+    Without --rm tzip keeps the input, and compresses a hard-linked file as zstd and xz -k do."""
+    link = tmp_path / "link.txt"
+    link.symlink_to(txt)
+    code, _, err = run("--model", tiny_path, link)
+    assert code == 2 and err == f"tzip: {link}: is a symbolic link -- unchanged (-f follows it)\n"
+    assert not (tmp_path / "link.txt.tz").exists()
+    code, out, _ = run("-c", "--model", tiny_path, link)  # to stdout it is read, as gzip -c
+    assert code == 0 and out[:4] == b"\x89TZP"
+    assert run("-f", "--model", tiny_path, link)[0] == 0 and (tmp_path / "link.txt.tz").exists()
+    hard = tmp_path / "hard.txt"
+    os.link(txt, hard)
+    code, _, err = run("--rm", "--model", tiny_path, hard)
+    assert code == 2 and err == f"tzip: {hard} has 1 other link -- unchanged (-f compresses it)\n"
+    assert hard.exists() and not (tmp_path / "hard.txt.tz").exists()
+    assert run("--model", tiny_path, hard)[0] == 0 and hard.exists()
+    assert run("-f", "--rm", "--model", tiny_path, txt)[0] == 0 and not txt.exists()
+    tz_link = tmp_path / "l.tz"
+    tz_link.symlink_to(tmp_path / "hard.txt.tz")
+    code, _, err = run("-d", "--model", tiny_path, tz_link)
+    assert code == 2 and "symbolic link" in err and not (tmp_path / "l").exists()
+
+
+def test_files_named_like_commands_are_reachable(tmp_path, tiny_path, monkeypatch, text):
+    """`tzip test` is the command; `tzip -- test` and `tzip ./test` the file, and --help says so."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("test", "info", "compress"):
+        (tmp_path / name).write_bytes(text[:500])
+        code, _, err = run("-q", "--model", tiny_path, "--", name)
+        assert code == 0 and (tmp_path / f"{name}.tz").exists(), err
+        code, out, _ = run("-dc", "--model", tiny_path, "--", f"{name}.tz")
+        assert code == 0 and out == text[:500]
+    assert run("-q", "-f", "--model", tiny_path, "./test")[0] == 0
+    code, out, _ = run("--help")
+    assert code == 0 and b"tzip -- test" in out and b"./test" in out
+
+
+def test_test_is_silent_unless_verbose(txt, tiny_path):
+    """As gzip -t and xz -t: nothing on stdout or stderr for a good archive; -v says OK."""
+    assert run("-q", "--model", tiny_path, txt)[0] == 0
+    tz = txt.with_name("notes.txt.tz")
+    assert run("-t", "--model", tiny_path, tz) == (0, b"", "")
+    assert run("test", "--model", tiny_path, tz) == (0, b"", "")
+    code, out, err = run("-t", "-v", "--model", tiny_path, tz)
+    assert code == 0 and out == b"" and err == f"{tz}: OK (4,000 bytes)\n"
+
+
+def test_list_is_a_table_with_totals(tmp_path, tiny_path, text):
+    """As gzip -l and xz -l: a header, a row per archive, a totals row after several;
+    -lv keeps the block per archive."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(text[:3000])
+    b.write_bytes(text[3000:4000])
+    assert run("-q", "--model", tiny_path, a, b)[0] == 0
+    za, zb = tmp_path / "a.txt.tz", tmp_path / "b.txt.tz"
+    code, out, _ = run("-l", za, zb)
+    lines = out.decode().splitlines()
+    assert code == 0 and len(lines) == 4
+    assert lines[0].split() == ["compressed", "original", "ratio", "bpb", "model", "format", "name"]
+    sa, sb = za.stat().st_size, zb.stat().st_size
+    row = lines[1].split()
+    assert row[:2] == [f"{sa:,}", "3,000"] and row[2] == f"{100 * sa / 3000:.1f}%"
+    assert row[3] == f"{8 * sa / 3000:.3f}" and row[4] == "tiny-a" and row[-1] == str(za)
+    assert lines[2].split()[-1] == str(zb)
+    assert lines[3].split() == [f"{sa + sb:,}", "4,000", f"{100 * (sa + sb) / 4000:.1f}%",
+                                f"{8 * (sa + sb) / 4000:.3f}", "(totals)"]
+    code, out, _ = run("-l", za)
+    assert code == 0 and len(out.splitlines()) == 2  # no totals for one
+    code, out, _ = run("-lv", za)
+    assert code == 0 and b"bits per byte" in out and b"blocks" in out
+
+
+def test_dcf_copies_what_is_not_an_archive(tmp_path, tiny_path, text, monkeypatch):
+    """As zcat -f: tzip -dcf passes a file that is not an archive through unchanged (also
+    from stdin, also empty), and decompresses the archives among them; without -f it is
+    an error."""
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"not an archive\n")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    code, blob, _ = run("-c", "--model", tiny_path, "-", input=text[:700])
+    tz = tmp_path / "x.tz"
+    tz.write_bytes(blob)
+    code, out, err = run("-dcf", "--model", tiny_path, plain, tz, empty)
+    assert code == 0 and out == b"not an archive\n" + text[:700], err
+    code, out, _ = run("-dcf", "--model", tiny_path, input=b"ab")
+    assert code == 0 and out == b"ab"
+    code, out, _ = run("-dcf", "--model", tiny_path, input=blob)
+    assert code == 0 and out == text[:700]
+    code, _, err = run("-dc", "--model", tiny_path, plain)
+    assert code == 1 and "plain.txt" in err
+
+
+def test_the_progress_bar_names_the_file(tmp_path):
+    long = "a-rather-long-file-name-for-a-progress-bar.txt"
+    assert cli._shown(str(tmp_path / "notes.txt")) == "notes.txt"
+    shown = cli._shown(str(tmp_path / long))
+    assert len(shown) == 32 and shown.startswith("...") and long.endswith(shown[3:])

@@ -6,7 +6,8 @@
     tzcat [FILE]...                 the same as tzip -dc
 
 Exit status: 0 success, 1 an error with some file (reported on one line, the other files
-still processed), 2 bad usage; 129/130/143 after SIGHUP/SIGINT/SIGTERM (temporary files
+still processed), 2 bad usage, or a file skipped with a warning and no error (as gzip and
+xz: FILE.tz already has the suffix, a symbolic link, a hard-linked file with --rm); 129/130/143 after SIGHUP/SIGINT/SIGTERM (temporary files
 removed; a signal that was ignored when tzip started, as nohup and background jobs of a
 script do, stays ignored); 141 when the reader of standard output went away (tzip -dc |
 head), quietly. TZIP_DEBUG=1 shows the traceback of an internal error.
@@ -35,6 +36,7 @@ from typing import BinaryIO
 import click
 
 from . import __version__, api, modelpath, output, threads
+from .container import MAGIC
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -47,6 +49,10 @@ LEVEL_MODELS = {1: api.NO_MODEL, 9: LARGE}
 
 class Failed(Exception):
     """A per-file failure already worth one line of output."""
+
+
+class Skipped(Failed):
+    """A file left alone with a warning (gzip's and xz's exit status 2 when nothing failed)."""
 
 
 class _Reported(Exception):
@@ -156,6 +162,28 @@ def _input_stat(fin: BinaryIO) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
+def _shown(name: str, width: int = 32) -> str:
+    """A file's name for the progress bar: its base name, its end when long."""
+    base = os.path.basename(name) or name
+    return base if len(base) <= width else "..." + base[-(width - 3):]
+
+
+class _Prefixed:
+    """A reader that gives back the bytes already read from its start, then the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(n)
+        if n is None or n < 0:
+            b, self.head = self.head + self.rest.read(), b""
+            return b
+        b, self.head = self.head[:n], self.head[n:]
+        return b if len(b) == n else b + self.rest.read(n - len(b))
+
+
 def _changed(fin: BinaryIO, before: os.stat_result | None, n_read: int) -> str | None:
     """How a regular input file changed while it was read (size or modification time), or
     None when it did not."""
@@ -182,6 +210,7 @@ class Job:
         self.model, self.device, self.streams = model, device, streams
         self.workers, self.ray = workers, ray
         self._coder = None
+        self.listed: list = []  # the archives -l listed, for its totals row
 
     def coder(self):
         """The Compressor or Decompressor, made on first use (loads PyTorch); worker
@@ -205,6 +234,52 @@ class Job:
             raise Failed(f"{src}: unknown suffix (expected .tz); use -o or -c")
         return src[:-3]
 
+    def _check_input(self, src: str) -> None:
+        """Leave alone, with a warning as gzip does, what writing FILE.tz (or FILE) beside
+        the input should not touch without -f: an input that already has the .tz suffix, a
+        symbolic link, and (with --rm, which would remove one of its names only) a file
+        with several hard links. tzip keeps its inputs by default, as zstd and xz -k do,
+        and those compress hard-linked files, so tzip refuses them only with --rm."""
+        if self.force or src == "-":
+            return
+        if self.mode == "compress" and not self.output and src.endswith(".tz"):
+            raise Skipped(f"{src} already has .tz suffix -- unchanged (-f compresses it)")
+        if os.path.islink(src):
+            raise Skipped(f"{src}: is a symbolic link -- unchanged (-f follows it)")
+        if self.rm:
+            links = os.stat(src).st_nlink - 1
+            if links > 0:
+                raise Skipped(f"{src} has {links} other link{'s' if links > 1 else ''} -- "
+                              "unchanged (-f compresses it)")
+
+    def _pass_through(self, fin: BinaryIO) -> BinaryIO | None:
+        """tzip -dcf, as zcat -f: an input that is not an archive is copied to standard
+        output unchanged. Returns None after copying it, else fin as it was."""
+        try:
+            pos = fin.tell() if fin.seekable() else None
+        except (OSError, ValueError, AttributeError):
+            pos = None
+        head = b""
+        while len(head) < len(MAGIC):
+            b = fin.read(len(MAGIC) - len(head))
+            if not b:
+                break
+            head += b
+        if head == MAGIC and pos is not None:
+            fin.seek(pos)
+            return fin
+        rest = _Prefixed(head, fin)
+        if head == MAGIC:
+            return rest
+        out = output.CheckedWriter(sys.stdout.buffer, output.STDOUT)
+        while True:
+            b = rest.read(1 << 16)
+            if not b:
+                break
+            out.write(b)
+        out.flush()
+        return None
+
     def run(self, src: str) -> None:
         if src == "-" and self.mode != "compress" and sys.stdin.isatty():
             raise Failed("stdin: compressed data not read from a terminal (give a FILE)")
@@ -215,9 +290,16 @@ class Job:
             raise Failed(f"{src}: is a directory (use -r)")
         if src != "-" and os.path.exists(src) and not os.path.isfile(src):
             raise Failed(f"{src}: not a regular file")
-        fin = sys.stdin.buffer if src == "-" else open(src, "rb")
+        to_stdout = self.stdout or (src == "-" and not self.output)
+        if not to_stdout and self.mode in ("compress", "decompress") and os.path.lexists(src):
+            self._check_input(src)
+        opened = None if src == "-" else open(src, "rb")
+        fin = sys.stdin.buffer if opened is None else opened
         try:
-            to_stdout = self.stdout or (src == "-" and not self.output)
+            if self.mode == "decompress" and to_stdout and self.force:
+                fin = self._pass_through(fin)
+                if fin is None:
+                    return
             dst = None if to_stdout or self.mode == "test" else (self.output or self.out_name(src))
             if dst is not None:
                 if not self.force and os.path.lexists(dst):
@@ -246,7 +328,7 @@ class Job:
                 return fout.n
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
-            with _progress(total, self.quiet, verb) as tick:
+            with _progress(total, self.quiet, f"{verb} {_shown(name)}") as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)
                 elif dst is None:
@@ -269,13 +351,13 @@ class Job:
                         raise Failed(f"{dst}: already exists (made while tzip was writing it);"
                                      " use -f to overwrite") from None
         finally:
-            if fin is not sys.stdin.buffer:
-                fin.close()
+            if opened is not None:
+                opened.close()
         secs = time.time() - t0
         n_in = counted_in.n
         if self.mode == "test":
-            if not self.quiet:
-                click.echo(f"{name}: OK ({n_out:,} bytes)")
+            if self.verbose:  # silent otherwise, as gzip -t and xz -t
+                click.echo(f"{name}: OK ({n_out:,} bytes)", err=True)
         elif self.verbose:
             orig, packed = (n_in, n_out) if self.mode == "compress" else (n_out, n_in)
             pct = f"{100 * packed / orig:.2f}%" if orig else "-"
@@ -294,12 +376,21 @@ class Job:
             os.unlink(src)  # only now: the output is complete, on disk and in place
 
     def list(self, src: str) -> None:
+        """-l: one row per archive (gzip -l's and xz -l's habit; totals after several);
+        -lv: a block per archive with its blocks, streams and format."""
         name = "stdin" if src == "-" else src
         if src == "-":
             i = api.info(sys.stdin.buffer)
         else:
             with open(src, "rb") as fin:
                 i = api.info(fin)
+        if not self.verbose:
+            if not self.listed:
+                click.echo(_row("compressed", "original", "ratio", "bpb", "model", "format", "name"))
+            self.listed.append(i)
+            click.echo(_row(i.compressed_size, i.original_size, *_ratio(i.compressed_size,
+                            i.original_size), _model_of(i), i.version, name))
+            return
         methods = ", ".join(sorted({b.method for b in i.blocks})) or "none"
         streams = sum(b.streams for b in i.blocks)
         members = f"\n  archives   {i.members} (one after another)" if i.members > 1 else ""
@@ -312,6 +403,31 @@ class Job:
                    f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
                    f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''}){members}\n"
                    f"  format     {i.version}")
+
+
+def _row(packed, orig, ratio, bpb, model, fmt, name) -> str:
+    """One line of tzip -l's table (numbers with thousands separators)."""
+    num = (lambda v: f"{v:,}" if isinstance(v, int) else v)
+    return f"{num(packed):>13} {num(orig):>13} {ratio:>7} {bpb:>6}  {model:<14} {fmt!s:>6}  {name}"
+
+
+def _ratio(packed: int, orig: int) -> tuple[str, str]:
+    """Compressed size over original (as xz -l) and bits per byte."""
+    if not orig:
+        return "-", "-"
+    return f"{100 * packed / orig:.1f}%", f"{8 * packed / orig:.3f}"
+
+
+def _model_of(i) -> str:
+    if i.model_name:
+        return i.model_name
+    return i.model_id[:12] if i.model_id.strip("0") else "none"
+
+
+def _totals(listed: list) -> str:
+    packed = sum(i.compressed_size for i in listed)
+    orig = sum(i.original_size for i in listed)
+    return _row(packed, orig, *_ratio(packed, orig), "", "", "(totals)")
 
 
 def _expand(files: tuple[str, ...], recursive: bool, mode: str) -> list[str]:
@@ -336,7 +452,7 @@ def _run(job: Job, files: tuple[str, ...], recursive: bool = False) -> None:
     files = files or ("-",)
     if job.output and len(files) > 1:
         raise click.UsageError("-o/--output takes a single input file")
-    failed = False
+    failed = warned = False
     for src in _expand(files, recursive, job.mode):
         try:
             job.run(src)
@@ -344,6 +460,10 @@ def _run(job: Job, files: tuple[str, ...], recursive: bool = False) -> None:
             raise _PipeClosed() from None
         except _Reported:
             failed = True
+        except Skipped as e:
+            if not job.quiet:
+                _say(str(e))
+            warned = True
         except (Failed, TzipError) as e:
             msg = _clean(str(e))
             _say(msg if isinstance(e, Failed) or msg.startswith(src) else f"{src}: {msg}")
@@ -354,8 +474,13 @@ def _run(job: Job, files: tuple[str, ...], recursive: bool = False) -> None:
             name = e.filename if isinstance(e.filename, str) else src
             _say(f"{_clean(name)}: {e.strerror or e}")
             failed = True
-    if failed:
-        sys.exit(1)
+    if len(job.listed) > 1:
+        try:
+            click.echo(_totals(job.listed))
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+    if failed or warned:
+        sys.exit(1 if failed else 2)
 
 
 # ---------------------------------------------------------------- options
@@ -383,7 +508,7 @@ def _io_options(f):
     f = click.option("-k", "--keep", is_flag=True, help="Keep inputs (the default; cancels --rm).")(f)
     f = click.option("-v", "--verbose", is_flag=True,
                      help="Report sizes, ratio, bits per byte and time per file (on stderr).")(f)
-    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar or OK lines.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")(f)
     f = click.option("-f", "--force", is_flag=True, help="Overwrite existing output files; write "
                      "compressed data to a terminal.")(f)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
@@ -461,9 +586,12 @@ HELP = """Lossless text compression with a small transformer and a range coder.
 \b
   tzip FILE...           compress each FILE to FILE.tz (FILE is kept, as zstd does)
   tzip -d FILE.tz...     decompress (also: tzip decompress, tzcat, tzip -dc)
-  tzip -t FILE.tz        test: decode and verify, write nothing
-  tzip -l FILE.tz        list: sizes, ratio, model, blocks
+  tzip -t FILE.tz        test: decode and verify, write nothing (silent; -v: OK lines)
+  tzip -l FILE.tz...     list: a row per archive and totals (-lv: each one's blocks)
+  tzip -dcf FILE...      as zcat -f: what is not an archive is copied unchanged
   cat a | tzip | tzip -d   no FILE, or '-': standard input to standard output
+  tzip -- test           a FILE named like a command (compress, decompress, test, info,
+                         models, train): after '--', or as ./test, every name is a FILE
 
 \b
 gzip-style options (for tzip FILE... and the commands):
@@ -474,7 +602,10 @@ gzip-style options (for tzip FILE... and the commands):
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.
-Decompressed files get the archive's modification time and permissions."""
+Outputs get their input's modification time and permissions. Without -f, tzip leaves
+alone (with a warning, exit status 2) a FILE that already ends in .tz, a symbolic link,
+and with --rm a file with several hard links, as gzip does.
+Exit status: 0 done, 1 an error with some file, 2 bad usage or a file skipped."""
 
 
 class TzipGroup(click.Group):
@@ -649,21 +780,26 @@ def decompress(files, stdout, output, force, quiet, verbose, keep, rm, recursive
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("-r", "--recursive", is_flag=True, help="Test the .tz files in directories.")
-@click.option("-q", "--quiet", is_flag=True, help="Only report failures.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True, help="Say FILE: OK for each good archive (on stderr).")
 @_model_options
-def test(files, recursive, quiet, model, device, threads, ray):
-    """Decode FILES fully and check them, writing nothing ('-' or none: stdin)."""
+def test(files, recursive, quiet, verbose, model, device, threads, ray):
+    """Decode FILES fully and check them, writing nothing ('-' or none: stdin). Silent
+    when all is well (exit status 0), as gzip -t; -v names each good archive."""
     _start(threads)
-    _run(Job("test", quiet=quiet, model=model, device=device, workers=threads, ray=ray), files,
-         recursive)
+    _run(Job("test", quiet=quiet, verbose=verbose, model=model, device=device, workers=threads,
+             ray=ray), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("-r", "--recursive", is_flag=True, help="List the .tz files in directories.")
-def info(files, recursive):
-    """Show sizes, ratio, model and blocks of archives, without decoding ('-': stdin)."""
-    _run(Job("list"), files, recursive)
+@click.option("-v", "--verbose", is_flag=True, help="A block per archive: blocks, streams, format.")
+def info(files, recursive, verbose):
+    """List archives without decoding them ('-': stdin): a row per archive (compressed and
+    original size, ratio, bits per byte, model, format) and totals, as tzip -l; -v shows
+    each archive's blocks."""
+    _run(Job("list", verbose=verbose), files, recursive)
 
 
 @main.command("models", context_settings=CONTEXT)
