@@ -196,3 +196,70 @@ def test_cli_loads_no_numpy_for_help():
                        env=dict(os.environ, PYTHONPATH=root))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+def test_tzipfile_seeks_anywhere_in_read_mode(tmp_path, tiny_path, text):
+    """As gzip's and lzma's files: forward by decoding, backward by decoding again from the
+    start, from the end by decoding to it; past the end stays at the end; .mode says how
+    the file is open; writing does not seek."""
+    data = text[:5000]
+    p = tmp_path / "a.tz"
+    with tzip.open(p, "wb", model=tiny_path, block_size=1500) as f:
+        assert f.mode == "wb" and not f.seekable()
+        f.write(data)
+        with pytest.raises(io.UnsupportedOperation):
+            f.seek(0)
+    with tzip.open(p, "rb", model=tiny_path) as f:
+        assert f.mode == "rb" and f.seekable()
+        assert f.seek(3100) == 3100 and f.tell() == 3100 and f.read(20) == data[3100:3120]
+        assert f.seek(10) == 10 and f.read(30) == data[10:40]  # backward
+        assert f.seek(-5, io.SEEK_CUR) == 35 and f.read(5) == data[35:40]
+        assert f.seek(-7, io.SEEK_END) == len(data) - 7 and f.read() == data[-7:]
+        assert f.seek(len(data) + 100) == len(data) and f.read() == b""
+        assert f.seek(0) == 0 and f.read() == data
+        with pytest.raises(ValueError):
+            f.seek(0, 3)
+
+
+def test_tzipfile_over_a_pipe_seeks_forward_only(tmp_path, tiny_path, text):
+    blob = tzip.compress(text[:2000], tiny_path)
+
+    class Pipe(io.RawIOBase):  # readable, not seekable
+        def __init__(self, b):
+            self.b = io.BytesIO(b)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buf):
+            return self.b.readinto(buf)
+
+    with tzip.TzipFile(Pipe(blob), model=tiny_path) as f:
+        assert not f.seekable()
+        assert f.seek(500) == 500 and f.read(10) == text[500:510]
+        with pytest.raises(io.UnsupportedOperation):
+            f.seek(0)
+
+
+def test_file_functions_refuse_to_overwrite_and_keep_times_and_mode(tmp_path, tiny_path, text):
+    """As the command line: an existing output is FileExistsError unless force=True (and is
+    left as it was); outputs keep their input's permission bits and modification time."""
+    src = tmp_path / "a.txt"
+    src.write_bytes(text[:1000])
+    src.chmod(0o640)
+    os.utime(src, ns=(1_600_000_000_000_000_000, 1_500_000_000_123_456_789))
+    tz = tzip.compress_file(src, model=tiny_path)
+    assert tz.stat().st_mtime_ns == 1_500_000_000_123_456_789
+    assert tz.stat().st_mode & 0o777 == 0o640
+    tz.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError):
+        tzip.compress_file(src, model=tiny_path)
+    assert tz.read_bytes() == b"keep me"
+    tzip.compress_file(src, model=tiny_path, force=True)
+    with pytest.raises(FileExistsError):
+        tzip.decompress_file(tz, model=tiny_path)
+    assert src.read_bytes() == text[:1000]
+    os.utime(tz, ns=(1_600_000_000_000_000_000, 1_400_000_000_000_000_000))
+    assert tzip.decompress_file(tz, model=tiny_path, force=True) == src
+    assert src.read_bytes() == text[:1000] and src.stat().st_mtime_ns == 1_400_000_000_000_000_000
+    assert src.stat().st_mode & 0o777 == 0o640

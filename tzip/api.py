@@ -30,6 +30,7 @@ is smallest (tzip/codec.py), so incompressible input grows by a few bytes only
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -324,26 +325,42 @@ def source_mode(src: str | Path) -> int:
     return stat.S_IMODE(os.stat(src).st_mode)
 
 
-def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None,
-                  **kw) -> Path:
-    """src -> dst (default src + '.tz'), written atomically (tzip/output.py: every write
-    checked, published only when complete; an existing dst is replaced)."""
+def _file_job(src: Path, dst: Path, force: bool, code: Callable[[BinaryIO, BinaryIO], object]) -> None:
+    """What compress_file and decompress_file share with the command line: an existing
+    dst is an error unless force (FileExistsError, also when one appears while dst is
+    being written), the output is published whole (tzip/output.py), and it gets src's
+    permission bits and access and modification times."""
+    if not force and os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "already exists (force=True overwrites it)", str(dst))
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise TzipError(f"{src}: input and output are the same file")
+    with open(src, "rb") as fin:
+        st = os.fstat(fin.fileno())
+        atomic_write(dst, lambda f: code(fin, f), stat.S_IMODE(st.st_mode), replace=force,
+                     times=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def compress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None, *,
+                  force: bool = False, **kw) -> Path:
+    """src -> dst (default src + '.tz'), as the tzip command writes it: atomically (every
+    write checked, published only when complete), with src's permission bits and times;
+    an existing dst is FileExistsError unless force. Returns dst."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.name + ".tz")
-    with open(src, "rb") as fin:
-        atomic_write(dst, lambda f: compress_stream(fin, f, model, **kw), source_mode(src))
+    _file_job(src, dst, force, lambda fin, f: compress_stream(fin, f, model, **kw))
     return dst
 
 
-def decompress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None,
-                    **kw) -> Path:
-    """src.tz -> dst (default src without '.tz'), written atomically after verification."""
+def decompress_file(src: str | Path, dst: str | Path | None = None, model: ModelSpec = None, *,
+                    force: bool = False, **kw) -> Path:
+    """src.tz -> dst (default src without '.tz'), written atomically after verification,
+    with the archive's permission bits and times, as tzip -d; an existing dst is
+    FileExistsError unless force. Returns dst."""
     src = Path(src)
     if dst is None:
         if src.suffix != ".tz":
             raise TzipError(f"{src}: unknown suffix (expected .tz); give an output name")
         dst = src.with_suffix("")
     dst = Path(dst)
-    with open(src, "rb") as fin:
-        atomic_write(dst, lambda f: decompress_stream(fin, f, model, **kw), source_mode(src))
+    _file_job(src, dst, force, lambda fin, f: decompress_stream(fin, f, model, **kw))
     return dst

@@ -193,7 +193,13 @@ class TzipFile(io.BufferedIOBase):
     """A .tz file opened for reading ("r", "rb") or writing ("w", "wb", "x", "xb", "a", "ab":
     appending adds a second archive after the first, which readers decode in turn).
     filename is a path or a binary file object; model, device, streams and block_size are
-    as for tzip.Compressor / tzip.Decompressor. Not seekable."""
+    as for tzip.Compressor / tzip.Decompressor.
+
+    In read mode seek works anywhere, as gzip's and lzma's files do, by decoding again:
+    forward it decodes and drops the bytes between; backward it goes back to the start of
+    the file (which must then be seekable) and decodes from there, so a backward seek costs
+    as much as reading up to the new position. Writing is sequential (seek raises there,
+    as with lzma.LZMAFile). `mode` is "rb", "wb", "xb" or "ab"."""
 
     def __init__(self, filename, mode: str = "r", *, model: api.ModelSpec = None, device="auto",
                  streams: int | None = None, block_size: int = api.BLOCK_SIZE):
@@ -212,8 +218,13 @@ class TzipFile(io.BufferedIOBase):
             raise TypeError("filename must be a str, bytes, os.PathLike or file object")
         try:
             if mode == "r":
-                raw = _DecodingRaw(self._fp, api.Decompressor(model, device=device))
-                self._reader = io.BufferedReader(raw, _READ_CHUNK)
+                try:  # where a backward seek starts decoding again
+                    self._start = self._fp.tell() if self._fp.seekable() else None
+                except (OSError, AttributeError, ValueError):
+                    self._start = None
+                self._decompressor = api.Decompressor(model, device=device)
+                self._reader = io.BufferedReader(_DecodingRaw(self._fp, self._decompressor),
+                                                 _READ_CHUNK)
             else:
                 self._comp = TzipCompressor(model, device=device, streams=streams,
                                             block_size=block_size)
@@ -232,8 +243,46 @@ class TzipFile(io.BufferedIOBase):
         self._check_open()
         return self._mode != "r"
 
+    @property
+    def mode(self) -> str:
+        return self._mode + "b"
+
     def seekable(self) -> bool:
-        return False
+        self._check_open()
+        return self._mode == "r" and self._start is not None
+
+    def _rewind(self) -> None:
+        """Back to the first byte: decode the file again from its start."""
+        if self._start is None:
+            raise io.UnsupportedOperation("the underlying file is not seekable: "
+                                          "cannot seek backward")
+        self._fp.seek(self._start)
+        self._reader = io.BufferedReader(_DecodingRaw(self._fp, self._decompressor), _READ_CHUNK)
+        self._pos = 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to offset (from the start, the current position or the end, as whence
+        says) by decoding: see the class's docstring for the cost. Returns the new position."""
+        self._check_open()
+        if self._mode != "r":
+            raise io.UnsupportedOperation("seek is only supported in read mode")
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            while self.read(_READ_CHUNK):  # the end is known only by decoding to it
+                pass
+            target = self._pos + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        target = max(target, 0)
+        if target < self._pos:
+            self._rewind()
+        while self._pos < target:
+            if not self.read(min(_READ_CHUNK, target - self._pos)):
+                break  # past the end: stay at the end, as gzip and lzma files do
+        return self._pos
 
     def fileno(self) -> int:
         self._check_open()
