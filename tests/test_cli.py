@@ -780,6 +780,7 @@ def test_a_file_that_already_has_the_suffix_is_left_alone(txt, tiny_path):
     assert code == 1 and "already has" not in err and "missing" in err  # an error outranks it
     assert run("-q", "-f", "--model", tiny_path, tz)[0] == 0
     assert tz.with_name("notes.txt.tz.tz").exists()
+    assert run("-q", "-o", tz.with_name("again.tz"), "--model", tiny_path, tz)[0] == 0
 
 
 def test_symbolic_links_and_hard_links_need_force(txt, tiny_path, tmp_path, text):
