@@ -41,6 +41,7 @@ from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info
 from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
 from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STREAMS, PROFILES, READABLE,
                         VERSION, Block, Header, Reader)
+from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes for an archive)
 from .errors import TzipError, WrongModel
 from .limits import OutputLimit
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before

@@ -36,7 +36,6 @@ from typing import BinaryIO
 import click
 
 from . import __version__, api, modelpath, output, threads
-from .container import MAGIC
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -260,16 +259,16 @@ class Job:
         except (OSError, ValueError, AttributeError):
             pos = None
         head = b""
-        while len(head) < len(MAGIC):
-            b = fin.read(len(MAGIC) - len(head))
+        while len(head) < len(api.MAGIC):
+            b = fin.read(len(api.MAGIC) - len(head))
             if not b:
                 break
             head += b
-        if head == MAGIC and pos is not None:
+        if head == api.MAGIC and pos is not None:
             fin.seek(pos)
             return fin
         rest = _Prefixed(head, fin)
-        if head == MAGIC:
+        if head == api.MAGIC:
             return rest
         out = output.CheckedWriter(sys.stdout.buffer, output.STDOUT)
         while True:
