@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import SHAPES, inputs, make_model, tables_scored, tables_stepped
-from tzip.engine import Engine, numba_available
+from tzip.engine import TUNING, Engine, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -218,23 +218,20 @@ def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
 
 
 def test_backend_choice_follows_tuning_and_environment(tiny, monkeypatch):
-    from tzip import engine
-    e = Engine(tiny)
-    monkeypatch.setenv("TZIP_BACKEND", "torch")
-    assert e.stepper(2, 10 ** 6).name == "torch" and e.scorer(2, 10 ** 6).name == "torch"
-    monkeypatch.setenv("TZIP_BACKEND", "numpy")
-    assert e.stepper(2, 10 ** 6).name == "numpy" and e.scorer(2, 10 ** 6).name == "torch"
-    monkeypatch.setenv("TZIP_BACKEND", "auto")
-    monkeypatch.setattr(engine, "compiled_loaded", lambda: False)
-    below = engine.TUNING["compiled_from_decoding"] - 1
-    assert e.stepper(2, below).name == "numpy"
-    assert e.stepper(engine.TUNING["numpy_below"], below).name == "torch"
-    if numba_available():
-        monkeypatch.setenv("TZIP_BACKEND", "numba")
-        assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
-    monkeypatch.setenv("TZIP_BACKEND", "gpu")
-    with pytest.raises(Exception, match="TZIP_BACKEND"):
-        e.stepper(2, 1)
+    """The plan's choice (tzip/engine/plan.py): numba's loops wherever they run the model,
+    else torch for passes and numpy for CPU steps; TZIP_BACKEND overrides."""
+    from tzip.engine.plan import choose
+    yes = lambda backend, kind: True  # noqa: E731
+    only_torch = lambda backend, kind: backend == "torch" or kind == "stepper" and backend != "numba"  # noqa: E731
+    monkeypatch.setitem(TUNING, "vnni", ())
+    assert choose("scorer", "auto", "cpu", yes) == "numba" and choose("stepper", "auto", "cpu", yes) == "numba"
+    assert choose("scorer", "auto", "cpu", only_torch) == "torch"
+    assert choose("stepper", "auto", "cpu", only_torch) == "numpy"
+    assert choose("stepper", "auto", "cuda", only_torch) == "torch"
+    assert choose("stepper", "torch", "cpu", yes) == "torch" and choose("scorer", "numpy", "cpu", yes) == "torch"
+    assert choose("stepper", "graph", "cuda", yes) == "graph" and choose("scorer", "graph", "cuda", yes) == "torch"
+    monkeypatch.setitem(TUNING, "cuda_graphs", 1)
+    assert choose("stepper", "auto", "cuda", only_torch) == "graph"
 
 
 @pytest.mark.gpu
@@ -285,24 +282,26 @@ def test_vnni_products_run_on_the_dot_product_instructions():
 
 @needs_vnni
 def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
-    from tzip import engine
-    e = Engine(tiny)
+    def plan():
+        p = Engine(tiny).plan
+        return p.stepper, p.scorer
     monkeypatch.delenv("TZIP_BACKEND", raising=False)
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
-    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "vnni"
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper",))
-    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "numba"
-    monkeypatch.setitem(engine.TUNING, "vnni", ())
-    assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    monkeypatch.setitem(TUNING, "vnni", ("stepper", "scorer"))
+    assert plan() == ("vnni", "vnni")
+    monkeypatch.setitem(TUNING, "vnni", ("stepper",))
+    assert plan() == ("vnni", "numba")
+    monkeypatch.setitem(TUNING, "vnni", ())
+    assert plan() == ("numba", "numba")
     monkeypatch.setenv("TZIP_BACKEND", "vnni")
-    assert e.stepper(2, 1).name == "vnni" and e.scorer(2, 1).name == "vnni"
+    e = Engine(tiny)
+    assert e.stepper().name == "vnni" and e.scorer().name == "vnni"
     monkeypatch.setenv("TZIP_BACKEND", "numba")
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
-    assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
+    monkeypatch.setitem(TUNING, "vnni", ("stepper", "scorer"))
+    assert plan() == ("numba", "numba")
     monkeypatch.delenv("TZIP_BACKEND")
-    wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums
+    wide = _with(tiny, att_exp=Engine(tiny).weights.att_exp * 8)  # weights past int16: float32 sums
     assert int(wide.weights.att_exp.max()) >= 2 ** 15
-    assert wide.choose("stepper", 2, 10 ** 6) == "numba"
+    assert wide.plan.stepper == "numba"
 
 
 @needs_numba
