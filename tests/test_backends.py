@@ -159,15 +159,15 @@ def test_compiled_step_with_larger_weights_sums_fewer_keys_at_a_time(text, scale
 @needs_numba
 def test_compiled_backends_decline_what_their_sums_cannot_hold(tiny):
     """Values summed in float32 need weight * 127 < 2**24, the integer max whole ALiBi
-    penalties; past either, another backend is chosen."""
+    penalties; past either, the plan takes another backend."""
     e, compiled = Engine(tiny), ("numba", "vnni")
-    assert e.choose("stepper", 2, 10 ** 6) in compiled and e.choose("scorer", 2, 10 ** 6) in compiled
+    assert e.plan.stepper in compiled and e.plan.scorer in compiled
     big = _with(tiny, att_exp=e.weights.att_exp * 2 ** 12)
-    assert big.choose("stepper", 2, 10 ** 6) not in compiled
+    assert big.plan.stepper not in compiled
     half = _with(tiny, slopes=e.weights.slopes + 0.5)
-    assert half.choose("stepper", 2, 10 ** 6) not in compiled and half.choose("scorer", 2, 10 ** 6) not in compiled
+    assert half.plan.stepper not in compiled and half.plan.scorer not in compiled
     long = Engine(model("long"))  # float64 values: the compiled pass cannot skip keys
-    assert long.choose("scorer", 2, 10 ** 6) == "torch"
+    assert long.plan.scorer == "torch"
 
 
 @needs_numba
