@@ -27,6 +27,119 @@ class UsageError(ValueError):
 class Codec(Protocol):
     def compress(self, data: bytes) -> bytes: ...
     def decompress(self, blob: bytes) -> bytes: ...
+    def warmup(self) -> None: ...
+
+
+@dataclass
+class Tool:
+    name: str
+    label: str                 # the settings, as a user of the CLI tool would write them
+    kind: str                  # "python", "tzip" or "shell"
+    spec: dict = field(default_factory=dict)
+    available: bool = True
+    note: str = ""             # why it is skipped, when it is
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "label": self.label, "kind": self.kind, "spec": self.spec,
+                "available": self.available, "note": self.note or None}
+
+
+@dataclass
+class FuncCodec:
+    compress: Callable[[bytes], bytes]
+    decompress: Callable[[bytes], bytes]
+
+    def warmup(self) -> None:
+        self.decompress(self.compress(b"warm-up " * 16))
+
+
+def _gzip() -> Codec:
+    import gzip
+    return FuncCodec(lambda d: gzip.compress(d, compresslevel=9, mtime=0), gzip.decompress)
+
+
+def _bzip2() -> Codec:
+    import bz2
+    return FuncCodec(lambda d: bz2.compress(d, 9), bz2.decompress)
+
+
+def _xz() -> Codec:
+    import lzma
+    return FuncCodec(lambda d: lzma.compress(d, lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME),
+                     lzma.decompress)
+
+
+def _zstd(long: bool) -> Callable[[], Codec]:
+    def make() -> Codec:
+        import zstandard
+        if long:
+            params = zstandard.ZstdCompressionParameters.from_level(
+                22, window_log=ZSTD_LONG_WINDOW_LOG, enable_ldm=True)
+            c = zstandard.ZstdCompressor(compression_params=params)
+        else:
+            c = zstandard.ZstdCompressor(level=19)
+        d = zstandard.ZstdDecompressor(max_window_size=1 << ZSTD_LONG_WINDOW_LOG)
+        return FuncCodec(c.compress, d.decompress)
+    return make
+
+
+def _brotli() -> Codec:
+    import brotli
+    return FuncCodec(lambda d: brotli.compress(d, quality=11, lgwin=BROTLI_LGWIN),
+                     brotli.decompress)
+
+
+def _ppmd() -> Codec:
+    import pyppmd
+    kw = dict(max_order=PPMD_ORDER, mem_size=PPMD_MEM, variant="I")
+    return FuncCodec(lambda d: pyppmd.compress(d, **kw), lambda b: pyppmd.decompress(b, **kw))
+
+
+# name -> (label, the package it needs or None for the standard library, factory)
+BUILTINS: dict[str, tuple[str, str | None, Callable[[], Codec]]] = {
+    "gzip": ("gzip -9 (zlib deflate, level 9)", None, _gzip),
+    "bzip2": ("bzip2 -9", None, _bzip2),
+    "xz": ("xz -9e (lzma preset 9|EXTREME, .xz)", None, _xz),
+    "zstd": ("zstd -19", "zstandard", _zstd(False)),
+    "zstd-long": (f"zstd --ultra -22 --long (window 2^{ZSTD_LONG_WINDOW_LOG}, LDM)",
+                  "zstandard", _zstd(True)),
+    "brotli": (f"brotli -q 11 -w {BROTLI_LGWIN}", "brotli", _brotli),
+    "ppmd": (f"PPMd var. I (Ppmd8) order {PPMD_ORDER}, {PPMD_MEM >> 20} MiB, restart",
+             "pyppmd", _ppmd),
+}
+
+
+def builtin(name: str) -> Tool:
+    label, package, _ = BUILTINS[name]
+    tool = Tool(name, label, "python", {"builtin": name})
+    if package is not None:
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            tool.available = False
+            tool.note = (f"skipped {name}: Python package '{package}' is not installed "
+                         f"(pip install {package}, or pip install -e '.[bench]')")
+    return tool
+
+
+class TzipCodec:
+    """tzip through its library API; the model is named in the archive and checked."""
+
+    def __init__(self, model: str, device: str):
+        import tzip
+        self._tzip, self.model, self.device = tzip, model, device
+        self._c = self._d = None
+
+    def compress(self, data: bytes) -> bytes:
+        if self._c is None:
+            self._c = self._tzip.Compressor(self.model, device=self.device)
+        return self._c.compress(data)
+
+    def decompress(self, blob: bytes) -> bytes:
+        if self._d is None:
+            self._d = self._tzip.Decompressor(self.model, device=self.device)
+        return self._d.decompress(blob)
+
     def warmup(self) -> None:
         """Loads the model, builds the engine and its plan's backends and, where numba is
         installed, loads the compiled loops (every block takes them: tzip/engine/plan.py),

@@ -127,9 +127,8 @@ def test_value_precision_does_not_change_tables(tiny, text):
 def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
     """Five streams in three parts (1, 2, 2) on three threads, then one, then two, step
     after step on one state, whatever this machine has."""
-    from tzip.engine.compiled import step
     from tzip.engine.compiled.parts import Parts
-    monkeypatch.setattr(step, "PARTS_FROM", 1)
+    monkeypatch.setitem(TUNING, "step_parts_from", 1)
     stepper = Engine(tiny).backend("numba", "stepper")
     parts = [Parts(threads=n) for n in (3, 1, 2)]
     assert len(parts[0].cuts(5, 1)) == 4
@@ -189,16 +188,15 @@ def test_compiled_products_are_exact(S, N, K, piece):
 def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch, backend):
     """Attention groups of one stream, or of two where a part of 3 ends with a group of
     one, on two threads."""
-    from tzip.engine.compiled import score
     from tzip.engine.compiled.parts import Parts
     scorer = Engine(tiny).backend(backend, "scorer")
     scorer.parts = Parts(threads=2)
     inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
     want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
-    monkeypatch.setattr(score, "ATTENTION_BYTES", 1)
+    monkeypatch.setitem(TUNING, "attention_bytes", 1)
     assert np.array_equal(tables_scored(scorer, inp, [5, 33]), want)
     c = tiny.cfg  # passes of 8 once the cache is full: tables of 12 bytes a query and key
-    monkeypatch.setattr(score, "ATTENTION_BYTES", 2 * 12 * c.n_head * 8 * (c.context - 1 + 8))
+    monkeypatch.setitem(TUNING, "attention_bytes", 2 * 12 * c.n_head * 8 * (c.context - 1 + 8))
     assert np.array_equal(tables_scored(scorer, inp, [8]), want)
 
 
