@@ -374,9 +374,9 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
             if t < ends[b]:  # (an ended block's streams step on, unread)
                 lo, hi = offsets[b], offsets[b + 1]
                 tok[lo:hi] = decs[b].decode(t, freqs[lo:hi])
-    # several blocks: their mixers share the host's cores, in contiguous parts
+    # several blocks: their mixers share the host's cores, in contiguous shares
     workers = min(len(items), threads.available_cores()) if len(items) >= engine.plan.lockstep_pool_from else 1
-    parts = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
+    shares = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tzip-mix") if workers > 1 else None
     try:
         state = stepper.new_state(S)
@@ -384,12 +384,12 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
             for t in range(L):
                 freqs = stepper(tok, state)
                 if pool:
-                    done = [pool.submit(mix, t, freqs, part) for part in parts[1:]]
-                    mix(t, freqs, parts[0])
+                    done = [pool.submit(mix, t, freqs, share) for share in shares[1:]]
+                    mix(t, freqs, shares[0])
                     for d in done:
                         d.result()
                 else:
-                    mix(t, freqs, parts[0])
+                    mix(t, freqs, shares[0])
                 if progress:
                     progress(int(running[t]))
         for dec in decs:

@@ -25,12 +25,12 @@ from .weights import Weights
 class RingState:
     """Per-layer keys (S, kv, hd, context) and values (S, kv, context, hd) of the last
     `context` positions, the absolute position held in each slot, and the next position;
-    parts: per-part views of k and v a backend may keep (the ring is written in place)."""
+    views: per-part views of k and v a backend may keep (the ring is written in place)."""
     k: list[np.ndarray]
     v: list[np.ndarray]
     pos: np.ndarray
     t: int = 0
-    parts: dict = field(default_factory=dict)
+    views: dict = field(default_factory=dict)
 
 
 class NumpyStep:

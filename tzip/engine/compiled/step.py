@@ -396,9 +396,9 @@ class JitStep:
         out = np.empty((len(tokens), 256), dtype=np.float32)
 
         def part(a: int, b: int) -> None:
-            views = state.parts.get((a, b))
+            views = state.views.get((a, b))
             if views is None:  # made once per cut: slicing anew each step costs tens of us
-                views = state.parts[a, b] = (tuple(k[a:b] for k in state.k),
+                views = state.views[a, b] = (tuple(k[a:b] for k in state.k),
                                              tuple(v[a:b] for v in state.v))
             K, V = views
             self._run(tokens[a:b], state.t, slot, state.pos, K, V, out[a:b])
