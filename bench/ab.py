@@ -28,30 +28,20 @@ from bench.report import emit_markdown
 
 _MEASURE = r"""
 import hashlib, os, sys, time
-import numpy as np, torch, tzip
+import numpy as np, tzip
 what, model, arg, blob_path, clock = sys.argv[1:6]
 clock = time.process_time if clock == "cpu" else time.perf_counter
-if hasattr(tzip, "Compressor"):  # the object API: the model and its engine made beforehand
-    fmt = {"format": int(os.environ["TZIP_AB_FORMAT"])} if os.environ.get("TZIP_AB_FORMAT") else {}
-    comp, dec = tzip.Compressor(model, device="cpu", **fmt), tzip.Decompressor(model, device="cpu")
-    compress, decompress = comp.compress, dec.decompress
-else:  # checkouts before it keep engines in a module cache
-    from tzip import models
-    m = models.load(model, torch.device("cpu"))
-    compress = lambda d: tzip.compress(d, m, device="cpu")
-    decompress = lambda b: tzip.decompress(b, m, device="cpu")
+# the model and its engine made beforehand (checkouts from tzip.Compressor on: 8150c8c's
+# module-level tzip.models and tzip.coder are gone)
+fmt = {"format": int(os.environ["TZIP_AB_FORMAT"])} if os.environ.get("TZIP_AB_FORMAT") else {}
+comp, dec = tzip.Compressor(model, device="cpu", **fmt), tzip.Decompressor(model, device="cpu")
+compress, decompress = comp.compress, dec.decompress
 if what == "step":
     S = int(arg)
     tok = np.random.default_rng(0).integers(0, 256, S)
-    if hasattr(tzip, "Compressor"):
-        stepper = comp.engine.stepper(S, 10 ** 9)
-        state, threads = stepper.new_state(S), stepper.threads(S)
-        step = lambda: stepper(tok, state)
-    else:
-        from tzip import coder
-        eng = models.engine_for(m, torch.device("cpu"))
-        fn, state = eng.decoder(S, coder._compiled(10 ** 9, decoding=True))
-        threads, step = coder._threads_for_batch(eng.device, S), lambda: fn(tok, state)
+    stepper = comp.engine.stepper(S, 10 ** 9)
+    state, threads = stepper.new_state(S), stepper.threads(S)
+    step = lambda: stepper(tok, state)
     with threads:
         for _ in range(50):
             step()

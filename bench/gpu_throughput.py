@@ -158,16 +158,27 @@ def device_name(dev: str) -> str:
     return torch.cuda.get_device_name() if dev == "cuda" else "cpu"
 
 
+SAMPLE = REPO / "bench" / "sample" / "gettysburg.txt"
+
+
+def pinned() -> dict[tuple[str, int], str]:
+    """tests/test_models.py's PINNED table (sha256 of each shipped model's archive of
+    SAMPLE, by format), read as data: the tests hold the one copy, and bench imports none
+    of their code."""
+    import ast
+    tree = ast.parse((REPO / "tests" / "test_models.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PINNED" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError("tests/test_models.py has no PINNED table")
+
+
 def cpu_identity(dev: str, models: list[str]) -> dict:
     """The pinned archives of tests/test_models.py made here, and tests/data's decoded here."""
-    if str(REPO / "tests") not in sys.path:
-        sys.path.append(str(REPO / "tests"))
-    import test_models
-
     import tzip
-    sample = test_models.SAMPLE.read_bytes()
+    sample = SAMPLE.read_bytes()
     out = {}
-    for (name, fmt), digest in test_models.PINNED.items():
+    for (name, fmt), digest in pinned().items():
         if name not in models:
             continue
         blob = tzip.compress(sample, name, device=dev, streams=4, format=fmt)

@@ -226,9 +226,9 @@ def main() -> None:
         if what == "decompress":
             for S in (8, 16):
                 e = comp.engine
-                P = step_phases(e, S, backend=e.choose("stepper", S, 10 ** 9))
+                P = step_phases(e, S, backend=e.plan.stepper)
                 allp = sum(P.values())
-                print(f"  one {e.picked.get('stepper', '')} step of {S} streams, kernels called one by one: "
+                print(f"  one {e.plan.stepper} step of {S} streams, kernels called one by one: "
                       f"{allp * 1e3:.3f} ms")
                 for k_, v in sorted(P.items(), key=lambda kv: -kv[1]):
                     print(f"    {k_:26s} {v * 1e3:7.3f} ms {100 * v / allp:5.1f}%")

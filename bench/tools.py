@@ -141,17 +141,11 @@ class TzipCodec:
         return self._d.decompress(blob)
 
     def warmup(self) -> None:
-        """Loads the model, builds the engine and, where numba is installed, loads the
-        compiled loops (a block as long as TUNING["compiled_from"] in one stream takes them;
-        then, as in any process that has loaded them, blocks of every size do), so timings
-        are of coding alone, in a warm process. A command-line run pays the loading once
-        per process, and one that codes only small blocks never loads them (it takes the
-        plain path)."""
-        from tzip.engine import TUNING
-        self.decompress(self.compress(b"warm-up text for the model\n" * 4))
-        text = (b"warm-up text for the model\n" * 64)[:TUNING["compiled_from"]]
-        blob = self._tzip.compress(text, model=self.model, device=self.device, streams=1)
-        self._tzip.decompress(blob, model=self.model, device=self.device)
+        """Loads the model, builds the engine and its plan's backends and, where numba is
+        installed, loads the compiled loops (every block takes them: tzip/engine/plan.py),
+        so timings are of coding alone, in a warm process. A command-line run pays the
+        loading once per process."""
+        self.decompress(self.compress(b"warm-up text for the model\n" * 64))
 
 
 def tzip_tool(model: str, device: str) -> Tool:

@@ -65,12 +65,8 @@ def bench_files() -> list[Path]:
     for root in (REPO.parent / "shared" / "corpora" / "bench", REPO / "corpora" / "structured"):
         if root.exists():
             out += [p for p in root.rglob("*") if p.is_file()]
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import cm_eval
-        out += [Path(src) for _, _, src, _ in cm_eval.FILES if not callable(src) and Path(src).exists()]
-    finally:
-        sys.path.pop(0)
+    from bench import cm_eval
+    out += [Path(src) for _, _, src, _ in cm_eval.FILES if not callable(src) and Path(src).exists()]
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import SHAPES, inputs, make_model, tables_scored, tables_stepped
-from tzip.engine import Engine, numba_available
+from tzip.engine import TUNING, Engine, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -127,9 +127,8 @@ def test_value_precision_does_not_change_tables(tiny, text):
 def test_compiled_step_in_parts_on_threads(tiny, text, monkeypatch):
     """Five streams in three parts (1, 2, 2) on three threads, then one, then two, step
     after step on one state, whatever this machine has."""
-    from tzip.engine.compiled import step
     from tzip.engine.compiled.parts import Parts
-    monkeypatch.setattr(step, "PARTS_FROM", 1)
+    monkeypatch.setitem(TUNING, "step_parts_from", 1)
     stepper = Engine(tiny).backend("numba", "stepper")
     parts = [Parts(threads=n) for n in (3, 1, 2)]
     assert len(parts[0].cuts(5, 1)) == 4
@@ -159,15 +158,15 @@ def test_compiled_step_with_larger_weights_sums_fewer_keys_at_a_time(text, scale
 @needs_numba
 def test_compiled_backends_decline_what_their_sums_cannot_hold(tiny):
     """Values summed in float32 need weight * 127 < 2**24, the integer max whole ALiBi
-    penalties; past either, another backend is chosen."""
+    penalties; past either, the plan takes another backend."""
     e, compiled = Engine(tiny), ("numba", "vnni")
-    assert e.choose("stepper", 2, 10 ** 6) in compiled and e.choose("scorer", 2, 10 ** 6) in compiled
+    assert e.plan.stepper in compiled and e.plan.scorer in compiled
     big = _with(tiny, att_exp=e.weights.att_exp * 2 ** 12)
-    assert big.choose("stepper", 2, 10 ** 6) not in compiled
+    assert big.plan.stepper not in compiled
     half = _with(tiny, slopes=e.weights.slopes + 0.5)
-    assert half.choose("stepper", 2, 10 ** 6) not in compiled and half.choose("scorer", 2, 10 ** 6) not in compiled
+    assert half.plan.stepper not in compiled and half.plan.scorer not in compiled
     long = Engine(model("long"))  # float64 values: the compiled pass cannot skip keys
-    assert long.choose("scorer", 2, 10 ** 6) == "torch"
+    assert long.plan.scorer == "torch"
 
 
 @needs_numba
@@ -189,16 +188,15 @@ def test_compiled_products_are_exact(S, N, K, piece):
 def test_compiled_pass_in_attention_groups(tiny, text, monkeypatch, backend):
     """Attention groups of one stream, or of two where a part of 3 ends with a group of
     one, on two threads."""
-    from tzip.engine.compiled import score
     from tzip.engine.compiled.parts import Parts
     scorer = Engine(tiny).backend(backend, "scorer")
     scorer.parts = Parts(threads=2)
     inp = inputs(text, 5, 3 * tiny.cfg.context + 11)
     want = tables_scored(Engine(tiny).backend("torch", "scorer"), inp, [13])
-    monkeypatch.setattr(score, "ATTENTION_BYTES", 1)
+    monkeypatch.setitem(TUNING, "attention_bytes", 1)
     assert np.array_equal(tables_scored(scorer, inp, [5, 33]), want)
     c = tiny.cfg  # passes of 8 once the cache is full: tables of 12 bytes a query and key
-    monkeypatch.setattr(score, "ATTENTION_BYTES", 2 * 12 * c.n_head * 8 * (c.context - 1 + 8))
+    monkeypatch.setitem(TUNING, "attention_bytes", 2 * 12 * c.n_head * 8 * (c.context - 1 + 8))
     assert np.array_equal(tables_scored(scorer, inp, [8]), want)
 
 
@@ -218,23 +216,20 @@ def test_compiled_pass_restores_the_blas_thread_count(tiny, text):
 
 
 def test_backend_choice_follows_tuning_and_environment(tiny, monkeypatch):
-    from tzip import engine
-    e = Engine(tiny)
-    monkeypatch.setenv("TZIP_BACKEND", "torch")
-    assert e.stepper(2, 10 ** 6).name == "torch" and e.scorer(2, 10 ** 6).name == "torch"
-    monkeypatch.setenv("TZIP_BACKEND", "numpy")
-    assert e.stepper(2, 10 ** 6).name == "numpy" and e.scorer(2, 10 ** 6).name == "torch"
-    monkeypatch.setenv("TZIP_BACKEND", "auto")
-    monkeypatch.setattr(engine, "compiled_loaded", lambda: False)
-    below = engine.TUNING["compiled_from_decoding"] - 1
-    assert e.stepper(2, below).name == "numpy"
-    assert e.stepper(engine.TUNING["numpy_below"], below).name == "torch"
-    if numba_available():
-        monkeypatch.setenv("TZIP_BACKEND", "numba")
-        assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
-    monkeypatch.setenv("TZIP_BACKEND", "gpu")
-    with pytest.raises(Exception, match="TZIP_BACKEND"):
-        e.stepper(2, 1)
+    """The plan's choice (tzip/engine/plan.py): numba's loops wherever they run the model,
+    else torch for passes and numpy for CPU steps; TZIP_BACKEND overrides."""
+    from tzip.engine.plan import choose
+    yes = lambda backend, kind: True  # noqa: E731
+    only_torch = lambda backend, kind: backend == "torch" or kind == "stepper" and backend != "numba"  # noqa: E731
+    monkeypatch.setitem(TUNING, "vnni", ())
+    assert choose("scorer", "auto", "cpu", yes) == "numba" and choose("stepper", "auto", "cpu", yes) == "numba"
+    assert choose("scorer", "auto", "cpu", only_torch) == "torch"
+    assert choose("stepper", "auto", "cpu", only_torch) == "numpy"
+    assert choose("stepper", "auto", "cuda", only_torch) == "torch"
+    assert choose("stepper", "torch", "cpu", yes) == "torch" and choose("scorer", "numpy", "cpu", yes) == "torch"
+    assert choose("stepper", "graph", "cuda", yes) == "graph" and choose("scorer", "graph", "cuda", yes) == "torch"
+    monkeypatch.setitem(TUNING, "cuda_graphs", 1)
+    assert choose("stepper", "auto", "cuda", only_torch) == "graph"
 
 
 @pytest.mark.gpu
@@ -285,24 +280,26 @@ def test_vnni_products_run_on_the_dot_product_instructions():
 
 @needs_vnni
 def test_vnni_is_chosen_where_the_tuning_says(tiny, monkeypatch):
-    from tzip import engine
-    e = Engine(tiny)
+    def plan():
+        p = Engine(tiny).plan
+        return p.stepper, p.scorer
     monkeypatch.delenv("TZIP_BACKEND", raising=False)
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
-    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "vnni"
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper",))
-    assert e.choose("stepper", 2, 10 ** 6) == "vnni" and e.choose("scorer", 2, 10 ** 6) == "numba"
-    monkeypatch.setitem(engine.TUNING, "vnni", ())
-    assert e.choose("stepper", 2, 10 ** 6) == "numba" and e.choose("scorer", 2, 10 ** 6) == "numba"
+    monkeypatch.setitem(TUNING, "vnni", ("stepper", "scorer"))
+    assert plan() == ("vnni", "vnni")
+    monkeypatch.setitem(TUNING, "vnni", ("stepper",))
+    assert plan() == ("vnni", "numba")
+    monkeypatch.setitem(TUNING, "vnni", ())
+    assert plan() == ("numba", "numba")
     monkeypatch.setenv("TZIP_BACKEND", "vnni")
-    assert e.stepper(2, 1).name == "vnni" and e.scorer(2, 1).name == "vnni"
+    e = Engine(tiny)
+    assert e.stepper().name == "vnni" and e.scorer().name == "vnni"
     monkeypatch.setenv("TZIP_BACKEND", "numba")
-    monkeypatch.setitem(engine.TUNING, "vnni", ("stepper", "scorer"))
-    assert e.stepper(2, 1).name == "numba" and e.scorer(2, 1).name == "numba"
+    monkeypatch.setitem(TUNING, "vnni", ("stepper", "scorer"))
+    assert plan() == ("numba", "numba")
     monkeypatch.delenv("TZIP_BACKEND")
-    wide = _with(tiny, att_exp=e.weights.att_exp * 8)  # weights past int16: float32 sums
+    wide = _with(tiny, att_exp=Engine(tiny).weights.att_exp * 8)  # weights past int16: float32 sums
     assert int(wide.weights.att_exp.max()) >= 2 ** 15
-    assert wide.choose("stepper", 2, 10 ** 6) == "numba"
+    assert wide.plan.stepper == "numba"
 
 
 @needs_numba

@@ -330,7 +330,7 @@ def test_gpu_throughput_script_runs_on_a_cpu(tmp_path):
                                 "--backends", "auto,graph", "--device", "cpu", "--budget", "5",
                                 "--out", str(out)]) == 0
     recs = json.loads((out / "throughput.json").read_text())
-    assert recs[1]["backend"].startswith("graph stepper")
+    assert "graph stepper" in recs[1]["backend"]  # the Decompressor's plan
     for r in recs:
         assert r["roundtrip"] and r["cpu_identical"] and r["input_bytes"] > 1000
         assert {"model", "input_bytes", "device", "encode_MBps", "decode_MBps"} <= r.keys()

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from tzip import codec
-from tzip.engine import Engine, numba_available
+from tzip.engine import TUNING, Engine, numba_available
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -49,25 +49,31 @@ def test_archives_do_not_depend_on_the_compression_pass_length(tiny, text, monke
     e = Engine(tiny)
     data = text[:3000]
     lengths = codec.split_streams(len(data), tiny.cfg.context, 3)
-    want = codec.encode(e, data, lengths)
-    monkeypatch.setitem(codec.PASS_CONTEXT_FRACTION, "cpu", 1)
-    monkeypatch.setitem(codec.PASS_ROWS, "cpu", 7)
-    assert codec.encode(e, data, lengths) == want
+    want = codec.encode_cm(e, data, lengths)
+    monkeypatch.setitem(TUNING, "pass_context_fraction_cpu", 1)
+    monkeypatch.setitem(TUNING, "pass_rows_cpu", 7)
+    short = Engine(tiny)
+    assert short.plan.pass_rows == 7
+    assert codec.encode_cm(short, data, lengths) == want
 
 
 @pytest.mark.parametrize("backend", ["torch", "numpy", pytest.param("numba", marks=needs_numba)])
 def test_every_backend_makes_and_reads_the_same_archives(tiny, text, monkeypatch, backend):
-    """TZIP_BACKEND picks the model's backend and whether the adaptive models run
-    compiled: 1 byte, more streams than steps, a short last stream, a few contexts."""
-    e = Engine(tiny)
+    """TZIP_BACKEND picks the model's backend (format 3's adaptive models follow
+    TZIP_CM): 1 byte, more streams than steps, a short last stream, a few contexts."""
     cases = [(text[:1], None), (text[:40], 7), (text[:300], 3), (bytes(range(256)) * 3, 5),
              (text[:2500], 3)]
     monkeypatch.setenv("TZIP_BACKEND", "torch")
+    monkeypatch.setenv("TZIP_CM", "reference")
+    e = Engine(tiny)
     want = []
     for data, streams in cases:
         lengths = codec.split_streams(len(data), tiny.cfg.context, streams)
         want.append((data, lengths, codec.encode(e, data, lengths)))
     monkeypatch.setenv("TZIP_BACKEND", backend)
+    monkeypatch.delenv("TZIP_CM")
+    e = Engine(tiny)
+    assert e.plan.stepper == backend
     for data, lengths, payload in want:
         assert codec.encode(e, data, lengths) == payload
         assert codec.decode(e, payload, lengths) == data
@@ -219,3 +225,82 @@ def test_a_corrupt_block_in_a_lockstep_group_is_one_line_error(tiny, text, monke
         with pytest.raises(tzip.TzipError) as e:
             tzip.decompress(bytes(bad), tiny)
         assert "\n" not in str(e.value) and "corrupt" in str(e.value)
+
+
+# ---- the plan: every speed choice in one place ---------------------------------------------
+def _spy_mixers(monkeypatch) -> list:
+    """The implementations the context mixer is built with, as codec asks for them."""
+    from tzip import cm
+    from tzip.cm import alone
+    seen = []
+    real = cm._new_model
+
+    def spy(lengths, hist, buf, revision, implementation):
+        seen.append(implementation)
+        return real(lengths, hist, buf, revision, implementation)
+    monkeypatch.setattr(cm, "_new_model", spy)
+    monkeypatch.setattr(alone, "_new_model", spy)
+    return seen
+
+
+@pytest.mark.parametrize("model", ["tiny", "none"])
+def test_tzip_cm_reaches_the_context_mixer(tiny, text, monkeypatch, model):
+    """TZIP_CM=reference makes the Compressor's and Decompressor's mixers the reference
+    (model blocks and the mixer alone), the plan says so, and the bytes are the same."""
+    import tzip
+    spec = tiny if model == "tiny" else "none"
+    data = text[:600]
+    want = tzip.compress(data, spec)
+    monkeypatch.setenv("TZIP_CM", "reference")
+    seen = _spy_mixers(monkeypatch)
+    c = tzip.Compressor(spec)
+    assert c.plan.mixer == "reference" and "reference mixer" in c.backend
+    assert c.compress(data) == want
+    d = tzip.Decompressor(tiny if model == "tiny" else None)
+    assert d.decompress(want) == data
+    assert "reference mixer" in d.backend
+    assert seen and set(seen) == {"reference"}
+
+
+def test_the_plan_follows_the_environment(tiny, monkeypatch):
+    import tzip
+    from tzip.errors import TzipError
+    monkeypatch.setenv("TZIP_BACKEND", "torch")
+    p = Engine(tiny).plan
+    assert (p.scorer, p.stepper, p.device) == ("torch", "torch", "cpu")
+    monkeypatch.setenv("TZIP_BACKEND", "numpy")
+    p = Engine(tiny).plan
+    assert (p.scorer, p.stepper) == ("torch", "numpy")
+    assert Engine(tiny).stepper().name == "numpy" and Engine(tiny).scorer().name == "torch"
+    monkeypatch.setenv("TZIP_BACKEND", "auto")
+    p = Engine(tiny).plan
+    if numba_available():
+        assert p.scorer == "numba" and p.stepper in ("numba", "vnni") and p.mixer == "compiled"
+        assert p.overlap
+        monkeypatch.setenv("TZIP_BACKEND", "numba")
+        assert Engine(tiny).stepper().name == "numba" and Engine(tiny).scorer().name == "numba"
+    c = tzip.Compressor(tiny)
+    assert c.backend == c.plan.describe()
+    assert f"{c.plan.scorer} scorer, {c.plan.stepper} stepper, {c.plan.mixer} mixer on cpu" == c.backend
+    for name, value in (("TZIP_BACKEND", "gpu"), ("TZIP_CM", "jit")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(TzipError, match=name):
+            Engine(tiny).plan
+        monkeypatch.delenv(name)
+
+
+def test_memory_estimates_keep_no_stepper_alive(tiny):
+    """limits.decode_memory measures a stepper's states once, without keeping the stepper
+    (and its weights) after the engine that built it is gone."""
+    import gc
+    import weakref
+
+    from tzip.limits import decode_memory
+    e = Engine(tiny)
+    stepper = e.backend("numpy", "stepper")
+    first = decode_memory(stepper, tiny.cfg, 3, 50)
+    assert decode_memory(stepper, tiny.cfg, 3, 50) == first
+    gone = weakref.ref(stepper)
+    del e, stepper
+    gc.collect()
+    assert gone() is None

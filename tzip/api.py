@@ -35,7 +35,7 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Callable, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
 from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info  # noqa: F401
 from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
@@ -43,7 +43,7 @@ from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STRE
                         VERSION, Block, Header, Reader)
 from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes for an archive)
 from .errors import TzipError, WrongModel
-from .limits import OutputLimit
+from .limits import OutputLimit, Progress
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
 
 if TYPE_CHECKING:
@@ -54,27 +54,27 @@ if TYPE_CHECKING:
 # numpy and the engine are imported on first use (_heavy), not with tzip: `import tzip`,
 # `tzip --help`, `tzip info` and `tzip models` never load them. PyTorch loads only with a
 # torch backend (tzip/engine/__init__.py) or to ask whether a GPU is there (tzip/device.py).
-codec = Engine = registry = None
+codec = Engine = Plan = registry = None
 
 
 def _heavy() -> None:
     """Import the engine's modules, after setting the thread policy (tzip/threads.py)."""
-    global codec, Engine, registry
+    global codec, Engine, Plan, registry
     if codec is not None:
         return
     from . import threads
     threads.before_loading()
     from . import codec as _codec
     from .engine import Engine as _Engine
+    from .engine.plan import Plan as _Plan
     from .model import registry as _registry
-    codec, Engine, registry = _codec, _Engine, _registry
+    codec, Engine, Plan, registry = _codec, _Engine, _Plan, _registry
 
 
 BLOCK_SIZE = 4 << 20
 NO_MODEL = "none"  # the model spec of the context mixer alone (tzip/cm/alone.py, level 1)
 
 ModelSpec = Union[str, Path, "IntModel", None]  # a name of an installed model, a path, or a loaded model
-Progress = Callable[[int], None] | None
 
 
 def is_alone(model: ModelSpec) -> bool:
@@ -129,6 +129,8 @@ class Compressor:
             self.model = registry.load(model, self.device)
             self.engine = Engine(self.model, self.device)
         self.streams, self.block_size, self.format = streams, block_size, format
+        # every speed choice (tzip/engine/plan.py): the engine's, or the mixer's alone
+        self.plan = self.engine.plan if self.engine else Plan.build(str(self.device))
 
     def writer(self) -> Writer:
         """A new archive of this Compressor's model and format (tzip/archive.py); an
@@ -139,7 +141,7 @@ class Compressor:
         """The blocks of raws coded as this Compressor's format does, in one lockstep group
         (every writer codes through here: archive bytes do not depend on the writer)."""
         return codec.encode_blocks(raws, self.engine, self.streams, progress, self.format,
-                                   alone=self.engine is None)
+                                   alone=self.engine is None, mixer=self.plan.mixer)
 
     def compress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Compress everything readable from fin into fout; returns the bytes read."""
@@ -174,11 +176,8 @@ class Compressor:
 
     @property
     def backend(self) -> str:
-        """What ran the model last (engine backends and device), for -v."""
-        if self.engine is None:
-            from . import cm
-            return f"context mixer alone ({cm.default_implementation()}), no model"
-        return self.engine.describe()
+        """This Compressor's plan in a line (what runs each stage, on which device), for -v."""
+        return self.plan.describe() + ("" if self.engine else ", no model")
 
 
 def _joins(pending: "list[Block]", blk: "Block", engine: "Engine") -> bool:
@@ -208,6 +207,8 @@ class Decompressor:
         self._limit: OutputLimit | None = None  # the decompress_stream call's, while it runs
         OutputLimit(max_output, max_ratio)  # bad values are refused here
         self._by_header: dict[tuple[str, bytes], Engine] = {}
+        # the mixer's implementation, for every block; each model's engine plans the rest
+        self.mixer = Plan.build().mixer
 
     def engine_for(self, header: Header) -> Engine:
         """The engine for an archive of this header: the given model (its id checked), or
@@ -224,13 +225,13 @@ class Decompressor:
                     f"{m.digest.hex()[:16]}")
         e = self._engines.get(m.digest)
         if e is None or e.device != dev:
-            e = self._engines[m.digest] = Engine(m, dev)
+            e = self._engines[m.digest] = Engine(m, dev, self.mixer)
         return e
 
     def decode_block(self, blk: Block, header: Header) -> bytes:
         """One block of an archive of this header, verified against its checksum (the
         model, if the block needs one, found as engine_for finds it, once per header)."""
-        return codec.decode_block(blk, lambda: self._engine_of(header), None)
+        return codec.decode_block(blk, lambda: self._engine_of(header), None, mixer=self.mixer)
 
     def _engine_of(self, header: Header) -> Engine:
         key = (header.model_name, header.model_digest)
@@ -267,7 +268,7 @@ class Decompressor:
 
         def flush() -> None:
             nonlocal total
-            for data in codec.decode_blocks(pending, get_engine, progress, limit):
+            for data in codec.decode_blocks(pending, get_engine, progress, limit, self.mixer):
                 fout.write(data)
                 total += len(data)
             pending.clear()
@@ -293,8 +294,9 @@ class Decompressor:
 
     @property
     def backend(self) -> str:
-        """What ran the models last (engine backends and device), for -v."""
-        return "; ".join(e.describe() for e in self._engines.values()) or "no model needed"
+        """The plans of the engines built so far (what runs each stage, on which device),
+        for -v; without a model, the mixer's implementation."""
+        return "; ".join(e.describe() for e in self._engines.values()) or f"{self.mixer} mixer, no model needed"
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",

@@ -14,7 +14,8 @@ decode mirrors it with the engine's stepper: one model step per stream position,
 t of every stream is decoded with one batched model call. Archives of format 3 code model
 blocks with the linear mixer of tzip/mixing and one range coder (encode / decode below),
 format 4's with the context mixer's revision 1; both are still decoded. Only the
-constants marked "archive" here change archive bytes; the engine's TUNING never does.
+constants marked "archive" here change archive bytes; the engine's plan (what runs each
+stage, and the loops' speed-only numbers: tzip/engine/plan.py) never does.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from .container import (CM_ALONE, LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD
                         STREAM_METHODS, VERSION, Block, put_varint, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
-from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
+from .cm import CorruptPayload  # noqa: F401 (codec.CorruptPayload: a payload that does not decode)
+from .limits import (OutputLimit, Progress, check_memory, decode_memory, limit_text, lzma_memory,
                      memory_limit, transform_memory)
 from .mixing import Mixer
 from .model.config import BOS
@@ -47,20 +49,8 @@ AUTO_MAX_STREAMS = {3: 128, 4: 128, 5: 16, 6: 16}
 # archive: LZMA blocks are raw LZMA2, preset 9 extreme
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
-# speed only: lockstep groups of this many blocks or more decode their mixers on a pool
-LOCKSTEP_POOL_FROM = 4
-# speed only: positions x streams per parallel pass, and passes of at most a fraction of
-# the context (a pass attends over context - 1 cached keys plus its own positions)
-PASS_ROWS = {"cpu": 2048, "cuda": 32768}
-PASS_CONTEXT_FRACTION = {"cpu": 4, "cuda": 1}
-
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
-Progress = Callable[[int], None] | None
-
-
-class CorruptPayload(ValueError):
-    """The range-coded payload could not be decoded."""
 
 
 def split_streams(n: int, context: int, streams: int | None = None, version: int = VERSION) -> list[int]:
@@ -107,19 +97,16 @@ def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 def _passes(engine: Engine, mat: np.ndarray, code: Callable[[int, np.ndarray], None]) -> None:
     """Score the streams mat (S, L) pass by pass with the engine's scorer and hand each
-    pass's frequencies (S, c, 256) to code(t0, freqs), in order. With the compiled scorer,
-    code runs on a thread of its own while the next pass is scored: the compiled pass
-    leaves gaps on the cores (its threads wait for each other, and for the GIL) that the
-    coding fills."""
+    pass's frequencies (S, c, 256) to code(t0, freqs), in order; with the compiled scorer
+    (the plan's `overlap`), code runs on a thread of its own while the next pass is scored."""
     S, L = mat.shape
-    dev = engine.device
+    plan = engine.plan
     inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
-    most = engine.cfg.context // PASS_CONTEXT_FRACTION.get(dev.type, 4)
-    chunk = max(1, min(most, PASS_ROWS.get(dev.type, 2048) // S))
-    compiled = engine.compiled("scorer", L)
+    most = engine.cfg.context // plan.pass_context_fraction
+    chunk = max(1, min(most, plan.pass_rows // S))
     scorer = engine.scorer(S, L)
     state = scorer.new_state(S)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if compiled else None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if plan.overlap else None
     coded = None  # the previous pass's coding, when on the pool
     try:
         for t0 in range(0, L, chunk):
@@ -265,7 +252,7 @@ CM_REVISION = {MODEL_CM: 1, MODEL_CM2: 2}
 ALONE_REVISION = 2  # the revision that codes CM_ALONE blocks (the mixer alone, primed)
 
 
-def _encode_alone(raw: bytes, progress: Progress) -> Block:
+def _encode_alone(raw: bytes, progress: Progress, mixer: str | None = None) -> Block:
     """The smallest of stored, LZMA and the context mixer alone (format 6)."""
     from .cm import alone
     crc = zlib.crc32(raw)
@@ -276,7 +263,7 @@ def _encode_alone(raw: bytes, progress: Progress) -> Block:
     if len(packed) < len(blk.payload):
         blk = Block(LZMA, tf, len(raw), crc, packed)
     if data and _looks_compressible(data):
-        payload = alone.encode(data, ALONE_REVISION)
+        payload = alone.encode(data, ALONE_REVISION, mixer)
         if len(payload) + 2 < len(blk.payload):
             blk = Block(CM_ALONE, tf, len(raw), crc, payload, [len(data)])
     if progress:
@@ -305,7 +292,7 @@ def encode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     for b, (m, k) in enumerate(layouts):
         mat[offsets[b]:offsets[b + 1], :ends[b]] = m
         mask[offsets[b]:offsets[b + 1], :ends[b]] = k
-    encs = [cm.Encoder(lengths, m, rev)  # compiled whenever numba is installed
+    encs = [cm.Encoder(lengths, m, rev, engine.plan.mixer)
             for (_, lengths, rev), (m, _) in zip(items, layouts)]
 
     def code(t0: int, freqs: np.ndarray) -> None:
@@ -377,11 +364,8 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     every = np.concatenate([lengths for _, lengths, _ in items])
     # streams still running at each step (for progress)
     running = S - np.searchsorted(np.sort(every), np.arange(L), side="right")
-    try:
-        decs = [cm.Decoder(payload, lengths, out, rev)
-                for (payload, lengths, rev), out in zip(items, outs)]
-    except cm.CorruptPayload as e:
-        raise CorruptPayload(str(e)) from None
+    decs = [cm.Decoder(payload, lengths, out, rev, engine.plan.mixer)
+            for (payload, lengths, rev), out in zip(items, outs)]
     tok = np.full(S, BOS, dtype=np.int64)
 
     def mix(t: int, freqs: np.ndarray, blocks: range) -> None:
@@ -390,9 +374,9 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
             if t < ends[b]:  # (an ended block's streams step on, unread)
                 lo, hi = offsets[b], offsets[b + 1]
                 tok[lo:hi] = decs[b].decode(t, freqs[lo:hi])
-    # several blocks: their mixers share the host's cores, in contiguous parts
-    workers = min(len(items), threads.available_cores()) if len(items) >= LOCKSTEP_POOL_FROM else 1
-    parts = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
+    # several blocks: their mixers share the host's cores, in contiguous shares
+    workers = min(len(items), threads.available_cores()) if len(items) >= engine.plan.lockstep_pool_from else 1
+    shares = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tzip-mix") if workers > 1 else None
     try:
         state = stepper.new_state(S)
@@ -400,18 +384,16 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
             for t in range(L):
                 freqs = stepper(tok, state)
                 if pool:
-                    done = [pool.submit(mix, t, freqs, part) for part in parts[1:]]
-                    mix(t, freqs, parts[0])
+                    done = [pool.submit(mix, t, freqs, share) for share in shares[1:]]
+                    mix(t, freqs, shares[0])
                     for d in done:
                         d.result()
                 else:
-                    mix(t, freqs, parts[0])
+                    mix(t, freqs, shares[0])
                 if progress:
                     progress(int(running[t]))
         for dec in decs:
             dec.finish()
-    except cm.CorruptPayload as e:
-        raise CorruptPayload(str(e)) from None
     finally:
         if pool:
             pool.shutdown()
@@ -428,13 +410,15 @@ def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progres
 
 
 def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
-                  progress: Progress, version: int = VERSION, alone: bool = False) -> list[Block]:
+                  progress: Progress, version: int = VERSION, alone: bool = False,
+                  mixer: str | None = None) -> list[Block]:
     """encode_block of each of raws; their model trials are coded in one lockstep group
     (encode_cm_group). The caller chooses the group (api.Compressor: up to the engine's
     TUNING["lockstep_blocks"], within the memory limit). alone: the trial codes with the
-    context mixer alone (tzip/cm/alone.py; format 6), no engine."""
+    context mixer alone (tzip/cm/alone.py; format 6), no engine, with the `mixer`
+    implementation (a Compressor's plan's; the engine's plan decides for model blocks)."""
     if alone:
-        return [_encode_alone(raw, progress) for raw in raws]
+        return [_encode_alone(raw, progress, mixer) for raw in raws]
     method = MODEL_METHOD[version]
     best, trials = [], []
     for raw in raws:
@@ -495,14 +479,14 @@ def _no_engine() -> Engine:
 
 
 def decode_block(blk: Block, get_engine: Callable[[], Engine], progress: Progress,
-                 limit: OutputLimit | None = None) -> bytes:
+                 limit: OutputLimit | None = None, mixer: str | None = None) -> bytes:
     """The original bytes of a block, verified against its checksum.
 
     Whatever the block's bytes, this returns them or raises CorruptArchive (or
     LimitExceeded, ModelError...: TzipError subclasses), with work and memory bounded by
     what the block really holds (FORMAT.md, "Decoder limits"), and its length within
     `limit` (by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for this block alone)."""
-    return decode_blocks([blk], get_engine, progress, limit)[0]
+    return decode_blocks([blk], get_engine, progress, limit, mixer)[0]
 
 
 def record_len(blk: Block) -> int:
@@ -520,13 +504,16 @@ def lockstep(blk: Block) -> bool:
 
 
 def decode_blocks(blocks: list[Block], get_engine: Callable[[], Engine],
-                  progress: Progress, limit: OutputLimit | None = None) -> list[bytes]:
+                  progress: Progress, limit: OutputLimit | None = None,
+                  mixer: str | None = None) -> list[bytes]:
     """The original bytes of each block, as decode_block gives them; the context mixer's
     model blocks among them are decoded together in one lockstep group
     (decode_cm_group). The caller chooses the group (api.Decompressor: up to the engine's
     TUNING["lockstep_blocks"], within the memory limit) and the output limit (one for a
     whole archive; by default TZIP_MAX_OUTPUT and TZIP_MAX_RATIO for these blocks),
-    which every block's stated length is claimed from before any of them is decoded."""
+    which every block's stated length is claimed from before any of them is decoded.
+    mixer: the implementation of the blocks of the context mixer alone (a Decompressor's
+    plan's); model blocks take their engine's plan."""
     limit = OutputLimit() if limit is None else limit
     for b in blocks:
         limit.claim(b.raw_len, record_len(b))
@@ -544,7 +531,7 @@ def decode_blocks(blocks: list[Block], get_engine: Callable[[], Engine],
             except CorruptPayload as e:
                 raise CorruptArchive(f"corrupt archive ({e})") from None
             coded = {id(b): d for b, d in zip(group, got)}
-        return [_original(b, coded[id(b)] if id(b) in coded else _payload_bytes(b, get_engine, progress),
+        return [_original(b, coded[id(b)] if id(b) in coded else _payload_bytes(b, get_engine, progress, mixer),
                           progress) for b in blocks]
     except MemoryError:
         raw = sum(b.raw_len for b in blocks)
@@ -562,7 +549,8 @@ def _blocks_text(blocks: list[Block]) -> str:
     return "a block" if len(blocks) == 1 else f"{len(blocks)} blocks"
 
 
-def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progress) -> bytes:
+def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progress,
+                   mixer: str | None = None) -> bytes:
     """A block's coded bytes (before transforms are undone), for blocks not in lockstep."""
     if blk.method == STORED:
         return blk.payload
@@ -573,8 +561,8 @@ def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progr
         from .cm import alone
         n = blk.streams[0]
         try:
-            return alone.decode(blk.payload, n, ALONE_REVISION, progress=progress)
-        except cm.CorruptPayload as e:
+            return alone.decode(blk.payload, n, ALONE_REVISION, mixer, progress=progress)
+        except CorruptPayload as e:
             raise CorruptArchive(f"corrupt archive ({e})") from None
     try:
         if blk.method == MODEL:

@@ -8,10 +8,10 @@ exceeds the limit: TZIP_MEMORY_LIMIT, by default half the physical memory (FORMA
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
-
+import weakref
+from typing import Callable
 
 from .errors import LimitExceeded
 
@@ -20,6 +20,9 @@ MEMORY_FRACTION = 0.5  # default limit: this share of the physical memory (or cg
 # int64 rows per stream with their temporaries; format 4's mixer says its own (cm.memory)
 MIXER_FIXED = 2 * ((1 << 16) * 256 * 2 + (1 << 16) * 8) + 8 * (1 << 22)
 MIXER_PER_STREAM = 48 * 256 * 8
+
+# the callback every coding loop reports its bytes to (tzip/api.py, tzip/codec.py)
+Progress = Callable[[int], None] | None
 
 
 def _state_bytes(obj) -> tuple[int, int]:
@@ -44,11 +47,17 @@ def _state_bytes(obj) -> tuple[int, int]:
     return host, dev
 
 
-@functools.lru_cache(maxsize=64)
+_SIZES: "weakref.WeakKeyDictionary[object, tuple]" = weakref.WeakKeyDictionary()
+
+
 def _state_sizes(stepper) -> tuple[tuple[int, int], tuple[int, int]]:
     """(host, device) bytes of the stepper's states of one and of two streams, measured
-    once per stepper (a lockstep group's estimate is asked for again as it grows)."""
-    return _state_bytes(stepper.new_state(1)), _state_bytes(stepper.new_state(2))
+    once per stepper (a lockstep group's estimate is asked for again as it grows). Held
+    weakly: the sizes go with the stepper, which goes with the engine that built it."""
+    sizes = _SIZES.get(stepper)
+    if sizes is None:
+        sizes = _SIZES[stepper] = (_state_bytes(stepper.new_state(1)), _state_bytes(stepper.new_state(2)))
+    return sizes
 
 
 def decode_memory(stepper, cfg, S: int, L: int,

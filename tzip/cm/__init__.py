@@ -18,8 +18,9 @@ integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
 the normative definition) and tzip/cm/jit.py (numba), both coding a byte in the same named
 phases (tables.PHASES) from the same constants (tables.py) and initial state (state.py).
-The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS);
-left out, `default_implementation()` decides (compiled whenever numba is importable).
+The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS):
+tzip's codec passes its plan's choice (tzip/engine/plan.py, TZIP_CM); left out,
+`default_implementation()` decides (compiled whenever numba is importable).
 """
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 byte
 
 
 class CorruptPayload(ValueError):
-    """The CM payload could not be decoded (truncated, corrupted or with trailing bytes)."""
+    """A block's coded payload could not be decoded (truncated, corrupted or with trailing
+    bytes): the context mixer's, or format 3's range-coded one (tzip/codec.py uses this
+    class too)."""
 
 
 @functools.cache

@@ -12,7 +12,7 @@ class FastCM:
 
     def __init__(self, lengths, hist, buf, revision: int):
         self.st, self.tb, self.mb = new_state(lengths, hist, buf, revision)
-        self.parts = tuple(self.st)  # what the compiled loop takes (jit.code_steps)
+        self.arrays = tuple(self.st)  # what the compiled loop takes (jit.code_steps)
         self.revision = revision
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
@@ -23,10 +23,10 @@ class FastCM:
             buf = np.zeros(max(need, 2 * len(self.st.buf)), dtype=np.uint8)
             buf[:len(self.st.buf)] = self.st.buf
             self.st = self.st._replace(buf=buf)
-            self.parts = tuple(self.st)
+            self.arrays = tuple(self.st)
 
     def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
-        jit.code_steps(self.parts, t0, freqs, decoding, self.tb, self.mb, self.nctx, self.use_c)
+        jit.code_steps(self.arrays, t0, freqs, decoding, self.tb, self.mb, self.nctx, self.use_c)
 
     def flush(self) -> None:
         jit.flush(self.st)
@@ -39,7 +39,7 @@ class FastCM:
         self.st.coder[:] = 0
         self.st.coder[X2] = tables.MASK32
         self.st = self.st._replace(buf=buf)
-        self.parts = tuple(self.st)
+        self.arrays = tuple(self.st)
 
     def start_decoding(self) -> None:
         c = self.st.coder

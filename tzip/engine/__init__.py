@@ -12,15 +12,15 @@ Two interfaces, each implemented by peers that give the same tables bit for bit
 | backend | scorer | stepper | where |
 |---|---|---|---|
 | torch (reference.py) | TorchScorer | TorchStepper | any device; the reference |
-| numpy (numpy_step.py) | - | NumpyStep | CPU, few streams |
+| numpy (numpy_step.py) | - | NumpyStep | CPU, where numba cannot run the model |
 | numba (compiled/) | JitScorer | JitStep | CPU, numba installed |
 | vnni (compiled/vnni.py) | VnniScorer | VnniStep | CPU with AVX-512 VNNI, numba installed: the numba loops with int8 products |
 | graph (graph.py) | - | GraphStepper | CUDA (a CUDA graph of the reference step); CPU eagerly |
 
-Which one runs is speed only, never archive bytes, and is decided in one place:
-`Engine.scorer` and `Engine.stepper` read the TUNING table below, and the environment
-variable TZIP_BACKEND=torch|numpy|numba|vnni|graph overrides it (a backend that cannot run the
-model or device is passed over). Each picked backend has a `name`.
+Which one runs is speed only, never archive bytes, and is decided in one place, with the
+context mixer's implementation and the loops' speed-only numbers: the engine's `Plan`
+(tzip/engine/plan.py: the TUNING table, TZIP_BACKEND, TZIP_CM), built once per engine
+and shown by `tzip -v`. A backend that cannot run the model or device is passed over.
 
 Only the torch backends (reference.py, graph.py) import PyTorch, when first built: a CPU
 process whose blocks take the numpy and numba backends never loads it.
@@ -28,40 +28,15 @@ process whose blocks take the numpy and numba backends never loads it.
 from __future__ import annotations
 
 import functools
-import os
-import sys
 from typing import ContextManager, Protocol
 
 import numpy as np
 
 from .. import threads
 from ..device import Device
-from ..errors import TzipError
 from ..model.intmodel import IntModel
+from .plan import BACKENDS, TUNING, Plan  # noqa: F401 (TUNING: the one table, read by the plan)
 from .weights import Weights
-
-# Speed-only thresholds (docs/performance.md has the evidence for each).
-TUNING = {
-    # positions per stream from which a block takes the compiled loops (loading numba
-    # costs a process about a second); once loaded, every block takes them
-    "compiled_from": 1024,
-    "compiled_from_decoding": 256,
-    # on a CPU, decoding steps of fewer streams take numpy rather than torch
-    "numpy_below": 48,
-    # the most model blocks decoded in lockstep (codec.decode_cm_group), by device type:
-    # on a GPU a step of thousands of streams costs about what one of 16 does; on a CPU
-    # a step's cost grows with its streams, and one block's 16 streams keep its cores busy
-    "lockstep_blocks_cpu": 1,
-    "lockstep_blocks_cuda": 256,
-    # decoding steps on CUDA replayed from a CUDA graph (graph.py); off until measured on
-    # a GPU (docs/gpu.md): TZIP_BACKEND=graph turns it on
-    "cuda_graphs": 0,
-    # the kinds whose compiled loops take the int8 dot-product units where the CPU has
-    # them (vnni.py): the decoding step 1.9x (docs/performance.md); the pass measured no
-    # faster than numpy's BLAS (its products are a quarter of it), so it keeps float32
-    "vnni": ("stepper",),
-}
-BACKENDS = ("torch", "numpy", "numba", "vnni", "graph")
 
 
 class Scorer(Protocol):
@@ -92,37 +67,20 @@ def numba_available() -> bool:
     return True
 
 
-_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.mixing.compiled",
-                     "tzip.cm.jit")
-
-
-def compiled_loaded() -> bool:
-    """Whether this process has already loaded compiled loops (then every block takes them:
-    their cost is paid)."""
-    return any(m in sys.modules for m in _COMPILED_MODULES)
-
-
-def preferred() -> str:
-    """TZIP_BACKEND, or "auto"."""
-    want = os.environ.get("TZIP_BACKEND", "auto").strip().lower() or "auto"
-    if want not in BACKENDS + ("auto",):
-        raise TzipError(f"TZIP_BACKEND={want!r}: use auto, {', '.join(BACKENDS)}")
-    return want
-
-
 class Engine:
     """One model on one device: its weights prepared once, and the backends built from
     them on first use (each is kept: the compiled ones prepare arrays of their own)."""
 
-    def __init__(self, model: IntModel, device: object = "cpu"):
+    def __init__(self, model: IntModel, device: object = "cpu", mixer: str | None = None):
         """device: "cpu", "cuda", "cuda:N", a Device or a torch.device (never "auto":
-        tzip/device.py resolves that)."""
+        tzip/device.py resolves that); mixer: the context mixer's implementation, if the
+        caller has chosen it (a Decompressor's models share one), else the plan's."""
         self.model = model
         self.cfg = model.cfg
         self.device = Device(str(device))
         self.weights = Weights.from_model(model)
         self._built: dict[str, object] = {}
-        self.picked: dict[str, str] = {}  # kind -> the backend last chosen, for users to see
+        self._mixer = mixer
 
     def _get(self, key: str):
         b = self._built.get(key)
@@ -134,7 +92,7 @@ class Engine:
         w = self.weights
         if key == "reference":
             threads.before_torch()  # the thread policy, before PyTorch loads
-            from .reference import Engine as Reference
+            from .reference import Reference
             return Reference(w, self.device)
         if key == "torch-scorer":
             from .reference import TorchScorer
@@ -162,14 +120,22 @@ class Engine:
             return GraphStepper(self._get("reference"))
         raise KeyError(key)
 
-    def compiled(self, kind: str, positions: int) -> bool:
-        """Whether a block of `positions` positions per stream takes compiled loops (the
-        model's on a CPU, and the adaptive models' anywhere)."""
-        want = preferred()
-        if want != "auto":
-            return want in ("numba", "vnni") and numba_available()
-        least = TUNING["compiled_from_decoding" if kind == "stepper" else "compiled_from"]
-        return (compiled_loaded() or positions >= least) and numba_available()
+    @functools.cached_property
+    def plan(self) -> Plan:
+        """Every speed choice for this model on this device (tzip/engine/plan.py), made
+        when first asked for, from TUNING and the environment."""
+        return Plan.build(str(self.device), self.can, self._mixer)
+
+    def compiled(self, kind: str = "scorer", positions: int = 0) -> bool:
+        """Whether format 3's adaptive models (tzip/mixing) run compiled: the plan's
+        mixer (kind and positions no longer matter; format 3's callers pass them)."""
+        return self.plan.mixer == "compiled"
+
+    def can(self, backend: str, kind: str) -> bool:
+        """Whether `backend` runs this model's `kind` ("scorer", "stepper") here."""
+        if backend in ("numba", "vnni"):
+            return numba_available() and self._numba_can(kind, vnni=backend == "vnni")
+        return kind == "stepper" or backend == "torch"
 
     def _numba_can(self, kind: str, vnni: bool = False) -> bool:
         """Whether the compiled loops (with int8 products: vnni) run this model here."""
@@ -181,41 +147,22 @@ class Engine:
         from .compiled.step import JitStep, VnniStep
         return (VnniStep if vnni else JitStep).usable(self.weights)
 
-    def choose(self, kind: str, streams: int, positions: int) -> str:
-        """The backend for a block of `streams` streams of up to `positions` positions:
-        "torch", "numpy", "numba", "vnni" or "graph". The one place where speed decides."""
-        want = preferred()
-        cpu = self.device.type == "cpu"
-        if self.compiled(kind, positions) and self._numba_can(kind):
-            if want in ("auto", "vnni") and (kind in TUNING["vnni"] or want == "vnni") \
-                    and self._numba_can(kind, vnni=True):
-                return "vnni"
-            return "numba"
-        if want == "torch":
-            return "torch"
-        if kind == "stepper" and (want == "graph" or (self.device.type == "cuda" and TUNING["cuda_graphs"])):
-            return "graph"
-        if kind == "stepper" and cpu and (want == "numpy" or streams < TUNING["numpy_below"]):
-            return "numpy"
-        return "torch"
+    def scorer(self, streams: int = 0, positions: int = 0) -> Scorer:
+        """The plan's scorer (streams and positions no longer matter)."""
+        return self._get(self.plan.scorer + "-scorer")
 
-    def scorer(self, streams: int, positions: int) -> Scorer:
-        name = self.picked["scorer"] = self.choose("scorer", streams, positions)
-        return self._get(name + "-scorer")
-
-    def stepper(self, streams: int, positions: int) -> Stepper:
-        name = self.picked["stepper"] = self.choose("stepper", streams, positions)
-        return self._get(name + "-stepper")
+    def stepper(self, streams: int = 0, positions: int = 0) -> Stepper:
+        """The plan's stepper (streams and positions no longer matter)."""
+        return self._get(self.plan.stepper + "-stepper")
 
     @property
     def lockstep_blocks(self) -> int:
         """The most model blocks to decode together on this engine's device."""
-        return TUNING.get(f"lockstep_blocks_{self.device.type}", 1)
+        return self.plan.lockstep_blocks
 
     def describe(self) -> str:
-        """The backends this engine last chose, e.g. 'numba scorer on cpu'."""
-        picked = ", ".join(f"{name} {kind}" for kind, name in sorted(self.picked.items()))
-        return f"{picked or 'no backend yet'} on {self.device}"
+        """The engine's plan in a line, e.g. 'numba scorer, vnni stepper, compiled mixer on cpu'."""
+        return self.plan.describe()
 
     def backend(self, name: str, kind: str):
         """A backend by name ("torch", "numpy", "numba") and kind ("scorer", "stepper"),

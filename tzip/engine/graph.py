@@ -5,7 +5,7 @@ Decoding runs one model step per byte position; on a GPU each step of the refere
 their arithmetic, set the speed (about 8 ms per step of 128 streams on an H200). A CUDA
 graph records those launches once and replays them with one call, so a step costs about
 its arithmetic. The graph replays exactly the kernels the reference runs eagerly
-(`Engine.step_on_device`, which keeps the position on the device so that nothing in the
+(`Reference.step_on_device`, which keeps the position on the device so that nothing in the
 step depends on a host value), so the tables are the reference's, bit for bit.
 
 Shapes must be fixed for a graph: a state's streams are padded to the next power of two
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..model.config import BOS
-from .reference import Cache, Engine, step_threads
+from .reference import Cache, Reference, step_threads
 
 
 @dataclass
@@ -40,10 +40,10 @@ def padded(streams: int) -> int:
 
 
 class GraphStepper:
-    """Engine.step_on_device behind the Stepper interface, captured as a CUDA graph."""
+    """Reference.step_on_device behind the Stepper interface, captured as a CUDA graph."""
     name = "graph"
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Reference):
         self.engine = engine
 
     def new_state(self, streams: int) -> GraphState:

@@ -25,16 +25,16 @@ from .weights import Weights
 class RingState:
     """Per-layer keys (S, kv, hd, context) and values (S, kv, context, hd) of the last
     `context` positions, the absolute position held in each slot, and the next position;
-    parts: per-part views of k and v a backend may keep (the ring is written in place)."""
+    views: per-part views of k and v a backend may keep (the ring is written in place)."""
     k: list[np.ndarray]
     v: list[np.ndarray]
     pos: np.ndarray
     t: int = 0
-    parts: dict = field(default_factory=dict)
+    views: dict = field(default_factory=dict)
 
 
 class NumpyStep:
-    """The reference step (Engine.step) in numpy, behind the Stepper interface."""
+    """The reference step (reference.Reference.step) in numpy, behind the Stepper interface."""
     name = "numpy"
 
     def __init__(self, weights: Weights):
@@ -61,7 +61,7 @@ class NumpyStep:
         return nullcontext()
 
     def _rms(self, res: np.ndarray) -> np.ndarray:
-        """As Engine._rms on a CPU: float64 when every row sum of squares is below 2**52,
+        """As Reference._rms on a CPU: float64 when every row sum of squares is below 2**52,
         else int64 sums of the same float64 squares."""
         sq = res * res
         ss = sq.sum(-1, keepdims=True)
@@ -93,7 +93,7 @@ class NumpyStep:
 
     def _weigh(self, idx: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(e @ V, sum(e)) in float64 for the weights e at table indices idx >= 0 (past the
-        table's end: its last entry), as Engine._attend: for float32 V from the weights'
+        table's end: its last entry), as Reference._attend: for float32 V from the weights'
         two float32 parts, stacked so that one product does both."""
         if V.dtype == np.float64:
             e = np.take(self.att_exp, idx, mode="clip")

@@ -18,6 +18,7 @@ import torch
 
 from ..model.intmodel import MLP_BITS
 from .exact import exact_pieces
+from .plan import TUNING
 from .weights import Weights
 
 
@@ -53,7 +54,7 @@ class Cache:
     t: int = 0  # next position to be computed
 
 
-class Engine:
+class Reference:
     """The torch arithmetic of one model on one device (weights moved there once)."""
 
     def __init__(self, weights: Weights, device: str | torch.device = "cpu"):
@@ -299,9 +300,10 @@ class Engine:
 @contextmanager
 def step_threads(device: torch.device, streams: int):
     """Small CPU steps are dominated by thread hand-offs: run them on one thread (8 streams:
-    6.0 -> 3.9 ms per step on 2 cores). Results are unaffected."""
+    6.0 -> 3.9 ms per step on 2 cores; TUNING["torch_one_thread_below"]). Results are
+    unaffected."""
     before = torch.get_num_threads()
-    if device.type == "cpu" and streams < 32:
+    if device.type == "cpu" and streams < TUNING["torch_one_thread_below"]:
         torch.set_num_threads(1)
     try:
         yield
@@ -310,10 +312,10 @@ def step_threads(device: torch.device, streams: int):
 
 
 class TorchScorer:
-    """Engine.forward_chunk behind the Scorer interface (numpy in, numpy out)."""
+    """Reference.forward_chunk behind the Scorer interface (numpy in, numpy out)."""
     name = "torch"
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Reference):
         self.engine = engine
 
     def new_state(self, streams: int) -> Cache:
@@ -325,10 +327,10 @@ class TorchScorer:
 
 
 class TorchStepper:
-    """Engine.step behind the Stepper interface (numpy in, numpy out)."""
+    """Reference.step behind the Stepper interface (numpy in, numpy out)."""
     name = "torch"
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Reference):
         self.engine = engine
 
     def new_state(self, streams: int) -> Cache:

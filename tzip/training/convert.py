@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..engine.reference import Engine
+from ..engine.reference import Reference
 from ..engine.weights import Weights
 from ..model.config import BOS
 from ..model.intmodel import (ATT_EXP_ONE, MLP_BITS, MULT_BITS, NORM_SHIFT, OUT_ONE, RES_BITS, UNITS,
@@ -164,7 +164,7 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
         logits = fm(inp[:, max(0, t + 1 - c):t + 1])[:, -1]
         bits_f += torch.nn.functional.cross_entropy(logits, win[:, t], reduction="sum").item()
     del fm
-    e = Engine(Weights.from_model(im), dev)
+    e = Reference(Weights.from_model(im), dev)
     cache = e.new_cache(streams, ring=False)
     f = torch.cat([e.forward_chunk(inp[:, t:t + 256], cache) for t in range(0, length, 256)], 1)
     f = f[:, pos].double()

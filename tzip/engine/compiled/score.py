@@ -22,15 +22,15 @@ import numpy as np
 
 from ...model.intmodel import MLP_BITS
 from ..exact import exact_matmul
+from ..plan import TUNING
 from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
 from .parts import Parts, blas_on_calling_threads
 from . import vnni
 
-# Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of this
-# many bytes at a time: a group of streams' tables stay in the processor's cache between
-# the product, the weighing and the next product (docs/performance.md)
-ATTENTION_BYTES = 2 << 20
+# Attention tables (q.k and the weights' two parts, 12 bytes per query and key) of
+# TUNING["attention_bytes"] at a time: a group of streams' tables stay in the processor's
+# cache between the product, the weighing and the next product (docs/performance.md)
 
 
 @jit
@@ -251,7 +251,7 @@ class JitScorer:
         res, x, o, h = r["res"], r["x"], r["o"], r["h"]
         acc = lambda key: r[f"acc{self.p[key].shape[1]}"]
         top = float((1 << MLP_BITS) - 1)
-        group = max(1, min(S, ATTENTION_BYTES // (12 * kv * G * C * n)))
+        group = max(1, min(S, TUNING["attention_bytes"] // (12 * kv * G * C * n)))
         z = self._buf(scratch, "z", (group, kv, G * C, n))
         E = self._buf(scratch, "E", (group, kv, 2, G * C, n))
         for l in range(c.n_layer):

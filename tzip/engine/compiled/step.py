@@ -19,12 +19,12 @@ import numpy as np
 
 from ...model.intmodel import MLP_BITS
 from ..numpy_step import RingState
+from ..plan import TUNING
 from ..weights import MATRICES, Weights
 from .kernels import head, jit, jit_exact, matmul, mlp, norm, residual, rq
 from .parts import Parts
 from . import vnni
 
-PARTS_FROM = 4  # streams per part at least
 
 
 @jit
@@ -390,20 +390,20 @@ class JitStep:
 
     def __call__(self, tokens: np.ndarray, state: RingState) -> np.ndarray:
         """tokens (S,) int64 at position state.t -> freqs (S, 256) float32. The streams
-        run in parts of at least PARTS_FROM on threads of their own (parts.py)."""
+        run in parts of at least TUNING["step_parts_from"] on threads of their own (parts.py)."""
         slot = state.t % self.cfg.context
         state.pos[slot] = state.t
         out = np.empty((len(tokens), 256), dtype=np.float32)
 
         def part(a: int, b: int) -> None:
-            views = state.parts.get((a, b))
+            views = state.views.get((a, b))
             if views is None:  # made once per cut: slicing anew each step costs tens of us
-                views = state.parts[a, b] = (tuple(k[a:b] for k in state.k),
+                views = state.views[a, b] = (tuple(k[a:b] for k in state.k),
                                              tuple(v[a:b] for v in state.v))
             K, V = views
             self._run(tokens[a:b], state.t, slot, state.pos, K, V, out[a:b])
 
-        self.parts.run(part, len(tokens), PARTS_FROM)
+        self.parts.run(part, len(tokens), TUNING["step_parts_from"])
         state.t += 1
         return out
 
