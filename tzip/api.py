@@ -35,7 +35,7 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 
 from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info  # noqa: F401
 from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
