@@ -92,7 +92,7 @@ def numba_available() -> bool:
     return True
 
 
-_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.mixing.compiled",
+_COMPILED_MODULES = ("tzip.engine.compiled.step", "tzip.engine.compiled.score", "tzip.legacy.mixing.compiled",
                      "tzip.cm.jit")
 
 
