@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from tzip import codec as coder
+from tzip.legacy import linear
 from tzip import transform
 from tzip.engine import Engine
 from tzip.model import IntModel, ModelConfig
@@ -74,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, data in files:
                 lengths = coder.split_streams(len(data), im.cfg.context)
                 t = time.perf_counter()
-                blob = coder.encode(engine, data, lengths)
+                blob = linear.encode(engine, data, lengths)
                 t1 = time.perf_counter()
-                ok = coder.decode(engine, blob, lengths) == data
+                ok = linear.decode(engine, blob, lengths) == data
                 t2 = time.perf_counter()
                 if not ok:
                     raise SystemExit(f"{label}: {name} did not round-trip")

@@ -103,14 +103,14 @@ def default_lengths(n: int) -> list[int]:
 def model_freqs(data: bytes, lengths: list[int]) -> np.ndarray:
     """tzip-small's integer frequency tables (S, L, 256) float32 for the lockstep layout,
     pass by pass as codec.encode_cm gets them."""
-    from tzip import codec
-    mat, _ = codec._layout(data, lengths)
+    from tzip import streams
+    mat, _ = streams.layout(data, lengths)
     S, L = mat.shape
     out = np.empty((S, L, 256), dtype=np.float32)
 
     def keep(t0: int, freqs: np.ndarray) -> None:
         out[:, t0:t0 + freqs.shape[1]] = freqs
-    codec._passes(engine(), mat, keep)
+    streams.passes(engine(), mat, keep)
     return out
 
 
@@ -172,12 +172,12 @@ def ppmd_sizes(data: bytes) -> tuple[int, int]:
 
 
 def format3_model_size(data: bytes, lengths: list[int], freqs: np.ndarray) -> int:
-    """Format 3's model payload (codec.encode's: tzip/mixing's chain and constriction's
-    range coder) from the cached tables: the same bytes codec.encode writes."""
+    """Format 3's model payload (tzip/legacy/linear.py's: tzip/legacy/mixing's chain and
+    constriction's range coder) from the cached tables: the same bytes linear.encode writes."""
     import constriction
-    from tzip import codec
-    from tzip.mixing import Mixer
-    mat, mask = codec._layout(data, lengths)
+    from tzip import streams
+    from tzip.legacy.mixing import Mixer
+    mat, mask = streams.layout(data, lengths)
     S, L = mat.shape
     enc = constriction.stream.queue.RangeEncoder()
     mixer = Mixer(mat, compiled=True)
@@ -198,9 +198,9 @@ def format3_archive_size(data: bytes) -> int:
 def cm_size(data: bytes, lengths: list[int], freqs: np.ndarray | None, c: int = 256,
             compiled: bool = True, revision: int | None = None) -> tuple[int, float]:
     """(CM payload bytes, seconds of the CM stage) with the given tables (None: flat)."""
-    from tzip import codec
+    from tzip import streams
     from tzip.cm import Encoder
-    mat, _ = codec._layout(data, lengths)
+    mat, _ = streams.layout(data, lengths)
     S, L = mat.shape
     t = time.thread_time()  # CPU seconds of this thread: the machine is shared
     from tzip.cm import LATEST
@@ -229,7 +229,7 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
     step per call as the codec does; after a warm-up that compiles everything. Speeds are
     per core: bytes over the CPU time of the calling thread (time.thread_time), as the
     shared machine's wall clock varies with other jobs."""
-    from tzip import codec
+    from tzip import streams
     from tzip.cm import Decoder
     warm = b"warm up " * 512
     cm_size(warm, [len(warm)], None)
@@ -244,7 +244,7 @@ def cmd_speed(names=("book1", "dpkg.log", "node-http.html")) -> list[dict]:
             except Exception:
                 continue
             size, t_enc = cm_size(data, lengths, f, c=64)
-            mat, _ = codec._layout(data, lengths)
+            mat, _ = streams.layout(data, lengths)
             S, L = mat.shape
             from tzip.cm import Encoder
             enc = Encoder(lengths, mat)

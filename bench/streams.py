@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tzip
 from tzip import codec, transform
+from tzip.container import PROFILES, VERSION
 from tzip.model import registry
 from bench.report import emit_markdown
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         base = default_streams(data, m.cfg.context)
         cells = []
         for c in cols:
-            n = int(c) if args.counts else min(codec.AUTO_MAX_STREAMS, base * int(c))
+            n = int(c) if args.counts else min(PROFILES[VERSION].max_streams, base * int(c))
             size = len(tzip.compress(data, m, device=args.device, streams=n))
             cells.append(f"{8 * size / len(data):.3f} ({n})")
             print(f"{Path(f).name}: {cells[-1]}", file=sys.stderr)

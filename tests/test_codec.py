@@ -7,7 +7,9 @@ import io
 import pytest
 
 from tzip import codec
+from tzip.container import PROFILES
 from tzip.engine import TUNING, Engine, numba_available
+from tzip.legacy import linear
 
 needs_numba = pytest.mark.skipif(not numba_available(), reason="numba not installed")
 
@@ -18,8 +20,8 @@ def test_coder_roundtrip(tiny, text, S):
     data = text[:3000]
     lengths = codec.split_streams(len(data), tiny.cfg.context, S)
     assert sum(lengths) == len(data)
-    payload = codec.encode(e, data, lengths)
-    assert codec.decode(e, payload, lengths) == data
+    payload = linear.encode(e, data, lengths)
+    assert linear.decode(e, payload, lengths) == data
 
 
 def test_split_streams_depends_on_size_only():
@@ -27,7 +29,7 @@ def test_split_streams_depends_on_size_only():
     assert codec.split_streams(10, 256) == [10]
     assert codec.split_streams(10, 256, 4) == [3, 3, 3, 1]
     big = codec.split_streams(10_000_000, 256)
-    assert len(big) == codec.AUTO_MAX_STREAMS[5] == 16 and sum(big) == 10_000_000
+    assert len(big) == PROFILES[5].max_streams == 16 and sum(big) == 10_000_000
     assert len(codec.split_streams(10_000_000, 256, version=4)) == 128
 
 
@@ -69,14 +71,14 @@ def test_every_backend_makes_and_reads_the_same_archives(tiny, text, monkeypatch
     want = []
     for data, streams in cases:
         lengths = codec.split_streams(len(data), tiny.cfg.context, streams)
-        want.append((data, lengths, codec.encode(e, data, lengths)))
+        want.append((data, lengths, linear.encode(e, data, lengths)))
     monkeypatch.setenv("TZIP_BACKEND", backend)
     monkeypatch.delenv("TZIP_CM")
     e = Engine(tiny)
     assert e.plan.stepper == backend
     for data, lengths, payload in want:
-        assert codec.encode(e, data, lengths) == payload
-        assert codec.decode(e, payload, lengths) == data
+        assert linear.encode(e, data, lengths) == payload
+        assert linear.decode(e, payload, lengths) == data
 
 
 def _compress_in_child(data: bytes, blob: bytes, q) -> None:
@@ -304,3 +306,27 @@ def test_memory_estimates_keep_no_stepper_alive(tiny):
     del e, stepper
     gc.collect()
     assert gone() is None
+
+
+def test_each_method_codes_with_one_mixer_revision():
+    """A block's method names its context-mixer revision whatever its archive's version
+    (the decoder sees the block, not the version): the profiles must agree."""
+    from tzip.container import ALONE_REVISION, CM_ALONE, CM_REVISION
+    for version, p in PROFILES.items():
+        if p.revision is None:
+            assert p.model_method not in CM_REVISION, version
+        else:
+            assert CM_REVISION[p.model_method] == p.revision, version
+        assert (p.alone_revision is not None) == (CM_ALONE in p.methods), version
+        assert p.alone_revision in (None, ALONE_REVISION), version
+
+
+@pytest.mark.parametrize("version", sorted(PROFILES))
+def test_blocks_take_the_transforms_of_their_format(version):
+    """Format 3 converts CRLF -> LF only; later formats UTF-16 too (their profile says)."""
+    line = "Four score and seven years ago our fathers brought forth\r\n" * 200
+    for raw, utf16 in ((line.encode(), False), (line.encode("utf-16-le"), True)):
+        blk = codec.encode_block(raw, None, None, None, version)
+        assert blk.method != 0 and blk.transform in PROFILES[version].transforms
+        want = (2 | 1) if utf16 and PROFILES[version].utf16 else int(not utf16)
+        assert blk.transform == want, (version, utf16, blk.transform)

@@ -87,10 +87,11 @@ def _force_model_block(model, data: bytes, version: int = 5) -> bytes:
     from tzip import codec
     from tzip.container import MODEL, MODEL_METHOD, NO_TRANSFORM, Block, Header, Trailer
     from tzip.engine import Engine
+    from tzip.legacy import linear
     lengths = codec.split_streams(len(data), model.cfg.context, 4)
     method = MODEL_METHOD[version]
     if method == MODEL:
-        payload = codec.encode(Engine(model), data, lengths)
+        payload = linear.encode(Engine(model), data, lengths)
     else:
         payload = codec.encode_cm(Engine(model), data, lengths, None, codec.CM_REVISION[method])
     crc = zlib.crc32(data)

@@ -31,6 +31,7 @@ from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, MODEL_CM2,
                             MODEL_METHODS, NO_TRANSFORM, READ_CHUNK, STORED, TAG_BLOCK, Block,
                             Header, LimitExceeded, Trailer, put_varint)
 from tzip.engine import Engine
+from tzip.legacy import linear
 from tzip.model import registry
 
 
@@ -107,7 +108,7 @@ def bounded_reject(blob: bytes, model, *, steps: int = 0, err=tzip.TzipError,
 
 def model_payload(model, data: bytes, streams: int) -> tuple[bytes, list[int]]:
     lengths = codec.split_streams(len(data), model.cfg.context, streams)
-    return codec.encode(Engine(model), data, lengths), lengths
+    return linear.encode(Engine(model), data, lengths), lengths
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +274,7 @@ def test_payload_bound_is_sound_for_very_compressible_input(tiny):
     decoded must still hold for them (the margin is tens of bits)."""
     for data, streams in ((b"a" * 6000, 1), (b"ab" * 3000, 3), (bytes(4000), 8)):
         payload, lengths = model_payload(tiny, data, streams)
-        assert codec.decode(Engine(tiny), payload, lengths) == data
+        assert linear.decode(Engine(tiny), payload, lengths) == data
 
 
 @pytest.mark.parametrize("lengths", [[0] * 127 + [200], [1] * 127 + [73], [100, 101], [50] * 3 + [49],
@@ -391,11 +392,11 @@ def test_memory_estimate_covers_what_decoding_allocates(tiny, backend, monkeypat
     payload, lengths = model_payload(tiny, data, 64)
     engine = Engine(tiny)
     S, L = len(lengths), max(lengths)
-    codec.decode(engine, payload, lengths)  # warm: compiled loops, weights
-    host, dev = limits.decode_memory(engine.stepper(S, L), tiny.cfg, S, L)
+    linear.decode(engine, payload, lengths)  # warm: compiled loops, weights
+    host, dev = limits.decode_memory(engine.stepper(S, L), tiny.cfg, S, L, linear.mixer_memory(S))
     tracemalloc.start()
     try:
-        assert codec.decode(engine, payload, lengths) == data
+        assert linear.decode(engine, payload, lengths) == data
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

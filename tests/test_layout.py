@@ -30,15 +30,17 @@ LAYERS = {
     "tzip.output": 1, "tzip.jitcache": 1,
     "tzip.device": 2, "tzip.modelpath": 2, "tzip.limits": 2, "tzip.container": 2,
     "tzip.archive": 3,
-    "tzip.model": 3, "tzip.cm": 3, "tzip.mixing": 3,
+    "tzip.model": 3, "tzip.cm": 3,
     "tzip.engine": 4,  # tzip.engine.plan included: it asks tzip.cm for its default
-    "tzip.codec": 5, "tzip.training": 5,
-    "tzip.api": 6,
-    "tzip.tzfile": 7, "tzip.pipeline": 7,
-    "tzip.cluster": 8,
-    "tzip.parallel": 9,
-    "tzip.cli": 10,
-    "tzip.entry": 11, "tzip.__main__": 12,
+    "tzip.streams": 5,  # a model block's streams, for both coders below
+    "tzip.legacy": 6,  # format 3's coder: below the codec, which hands it method 2 blocks
+    "tzip.codec": 7, "tzip.training": 7,
+    "tzip.api": 8,
+    "tzip.tzfile": 9, "tzip.pipeline": 9,
+    "tzip.cluster": 10,
+    "tzip.parallel": 11,
+    "tzip.cli": 12,
+    "tzip.entry": 13, "tzip.__main__": 14,
 }
 # the only modules that import PyTorch when they load: the torch backends and training
 TORCH_MODULES = {"tzip.engine.reference", "tzip.engine.graph", "tzip.training", "tzip.training.net",
@@ -207,9 +209,9 @@ def test_cpu_backends_and_context_mixer_never_import_torch():
     """Not even inside a function: the numpy and numba backends, the weights they share and
     the context mixer compute with numpy and numba only."""
     for m in sorted(_files()):
-        if m.startswith(("tzip.cm", "tzip.mixing", "tzip.engine.compiled", "tzip.model")) or m in (
+        if m.startswith(("tzip.cm", "tzip.legacy", "tzip.engine.compiled", "tzip.model")) or m in (
                 "tzip.engine.numpy_step", "tzip.engine.weights", "tzip.engine.exact", "tzip.codec",
-                "tzip.container", "tzip.transform"):
+                "tzip.streams", "tzip.container", "tzip.transform"):
             bad = [i for i in _imports(m) if _torch(i.name) or i.name in TORCH_MODULES]
             assert not bad, (m, bad)
 
@@ -231,6 +233,17 @@ def test_the_cli_reaches_the_package_through_the_api():
     assert used <= CLI_USES | CLI_KNOWN_BREACHES, sorted(used - CLI_USES - CLI_KNOWN_BREACHES)
     # a breach that is fixed leaves the list too
     assert used >= CLI_KNOWN_BREACHES, sorted(CLI_KNOWN_BREACHES - used)
+
+
+def test_the_codec_reads_format_versions_only_from_their_profiles():
+    """tzip/codec.py is the current format's: what a version codes with is its
+    container.PROFILES entry, never a branch on the version number there, and format 3's
+    coder (linear mixing, constriction) is tzip/legacy's."""
+    tree = ast.parse(_files()["tzip.codec"].read_text())
+    branches = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Compare)
+                and any(isinstance(x, ast.Name) and x.id == "version" for x in [n.left, *n.comparators])]
+    assert not branches, f"tzip/codec.py compares the format version at lines {branches}"
+    assert not {i.name for i in _imports("tzip.codec")} & {"constriction", "tzip.legacy.mixing"}
 
 
 def test_the_layer_table_covers_every_module():

@@ -10,19 +10,20 @@ import pytest
 
 from tzip import codec as coder
 from tzip.engine import Engine
-from tzip.mixing.fixedpoint import MAX_W, bit_length
-from tzip.mixing.counts import INC
-from tzip.mixing import Mixer
+from tzip.legacy import linear
+from tzip.legacy.mixing import Mixer
+from tzip.legacy.mixing.counts import INC
+from tzip.legacy.mixing.fixedpoint import MAX_W, bit_length
 
 
 def test_repeat_is_nearly_free(tiny, text):
     """A random-ish tiny model codes fresh text poorly; a second copy rides the match model."""
     e = Engine(tiny)
     x = text[:3000]
-    once = coder.encode(e, x, coder.split_streams(len(x), 32, 1))
-    twice = coder.encode(e, x + x, coder.split_streams(2 * len(x), 32, 1))
+    once = linear.encode(e, x, coder.split_streams(len(x), 32, 1))
+    twice = linear.encode(e, x + x, coder.split_streams(2 * len(x), 32, 1))
     assert len(twice) < 1.25 * len(once)
-    assert coder.decode(e, twice, [2 * len(x)]) == x + x
+    assert linear.decode(e, twice, [2 * len(x)]) == x + x
 
 
 def test_matches_reach_across_streams(tiny, text):
@@ -32,10 +33,10 @@ def test_matches_reach_across_streams(tiny, text):
     x, other = text[30000:32000], text[60000:61000]
     lengths = coder.split_streams(4000, 32, 2)
     data = x + other + x[:1000]
-    fresh = len(coder.encode(e, x + other + text[90000:91000], lengths))
-    payload = coder.encode(e, data, lengths)
+    fresh = len(linear.encode(e, x + other + text[90000:91000], lengths))
+    payload = linear.encode(e, data, lengths)
     assert len(payload) < 0.85 * fresh
-    assert coder.decode(e, payload, lengths) == data
+    assert linear.decode(e, payload, lengths) == data
 
 
 def test_block_statistics_are_learned(tiny):
@@ -46,9 +47,9 @@ def test_block_statistics_are_learned(tiny):
     data = rng.choice(np.frombuffer(b"acgt", np.uint8), 8000, p=[0.5, 0.25, 0.125, 0.125]).tobytes()
     e = Engine(tiny)
     lengths = coder.split_streams(len(data), 32, 4)
-    payload = coder.encode(e, data, lengths)
+    payload = linear.encode(e, data, lengths)
     assert 8 * len(payload) / len(data) < 2.0
-    assert coder.decode(e, payload, lengths) == data
+    assert linear.decode(e, payload, lengths) == data
 
 
 def test_mixture_keeps_every_byte_possible():
@@ -95,7 +96,7 @@ def test_bit_length_is_exact_near_powers_of_two():
 
 
 def test_compiled_components_compute_the_same_numbers(text):
-    """tzip/mixing/compiled.py against the numpy components on one block: repeats across streams
+    """tzip/legacy/mixing/compiled.py against the numpy components on one block: repeats across streams
     (match model), a row that fills up and is halved (counts), streams that end early."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(3)

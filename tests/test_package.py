@@ -79,7 +79,7 @@ def test_wheel_ships_models_and_works_installed(tmp_path, text):
     wheel = _build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     for n in ("tzip/_models/tzip-small.npz", "tzip/_models/tzip-large.npz", "tzip/_models/tzip-small.md",
-              "tzip/engine/compiled/step.py", "tzip/mixing/compiled.py", "tzip/model/registry.py",
+              "tzip/engine/compiled/step.py", "tzip/legacy/mixing/compiled.py", "tzip/model/registry.py",
               "tzip/modelpath.py", "tzip/cli.py"):
         assert n in names, n
     assert not any("/logs/" in n for n in names)

@@ -2,18 +2,19 @@
 
     block bytes -> transforms (UTF-16 -> UTF-8, then CRLF -> LF, when they apply)
                 -> LZMA trial; model trial when the block looks compressible
-                   split_streams: S contiguous streams, coded in lockstep
+                   split_streams (tzip/streams.py): S contiguous streams, coded in lockstep
                    encode_cm: per pass of positions, the engine's scorer gives the
                            model's frequencies (S, C, 256); the context mixer (tzip/cm,
-                           revision 2 in format 5, 1 in format 4)
+                           of the format's revision: container.PROFILES)
                            takes them as one input among its own models and codes every
                            byte, bit by bit, in step-major order (step t: streams 0..S-1)
                 -> the smallest of stored / LZMA / model, as a container Block
 
 decode mirrors it with the engine's stepper: one model step per stream position, so step
-t of every stream is decoded with one batched model call. Archives of format 3 code model
-blocks with the linear mixer of tzip/mixing and one range coder (encode / decode below),
-format 4's with the context mixer's revision 1; both are still decoded. Only the
+t of every stream is decoded with one batched model call. What a format version codes
+with (transforms, methods, the mixer's revision, the stream cap) is its profile,
+container.PROFILES. Format 3's model blocks (method 2: linear mixing and one range coder)
+are coded and decoded by tzip/legacy/linear.py, which this module hands them to. Only the
 constants marked "archive" here change archive bytes; the engine's plan (what runs each
 stage, and the loops' speed-only numbers: tzip/engine/plan.py) never does.
 """
@@ -25,211 +26,23 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-import constriction
 import numpy as np
 
 from . import cm, threads, transform
-from .container import (CM_ALONE, LZMA, MODEL, MODEL_CM, MODEL_CM2, MODEL_METHOD, STORED,
+from .container import (ALONE_REVISION, CM_ALONE, CM_REVISION, LZMA, MODEL, PROFILES, STORED,
                         STREAM_METHODS, VERSION, Block, put_varint, transform_code, transform_parts)
 from .engine import Engine
 from .errors import CorruptArchive, LimitExceeded
-from .cm import CorruptPayload  # noqa: F401 (codec.CorruptPayload: a payload that does not decode)
-from .limits import (OutputLimit, Progress, check_memory, decode_memory, limit_text, lzma_memory,
+from .legacy import linear
+from .limits import (OutputLimit, check_memory, decode_memory, limit_text, lzma_memory,
                      memory_limit, transform_memory)
-from .mixing import Mixer
 from .model.config import BOS
+from .streams import (CorruptPayload, Progress, canonical as _canonical, layout as _layout,
+                      passes as _passes, split_streams)
 
-# archive: how a block is cut into streams (docs/performance.md has the measurements)
-SEGMENT_CONTEXTS = 16  # streams of at least 16 contexts
-MIN_STREAMS, MIN_SEGMENT_CONTEXTS = 8, 2  # small blocks: up to 8 streams of 2 contexts
-# the most streams split_streams picks by itself, by format version. Every cut hides
-# bytes from the adaptive models (those of the streams before it, past the current
-# step): format 5's 16 against 128 saved 1.2-4.2% on the structured group's larger files.
-AUTO_MAX_STREAMS = {3: 128, 4: 128, 5: 16, 6: 16}
 # archive: LZMA blocks are raw LZMA2, preset 9 extreme
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
-_FAMILY = constriction.stream.model.Categorical(perfect=False)
-
-
-
-def split_streams(n: int, context: int, streams: int | None = None, version: int = VERSION) -> list[int]:
-    """Lengths of the contiguous streams a block of n bytes is cut into (sum = n): into
-    `streams` streams, or as many as format `version` picks for n.
-
-    Depends on n and the model's context only, never on the device, so archives are the
-    same everywhere."""
-    if n == 0:
-        return []
-    if not streams:
-        streams = max(n // (SEGMENT_CONTEXTS * context),
-                      min(MIN_STREAMS, n // (MIN_SEGMENT_CONTEXTS * context)))
-        streams = min(AUTO_MAX_STREAMS[version], streams)
-    s = max(1, min(streams, n))
-    seg = -(-n // s)
-    lengths = [seg] * (n // seg)
-    if n % seg:
-        lengths.append(n % seg)
-    return lengths
-
-
-def _canonical(lengths: list[int], context: int) -> int:
-    """The block length of stream lengths that are the encoder's cut of it (split_streams),
-    else CorruptPayload: a decoder accepts no other layout."""
-    n = sum(lengths)
-    if not lengths or lengths != split_streams(n, context, len(lengths)):
-        raise CorruptPayload("stream lengths are not the ones the encoder cuts")
-    return n
-
-
-def _layout(data: bytes, lengths: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(S, L) byte matrix of the streams (zero padded) and the (S, L) mask of real bytes."""
-    S, L = len(lengths), max(lengths)
-    arr = np.frombuffer(data, dtype=np.uint8)
-    mat = np.zeros((S, L), dtype=np.int64)
-    off = 0
-    for i, n in enumerate(lengths):
-        mat[i, :n] = arr[off:off + n]
-        off += n
-    mask = np.arange(L)[None, :] < np.asarray(lengths)[:, None]
-    return mat, mask
-
-
-def _passes(engine: Engine, mat: np.ndarray, code: Callable[[int, np.ndarray], None]) -> None:
-    """Score the streams mat (S, L) pass by pass with the engine's scorer and hand each
-    pass's frequencies (S, c, 256) to code(t0, freqs), in order; with the compiled scorer
-    (the plan's `overlap`), code runs on a thread of its own while the next pass is scored."""
-    S, L = mat.shape
-    plan = engine.plan
-    inp = np.concatenate([np.full((S, 1), BOS), mat[:, :-1]], 1)
-    most = engine.cfg.context // plan.pass_context_fraction
-    chunk = max(1, min(most, plan.pass_rows // S))
-    scorer = engine.scorer(S, L)
-    state = scorer.new_state(S)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="tzip-code") if plan.overlap else None
-    coded = None  # the previous pass's coding, when on the pool
-    try:
-        for t0 in range(0, L, chunk):
-            freqs = scorer(np.ascontiguousarray(inp[:, t0:t0 + chunk]), state)
-            if coded is not None:
-                coded.result()
-            coded = pool.submit(code, t0, freqs) if pool else code(t0, freqs)
-        if coded is not None:
-            coded.result()
-    finally:
-        if pool:
-            pool.shutdown()
-
-
-def encode(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None) -> bytes:
-    """Range-code data (already split into streams of the given lengths) with the model
-    and the linear mixer (format 3)."""
-    mat, mask = _layout(data, lengths)
-    enc = constriction.stream.queue.RangeEncoder()
-    mixer = Mixer(mat, engine.compiled("scorer", mat.shape[1]))
-
-    def code(t0: int, freqs: np.ndarray) -> None:
-        """Mix and range-code one pass's positions, in order."""
-        c = freqs.shape[1]
-        probs = mixer.mix_coded(t0, freqs, mask)
-        m = mask[:, t0:t0 + c].T
-        enc.encode(mat[:, t0:t0 + c].T[m].astype(np.int32), _FAMILY, probs[m])
-        if progress:
-            progress(int(m.sum()))
-
-    _passes(engine, mat, code)
-    return enc.get_compressed().astype("<u4").tobytes()
-
-
-def decode(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None) -> bytes:
-    """Inverse of encode: one model step and one coder call per stream position.
-
-    Bounded by the payload: lengths must be the ones split_streams gives for their sum
-    and count, the block no longer than its payload can code, the memory it needs
-    within memory_limit() (checked before the caches are allocated), and decoding stops
-    as soon as the symbols have used more information than the payload holds."""
-    if len(payload) % 4:
-        raise CorruptPayload("payload length is not a multiple of 4")
-    S, n = len(lengths), _canonical(lengths, engine.cfg.context)
-    if n > max_symbols(len(payload) // 4):
-        raise CorruptPayload(f"a payload of {len(payload)} bytes cannot code {n} bytes")
-    L = max(lengths)
-    compiled = engine.compiled("stepper", L)
-    stepper = engine.stepper(S, L)
-    check_memory(decode_memory(stepper, engine.cfg, S, L),
-                 f"decoding a model block of {n} bytes in {S} streams", engine.device)
-    with stepper.threads(S):
-        return _decode(payload, lengths, progress, compiled, stepper, stepper.new_state(S))
-
-
-# A range coder's symbols cost at least the information they carry: decoding n symbols
-# of probabilities q_i (constriction's quantized ones, of 2**24) takes
-# sum(log2(2**24 / q_i)) <= 32 * (k + 1) bits after k refills of its 64-bit state (the
-# range starts below 2**64, is multiplied by at most q_i / 2**24 per symbol and by 2**32
-# per refill, and stays >= 2**32). The encoder writes one word per refill and one or two
-# to finish, so a decoder that decodes what was encoded refills at most W - 1 times for a
-# payload of W words: the symbols it decodes carry at most 32 * W bits. constriction's
-# fast quantization (Categorical(perfect=False)) of exact integer frequencies f (sum F,
-# below 2**24) gives q <= 2**24 * (f / F) * (1 + 2**-24)**2 + 6, so p = f / F + 2**-20
-# bounds q / 2**24 from above; and with 256 symbols of q >= 1, every q <= 2**24 - 255.
-PAYLOAD_BITS_MARGIN = 64  # slack on 32 * W for float rounding of the running sum
-_Q_SLACK = 2.0 ** -20
-_MIN_SYMBOL_BITS = float(np.log2(2.0 ** 24 / (2 ** 24 - 255)))  # 2.19e-5 bits
-
-
-def payload_bits(words: int) -> int:
-    """The most information (bits) the symbols coded in a payload of `words` uint32 words
-    can carry, with margin."""
-    return 32 * words + PAYLOAD_BITS_MARGIN
-
-
-def max_symbols(words: int) -> int:
-    """The most symbols a payload of `words` words can code: each costs >= 2.19e-5 bits
-    (0 without words: the encoder writes at least one for any symbol)."""
-    return int(payload_bits(words) / _MIN_SYMBOL_BITS) + 1 if words else 0
-
-
-def _symbol_bits(probs: np.ndarray, sym: np.ndarray) -> float:
-    """A lower bound on the bits the range decoder consumed for symbols sym of the rows
-    probs (exact integers as float32), as the block comment above derives."""
-    total = probs.sum(1).astype(np.float64)  # exact: partial sums of integers below 2**24
-    p = probs[np.arange(len(sym)), sym] / total
-    return float(-np.log2(np.minimum(1.0, p + _Q_SLACK)).sum())
-
-
-def _decode(payload: bytes, lengths: list[int], progress: Progress, compiled: bool,
-            step: Callable[[np.ndarray, object], np.ndarray], cache) -> bytes:
-    S, L = len(lengths), max(lengths)
-    active_until = np.asarray(lengths)
-    words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-    budget = payload_bits(len(words))
-    spent = 0.0  # bits the decoded symbols carry at least (see payload_bits)
-    dec = constriction.stream.queue.RangeDecoder(words)
-    out = np.zeros((S, L), dtype=np.int64)
-    mixer = Mixer(out, compiled)
-    tok = np.full(S, BOS, dtype=np.int64)
-    every, full = np.ones(S, dtype=bool), min(lengths, default=0)  # all active before full
-    for t in range(L):
-        probs = mixer.mix(t, step(tok, cache))
-        act = every if t < full else active_until > t
-        try:
-            if t < full:
-                sym = dec.decode(_FAMILY, probs)
-                spent += _symbol_bits(probs, sym)
-            else:
-                sym = np.zeros(S, dtype=np.int32)
-                sym[act] = got = dec.decode(_FAMILY, probs[act])
-                spent += _symbol_bits(probs[act], got)
-        except Exception as e:  # constriction raises on invalid input
-            raise CorruptPayload(f"range decoder failed at step {t}: {e}") from None
-        if spent > budget:
-            raise CorruptPayload(f"payload exhausted at step {t} of {L}")
-        out[:, t] = sym
-        mixer.update(t, out[:, t], act)
-        tok = out[:, t].copy()
-        if progress:
-            progress(S if t < full else int(act.sum()))
-    return b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
 
 
 def lzma_pack(data: bytes) -> bytes:
@@ -245,11 +58,6 @@ def _looks_compressible(data: bytes) -> bool:
     """Cheap screen that skips the model on random or already-compressed data."""
     sample = data[:1 << 16]
     return len(zlib.compress(sample, 1)) < 0.97 * len(sample)
-
-
-# the context mixer's revision of each model method that uses it
-CM_REVISION = {MODEL_CM: 1, MODEL_CM2: 2}
-ALONE_REVISION = 2  # the revision that codes CM_ALONE blocks (the mixer alone, primed)
 
 
 def _encode_alone(raw: bytes, progress: Progress, mixer: str | None = None) -> Block:
@@ -419,15 +227,12 @@ def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
     implementation (a Compressor's plan's; the engine's plan decides for model blocks)."""
     if alone:
         return [_encode_alone(raw, progress, mixer) for raw in raws]
-    method = MODEL_METHOD[version]
+    profile = PROFILES[version]
+    method = profile.model_method
     best, trials = [], []
     for raw in raws:
         crc = zlib.crc32(raw)
-        if version == 3:
-            crlf = transform.crlf_applies(raw)
-            utf16, data = None, transform.crlf_to_lf(raw) if crlf else raw
-        else:
-            utf16, crlf, data = transform.to_text_block(raw)
+        utf16, crlf, data = transform.to_text_block(raw, profile.utf16)
         tf = transform_code(utf16, crlf)
         blk = Block(STORED, 0, len(raw), crc, raw)
         packed = lzma_pack(data)
@@ -446,9 +251,9 @@ def encode_blocks(raws: list[bytes], engine: Engine | None, streams: int | None,
             progress(n)
     payloads: list[bytes] = []
     if method == MODEL:
-        payloads = [encode(engine, data, lengths, tick) for _, _, data, lengths in trials]
+        payloads = [linear.encode(engine, data, lengths, tick) for _, _, data, lengths in trials]
     elif trials:
-        payloads = encode_cm_group(engine, [(data, lengths, CM_REVISION[method])
+        payloads = encode_cm_group(engine, [(data, lengths, profile.revision)
                                             for _, _, data, lengths in trials], tick)
     for (i, tf, _, lengths), payload in zip(trials, payloads):
         if len(payload) + 2 * len(lengths) < len(best[i].payload):
@@ -566,7 +371,7 @@ def _payload_bytes(blk: Block, get_engine: Callable[[], Engine], progress: Progr
             raise CorruptArchive(f"corrupt archive ({e})") from None
     try:
         if blk.method == MODEL:
-            return decode(get_engine(), blk.payload, blk.streams, progress)
+            return linear.decode(get_engine(), blk.payload, blk.streams, progress)
         return decode_cm(get_engine(), blk.payload, blk.streams, progress, CM_REVISION[blk.method])
     except CorruptPayload as e:
         raise CorruptArchive(f"corrupt archive ({e})") from None
@@ -657,7 +462,7 @@ def _check_model_block(blk: Block) -> None:
     lo, hi = _coded_range(blk)
     ok = lo <= n <= hi
     if blk.method == MODEL:
-        ok = ok and len(blk.payload) % 4 == 0 and n <= max_symbols(len(blk.payload) // 4)
+        ok = ok and linear.payload_fits(len(blk.payload), n)
     elif blk.method == CM_ALONE:  # one stream, as the encoder codes it
         ok = ok and len(blk.streams) == 1 and n <= cm.max_bytes(len(blk.payload))
     else:

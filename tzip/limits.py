@@ -16,10 +16,6 @@ from typing import Callable
 from .errors import LimitExceeded
 
 MEMORY_FRACTION = 0.5  # default limit: this share of the physical memory (or cgroup limit)
-# format 3's linear mixer (tzip/mixing): count tables and match table, and its (S, 256)
-# int64 rows per stream with their temporaries; format 4's mixer says its own (cm.memory)
-MIXER_FIXED = 2 * ((1 << 16) * 256 * 2 + (1 << 16) * 8) + 8 * (1 << 22)
-MIXER_PER_STREAM = 48 * 256 * 8
 
 # the callback every coding loop reports its bytes to (tzip/api.py, tzip/codec.py)
 Progress = Callable[[int], None] | None
@@ -60,22 +56,19 @@ def _state_sizes(stepper) -> tuple[tuple[int, int], tuple[int, int]]:
     return sizes
 
 
-def decode_memory(stepper, cfg, S: int, L: int,
-                  mixer: int | None = None) -> tuple[int, int]:
+def decode_memory(stepper, cfg, S: int, L: int, mixer: int) -> tuple[int, int]:
     """(host, device) bytes that decoding S streams of up to L positions with this stepper
     needs, estimated before any of it is allocated: the stepper's state per stream
     (measured on states of one and two streams) and its temporaries (attention scores
     and MLP activations of a step, a few copies each), the (S, L) int64 output matrix
-    and the bytes it becomes, and the adaptive models' bytes (`mixer`; by default
-    format 3's tables and rows)."""
+    and the bytes it becomes, and the adaptive models' bytes (`mixer`: the context
+    mixer's, cm.memory, or format 3's, legacy.linear.mixer_memory)."""
     (h1, d1), (h2, d2) = _state_sizes(stepper)
     work = 16 * cfg.n_head * cfg.context + 64 * cfg.d_model * cfg.mlp_mult
     if d2 > d1:  # a GPU step: its temporaries are there
         dev, host = d1 + S * (d2 - d1 + work), h1 + S * (h2 - h1)
     else:
         dev, host = 0, h1 + S * (h2 - h1 + work)
-    if mixer is None:
-        mixer = MIXER_FIXED + S * MIXER_PER_STREAM
     return host + mixer + 12 * S * L, dev
 
 

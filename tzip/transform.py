@@ -174,9 +174,10 @@ def utf8_to_utf16(data: bytes, kind: str) -> bytes:
     return data.decode("utf-8", "surrogatepass").encode(_CODEC[kind], "surrogatepass")
 
 
-def to_text_block(block: bytes) -> tuple[str | None, bool, bytes]:
-    """(utf16 kind or None, crlf applied, bytes to code): UTF-16 -> UTF-8 first, then CRLF -> LF."""
-    kind = utf16_applies(block)
+def to_text_block(block: bytes, utf16: bool = True) -> tuple[str | None, bool, bytes]:
+    """(utf16 kind or None, crlf applied, bytes to code): UTF-16 -> UTF-8 first (unless
+    utf16 is False: format 3 knows CRLF -> LF only), then CRLF -> LF."""
+    kind = utf16_applies(block) if utf16 else None
     data = utf16_to_utf8(block, kind) if kind else block
     crlf = crlf_applies(data)
     return kind, crlf, crlf_to_lf(data) if crlf else data

@@ -127,7 +127,7 @@ class Engine:
         return Plan.build(str(self.device), self.can, self._mixer)
 
     def compiled(self, kind: str = "scorer", positions: int = 0) -> bool:
-        """Whether format 3's adaptive models (tzip/mixing) run compiled: the plan's
+        """Whether format 3's adaptive models (tzip/legacy/mixing) run compiled: the plan's
         mixer (kind and positions no longer matter; format 3's callers pass them)."""
         return self.plan.mixer == "compiled"
 

@@ -3,7 +3,7 @@
 The transformer is fixed and sees only `context` bytes. Text it never saw (a terminal
 transcript, Lisp, a bibliography) or that repeats itself from far back is better told by
 models that learn while coding. Each step, the model frequencies pass through a chain of
-such components (tzip/mixing/counts.py: order-2 and order-4 byte counts; tzip/mixing/match.py: what
+such components (counts.py: order-2 and order-4 byte counts; match.py: what
 followed the last occurrence of the recent bytes); each mixes its own prediction in linearly,
 
     p' = (1 - w) * p + w * q,
@@ -26,8 +26,8 @@ class Mixer:
     coding proceeds: mix() then update() once per step."""
 
     def __init__(self, hist: np.ndarray, compiled: bool = False):
-        """compiled: run the chain as tzip/mixing/compiled.py's loops on the components' state
-        (numba must be installed: tzip/mixing/compiled.py); the same numbers either way."""
+        """compiled: run the chain as tzip/legacy/mixing/compiled.py's loops on the components' state
+        (numba must be installed: tzip/legacy/mixing/compiled.py); the same numbers either way."""
         self.hist = hist
         self.components = [CountModel(hist, 2), CountModel(hist, 4), MatchModel(hist, 6)]
         self._chain = None

@@ -1,6 +1,6 @@
 """The adaptive models' chain compiled with numba (optional, like jitstep): Mixer's steps.
 
-tzip/mixing/counts.py and tzip/mixing/match.py run a few dozen small int64 numpy operations per step,
+counts.py and match.py run a few dozen small int64 numpy operations per step,
 whose fixed cost is most of their time. These loops compute the same integers from the
 same state arrays (numpy's int64 // and >> floor like these do), so either
 implementation can code a block and the other decode it; tests/test_mixer.py compares

@@ -1,4 +1,4 @@
-"""Fixed-point arithmetic shared by the adaptive components of tzip/mixing/__init__.py: exact int64
+"""Fixed-point arithmetic shared by the adaptive components of __init__.py: exact int64
 numpy operations, so encoder and decoder compute the same numbers on every machine."""
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ where they last occurred in any stream of the block, among the bytes already cod
 (every stream up to the previous step); the byte that followed them then is the guess.
 While guesses keep coming true the model follows the same copy. Its trust is a weight
 per bucket of (match length, how likely the mixture so far finds the guess), learned as
-in tzip/mixing/__init__.py; the match length of a fresh candidate is the number of bytes before it
+in __init__.py; the match length of a fresh candidate is the number of bytes before it
 that agree with the stream's own, up to VERIFY.
 """
 from __future__ import annotations

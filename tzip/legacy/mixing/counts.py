@@ -4,7 +4,7 @@ PPM's insight, kept small: a file's own statistics (a transcript's prompts, Lisp
 parentheses, a bibliography's field names) are learned after a few occurrences, while
 the fixed transformer may never have seen such text. Counts live in one table per order,
 shared by all streams of the block; a row is halved when its total passes LIMIT, so it
-follows recent text. Mixed in as in tzip/mixing/__init__.py, with a weight per bucket of (how much
+follows recent text. Mixed in as in __init__.py, with a weight per bucket of (how much
 the row has seen, how sure it is of its favourite byte).
 """
 from __future__ import annotations
