@@ -300,8 +300,8 @@ def test_memory_estimates_keep_no_stepper_alive(tiny):
     from tzip.limits import decode_memory
     e = Engine(tiny)
     stepper = e.backend("numpy", "stepper")
-    first = decode_memory(stepper, tiny.cfg, 3, 50)
-    assert decode_memory(stepper, tiny.cfg, 3, 50) == first
+    first = decode_memory(stepper, tiny.cfg, 3, 50, 0)
+    assert decode_memory(stepper, tiny.cfg, 3, 50, 0) == first
     gone = weakref.ref(stepper)
     del e, stepper
     gc.collect()
