@@ -60,8 +60,9 @@ def _heavy() -> None:
     global codec, Engine, registry
     if codec is not None:
         return
-    from . import threads
+    from . import jitcache, threads
     threads.before_loading()
+    jitcache.prepare()  # numba's cache folder, before any compiled module loads
     from . import codec as _codec
     from .engine import Engine as _Engine
     from .model import registry as _registry

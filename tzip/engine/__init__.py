@@ -87,7 +87,9 @@ def numba_available() -> bool:
     """Whether the compiled loops can run (numba installed and importable)."""
     try:
         from .compiled import score, step  # noqa: F401
-    except Exception:  # not installed, or unusable here: the other backends compute the same
+    except Exception as exc:  # not installed, or unusable here: the other backends compute the same
+        from ..jitcache import unusable
+        unusable(exc)  # one line on stderr: never silently slow
         return False
     return True
 
