@@ -468,15 +468,6 @@ def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_first_run_notice_knows_a_cold_numba_cache(tmp_path, monkeypatch):
-    import importlib.util
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty"))
-    assert cli.numba_cache_cold() == (importlib.util.find_spec("numba") is not None)
-    (tmp_path / "empty" / "x").mkdir(parents=True)
-    (tmp_path / "empty" / "x" / "kernels.head-77.py311.nbi").write_bytes(b"")
-    assert not cli.numba_cache_cold()
-
-
 def test_models_lists_the_search_path_and_says_when_empty(tmp_path, monkeypatch, tiny):
     from tzip import modelpath
     monkeypatch.setenv("TZIP_MODELS", str(tmp_path))

@@ -676,7 +676,13 @@ def list_models(verbose):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args):
     """Train a model from a config: tzip train --config models/NAME.json --out DIR [--resume DIR]."""
-    from .training.train import main as train_main
+    try:
+        from .training.train import main as train_main
+    except ImportError as e:  # PyTorch is an extra
+        if e.name != "torch":
+            raise
+        _say("tzip train needs PyTorch, which is not installed: pip install 'tzip[torch]'")
+        sys.exit(1)
     sys.exit(train_main(list(args)))
 
 

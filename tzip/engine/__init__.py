@@ -35,7 +35,7 @@ from typing import ContextManager, Protocol
 import numpy as np
 
 from .. import threads
-from ..device import Device
+from ..device import Device, need_torch, torch_installed
 from ..errors import TzipError
 from ..model.intmodel import IntModel
 from .weights import Weights
@@ -134,6 +134,9 @@ class Engine:
 
     def _build(self, key: str):
         w = self.weights
+        if key in ("reference", "torch-scorer", "torch-stepper", "graph-stepper"):
+            want = preferred()
+            need_torch(f"the {key.split('-')[0]} backend" + (f" (TZIP_BACKEND={want})" if want != "auto" else ""))
         if key == "reference":
             threads.before_torch()  # the thread policy, before PyTorch loads
             from .reference import Engine as Reference
@@ -195,6 +198,9 @@ class Engine:
             return "numba"
         if want == "torch":
             return "torch"
+        if want == "auto" and cpu and not torch_installed() and self.compiled(kind, 1 << 62) \
+                and self._numba_can(kind):
+            return "numba"  # PyTorch is an extra (tzip[torch]): the compiled loops, whatever the size
         if kind == "stepper" and (want == "graph" or (self.device.type == "cuda" and TUNING["cuda_graphs"])):
             return "graph"
         if kind == "stepper" and cpu and (want == "numpy" or streams < TUNING["numpy_below"]):
