@@ -132,91 +132,107 @@ def test_cache_folder_is_numbas_own(fresh, tmp_path):
     assert fresh._cache_folder(src, str(tmp_path)) == tmp_path / _CacheLocator.get_suitable_cache_subpath(str(src))
 
 
-# ---- a read-only install, run as a user who cannot write it (root writes anywhere)
+# ---- a read-only install, with HOME read-only: as a user who cannot write there, or, for
+# root (who writes anywhere), behind read-only mounts in a mount namespace of its own
 
 
-def _readonly_install(root: Path) -> Path:
-    """A copy of the package in root/site, read-only, without its caches."""
-    site = root / "site"
+def _can_unshare() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _run(root: Path, tmp_writable: bool) -> subprocess.CompletedProcess:
+    """tzip -1 -v -c on a copy of the package in root/site; HOME (root/home) read-only, and
+    the temporary folder (root/tmp) too unless tmp_writable."""
+    site, home, tmp = root / "site", root / "home", root / "tmp"
     shutil.copytree(Path(jitcache.__file__).parent, site / "tzip",
                     ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
-    return site
-
-
-def _as_user(root: Path):
-    """preexec for a subprocess that cannot write what root wrote (nobody, when we are root)."""
-    if os.getuid() != 0:
-        return None, lambda p: p.chmod(p.stat().st_mode & ~0o222)
-
-    def drop():
-        os.setgid(65534)
-        os.setuid(65534)
-    return drop, lambda p: None
-
-
-def _run(site: Path, home: Path, tmp: Path, data: Path, preexec) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_", "TZIP_"))}
-    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")
-    return subprocess.run([sys.executable, "-m", "tzip", "-1", "-v", "-c", str(data)], env=env,
-                          cwd=str(tmp.parent), capture_output=True, preexec_fn=preexec, timeout=900)
-
-
-def _setup(tmp_writable: bool):
-    """In the system's temporary folder: a user we switch to must reach it."""
-    if os.getuid() == 0:
-        try:
-            ok = subprocess.run([sys.executable, "-c", "import numba"], capture_output=True,
-                                preexec_fn=_as_user(Path("/"))[0]).returncode == 0
-        except OSError:
-            ok = False
-        if not ok:
-            pytest.skip("root writes anywhere, and user nobody cannot run this Python")
-    root = Path(tempfile.mkdtemp(prefix="tzip-ro-"))
-    root.chmod(0o755)
-    site = _readonly_install(root)
-    home, tmp = root / "home", root / "tmp"
     home.mkdir()
     tmp.mkdir()
     data = root / "in.txt"
     data.write_bytes(b"a read-only install still runs the compiled loops\n" * 20)
-    data.chmod(0o644)
-    preexec, make_readonly = _as_user(root)
-    for p in [*site.rglob("*"), site, home]:
-        make_readonly(p)
-    if os.getuid() == 0:  # nobody may write only the temporary folder (when it should)
-        tmp.chmod(0o777 if tmp_writable else 0o755)
-    elif not tmp_writable:
-        make_readonly(tmp)
-    return root, site, home, tmp, data, preexec
+    readonly = [site, home] + ([] if tmp_writable else [tmp])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_", "TZIP_"))}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PYTHONPATH=str(site), PYTHONDONTWRITEBYTECODE="1")
+    # tempfile passes over an unwritable TMPDIR for /tmp: the temporary folder is pinned
+    pin = "import sys, tempfile, runpy; tempfile.tempdir = sys.argv.pop(1); runpy.run_module('tzip', run_name='__main__')"
+    cmd = [sys.executable, "-c", pin, str(tmp), "-1", "-v", "-c", str(data)]
+    if os.getuid() == 0:
+        if not _can_unshare():
+            pytest.skip("root writes anywhere, and no mount namespace to make folders read-only")
+        mounts = " && ".join(f"mount --bind {p} {p} && mount -o remount,bind,ro {p}" for p in readonly)
+        cmd = ["unshare", "-m", "sh", "-c", f'{mounts} && exec "$@"', "sh", *cmd]
+    else:
+        for p in readonly:
+            subprocess.run(["chmod", "-R", "a-w", str(p)], check=True)
+    try:
+        return subprocess.run(cmd, env=env, cwd=str(root), capture_output=True, timeout=1200)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(root)])
 
 
 @needs_numba
 @pytest.mark.slow
-def test_read_only_install_with_unwritable_home_runs_the_compiled_loops():
-    root, site, home, tmp, data, preexec = _setup(tmp_writable=True)
-    try:
-        r = _run(site, home, tmp, data, preexec)
-        err = r.stderr.decode()
-        assert r.returncode == 0, err
-        assert "(compiled)" in err and "reference" not in err, err  # -v names the path
-        assert err.count("\n") == 1, err  # the -v line alone: no warning
-        assert any(tmp.rglob("*.nbi"))  # cached in the private temporary folder
-    finally:
-        subprocess.run(["chmod", "-R", "u+w", str(root)])
-        shutil.rmtree(root)
+def test_read_only_install_with_unwritable_home_runs_the_compiled_loops(tmp_path):
+    r = _run(tmp_path, tmp_writable=True)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    assert "(compiled)" in err and "reference" not in err, err  # -v names the path
+    assert err.count("\n") == 1, err  # the -v line alone: no warning
+    assert any((tmp_path / "tmp").rglob("*.nbi"))  # cached in the private temporary folder
 
 
 @needs_numba
 @pytest.mark.slow
-def test_nothing_writable_says_so_in_one_line():
-    root, site, home, tmp, data, preexec = _setup(tmp_writable=False)
-    try:
-        r = _run(site, home, tmp, data, preexec)
-        err = r.stderr.decode()
-        assert r.returncode == 0, err
-        lines = err.splitlines()
-        assert len(lines) == 2 and "compiled again on every run" in lines[0], err
-        assert "(compiled)" in lines[1], err  # still the compiled path, uncached
-    finally:
-        subprocess.run(["chmod", "-R", "u+w", str(root)])
-        shutil.rmtree(root)
+def test_nothing_writable_says_so_in_one_line(tmp_path):
+    r = _run(tmp_path, tmp_writable=False)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and "compiled again on every run" in lines[0], err
+    assert "(compiled)" in lines[1], err  # still the compiled path, uncached
+
+
+# ---- the progress bar's first-run notice
+
+
+class _Tty:
+    """A stderr that says it is a terminal, keeping what tqdm writes."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("job", ["compress", "decompress"])
+@pytest.mark.parametrize("cold", [True, False])
+def test_the_first_run_notice_is_true_both_ways(monkeypatch, job, cold):
+    """Decompression too: its first run compiled under the label "loading model"."""
+    from tzip import cli
+    asked = []
+    monkeypatch.setattr(jitcache, "cold", lambda j="compress": asked.append(j) or cold)
+    err = _Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    with cli._progress(100, False, "working", job):
+        pass
+    assert asked == [job]
+    assert ("preparing compiled CPU loops (first run only)" in err.text) == cold, err.text
+    assert ("loading model" in err.text) == (not cold), err.text
+
+
+@needs_numba
+def test_version_says_which_path_runs():
+    r = subprocess.run([sys.executable, "-m", "tzip", "-V"], capture_output=True, timeout=300)
+    out = r.stdout.decode()
+    assert r.returncode == 0 and "compiled CPU loops: numba" in out and "cache:" in out, out
