@@ -148,26 +148,33 @@ def numba() -> ModuleType:
     return nb
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ImportError) and getattr(exc, "name", None) in ("numba", "llvmlite"):
+        return "numba is not installed"
+    return (f"{type(exc).__name__}: {exc}".splitlines() or [type(exc).__name__])[0]
+
+
 def unusable(exc: BaseException) -> None:
     """The compiled loops could not load: say why, once, on stderr (never silently slow)."""
     global _why_not
     if _why_not is None:
-        missing = isinstance(exc, ImportError) and getattr(exc, "name", None) in ("numba", "llvmlite")
-        _why_not = "numba is not installed" if missing else f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _why_not = _reason(exc)
     _say(f"compiled CPU loops unavailable ({_why_not}): the slower reference path runs")
 
 
 def describe() -> str:
-    """Which CPU path runs, and where its compiled loops are cached (tzip -V): without
-    importing numba (which costs a process a second)."""
+    """Which CPU path runs, and where its compiled loops are cached (tzip -V). numba is
+    imported (not compiled) to find out: an installed numba can still refuse to load (a
+    numpy it does not support)."""
+    global _why_not
+    if _why_not is None:
+        try:
+            numba()
+        except Exception as exc:
+            _why_not = _reason(exc)
     if _why_not is not None:
         return f"compiled CPU loops: off ({_why_not}); the slower reference path runs"
-    try:
-        version = importlib.metadata.version("numba")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    if version is None or importlib.util.find_spec("numba") is None:
-        return "compiled CPU loops: off (numba is not installed); the slower reference path runs"
+    version = importlib.metadata.version("numba")
     chosen = prepare()
     where = ("beside the package" if chosen is None else chosen) if chosen != "" else \
         "nowhere writable: compiled on every run"
