@@ -382,7 +382,7 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
     from contextlib import contextmanager
 
     @contextmanager
-    def fake_progress(total, quiet, desc):
+    def fake_progress(total, quiet, desc, job="compress"):
         ticks = []
         seen.append((desc, total, ticks))
         yield ticks.append

@@ -198,8 +198,8 @@ class Engine:
             return "numba"
         if want == "torch":
             return "torch"
-        if want == "auto" and cpu and not torch_installed() and self.compiled(kind, 1 << 62) \
-                and self._numba_can(kind):
+        if (want == "auto" or (want == "numpy" and kind == "scorer")) and cpu and not torch_installed() \
+                and numba_available() and self._numba_can(kind):
             return "numba"  # PyTorch is an extra (tzip[torch]): the compiled loops, whatever the size
         if kind == "stepper" and (want == "graph" or (self.device.type == "cuda" and TUNING["cuda_graphs"])):
             return "graph"
