@@ -19,7 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pytest  # noqa: E402
 
-from helpers import make_model, repo_text
+from helpers import repo_text, tiny_model
 from tzip.model.intmodel import IntModel
 
 
@@ -30,12 +30,12 @@ def text() -> bytes:
 
 @pytest.fixture(scope="session")
 def tiny() -> IntModel:
-    return make_model(1, "tiny-a", text=repo_text())
+    return tiny_model(1, "tiny-a", text=repo_text())
 
 
 @pytest.fixture(scope="session")
 def tiny_b() -> IntModel:
-    return make_model(2, "tiny-b", text=repo_text())
+    return tiny_model(2, "tiny-b", text=repo_text())
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import functools
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="needs PyTorch (pip install 'tzip[torch]')")
 
 from helpers import SHAPES, inputs, make_model, tables_scored, tables_stepped
 from tzip.engine import TUNING, Engine, numba_available

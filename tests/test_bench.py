@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import download, run  # noqa: E402
+from helpers import needs_torch  # noqa: E402
 from bench.inputs import sample_files  # noqa: E402
 from bench import corpora  # noqa: E402
 
@@ -270,6 +271,7 @@ def test_interrupted_run_counts_the_failures_it_saw(tmp_path, no_corpora, monkey
 
 
 @pytest.mark.slow
+@needs_torch  # bench/ab.py's measuring process imports torch (older checkouts need it)
 def test_ab_compares_two_checkouts_and_their_archives(tmp_path):
     """bench.ab times each side in fresh processes and says whether the archives match."""
     from bench import ab

@@ -1,6 +1,7 @@
 """The command line as a user meets it: files, pipes, flags, exit codes, one-line errors."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import stat
 import subprocess
@@ -151,11 +152,21 @@ def test_usage_error_exit_code(txt, tiny_path):
     assert code == 2 and "Traceback" not in err
 
 
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="training needs PyTorch")
 def test_train_help_shows_the_training_options():
     """`tzip train --help` reaches the training command's own options (resume, lr...)."""
     r = CliRunner().invoke(main, ["train", "--help"])
     assert r.exit_code == 0
     assert "--config" in r.output and "--resume" in r.output and "--lr" in r.output
+
+
+def test_train_without_torch_says_which_extra_in_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError(name="torch")
+    for m in [m for m in sys.modules if m.startswith("tzip.training")]:
+        monkeypatch.delitem(sys.modules, m)
+    r = CliRunner().invoke(main, ["train", "--config", "x.json"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.output.strip().count("\n") == 0 and "pip install 'tzip[torch]'" in r.output, r.output
 
 
 def test_stream_count_outside_the_format_is_a_usage_error(txt, tiny_path):
@@ -381,7 +392,7 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
     from contextlib import contextmanager
 
     @contextmanager
-    def fake_progress(total, quiet, desc):
+    def fake_progress(total, quiet, desc, job="compress"):
         ticks = []
         seen.append((desc, total, ticks))
         yield ticks.append
@@ -477,15 +488,6 @@ def test_signals_remove_temporary_files(tmp_path, tiny_path, sig, code):
     assert p.returncode == code, err
     assert b"Traceback" not in err and err.strip().count(b"\n") == 0
     assert list(tmp_path.iterdir()) == []
-
-
-def test_first_run_notice_knows_a_cold_numba_cache(tmp_path, monkeypatch):
-    import importlib.util
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "empty"))
-    assert cli.numba_cache_cold() == (importlib.util.find_spec("numba") is not None)
-    (tmp_path / "empty" / "x").mkdir(parents=True)
-    (tmp_path / "empty" / "x" / "kernels.head-77.py311.nbi").write_bytes(b"")
-    assert not cli.numba_cache_cold()
 
 
 def test_models_lists_the_search_path_and_says_when_empty(tmp_path, monkeypatch, tiny):

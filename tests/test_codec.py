@@ -6,6 +6,8 @@ import io
 
 import pytest
 
+from helpers import HAVE_TORCH, needs_torch
+
 from tzip import codec
 from tzip.container import PROFILES
 from tzip.engine import TUNING, Engine, numba_available
@@ -59,13 +61,14 @@ def test_archives_do_not_depend_on_the_compression_pass_length(tiny, text, monke
     assert codec.encode_cm(short, data, lengths) == want
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("backend", [pytest.param("torch", marks=needs_torch), "numpy",
+                                     pytest.param("numba", marks=needs_numba)])
 def test_every_backend_makes_and_reads_the_same_archives(tiny, text, monkeypatch, backend):
     """TZIP_BACKEND picks the model's backend (format 3's adaptive models follow
     TZIP_CM): 1 byte, more streams than steps, a short last stream, a few contexts."""
     cases = [(text[:1], None), (text[:40], 7), (text[:300], 3), (bytes(range(256)) * 3, 5),
              (text[:2500], 3)]
-    monkeypatch.setenv("TZIP_BACKEND", "torch")
+    monkeypatch.setenv("TZIP_BACKEND", "torch" if HAVE_TORCH else "numba")  # the reference
     monkeypatch.setenv("TZIP_CM", "reference")
     e = Engine(tiny)
     want = []
@@ -120,7 +123,7 @@ def _cm_items(tiny, text):
     return e, out
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "numba", pytest.param("torch", marks=needs_torch)])
 def test_lockstep_group_decodes_each_block_as_alone(tiny, text, monkeypatch, backend):
     """One stepper state for all blocks' streams: the same bytes as each block alone,
     whichever backend steps them."""

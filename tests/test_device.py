@@ -31,7 +31,7 @@ def test_no_gpu_is_known_without_torch(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert not device.gpu_possible() and not device.cuda_available()
     assert device.resolve("auto") == "cpu" and "torch" not in sys.modules
-    with pytest.raises(ModelError, match="no CUDA GPU"):
+    with pytest.raises(ModelError, match="no CUDA GPU|needs PyTorch"):
         device.resolve("cuda")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     monkeypatch.setattr(device, "DRIVER_FILES", ())
@@ -59,3 +59,34 @@ def test_thread_count_without_torch(monkeypatch):
     monkeypatch.setattr(threads, "_count", None)
     assert threads.count() == 4
 
+
+
+def _no_torch(monkeypatch):
+    """A process where PyTorch is not installed (it is the extra tzip[torch])."""
+    import tzip.engine as engine
+    monkeypatch.setattr(device, "torch_installed", lambda: False)
+    monkeypatch.setattr(engine, "torch_installed", lambda: False)
+    return engine
+
+
+def test_without_torch_the_torch_paths_name_the_extra_in_one_line(monkeypatch, tiny):
+    engine = _no_torch(monkeypatch)
+    with pytest.raises(ModelError, match=r"^--device cuda needs PyTorch, which is not installed: "
+                                         r"pip install 'tzip\[torch\]'$"):
+        device.resolve("cuda")
+    assert not device.cuda_available() and device.resolve("auto") == "cpu"
+    monkeypatch.setenv("TZIP_BACKEND", "torch")
+    with pytest.raises(ModelError, match=r"TZIP_BACKEND=torch\) needs PyTorch.*tzip\[torch\]"):
+        engine.Engine(tiny).scorer(1, 10)
+
+
+def test_without_torch_small_blocks_take_the_compiled_loops(monkeypatch, tiny):
+    """With PyTorch, a block too small to be worth loading numba takes torch; without it,
+    the compiled loops, for coding and decoding."""
+    engine = _no_torch(monkeypatch)
+    if not engine.numba_available():
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(engine, "compiled_loaded", lambda: False)
+    e = engine.Engine(tiny)
+    assert e.choose("scorer", 1, 10) == "numba"
+    assert e.choose("stepper", 1, 10) in ("numba", "vnni")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs PyTorch (pip install 'tzip[torch]')")
 
 from helpers import SHAPES, make_model
 from tzip.engine import Engine

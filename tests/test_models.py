@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import importlib.util
+
 import pytest
-import torch
 
 import tzip
 
@@ -28,7 +29,7 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
-    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")])]
+    pytest.mark.gpu, pytest.mark.skipif(importlib.util.find_spec("torch") is None or not __import__("torch").cuda.is_available(), reason="no CUDA GPU")])]
 
 
 @pytest.mark.parametrize("device", DEVICES)

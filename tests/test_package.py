@@ -36,6 +36,19 @@ def test_every_package_is_listed_and_the_models_are_package_data():
     assert scripts == {"tzip": "tzip.entry:tzip", "tzcat": "tzip.entry:tzcat"}
 
 
+def test_torch_is_an_extra_not_a_dependency():
+    """pip install tzip on a CPU machine brings no PyTorch (the index's default torch build
+    drags in about 3 GB of CUDA packages); the GPU, training and the torch reference engine
+    come with tzip[torch] (or tzip[gpu])."""
+    project = _pyproject()["project"]
+    names = {d.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+             for d in project["dependencies"]}
+    assert names == {"numpy", "numba", "constriction", "click", "tqdm"}
+    extras = project["optional-dependencies"]
+    assert extras["torch"] == extras["gpu"] == ["torch>=2.4"]
+    assert {"pytest", "hypothesis"} <= {d.split(">")[0] for d in extras["test"]}
+
+
 def test_markers_are_registered():
     markers = " ".join(_pyproject()["tool"]["pytest"]["ini_options"]["markers"])
     for m in ("slow:", "gpu:", "bench:"):
@@ -83,6 +96,11 @@ def test_wheel_ships_models_and_works_installed(tmp_path, text):
               "tzip/modelpath.py", "tzip/cli.py"):
         assert n in names, n
     assert not any("/logs/" in n for n in names)
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [line for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
+                if line.startswith("Requires-Dist:")]
+    torch = [line for line in requires if line.split()[1].lower().startswith("torch")]
+    assert torch and all("extra ==" in line for line in torch), requires  # only with [torch]/[gpu]
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                     str(wheel)], check=True, capture_output=True, timeout=300)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("torch", reason="training needs PyTorch (pip install 'tzip[torch]')")
+
 import tzip
 from tzip.model.intmodel import IntModel
 from tzip.training.convert import calibration_windows, convert

@@ -62,8 +62,9 @@ def _heavy() -> None:
     global codec, Engine, Plan, registry
     if codec is not None:
         return
-    from . import threads
+    from . import jitcache, threads
     threads.before_loading()
+    jitcache.prepare()  # numba's cache folder, before any compiled module loads
     from . import codec as _codec
     from .engine import Engine as _Engine
     from .engine.plan import Plan as _Plan

@@ -22,20 +22,17 @@ the engine loads when a command first needs a model.
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
-import importlib.util
 import os
 import re
 import signal
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 import click
 
-from . import __version__, api, modelpath, output, threads
+from . import __version__, api, jitcache, modelpath, output, threads
 from .errors import TzipError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -87,20 +84,8 @@ def _clean(msg: str) -> str:
 # ---------------------------------------------------------------- progress
 
 
-def numba_cache_cold() -> bool:
-    """Whether the compiled CPU loops will be compiled rather than loaded from numba's
-    cache (numba installed, and no cache index beside their sources)."""
-    if importlib.util.find_spec("numba") is None:
-        return False
-    roots = [Path(api.__file__).parent / sub for sub in ("engine/compiled", "cm")]
-    custom = os.environ.get("NUMBA_CACHE_DIR")
-    if custom:  # numba then keeps every cache there
-        return not (Path(custom).is_dir() and any(Path(custom).rglob("*.nbi")))
-    return not all(any((root / "__pycache__").glob("*.nbi")) for root in roots)
-
-
 @contextmanager
-def _progress(total: int | None, quiet: bool, desc: str):
+def _progress(total: int | None, quiet: bool, desc: str, job: str = "compress"):
     """A tqdm bar on stderr, only when stderr is a terminal and -q was not given. Until the
     first bytes are done it says what the wait is for (loading the model; compiling the
     CPU loops on a first run)."""
@@ -108,7 +93,7 @@ def _progress(total: int | None, quiet: bool, desc: str):
         yield None
         return
     from tqdm import tqdm
-    first = "preparing compiled CPU loops (first run only)" if numba_cache_cold() else "loading model"
+    first = "preparing compiled CPU loops (first run only)" if jitcache.cold(job) else "loading model"
     with tqdm(total=total, unit="B", unit_scale=True, desc=first, file=sys.stderr, leave=False) as bar:
         started = False
 
@@ -327,7 +312,8 @@ class Job:
                 return fout.n
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
-            with _progress(total, self.quiet, f"{verb} {_shown(name)}") as tick:
+            with _progress(total, self.quiet, f"{verb} {_shown(name)}",
+                           "compress" if self.mode == "compress" else "decompress") as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)
                 elif dst is None:
@@ -570,11 +556,9 @@ class _Workers:
 
 
 def _compiled_loops() -> str:
-    """What --version says of the optional compiled CPU loops (tzip/engine/compiled/)."""
-    try:
-        return f"compiled CPU loops: numba {importlib.metadata.version('numba')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "compiled CPU loops: off (pip install 'tzip[fast]' for faster CPU coding)"
+    """What --version says of the compiled CPU loops: which path runs, and where numba
+    caches them (tzip/jitcache.py)."""
+    return jitcache.describe()
 
 
 # ---------------------------------------------------------------- the group
@@ -827,7 +811,13 @@ def list_models(verbose):
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def train(args):
     """Train a model from a config: tzip train --config models/NAME.json --out DIR [--resume DIR]."""
-    from .training.train import main as train_main
+    try:
+        from .training.train import main as train_main
+    except ImportError as e:  # PyTorch is an extra
+        if e.name != "torch":
+            raise
+        _say("tzip train needs PyTorch, which is not installed: pip install 'tzip[torch]'")
+        sys.exit(1)
     sys.exit(train_main(list(args)))
 
 

@@ -33,6 +33,18 @@ class Device(str):
         return int(i) if i else None
 
 
+def torch_installed() -> bool:
+    """Whether PyTorch is installed (an extra: pip install 'tzip[torch]'), without loading it."""
+    import importlib.util
+    return "torch" in sys.modules or importlib.util.find_spec("torch") is not None
+
+
+def need_torch(what: str) -> None:
+    """ModelError (one line) when `what` needs PyTorch and it is not installed."""
+    if not torch_installed():
+        raise ModelError(f"{what} needs PyTorch, which is not installed: pip install 'tzip[torch]'")
+
+
 def gpu_possible() -> bool:
     """False when PyTorch certainly sees no GPU (no driver, none visible, macOS); True when
     only PyTorch can tell."""
@@ -49,7 +61,7 @@ def gpu_possible() -> bool:
 
 def cuda_available() -> bool:
     """Whether PyTorch sees a CUDA GPU; PyTorch is loaded only where one may exist."""
-    if not gpu_possible():
+    if not gpu_possible() or not torch_installed():
         return False
     from . import threads
     threads.before_torch()
@@ -65,6 +77,8 @@ def resolve(device: object = "auto") -> Device:
         return Device("cuda" if cuda_available() else "cpu")
     if not _NAME.fullmatch(name):
         raise ModelError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    if name.startswith("cuda"):
+        need_torch(f"--device {name}")
     if name.startswith("cuda") and not cuda_available():
         raise ModelError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
     return Device(name)

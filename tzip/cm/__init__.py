@@ -48,7 +48,9 @@ class CorruptPayload(ValueError):
 def numba_available() -> bool:
     try:
         from . import jit  # noqa: F401
-    except Exception:  # numba missing or unusable: the reference computes the same
+    except Exception as exc:  # numba missing or unusable: the reference computes the same
+        from ..jitcache import unusable
+        unusable(exc)  # one line on stderr: never silently slow
         return False
     return True
 

@@ -15,12 +15,14 @@ reference and compiled payloads different).
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from .. import jitcache
 from . import tables as T
 from .state import (ERR, NPAY, POS, SC_C, SC_CMAP, SC_CTXH, SC_CUM, SC_SLOT, SC_X, X, X1, X2, CMState, Match,
                     Mixed, Picked)
+
+numba = jitcache.numba()  # its cache folder chosen first (tzip/jitcache.py)
 
 # Without numba's reference counting (_nrt=False): nothing here allocates an array, and
 # with it every phase that takes the state (a tuple of 31 arrays) paid 31 atomic increments
@@ -31,7 +33,7 @@ try:  # (a numba without the option computes the same, slower)
     _NO_REFCOUNTS = {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
 except ImportError:
     _NO_REFCOUNTS = {}
-_OPTIONS = dict(cache=True, nogil=True, boundscheck=False, **_NO_REFCOUNTS)
+_OPTIONS = dict(cache=jitcache.caching(), nogil=True, boundscheck=False, **_NO_REFCOUNTS)
 _jit = numba.njit(**_OPTIONS)
 # a phase: inlined into code_byte by numba, so splitting the byte into phases costs nothing
 _phase = numba.njit(**_OPTIONS, inline="always")

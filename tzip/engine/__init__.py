@@ -33,9 +33,9 @@ from typing import ContextManager, Protocol
 import numpy as np
 
 from .. import threads
-from ..device import Device
+from ..device import Device, need_torch
 from ..model.intmodel import IntModel
-from .plan import BACKENDS, TUNING, Plan  # noqa: F401 (TUNING: the one table, read by the plan)
+from .plan import BACKENDS, TUNING, Plan, wanted_backend  # noqa: F401 (TUNING: the one table, read by the plan)
 from .weights import Weights
 
 
@@ -62,7 +62,9 @@ def numba_available() -> bool:
     """Whether the compiled loops can run (numba installed and importable)."""
     try:
         from .compiled import score, step  # noqa: F401
-    except Exception:  # not installed, or unusable here: the other backends compute the same
+    except Exception as exc:  # not installed, or unusable here: the other backends compute the same
+        from ..jitcache import unusable
+        unusable(exc)  # one line on stderr: never silently slow
         return False
     return True
 
@@ -90,6 +92,9 @@ class Engine:
 
     def _build(self, key: str):
         w = self.weights
+        if key in ("reference", "torch-scorer", "torch-stepper", "graph-stepper"):
+            want = wanted_backend()
+            need_torch(f"the {key.split('-')[0]} backend" + (f" (TZIP_BACKEND={want})" if want != "auto" else ""))
         if key == "reference":
             threads.before_torch()  # the thread policy, before PyTorch loads
             from .reference import Reference

@@ -30,6 +30,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from ..device import torch_installed
 from ..errors import TzipError
 
 # Speed-only numbers (docs/performance.md has the evidence for each).
@@ -101,6 +102,8 @@ def choose(kind: str, want: str, device_type: str, can: Callable[[str, str], boo
             return "graph"
         if device_type == "cpu" and want != "torch":
             return "numpy"
+    if device_type == "cpu" and want != "torch" and not torch_installed() and can("numba", kind):
+        return "numba"  # PyTorch is an extra (tzip[torch]): passes take the compiled loops
     return "torch"
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+from ... import jitcache
+
+numba = jitcache.numba()  # its cache folder chosen first (tzip/jitcache.py)
+jit = numba.njit(cache=jitcache.caching(), nogil=True, boundscheck=False)
 
 # For loops whose sums and maxima run in vector registers (reassoc) with fused
 # multiply-adds (contract): every product that is added to something is an exact product
@@ -23,7 +25,7 @@ jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 # finite (nnan, ninf) and integers, for which the sign of a zero never matters (nsz). No
 # flag that would turn a division into a reciprocal multiply; loops with divisions do not
 # take it.
-jit_exact = numba.njit(cache=True, nogil=True, boundscheck=False,
+jit_exact = numba.njit(cache=jitcache.caching(), nogil=True, boundscheck=False,
                        fastmath={"reassoc", "contract", "nnan", "ninf", "nsz"})
 
 

@@ -25,12 +25,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
 
-from .kernels import jit
+from ... import jitcache
+
+jitcache.prepare()  # numba's cache folder, before numba loads (tzip/jitcache.py)
+from llvmlite import ir  # noqa: E402
+from numba import types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic, models, register_model  # noqa: E402
+
+from .kernels import jit  # noqa: E402
 
 LANES = 16  # int32 lanes of a 512-bit vector
 BLOCK = 32  # outputs per tile: two vectors

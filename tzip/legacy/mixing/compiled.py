@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
+from ... import jitcache
 from . import counts, match
 from .fixedpoint import _GOLDEN, _PRIME, MAX_W, ONE, RATE_SHIFT
 
-_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+numba = jitcache.numba()  # its cache folder chosen first (tzip/jitcache.py)
+_jit = numba.njit(cache=jitcache.caching(), nogil=True, boundscheck=False)
 
 
 @_jit
