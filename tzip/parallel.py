@@ -342,9 +342,9 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                    block_size: int = BLOCK_SIZE, format: int | None = None, force: bool = False,
                    progress: Progress = None, in_flight: int | None = None,
                    ray_options: dict | None = None) -> list[Path]:
-    """Compress each file to FILE.tz beside it (atomically, keeping its permission bits),
-    the blocks of all files coded by one pool of workers (or Ray) so that many small files
-    keep every worker busy as well as one large file does. Each archive is byte-identical
+    """Compress each file to FILE.tz beside it (atomically, with its permission bits and
+    times), the blocks of all files coded by one pool of workers (or Ray) so that many small
+    files keep every worker busy as well as one large file does. Each archive is byte-identical
     to tzip.compress_file's. An existing FILE.tz is an error unless force. Returns the
     archives written, in order; on an error, archives finished before it stay, the one
     being written is removed. Without force, an archive that another process creates
@@ -412,8 +412,9 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
                      workers: int = 0, ray: str | None = None, device: str = "auto",
                      force: bool = False, progress: Progress = None, in_flight: int | None = None,
                      ray_options: dict | None = None) -> list[Path]:
-    """Decompress each FILE.tz to FILE (atomically, after verification, keeping its
-    permission bits), the blocks of all archives decoded by one pool of workers (or Ray).
+    """Decompress each FILE.tz to FILE (atomically, after verification, with its
+    permission bits and times), the blocks of all archives decoded by one pool of workers
+    (or Ray).
     The checks of tzip.decompress_file for each; an error names the archive. An existing
     FILE is an error unless force. Returns the files written; on an error, files finished
     before it stay, the one being written is removed. Without force, a file that another
