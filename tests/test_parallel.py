@@ -355,3 +355,71 @@ def test_a_worker_sets_its_threads_before_torch_loads():
                        env=dict(os.environ, PYTHONPATH=root))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
+
+
+# ---- files are written as tzip.compress_file and the CLI write them (tzip/output.py) ----
+def _dead_pid() -> int:
+    import subprocess
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_files_appearing_during_the_run_are_kept_without_force(tiny, text, tmp_path, workers):
+    """compress_files / decompress_files never replace a file that another process made
+    while they wrote it (issue 29): the run fails, that file stays, no temporary is left."""
+    src = tmp_path / "a.txt"
+    body = text[:3 * BS]
+    src.write_bytes(body)
+    tz = tmp_path / "a.txt.tz"
+
+    def theirs(n: int) -> None:  # another writer, while the blocks are coded
+        if not tz.exists():
+            tz.write_bytes(b"theirs")
+
+    with pytest.raises(TzipError, match="a.txt.tz already exists"):
+        parallel.compress_files([src], tiny, workers=workers, device="cpu", block_size=BS,
+                                progress=theirs)
+    assert tz.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "a.txt.tz"]
+    # with force it is replaced
+    tz.unlink()
+    parallel.compress_files([src], tiny, workers=workers, device="cpu", block_size=BS,
+                            progress=theirs, force=True)
+    archive = tz.read_bytes()
+    assert archive == tzip.compress(body, tiny, device="cpu", block_size=BS)
+
+    src.unlink()
+
+    def theirs_too(n: int) -> None:
+        if not src.exists():
+            src.write_bytes(b"theirs")
+
+    with pytest.raises(TzipError, match="a.txt already exists"):
+        parallel.decompress_files([tz], tiny, workers=workers, device="cpu", progress=theirs_too)
+    assert src.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "a.txt.tz"]
+
+
+def test_files_keep_times_and_mode_and_stale_temporaries_go(tiny, text, tmp_path, monkeypatch):
+    """The outputs get the input's permission bits and times (as the CLI gives them); a
+    temporary file that a killed run left in the folder is removed; the run leaves none."""
+    from tzip import output
+    monkeypatch.setattr(output, "_cleaned", set())
+    src = tmp_path / "a.txt"
+    src.write_bytes(text[:1500])
+    os.chmod(src, 0o640)
+    os.utime(src, ns=(1_000_000_000_123, 1_500_000_000_456))
+    stale = tmp_path / f".a.txt.tz.tzip_{output._this_host()}_{_dead_pid()}_0badf00d.tmp"
+    stale.write_bytes(b"x")
+    [tz] = parallel.compress_files([src], tiny, workers=1, device="cpu", block_size=BS)
+    st = os.stat(tz)
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_mtime_ns == 1_500_000_000_456
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "a.txt.tz"]
+    os.utime(tz, ns=(2_000_000_000_000, 2_500_000_000_000))
+    src.unlink()
+    parallel.decompress_files([tz], tiny, workers=1, device="cpu")
+    st = os.stat(src)
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_mtime_ns == 2_500_000_000_000
+    assert src.read_bytes() == text[:1500]

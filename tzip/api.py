@@ -45,6 +45,7 @@ from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes fo
 from .errors import TzipError, WrongModel
 from .limits import OutputLimit, Progress
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
+from .output import checked
 
 if TYPE_CHECKING:
     import torch
@@ -145,7 +146,9 @@ class Compressor:
                                    alone=self.engine is None, mixer=self.plan.mixer)
 
     def compress_stream(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
-        """Compress everything readable from fin into fout; returns the bytes read."""
+        """Compress everything readable from fin into fout; returns the bytes read. Every
+        write to fout is complete or an error (output.checked: raw files, short counts)."""
+        fout = checked(fout)
         w = self.writer()
         fout.write(w.begin())
         reader = Reader(fin)
@@ -245,7 +248,9 @@ class Decompressor:
 
         Archives one after another (`cat a.tz b.tz`) decode one after another, as gzip, xz
         and zstd do; anything else after an archive is an error (tzip/archive.py). Every
-        block is verified against its checksum before it is written."""
+        block is verified against its checksum before it is written, and every write to
+        fout is complete or an error (output.checked)."""
+        fout = checked(fout)
         self._limit = OutputLimit(self.max_output, self.max_ratio)  # for all the members
         try:
             return sum(self._decode_member(m, fout, progress) for m in ArchiveReader(fin).members())
@@ -254,7 +259,7 @@ class Decompressor:
 
     def decompress_member(self, fin: BinaryIO, fout: BinaryIO, progress: Progress = None) -> int:
         """Decompress one archive from fin, reading no byte past its end."""
-        return self._decode_member(Member(fin), fout, progress)
+        return self._decode_member(Member(fin), checked(fout), progress)
 
     def _decode_member(self, member: Member, fout: BinaryIO, progress: Progress) -> int:
         """The blocks of one archive decoded into fout, context-mixed model blocks in

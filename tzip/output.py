@@ -107,6 +107,20 @@ class CheckedWriter:
                 raise _named(e, self.name) from None
 
 
+def checked(f: BinaryIO, name: str | None = None) -> CheckedWriter:
+    """f as a CheckedWriter (f itself when it is one already): the library's stream writers
+    (tzip.compress_stream and the rest, TzipFile) write through this, so that a raw file or
+    one that returns short counts gets every byte or an error. name defaults to f's name."""
+    if isinstance(f, CheckedWriter):
+        return f
+    if name is None:
+        n = getattr(f, "name", None)
+        if isinstance(n, bytes):
+            n = os.fsdecode(n)
+        name = n if isinstance(n, str) and n else "output"
+    return CheckedWriter(f, name)
+
+
 def write_all(f: BinaryIO, data: bytes, name: str) -> None:
     """Write all of data to f (short writes and full non-blocking pipes handled), or raise
     OSError naming name."""

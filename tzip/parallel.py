@@ -22,8 +22,9 @@ block_size bytes plus its coded form. Workers are started with the "spawn" metho
 (forking a process whose torch/numba thread pools exist is unsafe), load the model once
 each, run with cores // workers threads, and ignore SIGINT: the parent handles Ctrl-C and
 errors by terminating the pool and re-raising at once. A worker that dies raises
-WorkerDied. Partial output is the caller's concern: write through a temporary file
-(tzip.api.atomic_write; compress_files does).
+WorkerDied. Every write to fout is complete or an error (output.checked). Partial output
+is the caller's concern: write through a temporary file (tzip/output.py's atomic_write or
+TempOutput; compress_files and decompress_files do, as tzip.compress_file and the CLI).
 
 The Ray backend (tzip/cluster.py) feeds the same pipeline with Ray tasks.
 """
@@ -34,7 +35,6 @@ import multiprocessing
 import os
 import signal
 import stat
-import tempfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -46,6 +46,7 @@ from .api import (BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, for
 from .archive import ArchiveReader, Member, Writer
 from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Reader
 from .errors import CorruptArchive, TzipError
+from .output import TempOutput, checked
 from .pipeline import JOBS, Backend, WorkerDied, ordered, setup_worker
 
 __all__ = ["compress_stream", "decompress_stream", "compress_files", "decompress_files",
@@ -206,6 +207,7 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
     w = _writer(model, format)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
+    fout = checked(fout)
 
     def body(be: Backend) -> int:
         fout.write(w.begin())
@@ -246,6 +248,7 @@ def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *,
     first = next(members)  # a bad header fails here, before any worker starts
     backend, n = _backend("decompress", model, device, {}, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
+    fout = checked(fout)
 
     def body(be: Backend) -> int:
         jobs = ((None, ("decode", blk, m.header)) for m in itertools.chain([first], members)
@@ -314,26 +317,24 @@ def _walk(top: Path, compressing: bool, report) -> Iterator[Path]:
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
 
 
-class _Out:
-    """An output file written through a temporary file beside it, renamed on close."""
+def _output(src: Path, dst: Path, force: bool) -> TempOutput:
+    """dst written through a temporary file (tzip/output.py: checked writes, stale
+    temporary files of killed runs removed), given src's permission bits and times as
+    tzip.compress_file and the CLI give them; it replaces an existing dst only if force."""
+    st = os.stat(src)
+    return TempOutput(dst, source_mode(src), replace=force, times=(st.st_atime_ns, st.st_mtime_ns))
 
-    def __init__(self, dst: Path, mode: int):
-        self.dst, self.mode = dst, mode
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp",
-                                        dir=dst.parent or ".")
-        self.f = os.fdopen(fd, "wb")
 
-    def commit(self) -> None:
-        self.f.close()
-        os.chmod(self.tmp, self.mode)
-        os.replace(self.tmp, self.dst)
-
-    def discard(self) -> None:
-        self.f.close()
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
+def _publish(out: TempOutput) -> None:
+    """out.commit(), an output that appeared meanwhile (without force) a TzipError: it is
+    kept, and the temporary file removed."""
+    try:
+        out.commit()
+    except FileExistsError as e:
+        if e.filename != str(out.dst):
+            raise
+        raise TzipError(f"{out.dst} already exists (made while tzip was writing it; use "
+                        "force=True / -f to overwrite)") from None
 
 
 def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, workers: int = 0,
@@ -341,12 +342,13 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                    block_size: int = BLOCK_SIZE, format: int | None = None, force: bool = False,
                    progress: Progress = None, in_flight: int | None = None,
                    ray_options: dict | None = None) -> list[Path]:
-    """Compress each file to FILE.tz beside it (atomically, keeping its permission bits),
-    the blocks of all files coded by one pool of workers (or Ray) so that many small files
-    keep every worker busy as well as one large file does. Each archive is byte-identical
+    """Compress each file to FILE.tz beside it (atomically, with its permission bits and
+    times), the blocks of all files coded by one pool of workers (or Ray) so that many small
+    files keep every worker busy as well as one large file does. Each archive is byte-identical
     to tzip.compress_file's. An existing FILE.tz is an error unless force. Returns the
     archives written, in order; on an error, archives finished before it stay, the one
-    being written is removed."""
+    being written is removed. Without force, an archive that another process creates
+    while this one is written is kept, and this run fails (never replaces it)."""
     paths = [Path(p) for p in paths]
     dsts = [p.with_name(p.name + ".tz") for p in paths]
     if not force:
@@ -358,13 +360,13 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         c = Compressor(model, device=device, **opts)
         for src, dst in zip(paths, dsts):
             with open(src, "rb") as fin:
-                out = _Out(dst, source_mode(src))
+                out = _output(src, dst, force)
                 try:
                     c.compress_stream(fin, out.f, progress)
                 except BaseException:
                     out.discard()
                     raise
-                out.commit()
+                _publish(out)
         return dsts
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
@@ -385,7 +387,9 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         try:
             for (what, i, x), blk in ordered(jobs(), be, limit):
                 if what == "start":
-                    out, w = _Out(dsts[i], source_mode(paths[i])), Writer(writer.header.model_name, writer.header.model_digest, writer.version)
+                    out = _output(paths[i], dsts[i], force)
+                    w = Writer(writer.header.model_name, writer.header.model_digest,
+                               writer.version)
                     out.f.write(w.begin())
                 elif what == "block":
                     out.f.write(w.add(blk))
@@ -393,8 +397,8 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                         progress(x)
                 else:
                     out.f.write(w.finish())
-                    out.commit()
-                    out = None
+                    done, out = out, None
+                    _publish(done)
         except BaseException:
             if out is not None:
                 out.discard()
@@ -408,11 +412,13 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
                      workers: int = 0, ray: str | None = None, device: str = "auto",
                      force: bool = False, progress: Progress = None, in_flight: int | None = None,
                      ray_options: dict | None = None) -> list[Path]:
-    """Decompress each FILE.tz to FILE (atomically, after verification, keeping its
-    permission bits), the blocks of all archives decoded by one pool of workers (or Ray).
+    """Decompress each FILE.tz to FILE (atomically, after verification, with its
+    permission bits and times), the blocks of all archives decoded by one pool of workers
+    (or Ray).
     The checks of tzip.decompress_file for each; an error names the archive. An existing
     FILE is an error unless force. Returns the files written; on an error, files finished
-    before it stay, the one being written is removed."""
+    before it stay, the one being written is removed. Without force, a file that another
+    process creates while this one is written is kept, and this run fails."""
     paths = [Path(p) for p in paths]
     for src in paths:
         if src.suffix != ".tz":
@@ -426,7 +432,7 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
         d = Decompressor(model, device=device)
         for src, dst in zip(paths, dsts):
             with open(src, "rb") as fin:
-                out = _Out(dst, source_mode(src))
+                out = _output(src, dst, force)
                 try:
                     d.decompress_stream(fin, out.f, progress)
                 except TzipError as e:
@@ -435,7 +441,7 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
                 except BaseException:
                     out.discard()
                     raise
-                out.commit()
+                _publish(out)
         return dsts
     backend, n = _backend("decompress", model, device, {}, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
@@ -459,14 +465,14 @@ def decompress_files(paths: Iterable[str | Path], model: ModelSpec = None, *,
         try:
             for (what, i), data in ordered(jobs(), be, limit):
                 if what == "start":
-                    out = _Out(dsts[i], source_mode(paths[i]))
+                    out = _output(paths[i], dsts[i], force)
                 elif what == "block":
                     out.f.write(data)
                     if progress:
                         progress(len(data))
                 else:
-                    out.commit()
-                    out = None
+                    done, out = out, None
+                    _publish(done)
         except BaseException:
             if out is not None:
                 out.discard()

@@ -23,7 +23,7 @@ import builtins
 import io
 import os
 
-from . import api
+from . import api, output
 from .archive import Member, follows
 from .container import MAGIC, VERSION, Block, Reader
 from .errors import CorruptArchive
@@ -228,6 +228,10 @@ class TzipFile(io.BufferedIOBase):
             else:
                 self._comp = TzipCompressor(model, device=device, streams=streams,
                                             block_size=block_size)
+                # every write complete or an error, also into a raw file or one that
+                # returns short counts
+                named = isinstance(self.name, (str, bytes)) and self.name
+                self._out = output.checked(self._fp, os.fsdecode(self.name) if named else None)
         except BaseException:
             if self._close_fp:
                 self._fp.close()
@@ -308,7 +312,7 @@ class TzipFile(io.BufferedIOBase):
             if self._mode == "r":
                 self._reader.close()
             else:
-                self._fp.write(self._comp.flush())
+                self._out.write(self._comp.flush())
         finally:
             try:
                 if self._close_fp:
@@ -356,7 +360,7 @@ class TzipFile(io.BufferedIOBase):
         data = memoryview(data).cast("B")
         out = self._comp.compress(bytes(data))
         if out:
-            self._fp.write(out)
+            self._out.write(out)
         self._pos += len(data)
         return len(data)
 
