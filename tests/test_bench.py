@@ -476,3 +476,16 @@ def test_redraw_draws_the_levels_chart_of_a_finished_run(tmp_path, no_corpora):
     (out / "levels.png").unlink()
     assert report.redraw(out) == ["bpb.png", "speed.png", "levels.png"]
     assert (out / "levels.png").stat().st_size > 0 and "![levels.png]" in (out / "results.md").read_text()
+
+
+def test_cpu_seconds_resolve_a_short_call():
+    """A call of about 2 ms of CPU is not rounded to 0 or 10 ms (os.times() ticks)."""
+    from bench import measure
+    import time
+
+    def spin():
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.002:
+            pass
+    _, _, _, cpu = measure.best_of_cpu(spin)
+    assert 0.0015 < cpu < 0.0099
