@@ -64,15 +64,19 @@ def _total(rows: list[dict], key: str) -> tuple[float | None, float | None, floa
     return 8 * comp / orig, orig / cs / 1000, orig / ds / 1000
 
 
-def dominated(doc: dict, tzip_tools: list[str], groups: list[str]) -> list[dict]:
+def dominated(doc: dict, tzip_tools: list[str], groups: list[str],
+              aliases: dict[str, tuple[str, ...]] | None = None) -> list[dict]:
     """For each tzip tool and group: the other tools that are smaller and faster over the
-    files the tzip tool ran on (faster to compress, to decompress, or both)."""
+    files the tzip tool ran on (faster to compress, to decompress, or both). aliases name
+    a set of groups as one (text: calgary and canterbury)."""
+    aliases = aliases or {}
     ok = [r for r in doc["results"] if r["status"] == "ok"]
     tools = [t["name"] for t in doc["tools"] if t["available"]]
     out = []
     for g in groups:
         for t in tzip_tools:
-            files = {r["file"] for r in ok if r["tool"] == t and r["group"] == g}
+            members = aliases.get(g, (g,))
+            files = {r["file"] for r in ok if r["tool"] == t and r["group"] in members}
             if not files:
                 continue
             mine = _total([r for r in ok if r["tool"] == t and r["file"] in files], t)
@@ -93,7 +97,36 @@ def dominated(doc: dict, tzip_tools: list[str], groups: list[str]) -> list[dict]
     return out
 
 
-def markdown(rows: list[dict], dom: list[dict], fast: str, default: str | None) -> str:
+def ladder(doc: dict, tzip_tools: list[str], panels: dict[str, tuple[str, ...]]) -> list[dict]:
+    """Each tzip tool on each panel (a name -> its groups): bpb, wall-clock KB/s and KB per
+    CPU second both ways, over the files it ran on (CPU: all threads of the process; on a
+    loaded machine wall-clock speed also counts the waiting for a core)."""
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    out = []
+    for t in tzip_tools:
+        for name, groups in panels.items():
+            rows = [r for r in ok if r["tool"] == t and r["group"] in groups]
+            if not rows:
+                continue
+            orig = sum(r["original_bytes"] for r in rows)
+            bpb, ck, dk = _total(rows, t)
+            cpu = {}
+            for ph in ("compress", "decompress"):
+                vals = [r.get(f"{ph}_cpu_s") for r in rows]
+                cpu[ph] = orig / sum(vals) / 1000 if None not in vals and sum(vals) else None
+            out.append({"tool": t, "panel": name, "files": len(rows), "bytes": orig, "bpb": bpb,
+                        "compress_kbps": ck, "decompress_kbps": dk,
+                        "compress_kb_per_cpu_s": cpu["compress"],
+                        "decompress_kb_per_cpu_s": cpu["decompress"]})
+    return out
+
+
+def _k(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def markdown(rows: list[dict], dom: list[dict], fast: str, default: str | None,
+             steps: list[dict] | None = None) -> str:
     lines = [f"## {fast} against PPMd at its best order, per file", "",
              f"PPMd var. I, {PPMD_MEM >> 20} MiB, orders {PPMD_ORDERS[0]}..{PPMD_ORDERS[-1]} "
              "(best per file); bytes are whole outputs (tzip: the archive with its header, "
@@ -118,6 +151,17 @@ def markdown(rows: list[dict], dom: list[dict], fast: str, default: str | None) 
                         for b in d["dominated_by"]) or "none"
         lines.append(f"| {d['group']} | {d['tool']} | {d['files']} | {d['bpb']:.3f} | "
                      f"{d['compress_kbps']:.3g} | {d['decompress_kbps']:.3g} | {who} |")
+    if steps:
+        lines += ["", "## The ladder", "",
+                  "KB = 1000 bytes of original; KB/s: wall clock; KB/CPU s: per second of CPU "
+                  "time, all threads.", "",
+                  "| tzip tool | files | bytes | bpb | compress KB/s | decompress KB/s | "
+                  "compress KB/CPU s | decompress KB/CPU s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for s in steps:
+            lines.append(f"| {s['tool']} | {s['panel']}: {s['files']} | {s['bytes']:,} | "
+                         f"{s['bpb']:.3f} | {_k(s['compress_kbps'])} | {_k(s['decompress_kbps'])} | "
+                         f"{_k(s['compress_kb_per_cpu_s'])} | {_k(s['decompress_kb_per_cpu_s'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -140,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     default = args.default if args.default in tzips else None
     groups = [g for g in dict.fromkeys(r["group"] for r in doc["results"])]
-    text = markdown(per_file(doc, args.fast, default), dominated(doc, tzips, groups),
-                    args.fast, default)
+    text_groups = tuple(g for g in groups if g in TEXT_GROUPS)
+    panels = ({"text": text_groups} if text_groups else {}) | \
+        {g: (g,) for g in groups if g not in TEXT_GROUPS}
+    text = markdown(per_file(doc, args.fast, default),
+                    dominated(doc, tzips, (["text"] if text_groups else []) + groups,
+                              aliases={"text": text_groups}),
+                    args.fast, default, ladder(doc, tzips, panels))
     print(text, end="")
     if args.out:
         args.out.write_text(text)
