@@ -63,17 +63,22 @@ def quick_files() -> tuple[list[Input], str | None]:
 
 
 def corpus_files(name: str, groups: list[str] | None, all_kinds: bool) -> list[Input]:
-    """The files of a registered corpus; raises CorpusNotFound when some are missing."""
-    try:
-        corpus = corpora.get(name)
-    except corpora.UnknownCorpus as e:
-        raise UsageError(str(e)) from None
-    files = list(corpus.files)
+    """The files of a registered corpus, or of several ("bench,structured": one run, so
+    one machine state, for groups of different corpora); raises CorpusNotFound when some
+    are missing."""
+    files, known = [], []
+    for one in [n.strip() for n in name.split(",") if n.strip()]:
+        try:
+            corpus = corpora.get(one)
+        except corpora.UnknownCorpus as e:
+            raise UsageError(str(e)) from None
+        files += list(corpus.files)
+        known += [g for g in corpus.groups if g not in known]
     if groups:
-        unknown = sorted(set(groups) - set(corpus.groups))
+        unknown = sorted(set(groups) - set(known))
         if unknown:
             raise UsageError(f"--group {','.join(unknown)}: not in corpus {name!r} "
-                             f"(its groups: {', '.join(corpus.groups)})")
+                             f"(its groups: {', '.join(known)})")
         files = [f for f in files if f.group in groups]
     if not all_kinds:
         files = [f for f in files if f.kind == "text"]

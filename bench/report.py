@@ -48,9 +48,12 @@ def aggregates(results: list[dict], tool_names: list[str]) -> list[dict]:
     says whether that was every file."""
     out = []
     for group in _groups(results) + ["all"]:
+        in_group = {r["file"] for r in results if group in ("all", r["group"])}
         for tool in tool_names:
             rows = [r for r in results if r["tool"] == tool and group in ("all", r["group"])]
-            out.append({"group": group, "tool": tool, **_total(rows)})
+            # a tool run on part of the group (--subset) is totalled over its own files
+            out.append({"group": group, "tool": tool, **_total(rows),
+                        "group_files": len(in_group), "subset": len(rows) < len(in_group)})
     return out
 
 
@@ -113,6 +116,10 @@ def markdown(doc: dict) -> str:
         cells, n, size = [], 0, 0
         for t in tools:
             a = agg.get((g, t))
+            if a and a.get("subset"):  # over other files than the row: shown, never best
+                cells.append((f"{a['bpb']:.3f} ({a['files']} of {a['group_files']} files)"
+                              if a["complete"] else "incomplete", None))
+                continue
             n, size = (a["files"], a["original_bytes"]) if a and a["complete"] else (n, size)
             cells.append((f"{a['bpb']:.3f}", a["bpb"]) if a and a["complete"] else
                          ("incomplete" if a else "", None))
@@ -127,6 +134,8 @@ def markdown(doc: dict) -> str:
     for t in tools:
         a = agg[("all", t)]
         bpb = f"{a['bpb']:.3f}" if a["complete"] else f"({a['files_ok']} of {a['files']} ok)"
+        if a.get("subset") and a["complete"]:
+            bpb += f" ({a['files']} of {a['group_files']} files)"
         gpu = ""
         if a["compress_gpu_peak"] is not None:
             gpu = (f" (GPU {_mib(a['compress_gpu_peak'])} / "
@@ -203,7 +212,69 @@ def charts(doc: dict, out_dir: Path) -> tuple[list[str], list[str]]:
     fig.tight_layout()
     fig.savefig(out_dir / "speed.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return ["bpb.png", "speed.png"], []
+    levels_chart(doc, out_dir / "levels.png", plt)
+    return ["bpb.png", "speed.png", "levels.png"], []
+
+
+TEXT_GROUPS = ("canterbury", "calgary")  # drawn as one panel: the bench's text group
+
+
+def level_panels(doc: dict) -> list[tuple[str, list[dict]]]:
+    """(title, points) per panel of levels.png: Calgary and Canterbury together, then each
+    other group. A point is one tool's total over the panel's files that it ran on:
+    {"tool", "label", "tzip", "bpb", "decompress_kbps", "compress_kbps", "files",
+    "panel_files"}; a tool run on a --subset is labelled with its share of the files."""
+    ok = [r for r in doc["results"] if r["status"] == "ok"]
+    groups = _groups(ok)
+    text = [g for g in groups if g in TEXT_GROUPS]
+    panels = ([(" + ".join(g.capitalize() for g in text) + " text", text)] if text else []) \
+        + [(g, [g]) for g in groups if g not in text]
+    kinds = {t["name"]: t["kind"] for t in doc["tools"]}
+    out = []
+    for title, members in panels:
+        rows = [r for r in ok if r["group"] in members]
+        n_files = len({r["file"] for r in rows})
+        points = []
+        for t in [t["name"] for t in doc["tools"] if t["available"]]:
+            mine = [r for r in rows if r["tool"] == t]
+            total = _total(mine)
+            if not mine or not total["decompress_kbps"]:
+                continue
+            label = t if len(mine) == n_files else f"{t} ({len(mine)} of {n_files} files)"
+            points.append({"tool": t, "label": label, "tzip": kinds.get(t) == "tzip",
+                           "bpb": total["bpb"], "decompress_kbps": total["decompress_kbps"],
+                           "compress_kbps": total["compress_kbps"], "files": len(mine),
+                           "panel_files": n_files})
+        out.append((f"{title} ({n_files} files)", points))
+    return out
+
+
+def levels_chart(doc: dict, path: Path, plt) -> None:
+    """levels.png: decompression speed (log x) against bits per byte, one panel per group
+    (Calgary + Canterbury text, then e.g. structured): where each tzip level stands among
+    the classic tools. tzip's levels are stars joined from fastest to smallest."""
+    panels = level_panels(doc)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.8), squeeze=False)
+    for ax, (title, points) in zip(axes[0], panels):
+        tz = sorted((p for p in points if p["tzip"]), key=lambda p: -p["decompress_kbps"])
+        if len(tz) > 1:
+            ax.plot([p["decompress_kbps"] for p in tz], [p["bpb"] for p in tz], color="C3",
+                    lw=1, alpha=0.6, zorder=1)
+        for p in points:
+            ax.scatter(p["decompress_kbps"], p["bpb"], marker="*" if p["tzip"] else "o",
+                       s=110 if p["tzip"] else 36, color="C3" if p["tzip"] else "C0", zorder=2)
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("decompression speed, KB/s (log scale)")
+        ax.set_ylabel("bits per byte (lower is better)")
+        ax.grid(alpha=0.3, which="both")
+        lo, hi = (min(p["decompress_kbps"] for p in points), max(p["decompress_kbps"] for p in points)) \
+            if points else (1, 10)
+        ax.set_xlim(lo / 2, hi * 6)  # room for the labels right of the points
+        _label_points(fig, ax, [(p["label"], p["decompress_kbps"], p["bpb"]) for p in points])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _label_points(fig, ax, points: list[tuple[str, float, float]]) -> None:
@@ -235,3 +306,25 @@ def emit_markdown(lines: list[str], out: "Path | None") -> int:
     if out:
         out.write_text(text)
     return 0
+
+
+def redraw(out_dir: Path) -> list[str]:
+    """Draws a finished run's charts again and rewrites its results.md (a run made before
+    a chart existed, or one whose charts were skipped); returns the chart files."""
+    import json
+    path = Path(out_dir) / "results.json"
+    doc = json.loads(path.read_text())
+    doc["charts"], notes = charts(doc, Path(out_dir))
+    doc["notes"] = [n for n in doc["notes"] if not n.startswith("charts skipped")] + notes
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    (Path(out_dir) / "results.md").write_text(markdown(doc))
+    return doc["charts"]
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "results.json").is_file():
+        print("usage: python -m bench.report RUN_DIR   (a folder with a results.json: draws its "
+              "charts again and rewrites results.md)", file=sys.stderr)
+        sys.exit(2)
+    print("\n".join(redraw(Path(sys.argv[1]))))

@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
         description="Benchmark tzip models against classic compressors; every result is "
                     "round-trip verified. `python -m bench download NAME` fetches a corpus.")
     sel = p.add_argument_group("files")
-    sel.add_argument("--corpus", help="a registered corpus (default: bench; see corpora/README.md)")
+    sel.add_argument("--corpus", help="a registered corpus, or several comma-separated "
+                                      "(default: bench; see corpora/README.md)")
     sel.add_argument("--group", help="only these groups of the corpus, comma-separated "
                                      "(bench: canterbury,calgary,large,enwik)")
     sel.add_argument("--files", nargs="+", metavar="PATH", help="your own files instead")
@@ -50,9 +51,14 @@ def parser() -> argparse.ArgumentParser:
                          "using {in} and {out}; may be repeated")
     tl.add_argument("--tools-config", type=Path, metavar="FILE.json",
                     help='more tools: {"NAME": {"compress": CMD, "decompress": CMD}}')
-    tl.add_argument("--models", help="tzip models, comma-separated names (or .npz paths), or "
+    tl.add_argument("--models", help="tzip models, comma-separated names (or .npz paths; "
+                                     "tzip-1: level 1, the context mixer alone), or "
                                      "'none' (default: every installed model; --quick: "
                                      "tzip-small)")
+    tl.add_argument("--subset", action="append", default=[], metavar="TOOL=FILES",
+                    help="run TOOL only on these files (group names, group/file labels or "
+                         "file names, comma-separated), e.g. a slow model on part of a "
+                         "corpus; its totals then say 'N of M files'; may be repeated")
     tl.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device for tzip models (default: auto)")
     run = p.add_argument_group("running")
@@ -101,9 +107,11 @@ def select_models(args: argparse.Namespace) -> list[str]:
         return []
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:
-        if n not in installed and not (n.endswith(".npz") and Path(n).is_file()):
+        if (n not in installed and n not in tools.LEVELS
+                and not (n.endswith(".npz") and Path(n).is_file())):
             raise UsageError(f"--models: model {n!r} is not installed in {models.models_dir()} "
-                             f"(installed: {', '.join(installed) or 'none'}; or give an .npz path)")
+                             f"(installed: {', '.join(installed) or 'none'}; levels without a "
+                             f"model: {', '.join(tools.LEVELS)}; or give an .npz path)")
     return names
 
 
@@ -137,6 +145,28 @@ def describe_selection(args: argparse.Namespace) -> str | None:
     if args.quick and not args.corpus and not args.group:
         return "quick set"
     return f"corpus {args.corpus or 'bench'}" + (f", groups {args.group}" if args.group else "")
+
+
+def parse_subsets(args: list[str], tool_names: list[str]) -> dict[str, set[str]]:
+    """--subset TOOL=SEL,SEL... -> {tool: selectors}; a selector is a group, a group/file
+    label or a file name."""
+    out: dict[str, set[str]] = {}
+    for arg in args:
+        name, eq, sels = arg.partition("=")
+        name = name.strip()
+        chosen = {x.strip() for x in sels.split(",") if x.strip()}
+        if not eq or not chosen:
+            raise UsageError(f"--subset {arg!r}: expected 'TOOL=FILE_OR_GROUP,...'")
+        if name not in tool_names:
+            raise UsageError(f"--subset {arg!r}: no tool {name!r} in this run "
+                             f"(tools: {', '.join(tool_names)})")
+        out.setdefault(name, set()).update(chosen)
+    return out
+
+
+def in_subset(subsets: dict[str, set[str]], tool: str, inp: Input) -> bool:
+    sel = subsets.get(tool)
+    return sel is None or bool({inp.group, inp.label, inp.name} & sel)
 
 
 def _first_difference(a: bytes, b: bytes) -> int:
@@ -187,6 +217,7 @@ def measure_one(tool: Tool, inp: Input, data: bytes, inline: bool, timeout: floa
         rec[f"{name}_peak_rss"] = ph.peak_rss
         rec[f"{name}_rss_before"] = ph.rss_before
         rec[f"{name}_gpu_peak"] = ph.gpu_peak
+        rec[f"{name}_cpu_s"] = ph.cpu_seconds
     if out == data:
         rec["status"] = "ok"
     else:
@@ -230,6 +261,9 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
         device = str(models.resolve_device(args.device))
         for spec in model_specs:
             tool = tools.tzip_tool(spec, device)
+            if spec in tools.LEVELS:  # no model file: nothing for the models table
+                model_tools.append(tool)
+                continue
             try:
                 infos.append(model_info(spec))
             except ModelError as e:
@@ -242,7 +276,16 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise UsageError(f"tool name(s) used twice: {', '.join(dupes)}")
+    subsets = parse_subsets(args.subset, names)
     files, notes = select_inputs(args)
+    for name, sel in subsets.items():
+        unknown = sel - {x for f in files for x in (f.group, f.label, f.name)}
+        if unknown:
+            raise UsageError(f"--subset {name}: {', '.join(sorted(unknown))} not among the "
+                             "selected files")
+        n = sum(in_subset(subsets, name, f) for f in files)
+        notes.append(f"{name} ran on a subset: {n} of {len(files)} files "
+                     f"({', '.join(sorted(sel))})")
     limit = args.limit_bytes or (QUICK_LIMIT if args.quick else None)
     for inp in files:
         inp.read()
@@ -268,6 +311,7 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
                          "groups": args.group, "all_kinds": args.all_kinds, "quick": args.quick,
                          "limit_bytes": limit, "device": args.device, "device_resolved": device,
                          "inline": args.inline, "timeout_s": timeout,
+                         "subsets": {k: sorted(v) for k, v in subsets.items()},
                          "memory": report.MEMORY_NOTE_INLINE if args.inline else report.MEMORY_NOTE},
             "tools": [t.to_json() for t in chosen],
             "skipped": [{"tool": t.name, "note": t.note} for t in skipped],
@@ -289,6 +333,8 @@ def execute(args: argparse.Namespace, argv: list[str]) -> int:
             data = inp.read(limit)
             _log(args.quiet, f"[{i}/{len(files)}] {inp.label} ({len(data):,} bytes)")
             for t in active:
+                if not in_subset(subsets, t.name, inp):
+                    continue
                 rec = measure_one(t, inp, data, args.inline, timeout, codecs)
                 results.append(rec)
                 _log(args.quiet, f"    {_line(rec)}")

@@ -148,7 +148,18 @@ class TzipCodec:
         self.decompress(self.compress(b"warm-up text for the model\n" * 64))
 
 
+# tzip levels that run no model file, by tool name -> the model spec tzip.compress takes
+# (tzip -1 codes with the context mixer alone: tzip/cm/alone.py); the other levels run a
+# model and are benched by its name (tzip-small for -2..-8, tzip-large for -9)
+LEVELS = {"tzip-1": "none"}
+LEVEL_LABELS = {"tzip-1": "tzip -1: the context mixer alone, no transformer"}
+
+
 def tzip_tool(model: str, device: str) -> Tool:
+    """A tzip model by name or .npz path, or a level of LEVELS by its tool name."""
+    if model in LEVELS:
+        return Tool(model, f"{LEVEL_LABELS[model]}, device {device}", "tzip",
+                    {"tzip": LEVELS[model], "device": device})
     return Tool(Path(model).stem if model.endswith(".npz") else model,
                 f"tzip, model {Path(model).stem}, device {device}", "tzip",
                 {"tzip": model, "device": device})

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.measure import best_of, gpu_phase, Phase
+from bench.measure import best_of_cpu, gpu_phase, Phase
 from bench.tools import make_codec
 
 
@@ -52,15 +52,16 @@ def main(argv: list[str]) -> int:
     rss_before = proc_status("VmRSS")
 
     def run() -> tuple[bytes, Phase]:
-        out, seconds, reps = best_of(lambda: fn(data))
-        return out, Phase(seconds, reps)
+        out, seconds, reps, cpu = best_of_cpu(lambda: fn(data))
+        return out, Phase(seconds, reps, cpu_seconds=cpu)
 
     out, ph = gpu_phase(job["spec"], run)
     peak = proc_status("VmHWM")
     Path(job["output"]).write_bytes(out)
     Path(job["result"]).write_text(json.dumps({"seconds": ph.seconds, "reps": ph.reps,
                                                "peak_rss": peak, "rss_before": rss_before,
-                                               "gpu_peak": ph.gpu_peak}))
+                                               "gpu_peak": ph.gpu_peak,
+                                               "cpu_seconds": ph.cpu_seconds}))
     return 0
 
 

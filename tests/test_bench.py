@@ -364,3 +364,130 @@ def test_train_data_drops_benchmark_files_and_copies(tmp_path):
     assert not {str(src / n) for n in ("a_bench.csv", "b_shares.csv", "d_copy.csv")} & set(taken)
     assert fresh in lzma.decompress((out / "csv.txt.xz").read_bytes())
     assert b"\r\n" in lzma.decompress((out / "crlf.txt.xz").read_bytes())
+
+
+def test_level_one_runs_as_a_tool_without_a_model_file(tmp_path, no_corpora):
+    """tzip -1 (the context mixer alone) is benched as tool tzip-1: no model to report."""
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "tzip-1", "--tools", "gzip",
+                        "--inline", "--limit-bytes", "300")
+    assert rc == 0
+    (t,) = [t for t in doc["tools"] if t["kind"] == "tzip"]
+    assert t["name"] == "tzip-1" and t["spec"]["tzip"] == "none"
+    assert {r["tool"] for r in doc["results"] if r["status"] == "ok"} == {"tzip-1", "gzip"}
+    assert doc["models"] == [] and "context mixer alone" in md
+
+
+def test_subset_runs_a_tool_on_part_of_the_files(tmp_path, no_corpora):
+    """--subset: the tool measures only the files named; its totals say over how many, and
+    are never marked best against tools that ran on every file."""
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip,bzip2",
+                        "--inline", "--limit-bytes", "300", "--subset", "bzip2=notes.txt")
+    assert rc == 0
+    assert [r["file"] for r in doc["results"] if r["tool"] == "bzip2"] == ["sample/notes.txt"]
+    assert len([r for r in doc["results"] if r["tool"] == "gzip"]) == 3
+    totals = {(a["group"], a["tool"]): a for a in doc["aggregates"]}
+    assert totals[("sample", "bzip2")]["subset"] and not totals[("sample", "gzip")]["subset"]
+    total_row = next(line for line in md.splitlines() if line.startswith("| **sample total**"))
+    assert "(1 of 3 files)" in total_row and "**" not in total_row.split("|")[-2]
+    assert any("bzip2 ran on a subset: 1 of 3 files" in n for n in doc["notes"])
+    rc, _, _ = bench(tmp_path / "bad", "--quick", "--models", "none", "--tools", "gzip",
+                     "--inline", "--subset", "gzip=nosuch.txt")
+    assert rc == 2
+
+
+def test_phases_record_cpu_seconds(tmp_path, no_corpora):
+    """CPU seconds beside wall seconds, for library codecs and, with GNU time, commands."""
+    from bench import measure
+    rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "gzip",
+                       "--inline", "--limit-bytes", "300", "--tool", f"gz={GZIP_PAIR}")
+    assert rc == 0
+    for r in doc["results"]:
+        if r["tool"] == "gzip" or measure.gnu_time():
+            assert r["compress_cpu_s"] >= 0 and r["decompress_cpu_s"] >= 0
+    assert measure._gnu_time_report("2048 0.50 0.25\n") == (2 << 20, 0.75)
+    assert measure._gnu_time_report("Command terminated by signal 9\n10 0.1 0.0") == (10240, 0.1)
+    assert measure._gnu_time_report("") == (None, None)
+
+
+def test_several_corpora_in_one_run(monkeypatch):
+    """--corpus bench,structured: groups of two corpora in one run (one machine state)."""
+    from bench import inputs
+    monkeypatch.setattr(corpora, "search_roots", lambda: [REPO / "corpora"])
+    files = inputs.corpus_files("bench,structured", ["structured"], False)
+    assert files and {f.group for f in files} == {"structured"}
+    with pytest.raises(run.UsageError, match="calgary, canterbury, enwik, large, structured"):
+        inputs.corpus_files("bench,structured", ["nosuch"], False)
+
+
+def _doc(rows: list[tuple[str, str, str, int, float]]) -> dict:
+    """A results document from (file, group, tool, compressed bytes, seconds) rows of
+    1000-byte files; tools named tzip-* are tzip tools."""
+    tools = list(dict.fromkeys(r[2] for r in rows))
+    return {"tools": [{"name": t, "kind": "tzip" if t.startswith("tzip") else "python",
+                       "available": True} for t in tools],
+            "files": [{"file": f, "group": g} for f, g in dict.fromkeys((r[0], r[1]) for r in rows)],
+            "results": [{"file": f, "group": g, "tool": t, "status": "ok", "original_bytes": 1000,
+                         "compressed_bytes": c, "bpb": 8 * c / 1000, "compress_s": s,
+                         "decompress_s": s} for f, g, t, c, s in rows]}
+
+
+def test_levels_chart_panels_join_the_text_groups():
+    from bench import report
+    doc = _doc([("canterbury/a", "canterbury", "tzip-1", 250, 0.01),
+                ("calgary/b", "calgary", "tzip-1", 250, 0.01),
+                ("calgary/b", "calgary", "gzip", 400, 0.001),
+                ("canterbury/a", "canterbury", "gzip", 400, 0.001),
+                ("calgary/b", "calgary", "tzip-small", 200, 0.1),
+                ("structured/c", "structured", "gzip", 300, 0.001)])
+    (t1, text), (t2, structured) = report.level_panels(doc)
+    assert t1.startswith("Canterbury + Calgary text (2 files)") and t2 == "structured (1 files)"
+    by = {p["tool"]: p for p in text}
+    assert by["tzip-1"]["bpb"] == 2.0 and by["tzip-1"]["decompress_kbps"] == pytest.approx(100)
+    assert by["tzip-small"]["label"] == "tzip-small (1 of 2 files)" and by["tzip-small"]["tzip"]
+    assert not by["gzip"]["tzip"] and [p["tool"] for p in structured] == ["gzip"]
+
+
+def test_levels_check_finds_ppmd_losses_and_dominated_levels(tmp_path):
+    from bench import levels
+    doc = _doc([("calgary/a", "calgary", "tzip-1", 100, 0.01),
+                ("calgary/b", "calgary", "tzip-1", 120, 0.01),
+                ("calgary/a", "calgary", "fastsmall", 90, 0.001),
+                ("calgary/b", "calgary", "fastsmall", 90, 0.001),
+                ("calgary/a", "calgary", "slowbig", 300, 1.0),
+                ("calgary/b", "calgary", "slowbig", 300, 1.0)])
+    for f in doc["files"]:
+        (tmp_path / f["file"].replace("/", "_")).write_bytes(b"x" * 1000)
+        f["path"], f["used_bytes"] = str(tmp_path / f["file"].replace("/", "_")), 1000
+    sizes = iter([{2: 130, 16: 110}, {2: 115, 16: 118}])
+    rows = levels.per_file(doc, "tzip-1", None, sizes=lambda data: next(sizes))
+    assert [(r["ppmd_order"], r["margin_bytes"]) for r in rows] == [(16, 10), (2, -5)]
+    (d,) = levels.dominated(doc, ["tzip-1"], ["calgary"])
+    assert [b["tool"] for b in d["dominated_by"]] == ["fastsmall"]
+    assert d["dominated_by"][0]["faster"] == ["compress", "decompress"]
+    md = levels.markdown(rows, [d], "tzip-1", None)
+    assert "loses on calgary/b by 5 bytes" in md and "fastsmall (0.720 bpb" in md
+
+
+def test_redraw_draws_the_levels_chart_of_a_finished_run(tmp_path, no_corpora):
+    pytest.importorskip("matplotlib")
+    from bench import report
+    out = tmp_path / "out"
+    rc, _, _ = bench(out, "--quick", "--models", "none", "--tools", "gzip,bzip2", "--inline",
+                     "--limit-bytes", "300")
+    assert rc == 0 and (out / "levels.png").is_file()
+    (out / "levels.png").unlink()
+    assert report.redraw(out) == ["bpb.png", "speed.png", "levels.png"]
+    assert (out / "levels.png").stat().st_size > 0 and "![levels.png]" in (out / "results.md").read_text()
+
+
+def test_cpu_seconds_resolve_a_short_call():
+    """A call of about 2 ms of CPU is not rounded to 0 or 10 ms (os.times() ticks)."""
+    from bench import measure
+    import time
+
+    def spin():
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.002:
+            pass
+    _, _, _, cpu = measure.best_of_cpu(spin)
+    assert 0.0015 < cpu < 0.0099

@@ -505,10 +505,11 @@ def _io_options(f):
 def _level_options(f):
     for n in range(9, 0, -1):
         f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in (1, 9),
-                         help=("-1/--fast: no transformer, the context mixer alone: about ten times "
-                               "faster, larger archives" if n == 1 else
-                               f"-2..-8: the default model; -9/--best: the larger model ({LARGE}): "
-                               "smaller archives, slower"))(f)
+                         help=("-1/--fast: no model, the context mixer alone: about 9x faster "
+                               "than the default on a CPU, archives about 15% larger" if n == 1 else
+                               "-2..-8: the default model (tzip-small on a CPU); -9/--best: "
+                               f"{LARGE}: smaller archives, far slower without a GPU "
+                               "(docs/levels.md)"))(f)
     f = click.option("--fast", "level", flag_value=1, hidden=True)(f)
     f = click.option("--best", "level", flag_value=9, hidden=True)(f)
     return f
@@ -581,7 +582,8 @@ gzip-style options (for tzip FILE... and the commands):
   -d, --decompress  -z, --compress  -t, --test  -l, --list
   -c, --stdout  -o FILE  -f, --force  -k, --keep  --rm  -r, --recursive
   -q, --quiet  -v, --verbose  -T, --threads N
-  -1 fastest (no model)  -2..-8 default (tzip-small)  -9 best (tzip-large)
+  -1 fastest: no model, the context mixer alone
+  -2..-8 the default model (tzip-small on a CPU)   -9 best: tzip-large (for a GPU)
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.
