@@ -64,8 +64,9 @@ def test_thread_count_without_torch(monkeypatch):
 def _no_torch(monkeypatch):
     """A process where PyTorch is not installed (it is the extra tzip[torch])."""
     import tzip.engine as engine
+    from tzip.engine import plan
     monkeypatch.setattr(device, "torch_installed", lambda: False)
-    monkeypatch.setattr(engine, "torch_installed", lambda: False)
+    monkeypatch.setattr(plan, "torch_installed", lambda: False)
     return engine
 
 
@@ -80,13 +81,13 @@ def test_without_torch_the_torch_paths_name_the_extra_in_one_line(monkeypatch, t
         engine.Engine(tiny).scorer(1, 10)
 
 
-def test_without_torch_small_blocks_take_the_compiled_loops(monkeypatch, tiny):
-    """With PyTorch, a block too small to be worth loading numba takes torch; without it,
-    the compiled loops, for coding and decoding."""
+def test_without_torch_passes_take_the_compiled_loops(monkeypatch, tiny):
+    """numpy has no compression pass: with PyTorch the pass takes torch, without it the
+    compiled loops (the plan, tzip/engine/plan.py)."""
     engine = _no_torch(monkeypatch)
     if not engine.numba_available():
         pytest.skip("numba not installed")
-    monkeypatch.setattr(engine, "compiled_loaded", lambda: False)
-    e = engine.Engine(tiny)
-    assert e.choose("scorer", 1, 10) == "numba"
-    assert e.choose("stepper", 1, 10) in ("numba", "vnni")
+    monkeypatch.setenv("TZIP_BACKEND", "numpy")
+    p = engine.Engine(tiny).plan
+    assert (p.scorer, p.stepper) == ("numba", "numpy")
+

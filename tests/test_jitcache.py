@@ -179,7 +179,7 @@ def test_read_only_install_with_unwritable_home_runs_the_compiled_loops(tmp_path
     r = _run(tmp_path, tmp_writable=True)
     err = r.stderr.decode()
     assert r.returncode == 0, err
-    assert "(compiled)" in err and "reference" not in err, err  # -v names the path
+    assert "compiled mixer" in err and "reference" not in err, err  # -v names the path
     assert err.count("\n") == 1, err  # the -v line alone: no warning
     assert any((tmp_path / "tmp").rglob("*.nbi"))  # cached in the private temporary folder
 
@@ -192,7 +192,7 @@ def test_nothing_writable_says_so_in_one_line(tmp_path):
     assert r.returncode == 0, err
     lines = err.splitlines()
     assert len(lines) == 2 and "compiled again on every run" in lines[0], err
-    assert "(compiled)" in lines[1], err  # still the compiled path, uncached
+    assert "compiled mixer" in lines[1], err  # still the compiled path, uncached
 
 
 # ---- the progress bar's first-run notice
