@@ -111,6 +111,49 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
     assert p.exitcode == 0 and q.get(timeout=5)
 
 
+# ---- one block decoded in parts: the model steps a part while the parts before it decode --
+@needs_numba
+@pytest.mark.parametrize("mixer", ["compiled", "reference"])
+@pytest.mark.parametrize("threads", [2, 7])
+def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads):
+    """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
+    while the others step on): the bytes of the one-part loop, every byte counted once."""
+    from tzip.engine.compiled.parts import Parts
+    monkeypatch.setenv("TZIP_BACKEND", "numba")
+    monkeypatch.setenv("TZIP_CM", mixer)
+    monkeypatch.setitem(TUNING, "step_parts_from", 1)
+    e = Engine(tiny)
+    data = text[:1900]
+    lengths = codec.split_streams(len(data), tiny.cfg.context, 7)
+    assert len(set(lengths)) == 2
+    payload = codec.encode_cm(e, data, lengths)
+    e.stepper().parts = Parts(threads=1)
+    assert codec._part_cuts(e.stepper(), 7) == (0, 7)
+    assert codec.decode_cm(e, payload, lengths) == data
+    e.stepper().parts = Parts(threads=threads)
+    assert len(codec._part_cuts(e.stepper(), 7)) == threads + 1
+    seen = []
+    assert codec.decode_cm(e, payload, lengths, seen.append) == data
+    assert sum(seen) == len(data)
+
+
+@needs_numba
+@pytest.mark.parametrize("cut", [0.3, 0.9])
+def test_a_corrupt_block_decoded_in_parts_is_refused_without_hanging(tiny, text, monkeypatch, cut):
+    """A payload that ends early: whichever part's turn finds it, every part stops and
+    the error is the decoder's."""
+    from tzip.engine.compiled.parts import Parts
+    monkeypatch.setenv("TZIP_BACKEND", "numba")
+    monkeypatch.setitem(TUNING, "step_parts_from", 1)
+    e = Engine(tiny)
+    data = text[:1900]
+    lengths = codec.split_streams(len(data), tiny.cfg.context, 5)
+    payload = codec.encode_cm(e, data, lengths)
+    e.stepper().parts = Parts(threads=3)
+    with pytest.raises(codec.CorruptPayload):
+        codec.decode_cm(e, payload[:int(len(payload) * cut)], lengths)
+
+
 # ---- lockstep: model blocks decoded together -----------------------------------------------
 def _cm_items(tiny, text):
     """Blocks of unequal lengths and stream counts, of both mixer revisions."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -174,6 +175,11 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     running = S - np.searchsorted(np.sort(every), np.arange(L), side="right")
     decs = [cm.Decoder(payload, lengths, out, rev, engine.plan.mixer)
             for (payload, lengths, rev), out in zip(items, outs)]
+    cuts = _part_cuts(stepper, S) if len(items) == 1 else ()
+    if len(cuts) > 2:
+        _decode_in_parts(stepper, decs[0], items[0][1], cuts, progress, running)
+        decs[0].finish()
+        return [b"".join(outs[0][i, :n].astype(np.uint8).tobytes() for i, n in enumerate(items[0][1]))]
     tok = np.full(S, BOS, dtype=np.int64)
 
     def mix(t: int, freqs: np.ndarray, blocks: range) -> None:
@@ -207,6 +213,66 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
             pool.shutdown()
     return [b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
             for (_, lengths, _), out in zip(items, outs)]
+
+
+def _part_cuts(stepper, S: int) -> tuple[int, ...]:
+    """Where decode_cm_group cuts a block's S streams to decode them in parts (_decode_in_parts):
+    the compiled stepper's cut of its step into parts for its threads; () for a stepper
+    that steps all its streams at once (torch, numpy)."""
+    if not hasattr(stepper, "step_here"):
+        return ()
+    from .engine import TUNING
+    return stepper.parts.cuts(S, TUNING["step_parts_from"])
+
+
+def _decode_in_parts(stepper, dec: cm.Decoder, lengths: list[int], cuts: tuple[int, ...],
+                     progress: Progress, running: np.ndarray) -> None:
+    """Decode one block with its streams cut into parts, each on a thread of its own that
+    steps its part's model state and then, in turn, decodes its part's bytes of the step.
+
+    The coder reads a step's bytes stream by stream, so the parts decode in turn: part 0,
+    1, ..., then part 0 of the next step. But a part's next model step needs only its own
+    bytes, so it runs while the parts after it decode: the mixer's work, one core's when
+    the whole step's streams are stepped together and then decoded, overlaps the model's.
+    The tables are the same (streams never mix inside the model), so are the bytes."""
+    P, L = len(cuts) - 1, max(lengths)
+    turn = [0]  # parts decoded so far, all steps: part p of step t decodes at turn t * P + p
+    failed: list[BaseException] = []
+    cond = threading.Condition()
+
+    def run(p: int) -> None:
+        a, b = cuts[p], cuts[p + 1]
+        state, tok, end = stepper.new_state(b - a), np.full(b - a, BOS, dtype=np.int64), max(lengths[a:b])
+        freqs = None
+        try:
+            for t in range(L):
+                if t < end:  # (a part whose streams all ended still takes its turns)
+                    freqs = stepper.step_here(tok, state)
+                with cond:
+                    while turn[0] != t * P + p and not failed:
+                        cond.wait()
+                    if failed:
+                        return
+                tok[:] = dec.decode(t, freqs, a, b)
+                if progress and p == P - 1:
+                    progress(int(running[t]))
+                with cond:
+                    turn[0] += 1
+                    cond.notify_all()
+        except BaseException as e:  # stop the other parts: they would wait for this turn forever
+            with cond:
+                failed.append(e)
+                cond.notify_all()
+
+    workers = [threading.Thread(target=run, args=(p,), name=f"tzip-part-{p}", daemon=True)
+               for p in range(1, P)]
+    for w in workers:
+        w.start()
+    run(0)
+    for w in workers:
+        w.join()
+    if failed:
+        raise failed[0]
 
 
 def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,

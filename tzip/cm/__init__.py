@@ -134,6 +134,7 @@ class Decoder:
         self.hist = hist
         self.lengths = lengths
         self.t = 0
+        self.next_stream = 0  # the first stream of step t not decoded yet
         buf = np.frombuffer(bytes(payload), dtype=np.uint8).copy()
         self.model = _new_model(lengths, hist, buf, revision, implementation)
         self.model.start_decoding()
@@ -144,17 +145,24 @@ class Decoder:
             raise CorruptPayload(f"CM payload exhausted at step {t} "
                                  f"({self.model.payload_length()} bytes)")
 
-    def decode(self, t: int, freqs: np.ndarray) -> np.ndarray:
-        """freqs (S, 256) -> the S bytes of step t (0 for streams already ended)."""
-        if t != self.t:
-            raise ValueError(f"decode steps must be consecutive: expected {self.t}, got {t}")
+    def decode(self, t: int, freqs: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """freqs (hi - lo, 256) -> the bytes of streams lo .. hi - 1 (all by default) at
+        step t (0 for streams already ended). A step may be decoded in several calls over
+        consecutive ranges of its streams, in order (the coder reads them in that order):
+        the caller's model can then step the streams already decoded while the others are."""
+        S = len(self.lengths)
+        hi = S if hi is None else hi
+        if t != self.t or lo != self.next_stream or not lo < hi <= S:
+            raise ValueError(f"decode steps must be consecutive: expected step {self.t} from stream "
+                             f"{self.next_stream}, got step {t}, streams {lo}..{hi - 1}")
         freqs = np.asarray(freqs, dtype=np.float32)
-        if freqs.shape != (len(self.lengths), 256):
-            raise ValueError(f"freqs must be ({len(self.lengths)}, 256), got {freqs.shape}")
-        self.model.code_steps(t, np.ascontiguousarray(freqs[:, None, :]), True)
+        if freqs.shape != (hi - lo, 256):
+            raise ValueError(f"freqs must be ({hi - lo}, 256), got {freqs.shape}")
+        self.model.code_steps(t, np.ascontiguousarray(freqs[:, None, :]), True, lo, hi)
         self._check(t)
-        self.t += 1
-        return self.hist[:, t].copy() if t < self.hist.shape[1] else np.zeros(len(self.lengths), np.int64)
+        self.next_stream = hi % S
+        self.t += hi == S
+        return self.hist[lo:hi, t].copy() if t < self.hist.shape[1] else np.zeros(hi - lo, np.int64)
 
     def finish(self) -> None:
         """Raise CorruptPayload unless the payload was consumed exactly."""

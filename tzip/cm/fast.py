@@ -25,8 +25,9 @@ class FastCM:
             self.st = self.st._replace(buf=buf)
             self.arrays = tuple(self.st)
 
-    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
-        jit.code_steps(self.arrays, t0, freqs, decoding, self.tb, self.mb, self.nctx, self.use_c)
+    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool, lo: int = 0, hi: int | None = None) -> None:
+        hi = len(self.st.lengths) if hi is None else hi
+        jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
 
     def flush(self) -> None:
         jit.flush(self.st)

@@ -421,21 +421,21 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, nctx, use_c):
 
 
 @_jit
-def code_steps(parts, t0, freqs, decoding, tbits, mbits, nctx, use_c):
-    """Steps t0 .. t0 + c - 1 (freqs (S, c, 256)) in step-major order. Encoding reads the
-    bytes from st.hist; decoding writes them there. Stops early on a decoder error.
+def code_steps(parts, t0, freqs, lo, hi, decoding, tbits, mbits, nctx, use_c):
+    """Steps t0 .. t0 + c - 1 of streams lo .. hi - 1 (freqs (hi - lo, c, 256)) in
+    step-major order. Encoding reads the bytes from st.hist; decoding writes them there.
+    Stops early on a decoder error.
 
     The state comes as a plain tuple of CMState's fields (tuple(state)): numba types a
     NamedTuple argument in Python on every call, which cost more than a decoding step's
     mixing of 16 streams."""
     st = CMState(*parts)
-    S = st.hist.shape[0]
     c = freqs.shape[1]
     for k in range(c):
         t = t0 + k
-        for s in range(S):
+        for s in range(lo, hi):
             if t < st.lengths[s]:
-                b = code_byte(st, s, t, freqs[s, k], st.hist[s, t], decoding, tbits, mbits, nctx, use_c)
+                b = code_byte(st, s, t, freqs[s - lo, k], st.hist[s, t], decoding, tbits, mbits, nctx, use_c)
                 if decoding:
                     st.hist[s, t] = b
                     if st.coder[ERR]:

@@ -261,13 +261,16 @@ class CMModel:
     def payload_length(self) -> int:
         return len(self.buf)
 
-    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool) -> None:
-        """Steps t0 .. t0 + c - 1 in step-major order (freqs (S, c, 256))."""
+    def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool, lo: int = 0, hi: int | None = None) -> None:
+        """Steps t0 .. t0 + c - 1 of streams lo .. hi - 1 (all by default) in step-major
+        order (freqs (hi - lo, c, 256)). Coding a step's streams in several calls, in
+        order, is the same as coding them in one."""
+        hi = self.S if hi is None else hi
         for k in range(freqs.shape[1]):
             t = t0 + k
-            for s in range(self.S):
+            for s in range(lo, hi):
                 if t < self.lengths[s]:
-                    byte = self.code_byte(s, t, freqs[s, k], int(self.hist[s, t]))
+                    byte = self.code_byte(s, t, freqs[s - lo, k], int(self.hist[s, t]))
                     if decoding:
                         self.hist[s, t] = byte
                         if self.err:

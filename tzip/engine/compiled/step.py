@@ -391,6 +391,14 @@ class JitStep:
     def __call__(self, tokens: np.ndarray, state: RingState) -> np.ndarray:
         """tokens (S,) int64 at position state.t -> freqs (S, 256) float32. The streams
         run in parts of at least TUNING["step_parts_from"] on threads of their own (parts.py)."""
+        return self._step(tokens, state, True)
+
+    def step_here(self, tokens: np.ndarray, state: RingState) -> np.ndarray:
+        """The same step, all of its streams on the calling thread in one compiled call
+        (codec's decoding in parts runs a state of its own on each thread)."""
+        return self._step(tokens, state, False)
+
+    def _step(self, tokens: np.ndarray, state: RingState, in_parts: bool) -> np.ndarray:
         slot = state.t % self.cfg.context
         state.pos[slot] = state.t
         out = np.empty((len(tokens), 256), dtype=np.float32)
@@ -403,7 +411,10 @@ class JitStep:
             K, V = views
             self._run(tokens[a:b], state.t, slot, state.pos, K, V, out[a:b])
 
-        self.parts.run(part, len(tokens), TUNING["step_parts_from"])
+        if in_parts:
+            self.parts.run(part, len(tokens), TUNING["step_parts_from"])
+        else:
+            part(0, len(tokens))
         state.t += 1
         return out
 
