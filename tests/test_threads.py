@@ -95,3 +95,24 @@ def test_busy_machine_still_gets_fewer_threads(readings):
 def test_without_proc_loadavg_the_load_average_decides(readings):
     readings(2, 1.9, None)
     assert threads.auto_threads() == 1
+
+
+def test_a_moments_runnable_task_does_not_take_a_core(readings, monkeypatch):
+    """After a previous job (load 2.6) a kernel thread runnable at one reading of three:
+    every core; a second process runnable at every reading: one fewer."""
+    readings(2, 2.6, "2.60 2.70 2.70 2/150 9999\n")
+    monkeypatch.setattr(threads, "SAMPLE_GAP", 0)
+    seen = iter([1, 0, 1])
+    monkeypatch.setattr(threads, "runnable_others", lambda: next(seen))
+    assert threads.auto_threads() == 2
+    calls = []
+    monkeypatch.setattr(threads, "runnable_others", lambda: calls.append(1) or 1)
+    assert threads.auto_threads() == 1
+    assert len(calls) == threads.SAMPLES
+
+
+def test_an_idle_reading_is_read_once(readings, monkeypatch):
+    readings(2, 2.6, "2.60 2.70 2.70 1/150 9999\n")
+    calls = []
+    monkeypatch.setattr(threads, "runnable_others", lambda: calls.append(1) or 0)
+    assert threads.auto_threads() == 2 and len(calls) == 1

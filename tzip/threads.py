@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 
 _chosen: int | None = None  # set by set_threads or by the policy
 _applied = False
@@ -107,13 +108,32 @@ def _own_running() -> int:
     return max(1, n)
 
 
+SAMPLES, SAMPLE_GAP = 5, 0.001  # readings of the runnable tasks, seconds apart
+
+
+def steady_runnable_others() -> int | None:
+    """The fewest other runnable tasks over a few readings a millisecond apart (at most
+    SAMPLES; the first that finds none ends it): one reading on an idle machine often
+    catches a kernel thread or a daemon's moment of work (a second runnable task in 2 of
+    3 readings on the developers' idle VM), which after a previous job (load average
+    still high) took a core away from a whole run."""
+    fewest = runnable_others()
+    for _ in range(SAMPLES - 1):
+        if not fewest:
+            break
+        time.sleep(SAMPLE_GAP)
+        now = runnable_others()
+        fewest = now if fewest is None or (now is not None and now < fewest) else fewest
+    return fewest
+
+
 def auto_threads() -> int:
     """The policy's pick: available cores less those other processes keep busy now."""
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         load = None
-    return pick_threads(available_cores(), load, runnable_others() if load is not None else None)
+    return pick_threads(available_cores(), load, steady_runnable_others() if load is not None else None)
 
 
 def _from_env() -> int | None:
