@@ -514,9 +514,9 @@ LEVEL_HELP = {
     1: "-1/--fast: no model, the context mixer alone: about 9x faster than the default on a "
        "CPU, archives about 15% larger",
     2: "-2/-3: the default model (tzip-small on a CPU), each position attending to its last "
-       "64 bytes: about 1.4x faster than -6 both ways, archives about 2.5% larger",
+       "64 bytes: about 1.35x faster than -6 both ways, archives about 2% larger",
     4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
-       "archives about 1% larger",
+       "archives under 1% larger",
     6: "-6..-8 (default): the default model over its whole context (256 bytes for tzip-small)",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
