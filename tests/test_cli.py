@@ -280,6 +280,13 @@ def test_a_window_level_with_a_shorter_model_uses_its_whole_context(txt, tiny_pa
     assert run("-dc", "--model", tiny_path, "-", input=out)[1] == txt.read_bytes()
 
 
+def test_a_window_level_with_the_mixer_alone_is_level_1(txt):
+    """-2 --model none: the mixer alone has no window, so -1's archive, not an error."""
+    code, out, err = run("-2", "-c", "--model", "none", txt)
+    assert code == 0, err
+    assert out == run("-1", "-c", txt)[1] and tzip.info(out).version == 6
+
+
 def test_window_levels_in_worker_processes(txt, tiny_path):
     """-4 -T 2: the archive of -4 -T 1."""
     one = run("-4", "-c", "-T", "1", "--model", tiny_path, txt)

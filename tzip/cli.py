@@ -198,7 +198,8 @@ class Job:
         self.mode, self.stdout, self.output, self.force = mode, stdout, output, force
         self.quiet, self.verbose, self.rm = quiet, verbose, rm
         self.model, self.device, self.streams = model, device, streams
-        self.window = window  # compressing: the level's window (None: the whole context)
+        # compressing: the level's window (None: the whole context; the mixer alone has none)
+        self.window = None if api.is_alone(model) else window
         self.workers, self.ray = workers, ray
         self._coder = None
         self.listed: list = []  # the archives -l listed, for its totals row
