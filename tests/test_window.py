@@ -77,7 +77,9 @@ def test_one_decompressor_keeps_an_engine_per_window(tiny, data):
     d = tzip.Decompressor(tiny)
     assert d.decompress(blob) == data
     assert sorted((w is None, w) for _, w in d._engines) == [(False, 4), (False, 16), (True, None)]
-    assert "window 4 of 32" in d.backend and "window 32" in d.backend
+    assert d.predictor.count("tiny-a, window") == 3 and "window 4 of 32" in d.predictor
+    assert tzip.Compressor(tiny, window=8).predictor == "tiny-a, window 8 of 32"
+    assert tzip.Compressor(tiny).predictor == "tiny-a, window 32"
 
 
 def test_incremental_and_file_writers_take_the_window(tiny, data, tmp_path):

@@ -206,17 +206,21 @@ class Compressor:
 
     @property
     def backend(self) -> str:
-        """This Compressor's model, window and plan in a line (what runs each stage, on
-        which device), for -v."""
-        return _described(self.engine) if self.engine else self.plan.describe() + ", no model"
+        """This Compressor's plan in a line (what runs each stage, on which device), for -v."""
+        return self.plan.describe() + ("" if self.engine else ", no model")
+
+    @property
+    def predictor(self) -> str:
+        """What predicts the bytes, for -v: the model and its window, e.g. 'tzip-small,
+        window 64 of 256' ("" for the mixer alone: backend says "no model")."""
+        return _predictor(self.engine) if self.engine else ""
 
 
-def _described(engine: "Engine") -> str:
-    """An engine for -v: its model and window, then its plan, e.g. 'tzip-small, window 64
-    of 256: numba scorer, vnni stepper, compiled mixer on cpu'."""
+def _predictor(engine: "Engine") -> str:
+    """An engine's model and window, e.g. 'tzip-small, window 64 of 256' or 'tzip-small,
+    window 256' (its whole context)."""
     c = engine.cfg.context
-    window = f"window {engine.window} of {c}" if engine.window != c else f"window {c}"
-    return f"{engine.model.name}, {window}: {engine.describe()}"
+    return f"{engine.model.name}, window {engine.window}" + (f" of {c}" if engine.window != c else "")
 
 
 def _joins(pending: "list[Block]", blk: "Block", engine: "Engine") -> bool:
@@ -343,7 +347,12 @@ class Decompressor:
     def backend(self) -> str:
         """The plans of the engines built so far (what runs each stage, on which device),
         for -v; without a model, the mixer's implementation."""
-        return "; ".join(_described(e) for e in self._engines.values()) or f"{self.mixer} mixer, no model needed"
+        return "; ".join(e.describe() for e in self._engines.values()) or f"{self.mixer} mixer, no model needed"
+
+    @property
+    def predictor(self) -> str:
+        """The models and windows of the engines built so far, for -v ("" if none)."""
+        return "; ".join(_predictor(e) for e in self._engines.values())
 
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",

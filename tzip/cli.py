@@ -358,8 +358,9 @@ class Job:
             bpb = f"{8 * packed / orig:.3f} bits per byte" if orig else "empty"
             where = "" if dst is None else f" -> {dst}"
             verb = "compressed" if self.mode == "compress" else "decompressed"
+            predictor = getattr(self.coder(), "predictor", "")  # the model and its window
             _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}"
-                 f" [{self.coder().backend}]")
+                 f" [{predictor + ': ' if predictor else ''}{self.coder().backend}]")
         if changed is not None:
             kept = " (not removed)" if self.rm and dst is not None and src != "-" else ""
             _say(f"{name}: changed while being compressed ({changed}); the archive holds what "
