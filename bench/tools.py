@@ -123,16 +123,17 @@ def builtin(name: str) -> Tool:
 
 
 class TzipCodec:
-    """tzip through its library API; the model is named in the archive and checked."""
+    """tzip through its library API; the model is named in the archive and checked, and so
+    is the window (format 7), which the archive carries to the decoder."""
 
-    def __init__(self, model: str, device: str):
+    def __init__(self, model: str, device: str, window: int | None = None):
         import tzip
-        self._tzip, self.model, self.device = tzip, model, device
+        self._tzip, self.model, self.device, self.window = tzip, model, device, window
         self._c = self._d = None
 
     def compress(self, data: bytes) -> bytes:
         if self._c is None:
-            self._c = self._tzip.Compressor(self.model, device=self.device)
+            self._c = self._tzip.Compressor(self.model, device=self.device, window=self.window)
         return self._c.compress(data)
 
     def decompress(self, blob: bytes) -> bytes:
@@ -148,18 +149,24 @@ class TzipCodec:
         self.decompress(self.compress(b"warm-up text for the model\n" * 64))
 
 
-# tzip levels that run no model file, by tool name -> the model spec tzip.compress takes
-# (tzip -1 codes with the context mixer alone: tzip/cm/alone.py); the other levels run a
-# model and are benched by its name (tzip-small for -2..-8, tzip-large for -9)
-LEVELS = {"tzip-1": "none"}
-LEVEL_LABELS = {"tzip-1": "tzip -1: the context mixer alone, no transformer"}
+# tzip levels benched under a name of their own, by tool name -> the model spec
+# tzip.compress takes (tzip -1 codes with the context mixer alone: tzip/cm/alone.py; -2
+# and -4 run tzip-small over a window, LEVEL_WINDOWS); the other levels run a model over
+# its whole context and are benched by its name (tzip-small for -6..-8, tzip-large for -9)
+LEVELS = {"tzip-1": "none", "tzip-2": "tzip-small", "tzip-4": "tzip-small"}
+LEVEL_WINDOWS = {"tzip-2": 64, "tzip-4": 128}
+LEVEL_LABELS = {"tzip-1": "tzip -1: the context mixer alone, no transformer",
+                "tzip-2": "tzip -2: tzip-small over a window of 64",
+                "tzip-4": "tzip -4: tzip-small over a window of 128"}
 
 
 def tzip_tool(model: str, device: str) -> Tool:
     """A tzip model by name or .npz path, or a level of LEVELS by its tool name."""
     if model in LEVELS:
-        return Tool(model, f"{LEVEL_LABELS[model]}, device {device}", "tzip",
-                    {"tzip": LEVELS[model], "device": device})
+        spec = {"tzip": LEVELS[model], "device": device}
+        if model in LEVEL_WINDOWS:
+            spec["window"] = LEVEL_WINDOWS[model]
+        return Tool(model, f"{LEVEL_LABELS[model]}, device {device}", "tzip", spec)
     return Tool(Path(model).stem if model.endswith(".npz") else model,
                 f"tzip, model {Path(model).stem}, device {device}", "tzip",
                 {"tzip": model, "device": device})
@@ -170,7 +177,7 @@ def make_codec(spec: dict) -> Codec:
     if "builtin" in spec:
         return BUILTINS[spec["builtin"]][2]()
     if "tzip" in spec:
-        return TzipCodec(spec["tzip"], spec["device"])
+        return TzipCodec(spec["tzip"], spec["device"], spec.get("window"))
     raise ValueError(f"no in-process codec for tool spec {spec!r}")
 
 

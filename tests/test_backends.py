@@ -1,5 +1,6 @@
-"""The hard rule, as a matrix: every backend x model shape x stream count x {pass, step}
-gives the reference's tables bit for bit (tzip/engine/exact.py says why it can)."""
+"""The hard rule, as a matrix: every backend x model shape x stream count x window x
+{pass, step} gives the reference's tables bit for bit (tzip/engine/exact.py says why it
+can)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +25,9 @@ def _vnni() -> bool:
 
 
 needs_vnni = pytest.mark.skipif(not _vnni(), reason="no numba, or a CPU without AVX-512 VNNI")
+# the model's whole context, and a window shorter than every shape's context and than the
+# inputs and passes below, and no multiple of the compiled step's ring of 64 (format 7)
+WINDOWS = [None, 11]
 SCORERS = ["torch", pytest.param("numba", marks=needs_numba), pytest.param("vnni", marks=needs_vnni)]
 STEPPERS = ["torch", "numpy", pytest.param("numba", marks=needs_numba),
             pytest.param("vnni", marks=needs_vnni), "graph"]
@@ -36,41 +40,85 @@ def model(shape: str):
 
 
 @functools.cache
-def reference_tables(shape: str, S: int) -> tuple[np.ndarray, np.ndarray]:
+def reference_tables(shape: str, S: int, window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Inputs longer than twice the context (the window and the ring wrap) and the
     reference pass's tables over them, in passes of 13."""
     from helpers import repo_text
     m = model(shape)
     L = min(2 * m.cfg.context + 7, 60)
     inp = inputs(repo_text(), S, L)
-    return inp, tables_scored(Engine(m).backend("torch", "scorer"), inp, [13])
+    return inp, tables_scored(Engine(m, window=window).backend("torch", "scorer"), inp, [13])
 
 
 def _usable(engine: Engine, backend: str, kind: str) -> bool:
     return backend not in ("numba", "vnni") or engine._numba_can(kind, vnni=backend == "vnni")
 
 
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("S", [1, 5])
 @pytest.mark.parametrize("backend", SCORERS)
-def test_scorer_equals_the_reference(backend, shape, S):
+def test_scorer_equals_the_reference(backend, shape, S, window):
     """Passes of 1 to more than a context, cycled."""
-    e = Engine(model(shape))
+    e = Engine(model(shape), window=window)
     if not _usable(e, backend, "scorer"):
         pytest.skip(f"{backend} does not run {shape}")
-    inp, want = reference_tables(shape, S)
+    inp, want = reference_tables(shape, S, window)
     assert np.array_equal(tables_scored(e.backend(backend, "scorer"), inp, [7, 1, 40, 16]), want)
 
 
+@pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("S", [1, 5])
 @pytest.mark.parametrize("backend", STEPPERS)
-def test_stepper_equals_the_reference(backend, shape, S):
-    e = Engine(model(shape))
+def test_stepper_equals_the_reference(backend, shape, S, window):
+    e = Engine(model(shape), window=window)
     if not _usable(e, backend, "stepper"):
         pytest.skip(f"{backend} does not run {shape}")
-    inp, want = reference_tables(shape, S)
+    inp, want = reference_tables(shape, S, window)
     assert np.array_equal(tables_stepped(e.backend(backend, "stepper"), inp), want)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy", pytest.param("numba", marks=needs_numba),
+                                     pytest.param("vnni", marks=needs_vnni)])
+def test_a_window_of_one_attends_to_the_position_alone(tiny, text, backend):
+    """The shortest window, passes and steps: the reference's tables."""
+    e = Engine(tiny, window=1)
+    inp = inputs(text, 3, 40)
+    want = tables_scored(e.backend("torch", "scorer"), inp, [13])
+    if backend != "numpy" and _usable(e, backend, "scorer"):
+        assert np.array_equal(tables_scored(e.backend(backend, "scorer"), inp, [7, 1, 16]), want)
+    if _usable(e, backend, "stepper"):
+        assert np.array_equal(tables_stepped(e.backend(backend, "stepper"), inp), want)
+
+
+@pytest.mark.parametrize("window", [1, 5, 20])
+def test_a_window_sees_its_last_positions_only(tiny, text, window):
+    """With a window of W, each layer at position t attends to positions t-W+1..t, so
+    with n layers the table at t depends on inputs t-n(W-1)..t alone: streams that differ
+    before position p agree from p + n(W-1) on, not one position earlier; over the whole
+    context (32 here) they still differ there. So a window is what it says."""
+    a = inputs(text, 1, 60)
+    b = a.copy()
+    p = 10
+    b[0, 1:p] = (b[0, 1:p] + 1) % 256  # every input before p differs
+    both = np.concatenate([a, b])
+    short = tables_scored(Engine(tiny, window=window).backend("torch", "scorer"), both, [13])
+    whole = tables_scored(Engine(tiny).backend("torch", "scorer"), both, [13])
+    t = p + tiny.cfg.n_layer * (window - 1)
+    assert np.array_equal(short[0, t:], short[1, t:])
+    assert not np.array_equal(short[0, t - 1], short[1, t - 1])
+    assert not np.array_equal(whole[0, t:t + 8], whole[1, t:t + 8])
+
+
+def test_a_window_must_fit_the_model(tiny):
+    """1 to the model's context; the context itself is the model unchanged."""
+    for bad in (0, -3, tiny.cfg.context + 1):
+        with pytest.raises(ValueError, match="window"):
+            Engine(tiny, window=bad)
+    assert Engine(tiny, window=tiny.cfg.context).weights.cfg == tiny.cfg
+    e = Engine(tiny, window=7)
+    assert e.window == e.weights.cfg.context == 7 and e.cfg.context == tiny.cfg.context
 
 
 def test_frequencies_are_valid_integers(tiny, text):

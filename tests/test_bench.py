@@ -377,6 +377,21 @@ def test_level_one_runs_as_a_tool_without_a_model_file(tmp_path, no_corpora):
     assert doc["models"] == [] and "context mixer alone" in md
 
 
+def test_window_levels_run_as_tools(tmp_path, no_corpora):
+    """tzip -2 and -4 are benched as tools tzip-2 and tzip-4: tzip-small over a window of
+    64 and 128, whose archives (format 7) say so."""
+    from bench import tools
+    rc, doc, md = bench(tmp_path / "out", "--quick", "--models", "tzip-2,tzip-4", "--tools", "gzip",
+                        "--inline", "--limit-bytes", "300")
+    assert rc == 0
+    specs = {t["name"]: t["spec"] for t in doc["tools"] if t["kind"] == "tzip"}
+    assert specs["tzip-2"]["window"] == 64 and specs["tzip-4"]["window"] == 128
+    assert {r["tool"] for r in doc["results"] if r["status"] == "ok"} == {"tzip-2", "tzip-4", "gzip"}
+    import tzip
+    blob = tools.make_codec(specs["tzip-2"]).compress(b"a window of sixty-four bytes\n" * 20)
+    assert (tzip.info(blob).version, tzip.info(blob).window) == (7, 64)
+
+
 def test_subset_runs_a_tool_on_part_of_the_files(tmp_path, no_corpora):
     """--subset: the tool measures only the files named; its totals say over how many, and
     are never marked best against tools that ran on every file."""

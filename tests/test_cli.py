@@ -230,6 +230,70 @@ def test_levels_are_accepted_and_nine_picks_the_large_model(txt, tiny_path):
     assert run("-10", txt)[0] == 2
 
 
+LEVEL_ARCHIVES = {1: (6, None), 2: (7, 64), 3: (7, 64), 4: (7, 128), 5: (7, 128),
+                  6: (5, None), 7: (5, None), 8: (5, None)}  # level -> (format, window) of tzip-small
+
+
+def test_levels_name_a_model_and_a_window():
+    assert [cli._window_for(n) for n in range(1, 10)] == [None, 64, 64, 128, 128, None, None, None, None]
+    assert cli._window_for(None) is None and cli._model_for(None, 3) is None
+    assert cli._model_for("m", 2) == "m" and cli._window_for(2) == 64  # --model keeps the window
+
+
+@pytest.mark.parametrize("level", sorted(LEVEL_ARCHIVES))
+def test_each_level_round_trips_with_its_model_and_window(tmp_path, text, level):
+    """Each level's archive (tzip-small, the default on a CPU): its format and window, and
+    tzip -d needs no level. -v names the model and the window."""
+    src = tmp_path / "notes.txt"
+    src.write_bytes(text[:3000])
+    code, out, err = run(f"-{level}", "-c", "-v", src)
+    assert code == 0, err
+    info = tzip.info(out)
+    assert (info.version, info.window) == LEVEL_ARCHIVES[level]
+    if level > 1:
+        assert info.model_name == "tzip-small"
+        window = LEVEL_ARCHIVES[level][1]
+        assert (f"tzip-small, window {window} of 256:" if window else "tzip-small, window 256:") in err
+    code, back, err = run("-dc", "-", input=out)
+    assert code == 0 and back == src.read_bytes(), err
+    if LEVEL_ARCHIVES[level][1]:
+        src.with_name("n.tz").write_bytes(out)
+        code, listing, _ = run("-lv", src.with_name("n.tz"))
+        assert code == 0 and f"window {LEVEL_ARCHIVES[level][1]}" in listing.decode()
+
+
+def test_help_says_what_each_level_runs():
+    code, out, _ = run("--help")
+    text = out.decode()
+    assert code == 0 and "last 64, 128 bytes" in text and "whole context" in text
+    code, out, _ = run("compress", "--help")
+    text = " ".join(out.decode().split())
+    for words in ("-2/-3", "last 64 bytes", "-4/-5", "last 128 bytes", "-6..-8 (default)", "-9/--best"):
+        assert words in text, words
+
+
+def test_a_window_level_with_a_shorter_model_uses_its_whole_context(txt, tiny_path):
+    """-2 (window 64) with a model of context 32: format 7, window 32, and it decodes."""
+    code, out, err = run("-2", "-c", "--model", tiny_path, txt)
+    assert code == 0, err
+    assert (tzip.info(out).version, tzip.info(out).window) == (7, 32)
+    assert run("-dc", "--model", tiny_path, "-", input=out)[1] == txt.read_bytes()
+
+
+def test_a_window_level_with_the_mixer_alone_is_level_1(txt):
+    """-2 --model none: the mixer alone has no window, so -1's archive, not an error."""
+    code, out, err = run("-2", "-c", "--model", "none", txt)
+    assert code == 0, err
+    assert out == run("-1", "-c", txt)[1] and tzip.info(out).version == 6
+
+
+def test_window_levels_in_worker_processes(txt, tiny_path):
+    """-4 -T 2: the archive of -4 -T 1."""
+    one = run("-4", "-c", "-T", "1", "--model", tiny_path, txt)
+    two = run("-4", "-c", "-T", "2", "--model", tiny_path, txt)
+    assert one[0] == two[0] == 0 and one[1] == two[1] and tzip.info(one[1]).version == 7
+
+
 def test_level_1_runs_the_mixer_alone(txt):
     """-1 needs no model: the context mixer alone writes format 6, and it decodes."""
     code, out, err = run("-1", "-c", txt)

@@ -48,10 +48,10 @@ def block_bytes(method: int, raw_len: int, payload: bytes, streams: list[int] | 
 
 
 def archive(model, *blocks: bytes, total: tuple[int, int] = (0, 0), name: str | None = None,
-            version: int = 3) -> bytes:
+            version: int = 3, window: int | None = None) -> bytes:
     """An archive of these blocks (format 3 unless said: most tests here build format-3
     model blocks, whose decoder must stay as bounded as the context mixer's)."""
-    head = Header(model.name if name is None else name, model.digest[:16], version).pack()
+    head = Header(model.name if name is None else name, model.digest[:16], version, window).pack()
     return head + b"".join(blocks) + Trailer(*total).pack()
 
 
@@ -658,15 +658,17 @@ def test_shipped_models_pass_the_file_checks():
 
 
 # ---- mutation fuzz ------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=[3, 4, 5])
+@pytest.fixture(scope="module", params=[3, 4, 5, 7])
 def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
     """Three blocks (model, LZMA, stored) and their original bytes; the model block is
-    small (most mutations leave it intact, and it is decoded in full each time)."""
+    small (most mutations leave it intact, and it is decoded in full each time). Format 7
+    over a window of 8."""
     sample = sample[:400]
     version = request.param
     method = MODEL_METHOD[version]
+    window = 8 if version == 7 else None
     payload, lengths = model_payload(tiny, sample, 8) if version == 3 else \
-        cm_payload(tiny, sample, 8, codec.CM_REVISION[method])
+        cm_payload(tiny, sample, 8, codec.CM_REVISION[method], window)
     b = b"a fairly repetitive line of text\r\n" * 20
     c = bytes(random.Random(3).randbytes(200))
     zb = lzma.compress(transform_crlf(b), lzma.FORMAT_RAW, filters=codec.LZMA_FILTERS)
@@ -675,7 +677,7 @@ def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
                    block_bytes(method, len(sample), payload, lengths, crc=zlib.crc32(sample)),
                    block_bytes(LZMA, len(b), zb, transform=CRLF, crc=zlib.crc32(b)),
                    block_bytes(STORED, len(c), c, crc=zlib.crc32(c)),
-                   total=(len(orig), zlib.crc32(orig)), version=version)
+                   total=(len(orig), zlib.crc32(orig)), version=version, window=window)
     return blob, orig
 
 
@@ -799,9 +801,10 @@ def test_mutation_fuzz_long(tiny, fuzz_archive):
 
 
 # ---- formats 4 and 5: the context mixer's blocks are bounded the same way ---------------
-def cm_payload(model, data: bytes, streams: int, revision: int) -> tuple[bytes, list[int]]:
+def cm_payload(model, data: bytes, streams: int, revision: int,
+               window: int | None = None) -> tuple[bytes, list[int]]:
     lengths = codec.split_streams(len(data), model.cfg.context, streams)
-    return codec.encode_cm(Engine(model), data, lengths, None, revision), lengths
+    return codec.encode_cm(Engine(model, window=window), data, lengths, None, revision), lengths
 
 
 @pytest.mark.parametrize("version", [4, 5])

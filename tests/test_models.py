@@ -4,7 +4,8 @@ An archive must decode the same way forever: a change to the engine, the adaptiv
 or the container that alters a single byte of these archives breaks every archive users
 already have, and must come with a new format version instead. Archives of earlier
 formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
-wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did."""
+wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did,
+format 7 (a window: levels -2..-5) as the tzip that introduced it did."""
 from __future__ import annotations
 
 import hashlib
@@ -26,6 +27,8 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
     ("tzip-small", 5): "9d7f4e8b7528478fae188587ea7d3215af98f196a6e412fc28872de091184b24",
     ("tzip-large", 5): "3e5dbd5508deb6082bfd832897e968e5cc8bb3af139ee98832fa915db0157245",
 }
+# sha256 of compress(SAMPLE, "tzip-small", streams=4, window=64): format 7, level -2's window
+PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca0"
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
@@ -53,3 +56,18 @@ def test_archives_of_earlier_tzip_decode(name, fmt):
     blob = (HERE / "data" / f"gettysburg.{name}.format{fmt}.tz").read_bytes()
     assert hashlib.sha256(blob).hexdigest() == PINNED[name, fmt]
     assert tzip.decompress(blob, device="cpu") == SAMPLE.read_bytes()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_windowed_archive_is_pinned_and_decodes(device):
+    """Format 7: tzip-small over a window of 64 (level -2), the same bytes on every
+    device; the archive the tzip that introduced it wrote decodes to the text."""
+    data = SAMPLE.read_bytes()
+    blob = tzip.compress(data, "tzip-small", device=device, streams=4, window=64)
+    info = tzip.info(blob)
+    assert (info.version, info.window, [b.method for b in info.blocks]) == (7, 64, ["model+cm2"])
+    assert hashlib.sha256(blob).hexdigest() == PINNED_WINDOW
+    kept = (HERE / "data" / "gettysburg.tzip-small.window64.format7.tz").read_bytes()
+    assert kept == blob
+    assert tzip.decompress(kept, device="cpu") == data
+    assert blob != tzip.compress(data, "tzip-small", device=device, streams=4, format=5)

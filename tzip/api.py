@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, BinaryIO, Callable, Union
 from .archive import ArchiveInfo, ArchiveReader, BlockInfo, Member, Writer, info  # noqa: F401
 from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py counts input with it)
 from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STREAMS, PROFILES, READABLE,
-                        VERSION, Block, Header, Reader)
+                        VERSION, WINDOW_VERSION, Block, FormatError, Header, Reader)
 from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes for an archive)
-from .errors import TzipError, WrongModel
+from .errors import CorruptArchive, TzipError, WrongModel
 from .limits import OutputLimit, Progress
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
 from .output import checked
@@ -84,25 +84,43 @@ def is_alone(model: ModelSpec) -> bool:
     return isinstance(model, str) and model == NO_MODEL
 
 
-def format_for(model: ModelSpec, format: int | None) -> int:
-    """The archive format a Compressor of this model spec writes when asked for `format`
-    (None: 5, or 6 for the mixer alone); ValueError for one it cannot write."""
+def format_for(model: ModelSpec, format: int | None, window: int | None = None) -> int:
+    """The archive format a Compressor of this model spec and window writes when asked for
+    `format` (None: 5, 6 for the mixer alone, 7 with a window); ValueError for one it
+    cannot write."""
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be a whole number of positions, 1 or more, not {window!r}")
     if format is None:
-        format = ALONE_VERSION if is_alone(model) else VERSION
+        format = ALONE_VERSION if is_alone(model) else WINDOW_VERSION if window is not None else VERSION
     if format not in READABLE:
         raise ValueError(f"format must be one of {READABLE}, not {format}")
+    if is_alone(model) and (window is not None or PROFILES[format].windowed):
+        raise ValueError("model 'none' (the context mixer alone) has no window")
     if is_alone(model) and CM_ALONE not in PROFILES[format].methods:
         raise ValueError(f"model 'none' (the context mixer alone) needs format {ALONE_VERSION}, "
                          f"not {format}")
+    if window is not None and not PROFILES[format].windowed:
+        raise ValueError(f"a window needs format {WINDOW_VERSION}, not {format}")
     return format
 
 
-def writer_for(model: "IntModel | None", format: int) -> Writer:
+def window_for(model: "IntModel", format: int, window: int | None) -> int | None:
+    """The window a format-`format` archive of this model records: None for a format
+    without one; else `window`, or the model's whole context when window is None or
+    longer (a level's window is at most what it attends to: -2 with a model of context 32
+    attends to 32 positions)."""
+    if not PROFILES[format].windowed:
+        return None
+    context = model.cfg.context
+    return context if window is None else min(window, context)
+
+
+def writer_for(model: "IntModel | None", format: int, window: int | None = None) -> Writer:
     """The archive writer of a loaded model (None: the mixer alone, whose archives name
-    no model: an empty name and a zero id) and format (tzip/archive.py)."""
+    no model: an empty name and a zero id), format and window (window_for's; tzip/archive.py)."""
     if model is None:
         return Writer("", bytes(DIGEST_LEN), format)
-    return Writer.for_model(model, format)
+    return Writer.for_model(model, format, window)
 
 
 class Compressor:
@@ -110,14 +128,19 @@ class Compressor:
     prepared, backends built) from call to call."""
 
     def __init__(self, model: ModelSpec = None, *, device: str | torch.device = "auto",
-                 streams: int | None = None, block_size: int = BLOCK_SIZE, format: int | None = None):
+                 streams: int | None = None, block_size: int = BLOCK_SIZE, format: int | None = None,
+                 window: int | None = None):
         """model: an installed model's name, a path or a loaded model (default: the
         device's default model), or "none": no transformer, the context mixer alone
         (tzip/cm/alone.py; the fastest level, -1). streams: model streams per block (1 to
         MAX_STREAMS; default: from the block size); format: the archive format to write
-        (default: 5, or 6 for model "none"; 4 or 3 for decoders of tzip before them)."""
+        (default: 5, 6 for model "none", 7 with a window; 4 or 3 for decoders of tzip
+        before them). window: each position attends to itself and the window-1 positions
+        before it (None, or one at least the model's context: the whole context, as
+        formats 3-6 code): a shorter window is cheaper and codes a little larger (the
+        middle levels, docs/levels.md); it needs format 7, which records it."""
         alone = is_alone(model)
-        format = format_for(model, format)
+        format = format_for(model, format, window)
         if streams is not None and not 1 <= streams <= MAX_STREAMS:
             raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {streams}")
         if not 1 <= block_size <= MAX_BLOCK:
@@ -129,7 +152,10 @@ class Compressor:
             if model is None:  # the default, wherever on the search path it is installed
                 model = registry.default_name(self.device)
             self.model = registry.load(model, self.device)
-            self.engine = Engine(self.model, self.device)
+            window = window_for(self.model, format, window)
+            self.engine = Engine(self.model, self.device, window=window)
+        # the window the archives record (None: a format without one, the whole context)
+        self.window = window if self.engine else None
         self.streams, self.block_size, self.format = streams, block_size, format
         # every speed choice (tzip/engine/plan.py): the engine's, or the mixer's alone
         self.plan = self.engine.plan if self.engine else Plan.build(str(self.device))
@@ -137,7 +163,7 @@ class Compressor:
     def writer(self) -> Writer:
         """A new archive of this Compressor's model and format (tzip/archive.py); an
         archive of the mixer alone names no model (an empty name, a zero id)."""
-        return writer_for(self.model, self.format)
+        return writer_for(self.model, self.format, self.window)
 
     def encode(self, raws: list[bytes], progress: Progress = None) -> list[Block]:
         """The blocks of raws coded as this Compressor's format does, in one lockstep group
@@ -183,6 +209,19 @@ class Compressor:
         """This Compressor's plan in a line (what runs each stage, on which device), for -v."""
         return self.plan.describe() + ("" if self.engine else ", no model")
 
+    @property
+    def predictor(self) -> str:
+        """What predicts the bytes, for -v: the model and its window, e.g. 'tzip-small,
+        window 64 of 256' ("" for the mixer alone: backend says "no model")."""
+        return _predictor(self.engine) if self.engine else ""
+
+
+def _predictor(engine: "Engine") -> str:
+    """An engine's model and window, e.g. 'tzip-small, window 64 of 256' or 'tzip-small,
+    window 256' (its whole context)."""
+    c = engine.cfg.context
+    return f"{engine.model.name}, window {engine.window}" + (f" of {c}" if engine.window != c else "")
+
 
 def _joins(pending: "list[Block]", blk: "Block", engine: "Engine") -> bool:
     """Whether the context-mixed model block blk is decoded in lockstep with the pending
@@ -206,17 +245,18 @@ class Decompressor:
         TZIP_MAX_OUTPUT and TZIP_MAX_RATIO), refused before the work when blocks state more."""
         _heavy()
         self.model_spec, self.device_spec = model, device
-        self._engines: dict[bytes, Engine] = {}
+        self._engines: dict[tuple[bytes, int | None], Engine] = {}  # by (model id, window)
         self.max_output, self.max_ratio = max_output, max_ratio
         self._limit: OutputLimit | None = None  # the decompress_stream call's, while it runs
         OutputLimit(max_output, max_ratio)  # bad values are refused here
-        self._by_header: dict[tuple[str, bytes], Engine] = {}
+        self._by_header: dict[tuple[str, bytes, int | None], Engine] = {}
         # the mixer's implementation, for every block; each model's engine plans the rest
         self.mixer = Plan.build().mixer
 
     def engine_for(self, header: Header) -> Engine:
         """The engine for an archive of this header: the given model (its id checked), or
-        the installed model with the header's id."""
+        the installed model with the header's id, over the header's window (format 7; a
+        window longer than the model's context is a corrupt archive)."""
         dev = registry.resolve_device(self.device_spec)
         if self.model_spec is None:
             m = registry.find(header.model_name, header.model_digest)
@@ -227,9 +267,14 @@ class Decompressor:
                     f"wrong model: the archive was made with {header.model_name!r} "
                     f"(id {header.model_digest.hex()[:16]}), but {m.name!r} has id "
                     f"{m.digest.hex()[:16]}")
-        e = self._engines.get(m.digest)
+        try:
+            window = header.check_window(m.cfg.context)
+        except FormatError as exc:
+            raise CorruptArchive(str(exc)) from None
+        key = (m.digest, window)
+        e = self._engines.get(key)
         if e is None or e.device != dev:
-            e = self._engines[m.digest] = Engine(m, dev, self.mixer)
+            e = self._engines[key] = Engine(m, dev, self.mixer, window)
         return e
 
     def decode_block(self, blk: Block, header: Header) -> bytes:
@@ -238,7 +283,7 @@ class Decompressor:
         return codec.decode_block(blk, lambda: self._engine_of(header), None, mixer=self.mixer)
 
     def _engine_of(self, header: Header) -> Engine:
-        key = (header.model_name, header.model_digest)
+        key = (header.model_name, header.model_digest, header.window)
         if key not in self._by_header:
             self._by_header[key] = self.engine_for(header)
         return self._by_header[key]
@@ -304,13 +349,18 @@ class Decompressor:
         for -v; without a model, the mixer's implementation."""
         return "; ".join(e.describe() for e in self._engines.values()) or f"{self.mixer} mixer, no model needed"
 
+    @property
+    def predictor(self) -> str:
+        """The models and windows of the engines built so far, for -v ("" if none)."""
+        return "; ".join(_predictor(e) for e in self._engines.values())
+
 
 def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",
                     streams: int | None = None, block_size: int = BLOCK_SIZE, format: int | None = None,
-                    progress: Progress = None) -> int:
+                    window: int | None = None, progress: Progress = None) -> int:
     """Compress everything readable from fin into fout; returns the bytes read."""
     return Compressor(model, device=device, streams=streams, block_size=block_size,
-                      format=format).compress_stream(fin, fout, progress)
+                      format=format, window=window).compress_stream(fin, fout, progress)
 
 
 def decompress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, device="auto",

@@ -8,7 +8,7 @@ refused archives one after another, TzipCompressor wrote format 5 whatever its C
 format. This module owns what they shared; the coding of a block stays in tzip/codec.py,
 and the byte layout of each record in tzip/container.py (FORMAT.md).
 
-    w = Writer(model_name, model_digest, version)       # no I/O: each call returns bytes
+    w = Writer(model_name, model_digest, version, window)  # no I/O: each call returns bytes
     w.begin() -> header;  w.add(block) -> record;  w.finish() -> trailer;  w.total
 
     for member in ArchiveReader(fin).members():          # archives one after another
@@ -84,16 +84,19 @@ class Writer:
     incremental compressor's return value can take them. It knows its format version and
     refuses a block that version cannot hold (a block coded for another format)."""
 
-    def __init__(self, model_name: str, model_digest: bytes, version: int = VERSION):
-        self.header = Header(model_name, model_digest[:DIGEST_LEN], version)
+    def __init__(self, model_name: str, model_digest: bytes, version: int = VERSION,
+                 window: int | None = None):
+        """window: the model's window, in a format that records one (7), else None."""
+        self.header = Header(model_name, model_digest[:DIGEST_LEN], version, window)
+        self.header.pack()  # a window the format cannot hold is refused here, not mid-archive
         self.total = 0  # original bytes of the blocks added
         self.crc = 0
         self._begun = self._finished = False
 
     @classmethod
-    def for_model(cls, model, version: int = VERSION) -> "Writer":
+    def for_model(cls, model, version: int = VERSION, window: int | None = None) -> "Writer":
         """A writer of archives made with this model (anything with .name and .digest)."""
-        return cls(model.name, model.digest, version)
+        return cls(model.name, model.digest, version, window)
 
     @property
     def version(self) -> int:
@@ -299,6 +302,7 @@ class ArchiveInfo:
     compressed_size: int = 0
     blocks: list[BlockInfo] = field(default_factory=list)
     members: int = 1  # archives one after another (cat a.tz b.tz)
+    window: int | None = None  # the model's window, in a format that records one (7)
 
     @property
     def bpb(self) -> float:
@@ -314,7 +318,7 @@ def info(src: "bytes | BinaryIO") -> ArchiveInfo:
     for m in reader.members():
         h = m.header
         if res is None:
-            res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version, members=0)
+            res = ArchiveInfo(h.model_name, h.model_digest.hex(), h.version, members=0, window=h.window)
         res.members += 1
         res.blocks.extend(BlockInfo.of(blk) for blk in m)
         res.original_size += m.total

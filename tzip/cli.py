@@ -38,9 +38,15 @@ from .errors import TzipError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 COMMANDS = ("compress", "decompress", "test", "info", "models", "train")
 LARGE = "tzip-large"  # what -9 / --best picks
-# what each level runs (docs/levels.md has their speed and ratio): -1 the context mixer
-# alone, -2..-8 the default model, -9 the larger model
-LEVEL_MODELS = {1: api.NO_MODEL, 9: LARGE}
+# what each level runs, as (model, window) (docs/levels.md has their speed and ratio):
+# -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
+# attending to its last 64 or 128 positions (format 7), cheaper than its whole context;
+# -6..-8 (the default) the default model over its whole context; -9 the larger model.
+# None: the default model, or its whole context.
+LEVELS: dict[int, tuple[str | None, int | None]] = {
+    1: (api.NO_MODEL, None), 2: (None, 64), 3: (None, 64), 4: (None, 128), 5: (None, 128),
+    6: (None, None), 7: (None, None), 8: (None, None), 9: (LARGE, None)}
+LEVEL_MODELS = {n: m for n, (m, _) in LEVELS.items() if m is not None}  # the levels that name a model
 
 
 class Failed(Exception):
@@ -188,10 +194,12 @@ class Job:
 
     def __init__(self, mode: str, *, stdout=False, output=None, force=False, quiet=False,
                  verbose=False, rm=False, model=None, device="auto", streams=None,
-                 workers=None, ray=None):
+                 workers=None, ray=None, window=None):
         self.mode, self.stdout, self.output, self.force = mode, stdout, output, force
         self.quiet, self.verbose, self.rm = quiet, verbose, rm
         self.model, self.device, self.streams = model, device, streams
+        # compressing: the level's window (None: the whole context; the mixer alone has none)
+        self.window = None if api.is_alone(model) else window
         self.workers, self.ray = workers, ray
         self._coder = None
         self.listed: list = []  # the archives -l listed, for its totals row
@@ -206,7 +214,8 @@ class Job:
                     self._coder = _Workers(self, self.workers, self.ray)
                     return self._coder
             if self.mode == "compress":
-                self._coder = api.Compressor(self.model, device=self.device, streams=self.streams)
+                self._coder = api.Compressor(self.model, device=self.device, streams=self.streams,
+                                             window=self.window)
             else:
                 self._coder = api.Decompressor(self.model, device=self.device)
         return self._coder
@@ -349,8 +358,9 @@ class Job:
             bpb = f"{8 * packed / orig:.3f} bits per byte" if orig else "empty"
             where = "" if dst is None else f" -> {dst}"
             verb = "compressed" if self.mode == "compress" else "decompressed"
+            predictor = getattr(self.coder(), "predictor", "")  # the model and its window
             _say(f"{name}: {verb} {n_in:,} -> {n_out:,} bytes ({pct}, {bpb}) in {secs:.1f} s{where}"
-                 f" [{self.coder().backend}]")
+                 f" [{predictor + ': ' if predictor else ''}{self.coder().backend}]")
         if changed is not None:
             kept = " (not removed)" if self.rm and dst is not None and src != "-" else ""
             _say(f"{name}: changed while being compressed ({changed}); the archive holds what "
@@ -383,7 +393,7 @@ class Job:
                  else "none (the context mixer alone)")
         click.echo(f"{name}\n  original   {i.original_size:,} bytes\n"
                    f"  compressed {i.compressed_size:,} bytes  ({i.bpb:.3f} bits per byte)\n"
-                   f"  model      {model}\n"
+                   f"  model      {model}{'' if i.window is None else f', window {i.window}'}\n"
                    f"  blocks     {len(i.blocks)}  ({methods}; {streams} model streams"
                    f"{'; UTF-16->UTF-8' if any(b.utf16 for b in i.blocks) else ''}"
                    f"{'; CRLF->LF' if any(b.crlf for b in i.blocks) else ''}){members}\n"
@@ -502,14 +512,21 @@ def _io_options(f):
     return f
 
 
+LEVEL_HELP = {
+    1: "-1/--fast: no model, the context mixer alone: about 9x faster than the default on a "
+       "CPU, archives about 15% larger",
+    2: "-2/-3: the default model (tzip-small on a CPU), each position attending to its last "
+       "64 bytes: about 1.35x faster than -6 both ways, archives about 2% larger",
+    4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
+       "archives under 1% larger",
+    6: "-6..-8 (default): the default model over its whole context (256 bytes for tzip-small)",
+    9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
+
+
 def _level_options(f):
     for n in range(9, 0, -1):
-        f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in (1, 9),
-                         help=("-1/--fast: no model, the context mixer alone: about 9x faster "
-                               "than the default on a CPU, archives about 15% larger" if n == 1 else
-                               "-2..-8: the default model (tzip-small on a CPU); -9/--best: "
-                               f"{LARGE}: smaller archives, far slower without a GPU "
-                               "(docs/levels.md)"))(f)
+        f = click.option(f"-{n}", "level", flag_value=n, hidden=n not in LEVEL_HELP,
+                         help=LEVEL_HELP.get(n))(f)
     f = click.option("--fast", "level", flag_value=1, hidden=True)(f)
     f = click.option("--best", "level", flag_value=9, hidden=True)(f)
     return f
@@ -522,7 +539,14 @@ def _streams_option(f):
 
 
 def _model_for(model: str | None, level: int | None) -> str | None:
-    return model if model is not None else LEVEL_MODELS.get(level)
+    """The model a level runs; --model wins."""
+    return model if model is not None else LEVELS.get(level, (None, None))[0]
+
+
+def _window_for(level: int | None) -> int | None:
+    """The window a level's model attends over (None: its whole context), whatever the
+    model (--model keeps the level's window; a model of a shorter context uses all of it)."""
+    return LEVELS.get(level, (None, None))[1]
 
 
 def _start(threads_n: int | None) -> None:
@@ -548,7 +572,7 @@ class _Workers:
         j = self.job
         return self.parallel.compress_stream(fin, fout, j.model, workers=self.workers,
                                              device=j.device, streams=j.streams, progress=tick,
-                                             ray=self.ray)
+                                             ray=self.ray, window=j.window)
 
     def decompress_stream(self, fin, fout, tick) -> int:
         j = self.job
@@ -583,7 +607,8 @@ gzip-style options (for tzip FILE... and the commands):
   -c, --stdout  -o FILE  -f, --force  -k, --keep  --rm  -r, --recursive
   -q, --quiet  -v, --verbose  -T, --threads N
   -1 fastest: no model, the context mixer alone
-  -2..-8 the default model (tzip-small on a CPU)   -9 best: tzip-large (for a GPU)
+  -2/-3, -4/-5: the default model (tzip-small on a CPU) over its last 64, 128 bytes
+  -6..-8 (default): the default model over its whole context   -9 best: tzip-large
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.
@@ -729,7 +754,8 @@ def gzip_style(ctx, files, mode, stdout, output, force, quiet, verbose, keep, rm
     _start(threads)
     job = Job(mode, stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
               rm=rm and not keep, model=_model_for(model, level) if mode == "compress" else model,
-              device=device, streams=streams, workers=threads, ray=ray)
+              device=device, streams=streams, workers=threads, ray=ray,
+              window=_window_for(level) if mode == "compress" else None)
     _run(job, files, recursive)
 
 
@@ -745,7 +771,7 @@ def compress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, 
     _start(threads)
     _run(Job("compress", stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
              rm=rm and not keep, model=_model_for(model, level), device=device, streams=streams,
-             workers=threads, ray=ray), files, recursive)
+             workers=threads, ray=ray, window=_window_for(level)), files, recursive)
 
 
 @main.command(context_settings=CONTEXT)

@@ -52,6 +52,9 @@ class Profile:
     # format 5's 16 against 128 saved 1.2-4.2% on the structured group's larger files.
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
+    # archive: its header carries the window its model blocks were coded with (each
+    # position attends to itself and the window-1 before it; the model's context if absent)
+    windowed: bool = False
 
     @property
     def utf16(self) -> bool:
@@ -60,13 +63,17 @@ class Profile:
 
 
 # 3: model blocks mixed linearly (tzip/legacy); 4: context mixer revision 1; 5: revision 2;
-# 6: 5's blocks and the context mixer alone (tzip/cm/alone.py), the fastest level
+# 6: 5's blocks and the context mixer alone (tzip/cm/alone.py), the fastest level;
+# 7: 6's methods, the model over a window shorter than its context (the middle levels)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),
-            6: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2)}
+            6: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2),
+            7: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2, True)}
 READABLE = tuple(PROFILES)
 ALONE_VERSION = 6  # the version of archives coded by the mixer alone
+WINDOW_VERSION = 7  # the version of archives coded with a window
+MAX_WINDOW = 1 << 16  # no header's window is larger (a model's context is checked when it is known)
 # the model method of each format version (a version's blocks are stored, LZMA or this)
 MODEL_METHOD = {v: p.model_method for v, p in PROFILES.items()}
 TRANSFORMS = {v: p.transforms for v, p in PROFILES.items()}
@@ -157,14 +164,33 @@ def transform_parts(code: int) -> tuple[str | None, bool]:
 
 @dataclass
 class Header:
+    """model_name, model_digest: the model's; window: in a version whose profile is
+    `windowed` (7), the positions each position attended to (1 to the model's context;
+    checked against it when the model is known: check_window), else None."""
     model_name: str
     model_digest: bytes
     version: int = VERSION
+    window: int | None = None
 
     def pack(self) -> bytes:
         name = self.model_name.encode()[:255]
         body = MAGIC + bytes([self.version, len(name)]) + name + self.model_digest
+        if PROFILES[self.version].windowed:
+            if self.window is None or not 1 <= self.window <= MAX_WINDOW:
+                raise ValueError(f"a format-{self.version} header needs a window of 1 to {MAX_WINDOW}, "
+                                 f"not {self.window}")
+            body += put_varint(self.window)
+        elif self.window is not None:
+            raise ValueError(f"a format-{self.version} header has no window")
         return body + struct.pack("<I", zlib.crc32(body))
+
+    def check_window(self, context: int) -> int | None:
+        """The header's window for a model of this context, or None (the whole context);
+        FormatError for one larger than the context (no encoder writes it)."""
+        if self.window is not None and self.window > context:
+            raise FormatError(f"corrupt archive (window {self.window} is larger than the "
+                              f"model's context, {context})")
+        return self.window
 
     @classmethod
     def read(cls, r: Reader) -> "Header":
@@ -180,8 +206,11 @@ class Header:
                               f"versions {', '.join(map(str, READABLE))}); upgrade tzip")
         name = r.take(r.u8("header"), "header").decode("utf-8", "replace")
         digest = r.take(DIGEST_LEN, "header")
+        window = r.varint("header") if PROFILES[version].windowed else None
         r.check_crc("header")
-        return cls(name, digest, version)
+        if window is not None and not 1 <= window <= MAX_WINDOW:
+            raise FormatError(f"corrupt archive (bad window {window})")
+        return cls(name, digest, version, window)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from . import threads
-from .api import (BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, format_for, is_alone,
+from .api import (BLOCK_SIZE, Compressor, Decompressor, ModelSpec, Progress, format_for, is_alone, window_for,
                   source_mode, writer_for)
 from .archive import ArchiveReader, Member, Writer
 from .container import MAX_BLOCK, MAX_STREAMS, READABLE, VERSION, Reader
@@ -156,19 +156,22 @@ def _check(opts: dict) -> None:
     """The checks Compressor makes, made here before any worker starts."""
     if opts["format"] is not None and opts["format"] not in READABLE:
         raise ValueError(f"format must be one of {READABLE}, not {opts['format']}")
+    if opts.get("window") is not None:
+        format_for(None, opts["format"], opts["window"])
     if opts["streams"] is not None and not 1 <= opts["streams"] <= MAX_STREAMS:
         raise ValueError(f"streams must be between 1 and {MAX_STREAMS}, not {opts['streams']}")
     if not 1 <= opts["block_size"] <= MAX_BLOCK:
         raise ValueError(f"block_size must be between 1 and {MAX_BLOCK}, not {opts['block_size']}")
 
 
-def _writer(model: ModelSpec, format: int | None) -> Writer:
+def _writer(model: ModelSpec, format: int | None, window: int | None = None) -> Writer:
     """The archive writer of the model the workers code with (its header)."""
     if is_alone(model):
-        return writer_for(None, format_for(model, format))
+        return writer_for(None, format_for(model, format, window))
     from .model import registry
     # model is resolved (never None) here: no device needed
-    return writer_for(registry.load(model), format_for(model, format))
+    m, format = registry.load(model), format_for(model, format, window)
+    return writer_for(m, format, window_for(m, format, window))
 
 
 def resolve_model(model: ModelSpec, device: str, ray: str | None, ray_options: dict | None
@@ -192,19 +195,20 @@ def compress_stream(fin: BinaryIO, fout: BinaryIO, model: ModelSpec = None, *, w
                     device: str = "auto", streams: int | None = None,
                     block_size: int = BLOCK_SIZE, format: int | None = None,
                     progress: Progress = None, in_flight: int | None = None,
-                    ray: str | None = None, ray_options: dict | None = None) -> int:
+                    ray: str | None = None, ray_options: dict | None = None,
+                    window: int | None = None) -> int:
     """Compress everything readable from fin into fout with `workers` processes (0: one per
     core; 1: in this process), or with Ray (ray="local" or a cluster address); returns the
     bytes read. The archive is byte-identical to tzip.compress_stream's. progress(n) is
     called with each block's original length as it is written."""
-    opts = dict(streams=streams, block_size=block_size, format=format)
+    opts = dict(streams=streams, block_size=block_size, format=format, window=window)
     if ray is None:
         n = resolve_workers(workers)
         if n == 1:
             return Compressor(model, device=device, **opts).compress_stream(fin, fout, progress)
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    w = _writer(model, format)
+    w = _writer(model, format, window)
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
     fout = checked(fout)
@@ -341,7 +345,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                    ray: str | None = None, device: str = "auto", streams: int | None = None,
                    block_size: int = BLOCK_SIZE, format: int | None = None, force: bool = False,
                    progress: Progress = None, in_flight: int | None = None,
-                   ray_options: dict | None = None) -> list[Path]:
+                   ray_options: dict | None = None, window: int | None = None) -> list[Path]:
     """Compress each file to FILE.tz beside it (atomically, with its permission bits and
     times), the blocks of all files coded by one pool of workers (or Ray) so that many small
     files keep every worker busy as well as one large file does. Each archive is byte-identical
@@ -355,7 +359,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         for d in dsts:
             if d.exists():
                 raise TzipError(f"{d} already exists (use force=True / -f to overwrite)")
-    opts = dict(streams=streams, block_size=block_size, format=format)
+    opts = dict(streams=streams, block_size=block_size, format=format, window=window)
     if ray is None and resolve_workers(workers) == 1:
         c = Compressor(model, device=device, **opts)
         for src, dst in zip(paths, dsts):
@@ -370,7 +374,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
         return dsts
     _check(opts)
     model, device = resolve_model(model, device, ray, ray_options)
-    writer = _writer(model, format)  # made once: checks the model and format before any work
+    writer = _writer(model, format, window)  # made once: checks the model and format before any work
     backend, n = _backend("compress", model, device, opts, workers, ray, ray_options)
     limit = in_flight or _in_flight(n, ray)
 
@@ -389,7 +393,7 @@ def compress_files(paths: Iterable[str | Path], model: ModelSpec = None, *, work
                 if what == "start":
                     out = _output(paths[i], dsts[i], force)
                     w = Writer(writer.header.model_name, writer.header.model_digest,
-                               writer.version)
+                               writer.version, writer.header.window)
                     out.f.write(w.begin())
                 elif what == "block":
                     out.f.write(w.add(blk))

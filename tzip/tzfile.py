@@ -34,13 +34,13 @@ _READ_CHUNK = 1 << 16
 class TzipCompressor:
     """Incremental compression into one archive: compress(data) returns what is ready
     (the header and whole blocks), flush() the rest and the trailer. The archive is the
-    one its Compressor writes (model, streams, block size and format), byte for byte."""
+    one its Compressor writes (model, streams, block size, format and window), byte for byte."""
 
     def __init__(self, model: api.ModelSpec = None, *, device="auto", streams: int | None = None,
                  block_size: int = api.BLOCK_SIZE, format: int | None = None,
-                 compressor: api.Compressor | None = None):
+                 compressor: api.Compressor | None = None, window: int | None = None):
         self._c = compressor or api.Compressor(model, device=device, streams=streams,
-                                               block_size=block_size, format=format)
+                                               block_size=block_size, format=format, window=window)
         self._w = self._c.writer()
         self._buf = bytearray()
         self._finished = False
@@ -192,8 +192,8 @@ class _DecodingRaw(io.RawIOBase):
 class TzipFile(io.BufferedIOBase):
     """A .tz file opened for reading ("r", "rb") or writing ("w", "wb", "x", "xb", "a", "ab":
     appending adds a second archive after the first, which readers decode in turn).
-    filename is a path or a binary file object; model, device, streams and block_size are
-    as for tzip.Compressor / tzip.Decompressor.
+    filename is a path or a binary file object; model, device, streams, block_size and
+    window are as for tzip.Compressor / tzip.Decompressor.
 
     In read mode seek works anywhere, as gzip's and lzma's files do, by decoding again:
     forward it decodes and drops the bytes between; backward it goes back to the start of
@@ -202,7 +202,8 @@ class TzipFile(io.BufferedIOBase):
     as with lzma.LZMAFile). `mode` is "rb", "wb", "xb" or "ab"."""
 
     def __init__(self, filename, mode: str = "r", *, model: api.ModelSpec = None, device="auto",
-                 streams: int | None = None, block_size: int = api.BLOCK_SIZE):
+                 streams: int | None = None, block_size: int = api.BLOCK_SIZE,
+                 window: int | None = None):
         mode = mode.replace("b", "")
         if mode not in ("r", "w", "x", "a"):
             raise ValueError(f"invalid mode: {mode!r}")
@@ -227,7 +228,7 @@ class TzipFile(io.BufferedIOBase):
                                                  _READ_CHUNK)
             else:
                 self._comp = TzipCompressor(model, device=device, streams=streams,
-                                            block_size=block_size)
+                                            block_size=block_size, window=window)
                 # every write complete or an error, also into a raw file or one that
                 # returns short counts
                 named = isinstance(self.name, (str, bytes)) and self.name
@@ -367,7 +368,7 @@ class TzipFile(io.BufferedIOBase):
 
 def open(filename, mode: str = "rb", *, model: api.ModelSpec = None, device="auto",
          streams: int | None = None, block_size: int = api.BLOCK_SIZE, encoding: str | None = None,
-         errors: str | None = None, newline: str | None = None):
+         errors: str | None = None, newline: str | None = None, window: int | None = None):
     """A .tz file as a file object, as lzma.open and gzip.open give: binary modes "rb",
     "wb", "xb", "ab" (a TzipFile) and text modes "rt", "wt", "xt", "at" (an
     io.TextIOWrapper over one, with encoding, errors and newline)."""
@@ -382,7 +383,7 @@ def open(filename, mode: str = "rb", *, model: api.ModelSpec = None, device="aut
         if newline is not None:
             raise ValueError("argument 'newline' not supported in binary mode")
     binary = TzipFile(filename, mode.replace("t", ""), model=model, device=device, streams=streams,
-                      block_size=block_size)
+                      block_size=block_size, window=window)
     if "t" in mode:
         return io.TextIOWrapper(binary, io.text_encoding(encoding), errors, newline)
     return binary

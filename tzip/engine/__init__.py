@@ -73,14 +73,21 @@ class Engine:
     """One model on one device: its weights prepared once, and the backends built from
     them on first use (each is kept: the compiled ones prepare arrays of their own)."""
 
-    def __init__(self, model: IntModel, device: object = "cpu", mixer: str | None = None):
+    def __init__(self, model: IntModel, device: object = "cpu", mixer: str | None = None,
+                 window: int | None = None):
         """device: "cpu", "cuda", "cuda:N", a Device or a torch.device (never "auto":
         tzip/device.py resolves that); mixer: the context mixer's implementation, if the
-        caller has chosen it (a Decompressor's models share one), else the plan's."""
+        caller has chosen it (a Decompressor's models share one), else the plan's;
+        window: the positions each position attends to (1 to the model's context; None:
+        the context), which changes the tables, hence archive bytes (format 7 records it).
+
+        cfg is the model's own config (its context cuts a block into streams, whatever the
+        window); the backends read the window from weights.cfg.context."""
         self.model = model
         self.cfg = model.cfg
         self.device = Device(str(device))
-        self.weights = Weights.from_model(model)
+        self.weights = Weights.from_model(model, window)
+        self.window = self.weights.cfg.context
         self._built: dict[str, object] = {}
         self._mixer = mixer
 

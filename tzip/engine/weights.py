@@ -9,7 +9,7 @@ file, so none can drift from another.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -24,6 +24,8 @@ MATRICES = ("wqkv", "wo", "w1", "w2")
 @dataclass(frozen=True, eq=False)
 class Weights:
     """Numbers of one model, shared by every backend (read-only).
+
+    cfg: the model's config, its context the window the backends attend over.
 
     arrays: the model file's arrays (its int8 weights as int8-valued float32 (K, N));
     r: every multiplier as float64 m / 2**shift, at least 1-D (a 0-dim float64 would let
@@ -42,8 +44,17 @@ class Weights:
     att_split: int | None
 
     @classmethod
-    def from_model(cls, model: IntModel) -> "Weights":
+    def from_model(cls, model: IntModel, window: int | None = None) -> "Weights":
+        """The model's numbers; window: how many positions each position attends to
+        (itself and the window-1 before it), 1 to the model's context (None: the context).
+        ALiBi scores a key by its distance alone, so a shorter window is the same model
+        with the farther keys masked: every backend reads it as cfg.context (its rings,
+        masks and exactness bounds), and the engine keeps the model's own config."""
         c = model.cfg
+        if window is not None and window != c.context:
+            if not 1 <= window <= c.context:
+                raise ValueError(f"window must be between 1 and the model's context ({c.context}), not {window}")
+            c = replace(c, context=window)
         a = {k: v.astype(np.float32) if v.dtype == np.int8 else v for k, v in model.arrays.items()}
         r = {k: np.atleast_1d(a.get(k + ".m", a.get(k)).astype(np.float64) * 2.0 ** -shift)
              for k, shift in model.shifts.items() if k != "norm"}
