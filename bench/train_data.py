@@ -110,6 +110,13 @@ def candidates(sources: list[tuple[str, str]]) -> list[tuple[str, int, Callable[
     return out
 
 
+def output(kind: str, blob: bytes, packed: bytes) -> dict:
+    """What identifies one kind's output file, so a copy carried elsewhere can be checked
+    against the committed manifest (sha256sum -c style: the file and its text)."""
+    return {"file": f"{kind}.txt.xz", "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+            "xz_bytes": len(packed), "xz_sha256": hashlib.sha256(packed).hexdigest()}
+
+
 def _member(path: Path, name: str) -> bytes:
     with zipfile.ZipFile(path) as z:
         return z.read(name)
@@ -169,16 +176,18 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(b)
             size += len(b)
         blob = b"\n\n".join(parts)
-        (a.out / f"{kind}.txt.xz").write_bytes(lzma.compress(blob, preset=6))
+        packed = lzma.compress(blob, preset=6)
+        (a.out / f"{kind}.txt.xz").write_bytes(packed)
         if kind in ("markdown", "code-python", "csv"):
             crlf_src.append(blob[:int(a.crlf_mb * MB / 3)])
-        manifest["kinds"][kind] = {"files": taken, "bytes": len(blob)}
+        manifest["kinds"][kind] = dict(output(kind, blob, packed), files=taken)
         manifest["dropped"][kind] = dropped
         print(f"{kind:14s} {len(taken):6d} files {len(blob) / MB:7.2f} MB  dropped {dropped}", flush=True)
     crlf = b"\n\n".join(crlf_src).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    (a.out / "crlf.txt.xz").write_bytes(lzma.compress(crlf, preset=6))
-    manifest["kinds"]["crlf"] = {"from": "the first part of markdown, code-python and csv, with CRLF line ends",
-                                 "bytes": len(crlf)}
+    packed = lzma.compress(crlf, preset=6)
+    (a.out / "crlf.txt.xz").write_bytes(packed)
+    manifest["kinds"]["crlf"] = dict(output("crlf", crlf, packed),
+                                     **{"from": "the first part of markdown, code-python and csv, with CRLF line ends"})
     (a.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
     print(f"crlf           {len(crlf) / MB:7.2f} MB; manifest in {a.out / 'MANIFEST.json'}")
     return 0

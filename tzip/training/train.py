@@ -150,8 +150,8 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
     va = np.concatenate([k.val for k in kinds])
     log(f"train bytes {len(sampler.data):,}  val bytes {len(va):,}  device {dev}")
     for k in kinds:
-        log(f"  kind {k.name:24s} {100 * k.weight:6.2f}% of windows  train {len(k.train):,}  "
-            f"val {len(k.val):,}")
+        log(f"  kind {k.name:24s} {100 * k.weight:6.2f}% of windows, {len(k.train):,} training bytes, "
+            f"{len(k.val):,} held out")
     va_t = torch.from_numpy(va).to(dev)
 
     model, before = ByteTransformer(cfg), {"steps": 0, "bytes_seen": 0, "seconds": 0.0}
