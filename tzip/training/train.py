@@ -12,6 +12,9 @@ its optimizer moments when DIR has them (otherwise they restart, after a short w
 A new learning-rate schedule then runs over this run's own budget, so a model can keep
 training across several time-limited GPU sessions.
 
+`--init MODEL.npz` starts from a shipped integer model made float again
+(tzip/training/dequant.py): a fine-tune when the model's float checkpoint is gone.
+
 `--data` names the training text and its mix: `DIR`, `FILE` or `PATH=WEIGHT` entries
 (tzip/training/mix.py). At the end the held-out bits per byte of every kind (file) are
 printed and stored in the checkpoint's meta (`val_kinds`), with the bytes seen per kind.
@@ -31,8 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from ..model.config import ModelConfig
+from ..model.intmodel import IntModel, ModelFileError
 from .mix import MixError, Sampler, evaluate_kinds, load_mix, mixed_bpb
 from .net import ByteTransformer
+
+class TrainError(ValueError):
+    """A run that cannot start as asked (one line for the user)."""
+
 
 DEFAULT_TRAIN = {
     "batch_size": 64,
@@ -131,7 +139,7 @@ def evaluate(model, data: torch.Tensor, T: int, batches: int, batch: int, amp) -
 
 def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, seconds: float | None = None,
           steps: int | None = None, device: str = "auto", log=print, resume: Path | None = None,
-          optimizer_state: bool = False) -> Path:
+          optimizer_state: bool = False, init: Path | None = None) -> Path:
     tc = dict(DEFAULT_TRAIN, **config.get("train", {}))
     if seconds is not None:
         tc["seconds"] = seconds
@@ -144,6 +152,29 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
     gen = torch.Generator(device=dev).manual_seed(tc["seed"])
     out.mkdir(parents=True, exist_ok=True)
 
+    model, before = ByteTransformer(cfg), {"steps": 0, "bytes_seen": 0, "seconds": 0.0}
+    before_kinds: dict[str, int] = {}
+    init_from = {}
+    if resume and init:
+        raise TrainError("give --resume (a float run) or --init (an integer model), not both")
+    if init:
+        from .dequant import float_model
+        im = IntModel.load(init)
+        if im.cfg != cfg:
+            raise TrainError(f"{init} holds a {im.cfg} model, the config asks for {cfg}")
+        model = float_model(im)
+        prev = im.info.get("training", {}).get("total", {})
+        before = {k: prev.get(k, 0) for k in before}
+        init_from = {"name": im.name, "id": im.digest.hex()[:16], "path": str(init), "total": prev}
+        log(f"starting from {init} ({im.name}, id {init_from['id']}), made float; "
+            f"{before['steps']} steps, {before['bytes_seen']:,} bytes before")
+    if resume:
+        model, prev = load_float(resume)
+        if model.cfg != cfg:
+            raise TrainError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
+        before = {k: prev.get("total", prev).get(k, 0) for k in before}
+        before_kinds = prev.get("total", {}).get("bytes_seen_kinds", {})
+        log(f"resuming from {resume}: {before['steps']} steps, {before['bytes_seen']:,} bytes so far")
     specs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     kinds = load_mix(specs, tc["val_bytes_per_file"], cfg.context + 1)
     sampler = Sampler(kinds, cfg.context + 1, dev)
@@ -154,15 +185,6 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
             f"{len(k.val):,} held out")
     va_t = torch.from_numpy(va).to(dev)
 
-    model, before = ByteTransformer(cfg), {"steps": 0, "bytes_seen": 0, "seconds": 0.0}
-    before_kinds: dict[str, int] = {}
-    if resume:
-        model, prev = load_float(resume)
-        if model.cfg != cfg:
-            raise ValueError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
-        before = {k: prev.get("total", prev).get(k, 0) for k in before}
-        before_kinds = prev.get("total", {}).get("bytes_seen_kinds", {})
-        log(f"resuming from {resume}: {before['steps']} steps, {before['bytes_seen']:,} bytes so far")
     model = model.to(dev)
     log(f"params {model.num_params():,}  config {cfg.to_dict()}")
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -193,6 +215,7 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
                 "val_kinds": val_kinds or {}, "val_bpb_mix": mixed_bpb(kinds, val_kinds or {}),
                 "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                 "train": tc, "name": config.get("name", ""), "resumed_from": str(resume or ""),
+                "init_from": init_from, "val_kinds_start": start_kinds,
                 "data": [k.describe() for k in kinds], "bytes_seen_kinds": by_kind,
                 "total": {"steps": before["steps"] + step, "bytes_seen": before["bytes_seen"] + seen,
                           "seconds": round(before["seconds"] + secs, 1), "bytes_seen_kinds": total_kinds}}
@@ -209,6 +232,10 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
                 f" (mix-weighted {meta['val_bpb_mix']}) -> {out}")
 
     T, B = cfg.context, tc["batch_size"]
+    start_kinds = {}
+    if init or resume:  # where the run starts from, kind by kind, to compare with its end
+        start_kinds = evaluate_kinds(model, kinds, T, B, amp)
+        log("held-out bpb by kind at the start: " + ", ".join(f"{k} {v:.4f}" for k, v in start_kinds.items()))
     budget_s, max_steps = tc["seconds"], tc["steps"]
     t0 = time.time()
     step, seen = 0, 0
@@ -268,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the config)")
     ap.add_argument("--resume", type=Path, default=None, help="a run folder to continue from")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="an integer model (.npz) of the config's shape to start from (a fine-tune)")
     ap.add_argument("--optimizer-state", action="store_true", help="also save AdamW moments")
     a = ap.parse_args(argv)
     config = json.loads(a.config.read_text())
@@ -276,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(config, a.data or train_dir(), a.out, a.seconds, a.steps, a.device,
               log=lambda s: print(s, flush=True, file=sys.stderr), resume=a.resume,
-              optimizer_state=a.optimizer_state)
-    except (MixError, FileNotFoundError) as e:
+              optimizer_state=a.optimizer_state, init=a.init)
+    except (MixError, ModelFileError, TrainError, FileNotFoundError) as e:
         print(f"tzip train: {e}", file=sys.stderr)
         return 2
     return 0
