@@ -77,7 +77,9 @@ def test_starts_cover_a_kind_and_stay_inside_it(tmp_path):
     (["{p}=inf"], "the weight must be a positive finite number"),
     (["=2"], "no path before '='"),
     (["{p}=1", "{w}"], "give every entry a weight (PATH=WEIGHT) or none"),
-    (["{p}", "{p}/books.txt.xz"], "is already in the mix"),
+    (["{w}", "{w}"], "is already in the mix"),
+    (["{w}/json.txt", "{w}/json.txt"], "is already in the mix"),
+    (["{p}=1", "{p}/books.txt.xz=1"], "every file of this folder is named on its own"),
     (["{p}/missing=1"], "no such folder or file"),
     (["{w}/json.txt", "{empty}"], "no *.txt or *.txt.xz training files"),
     (["{p}/books.txt.xz", "{short}"], "too few for training windows of 33 bytes"),
@@ -97,6 +99,12 @@ def test_bad_entries_are_one_line_errors(tmp_path, capsys, entries, message):
                  "--device", "cpu", "--data", *specs]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tzip train: --data") and message in err and err.count("\n") == 1
+
+
+def test_a_file_named_beside_its_folder_takes_its_own_weight(tmp_path):
+    prose, wide = _two_folders(tmp_path)
+    kinds = load_mix([f"{prose}=0.6", f"{wide}=0.3", f"{wide / 'logs.txt.xz'}=0.1"], val_bytes=1000, window=33)
+    assert {k.name: k.weight for k in kinds} == pytest.approx({"books": 0.6, "json": 0.3, "logs": 0.1})
 
 
 def test_a_path_holding_an_equals_sign_is_a_path(tmp_path):

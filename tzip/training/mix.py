@@ -5,8 +5,10 @@ held out for validation, kind by kind.
 *.txt in it) or one such file. Without weights the windows are drawn in proportion to the
 text's size, as if every file were one concatenation. With weights, each entry gets that
 share of the training windows (weights are relative: `a=3 b=1` and `a=0.75 b=0.25` are the
-same mix), split among a folder's files by their size. Either every entry has a weight or
-none does; a weight must be a positive finite number.
+same mix), split among a folder's files by their size. A file may also be named on its
+own beside its folder: it then takes its own weight and leaves the folder's share to
+the folder's other files (`.data/train-wide=0.3 .data/train-wide/logs.txt.xz=0.05`).
+Either every entry has a weight or none does; a weight must be a positive finite number.
 
 Every file is one *kind*, named by its file name without `.txt[.xz]` (the folder's name
 is put in front when two folders hold files of the same name). Its last `val_bytes`
@@ -106,9 +108,12 @@ def load_mix(specs: "list[str | Path]", val_bytes: int, window: int) -> list[Kin
                        "(then the mix follows the sizes)")
     kinds: list[Kind] = []
     seen: dict[Path, str] = {}
+    named = {path.resolve() for path, _ in entries if path.is_file()}  # these leave their folder
     for (path, _), spec in zip(entries, specs):
         for f in entry_files(path):
             key = f.resolve()
+            if path.is_dir() and key in named:
+                continue
             if key in seen:
                 raise MixError(f"--data {spec}: {f} is already in the mix (from {seen[key]})")
             seen[key] = str(spec)
@@ -130,6 +135,8 @@ def load_mix(specs: "list[str | Path]", val_bytes: int, window: int) -> list[Kin
         total_w = sum(w for _, w in entries)
         for (path, w), spec in zip(entries, specs):
             mine = [k for k in kinds if k.entry == str(spec)]
+            if not mine:
+                raise MixError(f"--data {spec}: every file of this folder is named on its own")
             size = sum(len(k.train) for k in mine)
             for k in mine:
                 k.weight = w / total_w * len(k.train) / size
