@@ -54,6 +54,8 @@ DEFAULT_TRAIN = {
     "seed": 1234,
     "eval_every": 250,
     "val_bytes_per_file": 262144,
+    "val_batches": 32,  # the final held-out measurement over all text: batches of windows
+    "val_windows_per_kind": 1024,  # and over each kind's held-out text: at most this many windows
 }
 
 
@@ -234,7 +236,7 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
     T, B = cfg.context, tc["batch_size"]
     start_kinds = {}
     if init or resume:  # where the run starts from, kind by kind, to compare with its end
-        start_kinds = evaluate_kinds(model, kinds, T, B, amp)
+        start_kinds = evaluate_kinds(model, kinds, T, B, amp, tc["val_windows_per_kind"])
         log("held-out bpb by kind at the start: " + ", ".join(f"{k} {v:.4f}" for k, v in start_kinds.items()))
     budget_s, max_steps = tc["seconds"], tc["steps"]
     t0 = time.time()
@@ -267,7 +269,8 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
         if time.time() - last_save > 60:
             checkpoint(step, seen, None)
             last_save = time.time()
-    checkpoint(step, seen, evaluate(model, va_t, T, 32, B, amp), evaluate_kinds(model, kinds, T, B, amp))
+    checkpoint(step, seen, evaluate(model, va_t, T, tc["val_batches"], B, amp),
+               evaluate_kinds(model, kinds, T, B, amp, tc["val_windows_per_kind"]))
     return out
 
 
