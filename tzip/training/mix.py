@@ -157,15 +157,18 @@ class Sampler:
         sizes = torch.tensor([len(k.train) for k in kinds], dtype=torch.long)
         self.start = (torch.cumsum(sizes, 0) - sizes).to(device)
         self.span = (sizes - window + 1).to(device=device, dtype=torch.float64)
-        self.probs = torch.tensor([k.weight for k in kinds], dtype=torch.float64, device=device)
+        cdf = torch.cumsum(torch.tensor([k.weight for k in kinds], dtype=torch.float64), 0)
+        self.cdf = (cdf / cdf[-1]).to(device)
         self.drawn = torch.zeros(len(kinds), dtype=torch.long, device=device)  # windows per kind
 
     def draw(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """(kind index, start offset into self.data) of batch windows."""
-        k = torch.multinomial(self.probs, batch, replacement=True, generator=gen)
-        off = (torch.rand(batch, generator=gen, dtype=torch.float64, device=self.data.device)
-               * self.span[k]).long()
-        self.drawn += torch.bincount(k, minlength=len(self.kinds))
+        """(kind index, start offset into self.data) of batch windows. Nothing here waits
+        for the device (no multinomial or bincount), so a GPU run keeps its queue full."""
+        dev = self.data.device
+        u = torch.rand(batch, generator=gen, dtype=torch.float64, device=dev)
+        k = torch.searchsorted(self.cdf, u, right=True).clamp_(max=len(self.kinds) - 1)
+        off = (torch.rand(batch, generator=gen, dtype=torch.float64, device=dev) * self.span[k]).long()
+        self.drawn.index_add_(0, k, torch.ones_like(k))
         return k, self.start[k] + off
 
     def batch(self, batch: int, bos_prob: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
