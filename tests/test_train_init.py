@@ -75,6 +75,9 @@ def test_init_starts_a_run_from_an_integer_model(tmp_path, text):
     assert meta["total"]["steps"] == 102 and meta["total"]["bytes_seen"] == 5000 + 2 * 4 * 32
     assert any("starting from" in l for l in logs)
     assert set(meta["val_kinds_start"]) == set(meta["val_kinds"]) == {"src"}
+    again = train(config, data, tmp_path / "run2", steps=1, device="cpu", log=lambda s: None, resume=out)
+    _, meta2 = load_float(again)
+    assert meta2["init_from"] == meta["init_from"] and meta2["total"]["steps"] == 103
 
 
 def test_init_of_another_shape_or_with_resume_is_a_one_line_error(tmp_path, text, capsys):

@@ -38,6 +38,7 @@ from ..model.intmodel import IntModel, ModelFileError
 from .mix import MixError, Sampler, evaluate_kinds, load_mix, mixed_bpb
 from .net import ByteTransformer
 
+
 class TrainError(ValueError):
     """A run that cannot start as asked (one line for the user)."""
 
@@ -176,6 +177,7 @@ def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, se
             raise TrainError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
         before = {k: prev.get("total", prev).get(k, 0) for k in before}
         before_kinds = prev.get("total", {}).get("bytes_seen_kinds", {})
+        init_from = prev.get("init_from", {})  # the lineage goes on across sessions
         log(f"resuming from {resume}: {before['steps']} steps, {before['bytes_seen']:,} bytes so far")
     specs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
     kinds = load_mix(specs, tc["val_bytes_per_file"], cfg.context + 1)
