@@ -70,12 +70,14 @@ for m in $MODELS; do
         continue
     fi
     if [ ! -f "$config" ]; then echo "no $config" | log "$m" >> "$OUT/train.log"; continue; fi
+    rm -f "runs/models/tzip-$m.npz"  # only this session's conversion may be returned
     start=(); base=models/tzip-${m%-[0-9]*}.npz
     if ls ".data/prev/$m"/float-*.npz >/dev/null 2>&1; then start=(--resume ".data/prev/$m" --lr "${LR[$m]:-1e-3}")
     elif [ "$base" != "models/tzip-$m.npz" ] && [ -f "$base" ]; then start=(--init "$base")
     fi
+    limit=$((SECS + 150)); [ "$limit" -lt "$(left)" ] || limit=$(left)  # leave time to convert a hung run's last save
     # shellcheck disable=SC2086  # MIX is a list of --data entries
-    timeout "$(left)" python -m tzip.training.train --config "$config" --data $MIX --out "runs/$m" \
+    timeout "$limit" python -m tzip.training.train --config "$config" --data $MIX --out "runs/$m" \
         --seconds "$SECS" "${start[@]}" 2>&1 | log "$m" >> "$OUT/train.log" &
     trained+=("$m")
 done
@@ -90,7 +92,8 @@ for m in "${trained[@]}"; do
     python -c "import json, sys, numpy as np; z = np.load(sys.argv[1]); print(json.dumps(json.loads(z['__meta__'].tobytes()), indent=1))" \
         "runs/$m/float-00.npz" > "$OUT/$m.meta.json" 2>> "$OUT/convert.log"
     timeout "$(left)" python -m tzip.training.convert "runs/$m" "runs/models/tzip-$m.npz" --name "tzip-$m" \
-        2>&1 | log "$m quant" >> "$OUT/convert.log" && cp "runs/models/tzip-$m.npz" "$OUT/"
+        2>&1 | log "$m quant" >> "$OUT/convert.log"
+    [ -f "runs/models/tzip-$m.npz" ] && cp "runs/models/tzip-$m.npz" "$OUT/"
 done
 # A GPU-made archive of a small slice, to be rebuilt and decoded on a CPU afterwards
 # (commit it with the session's logs: it is the evidence for the cross-device claim).
