@@ -27,6 +27,7 @@ import json
 import lzma
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -110,20 +111,76 @@ def candidates(sources: list[tuple[str, str]]) -> list[tuple[str, int, Callable[
     return out
 
 
+def output(kind: str, blob: bytes, packed: bytes) -> dict:
+    """What identifies one kind's output file, so a copy carried elsewhere can be checked
+    against the committed manifest (sha256sum -c style: the file and its text)."""
+    return {"file": f"{kind}.txt.xz", "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+            "xz_bytes": len(packed), "xz_sha256": hashlib.sha256(packed).hexdigest()}
+
+
 def _member(path: Path, name: str) -> bytes:
     with zipfile.ZipFile(path) as z:
         return z.read(name)
 
 
+def xz_file(p: Path) -> dict:
+    """A training file as stored and as text: sizes and sha256 of both."""
+    stored = p.read_bytes()
+    raw = lzma.decompress(stored) if p.suffix == ".xz" else stored
+    return {"file": p.name, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+            "xz_bytes": len(stored), "xz_sha256": hashlib.sha256(stored).hexdigest()}
+
+
+def model_manifest(model: str, prose: Path, wide: Path, mix: list[str]) -> dict:
+    """What a model is (to be) trained on: the --data mix, the prose files (their sources
+    are in the shared corpus' own MANIFEST.json, named here by its sha256) and the wide
+    data's manifest as bench.train_data wrote it (every file taken, its source and sha256)."""
+    roots = [prose] + ([Path(os.environ["TZIP_CORPORA"]) / "train"] if os.environ.get("TZIP_CORPORA") else [])
+    roots.append(REPO.parent / "shared" / "corpora" / "train")  # a copy of the files alone: the corpus has it
+    prose_manifest = next((r / "MANIFEST.json" for r in roots if (r / "MANIFEST.json").exists()), prose / "MANIFEST.json")
+    return {"model": model, "mix": mix,
+            "prose": {"folder": str(prose), "copy_of": "../shared/corpora/train",
+                      "sources_manifest_sha256": hashlib.sha256(prose_manifest.read_bytes()).hexdigest()
+                      if prose_manifest.exists() else None,
+                      "files": [xz_file(p) for p in sorted(prose.glob("*.txt.xz"))]},
+            "wide": dict({"folder": str(wide)}, **json.loads((wide / "MANIFEST.json").read_text()))}
+
+
+def dump_manifest(obj: dict) -> str:
+    """JSON with one line per file record, so a manifest of thousands of files stays
+    readable and diffs line by line."""
+    def emit(o, ind: int) -> str:
+        pad = " " * ind
+        if isinstance(o, dict) and o and not all(isinstance(v, (str, int, float, type(None))) for v in o.values()):
+            items = [f'{pad} {json.dumps(k)}: {emit(v, ind + 1).lstrip()}' for k, v in o.items()]
+            return pad + "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(o, list) and o and all(isinstance(v, dict) for v in o):
+            return pad + "[\n" + ",\n".join(pad + " " + json.dumps(v) for v in o) + "\n" + pad + "]"
+        return pad + json.dumps(o)
+    return emit(obj, 0) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.train_data", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--model-manifest", type=Path, metavar="PATH",
+                    help="instead of gathering: write the manifest of a model's training data to PATH "
+                         "(the mix, the --prose files and the manifest already in --out)")
+    ap.add_argument("--model", help="the model's name, for --model-manifest")
+    ap.add_argument("--prose", type=Path, default=Path(".data/train"), help="for --model-manifest")
+    ap.add_argument("--mix", nargs="+", default=[], help="the --data entries of the run, for --model-manifest")
     ap.add_argument("--cap-mb", type=float, default=8, help="megabytes per kind at most")
     ap.add_argument("--kinds", help="comma-separated kinds (default: all)")
     ap.add_argument("--add", action="append", default=[], metavar="KIND=DIR:GLOB",
                     help="more sources of a kind, e.g. code-js=/tmp/npm:**/*.js (unpacked packages)")
     ap.add_argument("--crlf-mb", type=float, default=2, help="megabytes of the taken text written again with CRLF")
     a = ap.parse_args(argv)
+    if a.model_manifest:
+        m = model_manifest(a.model or a.model_manifest.name.split(".")[0], a.prose, a.out, a.mix)
+        a.model_manifest.write_text(dump_manifest(m))
+        print(f"{a.model_manifest}: {len(m['prose']['files'])} prose files, "
+              f"{sum(len(k.get('files', [])) for k in m['wide']['kinds'].values())} wide files")
+        return 0
     sources = {kind: list(roots) for kind, roots in SOURCES.items()}
     for spec in a.add:
         kind, where = spec.split("=", 1)
@@ -137,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(benches)} benchmark files, {len(bench_lines)} long lines", flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
-    manifest: dict = {"benchmark_files": len(benches), "kinds": {}, "dropped": {}}
+    manifest: dict = {"command": " ".join(["python -m bench.train_data", *(argv if argv is not None else sys.argv[1:])]),
+                      "made": time.strftime("%Y-%m-%d", time.gmtime()),
+                      "benchmark_files": len(benches), "kinds": {}, "dropped": {}}
     crlf_src: list[bytes] = []
     for kind in (a.kinds.split(",") if a.kinds else sources):
         taken, parts, dropped = [], [], {"benchmark": 0, "shares lines": 0, "duplicate": 0, "not text": 0}
@@ -169,16 +228,18 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(b)
             size += len(b)
         blob = b"\n\n".join(parts)
-        (a.out / f"{kind}.txt.xz").write_bytes(lzma.compress(blob, preset=6))
+        packed = lzma.compress(blob, preset=6)
+        (a.out / f"{kind}.txt.xz").write_bytes(packed)
         if kind in ("markdown", "code-python", "csv"):
             crlf_src.append(blob[:int(a.crlf_mb * MB / 3)])
-        manifest["kinds"][kind] = {"files": taken, "bytes": len(blob)}
+        manifest["kinds"][kind] = dict(output(kind, blob, packed), files=taken)
         manifest["dropped"][kind] = dropped
         print(f"{kind:14s} {len(taken):6d} files {len(blob) / MB:7.2f} MB  dropped {dropped}", flush=True)
     crlf = b"\n\n".join(crlf_src).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    (a.out / "crlf.txt.xz").write_bytes(lzma.compress(crlf, preset=6))
-    manifest["kinds"]["crlf"] = {"from": "the first part of markdown, code-python and csv, with CRLF line ends",
-                                 "bytes": len(crlf)}
+    packed = lzma.compress(crlf, preset=6)
+    (a.out / "crlf.txt.xz").write_bytes(packed)
+    manifest["kinds"]["crlf"] = dict(output("crlf", crlf, packed),
+                                     **{"from": "the first part of markdown, code-python and csv, with CRLF line ends"})
     (a.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
     print(f"crlf           {len(crlf) / MB:7.2f} MB; manifest in {a.out / 'MANIFEST.json'}")
     return 0

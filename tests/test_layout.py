@@ -44,7 +44,8 @@ LAYERS = {
 }
 # the only modules that import PyTorch when they load: the torch backends and training
 TORCH_MODULES = {"tzip.engine.reference", "tzip.engine.graph", "tzip.training", "tzip.training.net",
-                 "tzip.training.train", "tzip.training.convert"}
+                 "tzip.training.train", "tzip.training.convert", "tzip.training.mix",
+                 "tzip.training.dequant"}
 # where PyTorch is imported inside a function, each only on a path that needs it
 LAZY_TORCH = {
     "tzip.device",  # cuda_available: only where a GPU driver exists

@@ -1,6 +1,9 @@
 """Float model -> integer model: calibration, int8 weights, fixed-point multipliers.
 
-    python -m tzip.training.convert RUN_DIR OUT.npz --name NAME
+    python -m tzip.training.convert RUN_DIR OUT.npz --name NAME [--data PATH ...]
+
+Calibration and the quantisation cost use the held-out text of every kind the run
+trained on (its meta names the files), so activations of code or logs are not clipped.
 """
 from __future__ import annotations
 
@@ -176,16 +179,24 @@ def quantisation_cost(model: ByteTransformer, im: IntModel, text: np.ndarray, st
 def main(argv: list[str] | None = None) -> int:
     """python -m tzip.training.convert RUN_DIR OUT.npz --name NAME: float training output -> int model."""
     import argparse
-    from .train import load_float, load_text_files, train_dir, training_files
+    from .mix import MixError, load_mix
+    from .train import load_float, train_dir
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("run", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--name", required=True)
-    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--data", nargs="+", default=None, metavar="PATH[=WEIGHT]",
+                    help="the run's training text, for calibration on its held-out part "
+                         "(default: the files the run's meta names, else the shared corpus)")
     a = ap.parse_args(argv)
     model, meta = load_float(a.run)
-    _, val = load_text_files(training_files(a.data or train_dir()),
-                             meta.get("train", {}).get("val_bytes_per_file", 262144))
+    specs = a.data or [k["path"] for k in meta.get("data", [])] or [train_dir()]
+    try:
+        kinds = load_mix(specs, meta.get("train", {}).get("val_bytes_per_file", 262144), model.cfg.context + 1)
+    except (MixError, FileNotFoundError) as e:
+        print(f"convert: {e}", file=sys.stderr)
+        return 2
+    val = np.concatenate([k.val for k in kinds])
     calib = calibration_windows(val, model.cfg.context)
     im = convert(model, calib, a.name, info={"training": meta})
     fb, ib = quantisation_cost(model, im, val)

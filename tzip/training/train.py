@@ -11,12 +11,18 @@ into a shippable integer model; with `--optimizer-state` the AdamW moments are s
 its optimizer moments when DIR has them (otherwise they restart, after a short warmup).
 A new learning-rate schedule then runs over this run's own budget, so a model can keep
 training across several time-limited GPU sessions.
+
+`--init MODEL.npz` starts from a shipped integer model made float again
+(tzip/training/dequant.py): a fine-tune when the model's float checkpoint is gone.
+
+`--data` names the training text and its mix: `DIR`, `FILE` or `PATH=WEIGHT` entries
+(tzip/training/mix.py). At the end the held-out bits per byte of every kind (file) are
+printed and stored in the checkpoint's meta (`val_kinds`), with the bytes seen per kind.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import math
 import os
 import sys
@@ -27,8 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.config import BOS, ModelConfig
+from ..model.config import ModelConfig
+from ..model.intmodel import IntModel, ModelFileError
+from .mix import MixError, Sampler, evaluate_kinds, load_mix, mixed_bpb
 from .net import ByteTransformer
+
+
+class TrainError(ValueError):
+    """A run that cannot start as asked (one line for the user)."""
+
 
 DEFAULT_TRAIN = {
     "batch_size": 64,
@@ -42,39 +55,9 @@ DEFAULT_TRAIN = {
     "seed": 1234,
     "eval_every": 250,
     "val_bytes_per_file": 262144,
+    "val_batches": 32,  # the final held-out measurement over all text: batches of windows
+    "val_windows_per_kind": 1024,  # and over each kind's held-out text: at most this many windows
 }
-
-
-def load_text_files(paths: list[Path], val_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read .txt or .txt.xz files; the last val_bytes of each file form the validation slice."""
-    train, val = [], []
-    for p in sorted(paths):
-        raw = lzma.decompress(p.read_bytes()) if p.suffix == ".xz" else p.read_bytes()
-        arr = np.frombuffer(raw, dtype=np.uint8)
-        cut = max(len(arr) - val_bytes, len(arr) // 2)
-        train.append(arr[:cut])
-        val.append(arr[cut:])
-    return np.concatenate(train), np.concatenate(val)
-
-
-def training_files(data_dirs: "Path | list[Path]") -> list[Path]:
-    """The *.txt.xz and *.txt files of one folder or several (e.g. the shared corpus and
-    the widened one of bench/train_data.py)."""
-    dirs = [data_dirs] if isinstance(data_dirs, Path) else data_dirs
-    files = [f for d in dirs for f in sorted(d.glob("*.txt.xz")) + sorted(d.glob("*.txt"))]
-    if not files:
-        raise FileNotFoundError(f"no *.txt or *.txt.xz training files in {', '.join(map(str, dirs))}")
-    return files
-
-
-def get_batch(data: torch.Tensor, batch: int, T: int, bos_prob: float, gen: torch.Generator):
-    """Random windows; some start with BOS, as a stream's first bytes do."""
-    ix = torch.randint(0, len(data) - T - 1, (batch,), generator=gen, device=data.device)
-    win = data[ix[:, None] + torch.arange(T + 1, device=data.device)].long()
-    x, y = win[:, :-1].clone(), win[:, 1:]
-    bos = torch.rand(batch, generator=gen, device=data.device) < bos_prob
-    x[bos, 0] = BOS
-    return x, y
 
 
 def save_float(model: ByteTransformer, out: Path, meta: dict, shard_bytes: int = 12 << 20) -> None:
@@ -157,9 +140,9 @@ def evaluate(model, data: torch.Tensor, T: int, batches: int, batch: int, amp) -
     return total / batches / math.log(2)
 
 
-def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float | None = None,
+def train(config: dict, data_dir: "str | Path | list[str | Path]", out: Path, seconds: float | None = None,
           steps: int | None = None, device: str = "auto", log=print, resume: Path | None = None,
-          optimizer_state: bool = False) -> Path:
+          optimizer_state: bool = False, init: Path | None = None) -> Path:
     tc = dict(DEFAULT_TRAIN, **config.get("train", {}))
     if seconds is not None:
         tc["seconds"] = seconds
@@ -172,17 +155,40 @@ def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float
     gen = torch.Generator(device=dev).manual_seed(tc["seed"])
     out.mkdir(parents=True, exist_ok=True)
 
-    tr, va = load_text_files(training_files(data_dir), tc["val_bytes_per_file"])
-    log(f"train bytes {len(tr):,}  val bytes {len(va):,}  device {dev}")
-    tr_t, va_t = torch.from_numpy(tr).to(dev), torch.from_numpy(va).to(dev)
-
     model, before = ByteTransformer(cfg), {"steps": 0, "bytes_seen": 0, "seconds": 0.0}
+    before_kinds: dict[str, int] = {}
+    init_from = {}
+    if resume and init:
+        raise TrainError("give --resume (a float run) or --init (an integer model), not both")
+    if init:
+        from .dequant import float_model
+        im = IntModel.load(init)
+        if im.cfg != cfg:
+            raise TrainError(f"{init} holds a {im.cfg} model, the config asks for {cfg}")
+        model = float_model(im)
+        prev = im.info.get("training", {}).get("total", {})
+        before = {k: prev.get(k, 0) for k in before}
+        init_from = {"name": im.name, "id": im.digest.hex()[:16], "path": str(init), "total": prev}
+        log(f"starting from {init} ({im.name}, id {init_from['id']}), made float; "
+            f"{before['steps']} steps, {before['bytes_seen']:,} bytes before")
     if resume:
         model, prev = load_float(resume)
         if model.cfg != cfg:
-            raise ValueError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
+            raise TrainError(f"{resume} holds a {model.cfg} model, the config asks for {cfg}")
         before = {k: prev.get("total", prev).get(k, 0) for k in before}
+        before_kinds = prev.get("total", {}).get("bytes_seen_kinds", {})
+        init_from = prev.get("init_from", {})  # the lineage goes on across sessions
         log(f"resuming from {resume}: {before['steps']} steps, {before['bytes_seen']:,} bytes so far")
+    specs = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+    kinds = load_mix(specs, tc["val_bytes_per_file"], cfg.context + 1)
+    sampler = Sampler(kinds, cfg.context + 1, dev)
+    va = np.concatenate([k.val for k in kinds])
+    log(f"train bytes {len(sampler.data):,}  val bytes {len(va):,}  device {dev}")
+    for k in kinds:
+        log(f"  kind {k.name:24s} {100 * k.weight:6.2f}% of windows, {len(k.train):,} training bytes, "
+            f"{len(k.val):,} held out")
+    va_t = torch.from_numpy(va).to(dev)
+
     model = model.to(dev)
     log(f"params {model.num_params():,}  config {cfg.to_dict()}")
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -205,20 +211,35 @@ def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float
         return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else \
             torch.autocast("cpu", enabled=False)
 
-    def checkpoint(step: int, seen: int, val: float | None) -> None:
+    def checkpoint(step: int, seen: int, val: float | None, val_kinds: dict | None = None) -> None:
         secs = round(time.time() - t0, 1)
+        by_kind = sampler.bytes_seen()
+        total_kinds = {n: before_kinds.get(n, 0) + by_kind.get(n, 0) for n in {**before_kinds, **by_kind}}
         meta = {"steps": step, "bytes_seen": seen, "seconds": secs, "val_bpb": val and round(val, 4),
+                "val_kinds": val_kinds or {}, "val_bpb_mix": mixed_bpb(kinds, val_kinds or {}),
                 "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                 "train": tc, "name": config.get("name", ""), "resumed_from": str(resume or ""),
+                "init_from": init_from, "val_kinds_start": start_kinds,
+                "data": [k.describe() for k in kinds], "bytes_seen_kinds": by_kind,
                 "total": {"steps": before["steps"] + step, "bytes_seen": before["bytes_seen"] + seen,
-                          "seconds": round(before["seconds"] + secs, 1)}}
+                          "seconds": round(before["seconds"] + secs, 1), "bytes_seen_kinds": total_kinds}}
         save_float(model, out, meta)
         if optimizer_state:
             save_optimizer(opt, out)
         if val is not None:
-            log(f"done: {step} steps, {seen:,} bytes, {secs}s, val {val:.4f} bpb -> {out}")
+            log(f"held-out bpb by kind ({'mix' if val_kinds else 'none measured'}):")
+            for k in kinds:
+                if k.name in val_kinds:
+                    log(f"  val {k.name:24s} {val_kinds[k.name]:.4f} bpb  ({100 * k.weight:.2f}% of windows, "
+                        f"{by_kind[k.name]:,} bytes seen)")
+            log(f"done: {step} steps, {seen:,} bytes, {secs}s, val {val:.4f} bpb"
+                f" (mix-weighted {meta['val_bpb_mix']}) -> {out}")
 
     T, B = cfg.context, tc["batch_size"]
+    start_kinds = {}
+    if init or resume:  # where the run starts from, kind by kind, to compare with its end
+        start_kinds = evaluate_kinds(model, kinds, T, B, amp, tc["val_windows_per_kind"])
+        log("held-out bpb by kind at the start: " + ", ".join(f"{k} {v:.4f}" for k, v in start_kinds.items()))
     budget_s, max_steps = tc["seconds"], tc["steps"]
     t0 = time.time()
     step, seen = 0, 0
@@ -232,7 +253,7 @@ def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float
         decay_f = tc["min_lr_frac"] + (1 - tc["min_lr_frac"]) * 0.5 * (1 + math.cos(math.pi * progress))
         for g in opt.param_groups:
             g["lr"] = tc["lr"] * warm * decay_f
-        x, y = get_batch(tr_t, B, T, tc["bos_prob"], gen)
+        x, y = sampler.batch(B, tc["bos_prob"], gen)
         with amp():
             logits = fwd(x)
         loss = F.cross_entropy(logits.float().reshape(-1, 256), y.reshape(-1))
@@ -250,7 +271,8 @@ def train(config: dict, data_dir: "Path | list[Path]", out: Path, seconds: float
         if time.time() - last_save > 60:
             checkpoint(step, seen, None)
             last_save = time.time()
-    checkpoint(step, seen, evaluate(model, va_t, T, 32, B, amp))
+    checkpoint(step, seen, evaluate(model, va_t, T, tc["val_batches"], B, amp),
+               evaluate_kinds(model, kinds, T, B, amp, tc["val_windows_per_kind"]))
     return out
 
 
@@ -269,22 +291,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="tzip train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, type=Path)
-    ap.add_argument("--data", type=Path, nargs="+", default=None,
-                    help="folders of *.txt[.xz] training files")
+    ap.add_argument("--data", nargs="+", default=None, metavar="PATH[=WEIGHT]",
+                    help="folders or *.txt[.xz] files of training text; with =WEIGHT on every "
+                         "entry, each entry's share of the training windows (else by size)")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (overrides the config)")
     ap.add_argument("--resume", type=Path, default=None, help="a run folder to continue from")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="an integer model (.npz) of the config's shape to start from (a fine-tune)")
     ap.add_argument("--optimizer-state", action="store_true", help="also save AdamW moments")
     a = ap.parse_args(argv)
     config = json.loads(a.config.read_text())
     if a.lr is not None:
         config.setdefault("train", {})["lr"] = a.lr
-    train(config, a.data or train_dir(), a.out, a.seconds, a.steps, a.device,
-          log=lambda s: print(s, flush=True, file=sys.stderr), resume=a.resume,
-          optimizer_state=a.optimizer_state)
+    try:
+        train(config, a.data or train_dir(), a.out, a.seconds, a.steps, a.device,
+              log=lambda s: print(s, flush=True, file=sys.stderr), resume=a.resume,
+              optimizer_state=a.optimizer_state, init=a.init)
+    except (MixError, ModelFileError, TrainError, FileNotFoundError) as e:
+        print(f"tzip train: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
