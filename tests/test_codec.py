@@ -138,10 +138,13 @@ def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threa
 
 
 @needs_numba
-@pytest.mark.parametrize("cut", [0.3, 0.9])
-def test_a_corrupt_block_decoded_in_parts_is_refused_without_hanging(tiny, text, monkeypatch, cut):
-    """A payload that ends early: whichever part's turn finds it, every part stops and
-    the error is the decoder's."""
+@pytest.mark.parametrize("fail", ["exhausted", 0, 1, 2])
+def test_a_part_that_fails_stops_every_part(tiny, text, monkeypatch, fail):
+    """A payload that ends early, or an error in the turn of part 0, 1 or 2: every part
+    stops (none waits for a turn that never comes), no thread is left behind, and the
+    error is the decoder's."""
+    import threading
+    from tzip import cm
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")
     monkeypatch.setitem(TUNING, "step_parts_from", 1)
@@ -150,8 +153,22 @@ def test_a_corrupt_block_decoded_in_parts_is_refused_without_hanging(tiny, text,
     lengths = codec.split_streams(len(data), tiny.cfg.context, 5)
     payload = codec.encode_cm(e, data, lengths)
     e.stepper().parts = Parts(threads=3)
-    with pytest.raises(codec.CorruptPayload):
-        codec.decode_cm(e, payload[:int(len(payload) * cut)], lengths)
+    cuts = codec._part_cuts(e.stepper(), 5)
+    assert len(cuts) == 4
+    if fail == "exhausted":
+        payload = payload[:len(payload) // 3]
+    else:
+        real = cm.Decoder.decode
+
+        def decode(self, t, freqs, lo=0, hi=None):
+            if t == 7 and lo == cuts[fail]:
+                raise codec.CorruptPayload("injected")
+            return real(self, t, freqs, lo, hi)
+        monkeypatch.setattr(cm.Decoder, "decode", decode)
+    before = threading.active_count()
+    with pytest.raises(codec.CorruptPayload, match="exhausted" if fail == "exhausted" else "injected"):
+        codec.decode_cm(e, payload, lengths)
+    assert threading.active_count() == before
 
 
 # ---- lockstep: model blocks decoded together -----------------------------------------------
