@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     sel.add_argument("--limit-bytes", type=int, metavar="N", help="use only the first N bytes")
     tl = p.add_argument_group("tools")
     tl.add_argument("--tools", help="built-in tools, comma-separated, or 'none' (default: all: "
-                                    + ",".join(tools.BUILTINS) + ")")
+                                    + ",".join(list(tools.BUILTINS) + list(tools.SHELL_BUILTINS))
+                                    + "; paq8px only where its binary is on PATH)")
     tl.add_argument("--tool", action="append", default=[], metavar="'NAME=CMD;CMD'",
                     help="add a compressor as two shell commands (compress;decompress) "
                          "using {in} and {out}; may be repeated")
@@ -76,16 +77,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def select_tools(args: argparse.Namespace) -> list[Tool]:
+    known = list(tools.BUILTINS) + list(tools.SHELL_BUILTINS)
     if args.tools is None:
-        names = list(tools.BUILTINS)
+        names = known
     elif args.tools.strip() == "none":
         names = []
     else:
         names = [n.strip() for n in args.tools.split(",") if n.strip()]
-        unknown = [n for n in names if n not in tools.BUILTINS]
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise UsageError(f"--tools: unknown tool(s) {', '.join(unknown)} (built-in: "
-                             f"{', '.join(tools.BUILTINS)}; add others with --tool)")
+                             f"{', '.join(known)}; add others with --tool)")
     chosen = [tools.builtin(n) for n in names]
     chosen += [tools.parse_tool_arg(a) for a in args.tool]
     if args.tools_config:

@@ -109,7 +109,22 @@ BUILTINS: dict[str, tuple[str, str | None, Callable[[], Codec]]] = {
 }
 
 
+# Command-line compressors run when their binary is on PATH, reported as skipped otherwise
+# (like a builtin whose package is missing): name -> (label, compress, decompress). paq8px
+# is GPL and slow (tens of KB/s at -8); the bench only runs the binary, never builds it.
+SHELL_BUILTINS: dict[str, tuple[str, str, str]] = {
+    "paq8px": ("paq8px -8 (the binary on PATH)", "paq8px -8 {in} {out}", "paq8px -d {in} {out}"),
+}
+
+
 def builtin(name: str) -> Tool:
+    """A tool of BUILTINS or SHELL_BUILTINS by name, available=False (with a note saying
+    why) where its package or binary is missing."""
+    if name in SHELL_BUILTINS:
+        label, compress, decompress = SHELL_BUILTINS[name]
+        tool = shell_tool(name, compress, decompress)
+        tool.label = label
+        return tool
     label, package, _ = BUILTINS[name]
     tool = Tool(name, label, "python", {"builtin": name})
     if package is not None:

@@ -506,3 +506,29 @@ def test_cpu_seconds_resolve_a_short_call():
             pass
     _, _, _, cpu = measure.best_of_cpu(spin)
     assert 0.0015 < cpu < 0.0099
+
+
+def test_paq8px_is_skipped_when_missing_and_run_when_on_path(tmp_path, no_corpora, monkeypatch):
+    """paq8px is an optional command-line tool: in the default list, reported as skipped
+    without its binary, and run through the shell pair when a `paq8px` is on PATH (here a
+    stand-in script that copies its input, so the round trip holds)."""
+    from bench import tools
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    tool = tools.builtin("paq8px")
+    assert not tool.available and "paq8px" in tool.note and "not found" in tool.note
+    args = SimpleNamespace(tools=None, tool=[], tools_config=None)
+    chosen = run.select_tools(args)
+    assert [t.name for t in chosen if not t.available] == ["paq8px"]
+    assert {t.name for t in chosen if t.available} >= {"gzip", "xz"}
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "paq8px"  # paq8px -8 IN OUT / paq8px -d IN OUT
+    fake.write_text('#!/bin/sh\ncp "$2" "$3"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    tool = tools.builtin("paq8px")
+    assert tool.available and tool.spec["compress"] == "paq8px -8 {in} {out}"
+    rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "paq8px",
+                       "--inline", "--limit-bytes", "200")
+    assert rc == 0 and {r["tool"] for r in doc["results"]} == {"paq8px"}
