@@ -21,7 +21,6 @@ stage, and the loops' speed-only numbers: tzip/engine/plan.py) never does.
 from __future__ import annotations
 
 import lzma
-import os
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -178,8 +177,19 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
     cuts = _part_cuts(stepper, S) if len(items) == 1 else ()
     if len(cuts) > 2:
         _decode_in_parts(stepper, decs[0], items[0][1], cuts, progress, running)
-        decs[0].finish()
-        return [b"".join(outs[0][i, :n].astype(np.uint8).tobytes() for i, n in enumerate(items[0][1]))]
+    else:
+        _decode_in_lockstep(engine, stepper, decs, offsets, ends, L, progress, running)
+    for dec in decs:
+        dec.finish()
+    return [b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
+            for (_, lengths, _), out in zip(items, outs)]
+
+
+def _decode_in_lockstep(engine: Engine, stepper, decs: list[cm.Decoder], offsets: list[int],
+                        ends: list[int], L: int, progress: Progress, running: np.ndarray) -> None:
+    """decode_cm_group's loop over steps: one model step of all the blocks' streams, then
+    each block's mixer decodes its streams' bytes of the step."""
+    S = offsets[-1]
     tok = np.full(S, BOS, dtype=np.int64)
 
     def mix(t: int, freqs: np.ndarray, blocks: range) -> None:
@@ -189,8 +199,9 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
                 lo, hi = offsets[b], offsets[b + 1]
                 tok[lo:hi] = decs[b].decode(t, freqs[lo:hi])
     # several blocks: their mixers share the host's cores, in contiguous shares
-    workers = min(len(items), threads.available_cores()) if len(items) >= engine.plan.lockstep_pool_from else 1
-    shares = [range(len(items) * i // workers, len(items) * (i + 1) // workers) for i in range(workers)]
+    n = len(decs)
+    workers = min(n, threads.available_cores()) if n >= engine.plan.lockstep_pool_from else 1
+    shares = [range(n * i // workers, n * (i + 1) // workers) for i in range(workers)]
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="tzip-mix") if workers > 1 else None
     try:
         state = stepper.new_state(S)
@@ -206,13 +217,9 @@ def decode_cm_group(engine: Engine, items: list[tuple[bytes, list[int], int]],
                     mix(t, freqs, shares[0])
                 if progress:
                     progress(int(running[t]))
-        for dec in decs:
-            dec.finish()
     finally:
         if pool:
             pool.shutdown()
-    return [b"".join(out[i, :n].astype(np.uint8).tobytes() for i, n in enumerate(lengths))
-            for (_, lengths, _), out in zip(items, outs)]
 
 
 def _part_cuts(stepper, S: int) -> tuple[int, ...]:
