@@ -45,13 +45,10 @@ def instrument_scorer() -> None:
     score.mlp = timed("norms+requant", score.mlp)
     score._qkv = timed("norms+requant", score._qkv)
     score.head = timed("head (exp table)", score.head)
-    score._weigh = timed("attention (weighing)", score._weigh)
-    score._attended = timed("attention (weighing)", score._attended)
-    score.JitScorer._acc = timed("products (weights)", score.JitScorer._acc)
-    score.VnniScorer._acc = timed("products (weights)", score.VnniScorer._acc)
+    # attention: both products and the weighing between them (the vnni scorer fuses them)
     for cls in (score.JitScorer, score.VnniScorer):
-        cls._scores = timed("attention (products)", cls._scores)
-        cls._mix = timed("attention (products)", cls._mix)
+        cls._acc = timed("products (weights)", cls._acc)
+        cls._attention = timed("attention (products, weighing)", cls._attention)
     # the rest of a part's time: the copies of the cached keys and values, Python
     score.JitScorer._part = timed("model pass (all)", score.JitScorer._part)
 

@@ -297,11 +297,15 @@ def test_cuda_stepper_equals_the_cpu_reference(backend, shape, S):
 
 
 @needs_vnni
-@pytest.mark.parametrize("S,N,K,xmax", [(1, 1, 5, 127), (4, 7, 64, 127), (5, 33, 100, 127),
-                                        (9, 64, 33, 4095), (3, 40, 512, 4095), (6, 300, 7, 127)])
-def test_vnni_products_are_exact(S, N, K, xmax):
-    """Rows, outputs and inputs not multiples of the tiles (4, 32, 4 or 2), int8 inputs
-    shifted to uint8 and wide inputs as int16 pairs: the exact integer result."""
+@pytest.mark.parametrize("S,N,K,xmax,dtype", [
+    (1, 1, 5, 127, np.float64), (4, 7, 64, 127, np.float64), (5, 33, 100, 127, np.float64),
+    (9, 64, 33, 4095, np.float64), (3, 40, 512, 4095, np.float64), (6, 300, 7, 127, np.float64),
+    (8, 32, 128, 127, np.float32), (19, 70, 128, 127, np.float32), (40, 96, 9, 127, np.int32),
+    (17, 64, 512, 4095, np.float64)])
+def test_vnni_products_are_exact(S, N, K, xmax, dtype):
+    """Rows, outputs and inputs not multiples of the tiles (4 or 8 rows, 32 outputs, 4 or
+    2 inputs), int8 inputs shifted to uint8 and wide inputs as int16 pairs, into float64,
+    float32 or int32: the exact integer result."""
     from tzip.engine.compiled import vnni
     rng = np.random.default_rng(S * N + K)
     wide = xmax > 127
@@ -309,22 +313,31 @@ def test_vnni_products_are_exact(S, N, K, xmax):
     w = rng.integers(-127, 128, (K, N)).astype(np.float32)
     laid, offset = vnni.layout(w, wide)
     xb = np.zeros((S, laid.shape[0] * (2 if wide else 4)), np.int16 if wide else np.uint8)
-    out = np.full((S, N), np.nan)
+    out = np.full((S, N), -1, dtype)
     (vnni.to_i16 if wide else vnni.to_u8)(x, xb)
-    (vnni.product_i16 if wide else vnni.product_u8)(xb, laid, offset, out)
+    vnni.product(xb, laid, offset, out)
     assert np.array_equal(out, x.astype(np.int64) @ w.astype(np.int64))
 
 
 @needs_vnni
 def test_vnni_products_run_on_the_dot_product_instructions():
-    """The kernels compile to VPDPBUSD and VPDPWSSD (what makes them worth having)."""
+    """Both tile shapes compile to VPDPBUSD (uint8 inputs) and VPDPWSSD (int16 ones), on
+    512-bit registers (what makes them worth having)."""
     from tzip.engine.compiled import vnni
-    test_vnni_products_are_exact(5, 33, 100, 127)
-    test_vnni_products_are_exact(9, 64, 33, 4095)
-    asm8 = "".join(vnni.product_u8.inspect_asm().values())
-    asm16 = "".join(vnni.product_i16.inspect_asm().values())
-    assert "vpdpbusd" in asm8 and "zmm" in asm8
-    assert "vpdpwssd" in asm16
+    import numba
+    for kernel in (vnni._few, vnni._many):
+        fresh = numba.njit(kernel.py_func)  # numba shows no machine code of cached loops
+        for wide in (False, True):
+            laid, offset = vnni.layout(np.ones((64, 32), np.int8), wide)
+            x = np.ones((8, 64), np.int16 if wide else np.uint8)
+            out = np.zeros((8, 32))
+            fresh(x, laid, offset, out)
+            assert (out == 64 - (0 if wide else 128 * 64)).all()
+        asm = {str(sig): text for sig, text in fresh.inspect_asm().items()}
+        u8 = "".join(t for sig, t in asm.items() if "uint8" in sig)
+        i16 = "".join(t for sig, t in asm.items() if "int16" in sig)
+        assert "vpdpbusd" in u8 and "zmm" in u8
+        assert "vpdpwssd" in i16
 
 
 @needs_vnni

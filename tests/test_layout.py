@@ -289,7 +289,7 @@ def test_cpu_compress_and_decompress_never_load_torch(tmp_path, tiny_path, text)
         "        assert not e.code, (args, e.code)\n"
         "c = tzip.Compressor(sys.argv[2], device=device)\n"
         "c.compress(data)\n"
-        "assert c.backend.startswith('numba scorer, ') and c.backend.endswith('compiled mixer on cpu'), c.backend\n"
+        "assert c.backend.split()[0] in ('numba', 'vnni') and c.backend.endswith('compiled mixer on cpu'), c.backend\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('tzip'))\n")
     env = dict(os.environ, PYTHONPATH=str(PKG.parent))
     env.pop("TZIP_BACKEND", None)

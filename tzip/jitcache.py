@@ -200,7 +200,7 @@ def cold(job: str = "compress") -> bool:
     if chosen == "":
         return True
     sources = list(JOBS[job])
-    if job == "decompress" and _host_has_vnni():  # the step's int8 products (engine TUNING)
+    if _host_has_vnni():  # the step's and the pass's int8 products (engine TUNING)
         sources.append(_ENGINE / "vnni.py")
     for src in sources:
         try:

@@ -52,9 +52,8 @@ TUNING = {
     # a GPU (docs/gpu.md): TZIP_BACKEND=graph turns it on
     "cuda_graphs": 0,
     # the kinds whose compiled loops take the int8 dot-product units where the CPU has
-    # them (vnni.py): the decoding step 1.9x (docs/performance.md); the pass measured no
-    # faster than numpy's BLAS (its products are a quarter of it), so it keeps float32
-    "vnni": ("stepper",),
+    # them (vnni.py): the decoding step 1.9x, the compression pass 1.6x (docs/performance.md)
+    "vnni": ("stepper", "scorer"),
     # PyTorch's CPU steps of fewer streams run on one thread (reference.step_threads)
     "torch_one_thread_below": 32,
     # the compiled step runs its streams in parts of at least this many (compiled/step.py)

@@ -40,6 +40,13 @@ def isqrt(n):
 
 
 @jit
+def clamp(y, lo, hi):
+    """A whole float y clamped to [lo, hi], as an integer: the loops that clamp this way
+    vectorise (a float max does not), with the same values."""
+    return min(max(np.int64(y), lo), hi)
+
+
+@jit
 def norm(res, inv, out):
     """The reference's _norm: round(res * inv / max(1, isqrt(sum(res**2) // d))) in [-127, 127]."""
     S, d = res.shape
@@ -49,8 +56,7 @@ def norm(res, inv, out):
             ss += np.int64(res[s, i] * res[s, i])
         rms = np.float64(max(isqrt(ss // d), 1))
         for i in range(d):
-            y = np.floor(res[s, i] * inv[i] / rms + 0.5)
-            out[s, i] = min(max(y, -127.0), 127.0)
+            out[s, i] = clamp(np.floor(res[s, i] * inv[i] / rms + 0.5), -127, 127)
 
 
 @jit
@@ -70,10 +76,11 @@ def residual(res, acc, r):
 @jit
 def mlp(acc, r1, r_sq, top, h):
     """h = round(clamp(round(acc * r1), 0, 4095)**2 * r_sq) clamped to [0, top]."""
+    most = np.int64(top)
     for s in range(acc.shape[0]):
         for i in range(acc.shape[1]):
-            a = min(max(rq(acc[s, i], r1, i), 0.0), 4095.0)
-            h[s, i] = min(max(np.floor(a * a * r_sq[0] + 0.5), 0.0), top)
+            a = np.float64(clamp(rq(acc[s, i], r1, i), 0, 4095))
+            h[s, i] = clamp(np.floor(a * a * r_sq[0] + 0.5), 0, most)
 
 
 @jit

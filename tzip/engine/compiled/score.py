@@ -14,7 +14,6 @@ tests/test_backends.py compares them with the reference.
 """
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -24,7 +23,7 @@ from ...model.intmodel import MLP_BITS
 from ..exact import exact_matmul
 from ..plan import TUNING
 from ..weights import MATRICES, Weights
-from .kernels import head, jit, jit_exact, mlp, norm, residual, rq
+from .kernels import clamp, head, jit, jit_exact, mlp, norm, residual, rq
 from .parts import Parts, blas_on_calling_threads
 from . import vnni
 
@@ -48,12 +47,12 @@ def _qkv(acc, r, C, q, K, V, n0):
                 for g in range(G):
                     for i in range(hd):
                         j = (h * G + g) * hd + i
-                        q[s, h, g * C + c, i] = min(max(rq(acc[a, j], r, j), -127.0), 127.0)
+                        q[s, h, g * C + c, i] = clamp(rq(acc[a, j], r, j), -127, 127)
                 for i in range(hd):
                     jk = H * hd + h * hd + i
                     jv = H * hd + kv * hd + h * hd + i
-                    K[s, h, i, n0 + c] = min(max(rq(acc[a, jk], r, jk), -127.0), 127.0)
-                    V[s, h, n0 + c, i] = min(max(rq(acc[a, jv], r, jv), -127.0), 127.0)
+                    K[s, h, i, n0 + c] = clamp(rq(acc[a, jk], r, jk), -127, 127)
+                    V[s, h, n0 + c, i] = clamp(rq(acc[a, jv], r, jv), -127, 127)
 
 
 @jit_exact
@@ -140,19 +139,6 @@ class JitScorer:
     """The reference's score compiled, behind the Scorer interface."""
     name = "numba"
     ACC = np.float32  # the products' accumulators (exact_matmul's pieces: float64 past one)
-    P_ROWS, P_DTYPE = 2, np.float32  # e @ V: the weights' two parts' rows, float32
-
-    def _scores(self, q: np.ndarray, K: np.ndarray, z: np.ndarray, scratch: dict) -> None:
-        """z = q @ K for a group of streams (S, kv, G*C, hd) @ (S, kv, hd, n)."""
-        np.matmul(q, K, out=z)
-
-    def _mix(self, E: np.ndarray, V: np.ndarray, P: np.ndarray, scratch: dict) -> None:
-        """P = both parts of the weights E (S, kv, 2, G*C, n) @ V (S, kv, n, hd)."""
-        S, kv, _, GC, n = E.shape
-        np.matmul(E.reshape(S, kv, 2 * GC, n), V, out=P)
-
-    def _attended(self, P: np.ndarray, esum: np.ndarray, r_o: np.ndarray, C: int, o: np.ndarray) -> None:
-        _attended(P, esum, self.unit, r_o, C, o)
 
     def __init__(self, weights: Weights):
         self.cfg = weights.cfg
@@ -185,6 +171,15 @@ class JitScorer:
         """x @ the key's weights, exactly (exact_matmul)."""
         return exact_matmul(x, self.p[key], xmax, out)
 
+    def _acc_type(self, key: str) -> type:
+        """The dtype of the product of this key's weights."""
+        return self.ACC
+
+    def _acc_name(self, key: str) -> str:
+        """The rows' accumulator a product writes (products of a width and type share one)."""
+        key = key.split(".")[-1]
+        return f"acc{self.p[key if key == 'head' else 'l0.' + key].shape[1]}.{np.dtype(self._acc_type(key)).name}"
+
     @staticmethod
     def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         """A scratch array reused from pass to pass (fresh tens of MB per pass cost page
@@ -213,9 +208,7 @@ class JitScorer:
         f = c.mlp_mult * d
         # per stream (axis 0) and per row (S*C rows), cut between the parts
         sc = cache.scratch
-        streams = {"q": self._buf(sc, "q", (S, kv, G * C, hd)),
-                   "esum": self._buf(sc, "esum", (S, kv, G * C)),
-                   "P": self._buf(sc, "P", (S, kv, self.P_ROWS * G * C, hd), self.P_DTYPE)}
+        streams = {"q": self._buf(sc, "q", (S, kv, G * C, hd))}
         for l in range(c.n_layer):  # the parts copy the cached keys and values in
             for kind, shape in (("K", (S, kv, hd, n)), ("V", (S, kv, n, hd))):
                 was = (cache.k if kind == "K" else cache.v)[l]
@@ -224,8 +217,9 @@ class JitScorer:
         rows = {"res": self.emb[tokens.reshape(-1)],  # (S*C, d) float64, a fresh copy
                 "x": self._buf(sc, "x", (S * C, d)), "o": self._buf(sc, "o", (S * C, c.n_head * hd)),
                 "h": self._buf(sc, "h", (S * C, f)), "out": np.empty((S * C, 256), dtype=np.float32)}
-        for w in {self.p[key].shape[1] for key in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head")}:
-            rows[f"acc{w}"] = self._buf(sc, f"acc{w}", (S * C, w), self.ACC)  # one per product width
+        for key in ("l0.wqkv", "l0.wo", "l0.w1", "l0.w2", "head"):  # one per width and type
+            name = self._acc_name(key)
+            rows[name] = self._buf(sc, name, (S * C, self.p[key].shape[1]), self._acc_type(key))
 
         def part(a: int, b: int) -> None:
             self._part({k: v[a:b] for k, v in streams.items()},
@@ -242,6 +236,27 @@ class JitScorer:
         cache.t += C
         return rows["out"].reshape(S, C, 256)
 
+    def _attention(self, a: dict, K: np.ndarray, V: np.ndarray, l: int, C: int, t0: int, old: int,
+                   o: np.ndarray, scratch: dict) -> None:
+        """Layer l's attention of a part's streams into o: numpy's products of the queries
+        and keys and of the weights and values, the weighing between them, a group of
+        streams at a time so that its tables stay in the cache."""
+        c = self.cfg
+        S = a["q"].shape[0]
+        kv, G, n = c.n_kv_head, c.n_head // c.n_kv_head, old + C
+        group = max(1, min(S, TUNING["attention_bytes"] // (12 * kv * G * C * n)))
+        z = self._buf(scratch, "z", (group, kv, G * C, n))
+        E = self._buf(scratch, "E", (group, kv, 2, G * C, n))
+        esum = self._buf(scratch, "esum", (S, kv, G * C))
+        P = self._buf(scratch, "P", (S, kv, 2 * G * C, c.head_dim))
+        for i in range(0, S, group):
+            j = min(S, i + group)
+            np.matmul(a["q"][i:j], K[i:j], out=z[:j - i])
+            _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
+                   self.unit, E[:j - i], esum[i:j])
+            np.matmul(E[:j - i].reshape(j - i, kv, 2 * G * C, n), V[i:j], out=P[i:j])
+        _attended(P, esum, self.unit, self.r[f"l{l}.o_in"], C, o)
+
     def _part(self, a: dict, r: dict, C: int, t0: int, old: int, scratch: dict) -> None:
         """The whole model for some streams: a holds their per-stream arrays, r their rows,
         scratch this part's own attention tables."""
@@ -249,11 +264,8 @@ class JitScorer:
         kv, G, n = c.n_kv_head, c.n_head // c.n_kv_head, old + C
         S = a["q"].shape[0]
         res, x, o, h = r["res"], r["x"], r["o"], r["h"]
-        acc = lambda key: r[f"acc{self.p[key].shape[1]}"]
+        acc = lambda key: r[self._acc_name(key)]
         top = float((1 << MLP_BITS) - 1)
-        group = max(1, min(S, TUNING["attention_bytes"] // (12 * kv * G * C * n)))
-        z = self._buf(scratch, "z", (group, kv, G * C, n))
-        E = self._buf(scratch, "E", (group, kv, 2, G * C, n))
         for l in range(c.n_layer):
             K, V = a[f"K{l}"], a[f"V{l}"]
             K[..., :old] = a[f"oldK{l}"]
@@ -261,13 +273,7 @@ class JitScorer:
             norm(res, self.inv[f"l{l}.n1"], x)
             _qkv(self._acc(f"l{l}.wqkv", x, out=acc(f"l{l}.wqkv")), self.r[f"l{l}.wqkv"], C,
                  a["q"], K, V, old)
-            for i in range(0, S, group):  # a group's weights stay in the cache
-                j = min(S, i + group)
-                self._scores(a["q"][i:j], K[i:j], z[:j - i], scratch)
-                _weigh(z[:j - i], self.qk[l], t0, t0 - old, C, self.slopes, c.context, self.exp32,
-                       self.unit, E[:j - i], a["esum"][i:j])
-                self._mix(E[:j - i], V[i:j], a["P"][i:j], scratch)
-            self._attended(a["P"], a["esum"], self.r[f"l{l}.o_in"], C, o)
+            self._attention(a, K, V, l, C, t0, old, o, scratch)
             residual(res, self._acc(f"l{l}.wo", o, out=acc(f"l{l}.wo")), self.r[f"l{l}.wo"])
             norm(res, self.inv[f"l{l}.n2"], x)
             mlp(self._acc(f"l{l}.w1", x, out=acc(f"l{l}.w1")), self.r[f"l{l}.w1"], self.r[f"l{l}.sq"],
@@ -279,10 +285,10 @@ class JitScorer:
 
 
 class VnniScorer(JitScorer):
-    """JitScorer with its weight products on the CPU's int8 dot-product units (vnni.py)
-    instead of numpy's float32 BLAS: the same integers, so the same tables bit for bit."""
+    """JitScorer with its products on the CPU's int8 dot-product units (vnni.py) instead
+    of numpy's float32 BLAS, and each stream's attention one compiled call
+    (_attend_vnni): the same integers, so the same tables bit for bit."""
     name = "vnni"
-    ACC = np.float64  # int32 sums (w2's pass 2**24) held exactly
 
     @staticmethod
     def usable(weights: Weights) -> bool:
@@ -295,40 +301,35 @@ class VnniScorer(JitScorer):
     def __init__(self, weights: Weights):
         super().__init__(weights)
         self._inputs: dict = {}  # (thread, shape, dtype) -> a product's input buffer
-        # weighed with a unit above every weight: E's first part is zero, its second e
-        self.unit = 2 ** int(weights.att_exp.max()).bit_length()
+        self.exp_whole = weights.att_exp.astype(np.int32)  # below 2**15 (usable)
         self.laid = {key: vnni.layout(w, Weights.xmax(key) > 127) for key, w in self.p.items()
                      if key == "head" or key.split(".")[-1] in MATRICES}
 
-    P_ROWS, P_DTYPE = 1, np.float64  # e @ V whole, in int32 sums (usable)
+    def _acc_type(self, key: str) -> type:
+        """float32 where the product's integers stay below 2**24 (exact), else float64:
+        half the bytes written and read for most products."""
+        key = key.split(".")[-1]
+        k = self.p[key if key == "head" else "l0." + key].shape[0]
+        return np.float32 if Weights.xmax(key) * 127 * k < 2 ** 24 else np.float64
 
-    def _scores(self, q: np.ndarray, K: np.ndarray, z: np.ndarray, scratch: dict) -> None:
-        S, kv, GC, hd = q.shape
-        n = K.shape[3]
-        hdp, npad = -(-hd // 4) * 4, -(-n // vnni.BLOCK) * vnni.BLOCK
-        qb = self._buf(scratch, "qb", (GC, hdp), np.uint8)
-        kl = self._buf(scratch, "kl", (hdp // 4, npad * 4), np.int8)
-        if hdp > hd:
-            qb[:] = 0
-            kl[:] = 0
-        _scores_vnni(q, K, qb, kl, self._buf(scratch, "koff", (npad,), np.int32), z)
-
-    def _mix(self, E: np.ndarray, V: np.ndarray, P: np.ndarray, scratch: dict) -> None:
-        GC, n, hd = E.shape[3], V.shape[2], V.shape[3]
-        n2, hdp = -(-n // 2) * 2, -(-hd // vnni.BLOCK) * vnni.BLOCK
-        eb = self._buf(scratch, "eb", (GC, n2), np.int16)
-        vl = self._buf(scratch, "vl", (n2 // 2, hdp * 2), np.int16)
-        if n2 > n:
-            eb[:] = 0
-            vl[:] = 0
-        _mix_vnni(E, V, eb, vl, self.zero_offset(hdp), P)
-
-    @functools.cache
-    def zero_offset(self, n: int) -> np.ndarray:
-        return np.zeros(n, dtype=np.int32)
-
-    def _attended(self, P: np.ndarray, esum: np.ndarray, r_o: np.ndarray, C: int, o: np.ndarray) -> None:
-        _attended_whole(P, esum, r_o, C, o)
+    def _attention(self, a: dict, K: np.ndarray, V: np.ndarray, l: int, C: int, t0: int, old: int,
+                   o: np.ndarray, scratch: dict) -> None:
+        c = self.cfg
+        G, hd, n = c.n_head // c.n_kv_head, c.head_dim, old + C
+        hdp, npad, n2 = -(-hd // vnni.BLOCK) * vnni.BLOCK, -(-n // vnni.BLOCK) * vnni.BLOCK, -(-n // 2) * 2
+        bufs = {"qb": ((G * C, hdp), np.uint8), "kl": ((hdp // 4, npad * 4), np.int8),
+                "koff": ((npad,), np.int32), "z": ((G * C, npad), np.int32),
+                "eb": ((G * C, n2), np.int16), "vl": ((n2 // 2, hdp * 2), np.int16),
+                "voff": ((hdp,), np.int32), "P": ((G * C, hdp), np.int32), "esum": ((G * C,), np.int32)}
+        b = {}
+        for name, (shape, dtype) in bufs.items():
+            was = scratch.get(name)
+            b[name] = self._buf(scratch, name, shape, dtype)
+            if b[name] is not was:
+                b[name][:] = 0  # padding: zero inputs and weights, written once
+        _attend_vnni(a["q"], K, V, t0, t0 - old, C, self.slopes, c.context, self.qk[l], self.exp_whole,
+                     self.r[f"l{l}.o_in"], o, b["qb"], b["kl"], b["koff"], b["z"], b["eb"], b["vl"],
+                     b["voff"], b["P"], b["esum"])
 
     def _acc(self, key: str, x: np.ndarray, xmax: int = 127,
              out: np.ndarray | None = None) -> np.ndarray:
@@ -342,66 +343,111 @@ class VnniScorer(JitScorer):
         if xb is None:
             xb = self._inputs[threading.get_ident(), shape, dtype] = np.zeros(shape, dtype)
         if out is None:
-            out = np.empty((x.shape[0], self.p[key].shape[1]), np.float64)
+            out = np.empty((x.shape[0], self.p[key].shape[1]), self._acc_type(key))
         if wide:
             vnni.to_i16(x, xb)
-            vnni.product_i16(xb, w, offset, out)
         else:
             vnni.to_u8(x, xb)
-            vnni.product_u8(xb, w, offset, out)
+        vnni.product(xb, w, offset, out)
         return out
 
 
 @jit
-def _scores_vnni(q, K, qb, kl, offset, z):
-    """z (S, kv, GC, n) = q (S, kv, GC, hd) @ K (S, kv, hd, n) on VPDPBUSD, per stream
-    and head: q + 128 into qb (GC, hdp) uint8, K into the product's layout kl and its
-    offset (128 * each key's sum); exact integers (below 2**24, so float32 z holds them)."""
+def _attend_vnni(q, K, V, t0, k0, C, slopes, context, qk, exp_whole, r_o, o,
+                 qb, kl, koff, z, eb, vl, voff, P, esum):
+    """_attention of JitScorer for each stream and key head on VPDPBUSD and VPDPWSSD, in
+    integers: the keys K (S, kv, hd, n) laid out into kl (hdp / 4, npad * 4) int8 with
+    koff = 128 * each key's sum, the queries q (S, kv, G*C, hd) + 128 into qb uint8, their
+    scores z (G*C, npad) int32; the weights as _weigh finds them, whole, into eb (G*C, n2)
+    int16 with their sums esum; the values V (S, kv, n, hd) into vl (n2 / 2, hdp * 2)
+    int16, e @ V into P int32; o as _attended makes it. Every sum is an exact integer
+    (VnniScorer.usable)."""
     S, kv, GC, hd = q.shape
-    n = K.shape[3]
-    for s in range(S):
-        for h in range(kv):
-            Ks = K[s, h]
-            offset[:] = 0
-            for i in range(hd):
-                base, r = i // 4, i % 4
-                for j in range(n):
-                    kj = np.int32(Ks[i, j])
-                    kl[base, j * 4 + r] = np.int8(kj)
-                    offset[j] += 128 * kj
-            vnni.to_u8(q[s, h], qb)
-            vnni.product_u8(qb, kl, offset, z[s, h])
-
-
-@jit
-def _mix_vnni(E, V, eb, vl, offset, P):
-    """P (S, kv, GC, hd) float64 = e @ V on VPDPWSSD, e the whole weights (E's second
-    part: VnniScorer weighs with a unit above every weight, so the first is zero) as int16
-    pairs of keys in eb (GC, n2), V in the product's layout vl (n2 / 2, hdp * 2) int16."""
-    S, kv = E.shape[0], E.shape[1]
-    n, hd = V.shape[2], V.shape[3]
-    for s in range(S):
-        for h in range(kv):
-            Vs = V[s, h]
-            for j in range(n):
-                base, r = j // 2, j % 2
-                for i in range(hd):
-                    vl[base, i * 2 + r] = np.int16(Vs[j, i])
-            vnni.to_i16(E[s, h, 1], eb)
-            vnni.product_i16(eb, vl, offset, P[s, h])
-
-
-@jit
-def _attended_whole(P, esum, r_o, C, o):
-    """_attended for whole sums e @ V (P (S, kv, G*C, hd) float64, exact)."""
-    S, kv, GC, hd = P.shape
     G = GC // C
     for s in range(S):
         for h in range(kv):
+            _lay_keys(K[s, h], kl, koff)
+            _lay_values(V[s, h], vl)
+            _lay_queries(q[s, h], qb)
+            vnni.product(qb, kl, koff, z)
             for g in range(G):
-                for c in range(C):
-                    a = g * C + c
-                    row, col = s * C + c, (h * G + g) * hd
-                    for i in range(hd):
-                        y = np.floor(P[s, h, a, i] * r_o[0] / esum[s, h, a] + 0.5)
-                        o[row, col + i] = min(max(y, -127.0), 127.0)
+                _weigh_whole(z[g * C:(g + 1) * C], t0, k0, slopes[h, g], context, qk,
+                             exp_whole, eb[g * C:(g + 1) * C], esum[g * C:(g + 1) * C])
+            vnni.product(eb, vl, voff, P)
+            for g in range(G):
+                _attended_whole(P[g * C:(g + 1) * C], esum[g * C:(g + 1) * C], r_o,
+                                o[s * C:(s + 1) * C, (h * G + g) * hd:(h * G + g + 1) * hd])
+
+
+@jit
+def _lay_keys(Ks, kl, koff):
+    """Keys Ks (hd, n) into the product's layout kl (hdp / 4, npad * 4): four dimensions
+    of a key per int32 lane; koff[j] = 128 * key j's sum."""
+    hd, n = Ks.shape
+    koff[:n] = 0
+    for i in range(hd):
+        base, r = i // 4, i % 4
+        for j in range(n):
+            kj = np.int32(Ks[i, j])
+            kl[base, j * 4 + r] = np.int8(kj)
+            koff[j] += 128 * kj
+
+
+@jit
+def _lay_values(Vs, vl):
+    """Values Vs (n, hd) into the product's layout vl (n2 / 2, hdp * 2): two keys per lane."""
+    n, hd = Vs.shape
+    for j in range(n):
+        base, r = j // 2, j % 2
+        for i in range(hd):
+            vl[base, i * 2 + r] = np.int16(Vs[j, i])
+
+
+@jit
+def _lay_queries(qs, qb):
+    """Queries qs (G*C, hd) + 128 into qb as bytes."""
+    for a in range(qs.shape[0]):
+        for i in range(qs.shape[1]):
+            qb[a, i] = np.uint8(np.int32(qs[a, i]) + 128)
+
+
+@jit_exact
+def _weigh_whole(z, t0, k0, slope, context, qk, exp_whole, eb, esum):
+    """_weigh for one query head, whole: z (C, npad) int32 the scores of the queries at
+    t0 .. t0+C-1 with the keys at k0 ..; the weights into eb (C, n2) int16, zero outside
+    each query's window, and their sums into esum. The same float32 scale, floor and
+    penalties as _weigh (integers below 2**24: exact in any order), computed twice rather
+    than stored between the max and the table lookup; written for the vector units
+    (indices from 0, unsigned table indices: no negative-index checks)."""
+    C = z.shape[0]
+    last = np.int32(exp_whole.shape[0] - 1)
+    for c in range(C):
+        t = t0 + c
+        jhi = t - k0 + 1
+        jlo = max(0, t - context + 1 - k0)
+        eb[c, :jlo] = 0
+        eb[c, jhi:] = 0
+        zr, er = z[c, jlo:jhi], eb[c, jlo:jhi]
+        m = jhi - jlo
+        top = np.int32(-(1 << 30))
+        for j in range(m):  # distance m - 1 - j
+            top = max(top, np.int32(np.floor(np.float32(zr[j]) * qk) - slope * np.float32(np.int32(m - 1 - j))))
+        for j in range(m):
+            zr[j] = min(top - np.int32(np.floor(np.float32(zr[j]) * qk) - slope * np.float32(np.int32(m - 1 - j))), last)
+        total = np.int32(0)
+        for j in range(m):  # the table lookup (a gather), in a loop of its own
+            e = exp_whole[np.uint32(zr[j])]
+            er[j] = np.int16(e)
+            total += e
+        esum[c] = total
+
+
+@jit
+def _attended_whole(P, esum, r_o, o):
+    """o (C, hd) = round(P * r_o / esum) clamped to int8, P (C, hdp) the whole sums e @ V."""
+    r = r_o[0]
+    for c in range(o.shape[0]):
+        total = np.float64(esum[c])
+        for i in range(o.shape[1]):  # clamped as integers (a float max does not vectorise)
+            y = np.int64(np.floor(np.float64(P[c, i]) * r / total + 0.5))
+            o[c, i] = min(max(y, -127), 127)

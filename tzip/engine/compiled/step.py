@@ -195,14 +195,14 @@ def _product(x, xb, w, offset, out):
     """out = x @ W exactly on the int8 dot-product units (vnni.py): x (S, K) float32
     integers in [-127, 127] into xb (S, Kp) as uint8 x + 128."""
     vnni.to_u8(x, xb)
-    vnni.product_u8(xb, w, offset, out)
+    vnni.product(xb, w, offset, out)
 
 
 @jit
 def _product16(x, xb, w, offset, out):
     """_product for wider inputs (the squared ReLU's): xb int16, int16 weight pairs."""
     vnni.to_i16(x, xb)
-    vnni.product_i16(xb, w, offset, out)
+    vnni.product(xb, w, offset, out)
 
 
 @jit
