@@ -278,9 +278,11 @@ def _attend_vnni(acc, r_qkv, slot, ctx, bias, K4, V2, qk, att_exp, r_o, o):
                 top = np.int32(-(1 << 30))
                 for j in range(ctx):
                     top = max(top, zi[j])
-                esum = np.int32(0)
                 for j in range(ctx):
-                    ej = exp32[min(top - zi[j], last)]
+                    zi[j] = min(top - zi[j], last)
+                esum = np.int32(0)
+                for j in range(ctx):  # the table lookup (a gather), in a loop of its own
+                    ej = exp32[np.uint32(zi[j])]
                     e16[j] = np.int16(ej)
                     esum += ej
                 for i0 in range(0, hdp, 16):  # four chains: keys 8j .. 8j+7 in pairs
