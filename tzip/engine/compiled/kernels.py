@@ -85,13 +85,19 @@ def mlp(acc, r1, r_sq, top, h):
 
 @jit
 def head(acc, r, out_exp, out):
-    last = out_exp.shape[0] - 1
+    """out = out_exp[min(max(logits) - logits, last)], logits = round(acc * r): the max
+    over integers and the table lookup (a gather) in a loop of its own, so that the
+    other loops vectorise."""
+    last = np.int64(out_exp.shape[0] - 1)
+    index = np.empty(acc.shape[1], dtype=np.int64)
     for s in range(acc.shape[0]):
-        top = -np.inf
+        top = np.int64(-(1 << 62))
         for i in range(acc.shape[1]):
-            top = max(top, rq(acc[s, i], r, i))
+            top = max(top, np.int64(rq(acc[s, i], r, i)))
         for i in range(acc.shape[1]):
-            out[s, i] = out_exp[min(np.int64(top - rq(acc[s, i], r, i)), last)]
+            index[i] = min(top - np.int64(rq(acc[s, i], r, i)), last)
+        for i in range(acc.shape[1]):
+            out[s, i] = out_exp[np.uint64(index[i])]
 
 
 @jit
