@@ -177,8 +177,7 @@ class JitScorer:
 
     def _acc_name(self, key: str) -> str:
         """The rows' accumulator a product writes (products of a width and type share one)."""
-        key = key.split(".")[-1]
-        return f"acc{self.p[key if key == 'head' else 'l0.' + key].shape[1]}.{np.dtype(self._acc_type(key)).name}"
+        return f"acc{self.p[key].shape[1]}.{np.dtype(self._acc_type(key)).name}"
 
     @staticmethod
     def _buf(scratch: dict, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
@@ -261,8 +260,6 @@ class JitScorer:
         """The whole model for some streams: a holds their per-stream arrays, r their rows,
         scratch this part's own attention tables."""
         c = self.cfg
-        kv, G, n = c.n_kv_head, c.n_head // c.n_kv_head, old + C
-        S = a["q"].shape[0]
         res, x, o, h = r["res"], r["x"], r["o"], r["h"]
         acc = lambda key: r[self._acc_name(key)]
         top = float((1 << MLP_BITS) - 1)
@@ -308,9 +305,7 @@ class VnniScorer(JitScorer):
     def _acc_type(self, key: str) -> type:
         """float32 where the product's integers stay below 2**24 (exact), else float64:
         half the bytes written and read for most products."""
-        key = key.split(".")[-1]
-        k = self.p[key if key == "head" else "l0." + key].shape[0]
-        return np.float32 if Weights.xmax(key) * 127 * k < 2 ** 24 else np.float64
+        return np.float32 if Weights.xmax(key) * 127 * self.p[key].shape[0] < 2 ** 24 else np.float64
 
     def _attention(self, a: dict, K: np.ndarray, V: np.ndarray, l: int, C: int, t0: int, old: int,
                    o: np.ndarray, scratch: dict) -> None:
