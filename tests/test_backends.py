@@ -4,6 +4,7 @@ can)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import functools
 
 import numpy as np
@@ -24,7 +25,7 @@ def _vnni() -> bool:
     return vnni.available()
 
 
-needs_vnni = pytest.mark.skipif(not _vnni(), reason="no numba, or a CPU without AVX-512 VNNI")
+needs_vnni = pytest.mark.skipif(not _vnni(), reason="no numba, or a CPU without AVX-512 VNNI or AVX-VNNI")
 # the model's whole context, and a window shorter than every shape's context and than the
 # inputs and passes below, and no multiple of the compiled step's ring of 64 (format 7)
 WINDOWS = [None, 11]
@@ -336,8 +337,49 @@ def test_vnni_products_run_on_the_dot_product_instructions():
         asm = {str(sig): text for sig, text in fresh.inspect_asm().items()}
         u8 = "".join(t for sig, t in asm.items() if "uint8" in sig)
         i16 = "".join(t for sig, t in asm.items() if "int16" in sig)
-        assert "vpdpbusd" in u8 and "zmm" in u8
+        assert "vpdpbusd" in u8 and ("zmm" if vnni.wide() else "ymm") in u8
         assert "vpdpwssd" in i16
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line for line in f if line.startswith("flags")).split()[2:])
+    except (OSError, StopIteration):
+        return set()
+
+
+@needs_numba
+@pytest.mark.skipif("avx_vnni" not in _cpu_flags(), reason="a CPU without AVX-VNNI")
+def test_vnni_products_on_avx_vnni_alone(tmp_path):
+    """Compiled for a target with AVX-VNNI but no AVX-512 (Intel's client CPUs), the
+    kernels run their 512-bit vectors as 256-bit halves with VEX-encoded dot products:
+    the same exact integers, both tile shapes, both input types."""
+    import subprocess
+    import sys
+    import llvmlite.binding as ll
+    features = ",".join(("-" if f.startswith(("avx512", "amx", "avx10", "evex512")) or not on else "+") + f
+                        for f, on in ll.get_host_cpu_features().items())
+    script = (
+        "import numpy as np\n"
+        "from tzip.engine.compiled import vnni\n"
+        "assert vnni.available() and not vnni.wide()\n"
+        "rng = np.random.default_rng(0)\n"
+        "for S, K, N, xmax in ((5, 100, 33, 127), (19, 128, 70, 127), (17, 512, 64, 4095)):\n"
+        "    wide = xmax > 127\n"
+        "    x = rng.integers(0 if wide else -127, xmax + 1, (S, K)).astype(np.float32)\n"
+        "    w = rng.integers(-127, 128, (K, N)).astype(np.float32)\n"
+        "    laid, offset = vnni.layout(w, wide)\n"
+        "    xb = np.zeros((S, laid.shape[0] * (2 if wide else 4)), np.int16 if wide else np.uint8)\n"
+        "    (vnni.to_i16 if wide else vnni.to_u8)(x, xb)\n"
+        "    out = np.zeros((S, N))\n"
+        "    vnni.product(xb, laid, offset, out)\n"
+        "    assert np.array_equal(out, x.astype(np.int64) @ w.astype(np.int64)), (S, K, N)\n")
+    import tzip
+    env = dict(os.environ, NUMBA_CPU_NAME="alderlake", NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=os.path.dirname(os.path.dirname(tzip.__file__)))
+    p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
 
 
 @needs_vnni
@@ -371,7 +413,10 @@ def test_vnni_follows_numbas_target(monkeypatch):
     from numba.core import config
     from tzip.engine.compiled import vnni
     monkeypatch.setattr(config, "CPU_NAME", "generic")
-    monkeypatch.setattr(config, "CPU_FEATURES", "")
-    assert not vnni.available.__wrapped__()
-    monkeypatch.setattr(config, "CPU_FEATURES", "+avx512f,+avx512bw,+avx512vnni")
-    assert vnni.available.__wrapped__()
+    for features, available, wide in (("", False, False), ("+avx2,-avxvnni", False, False),
+                                      ("+avx512f,+avx512bw,+avx512vnni", True, True),
+                                      ("+avx2,+avxvnni,-avx512f", True, False)):
+        monkeypatch.setattr(config, "CPU_FEATURES", features)
+        vnni._features.cache_clear()
+        assert (vnni.available(), vnni.wide()) == (available, wide), features
+    vnni._features.cache_clear()

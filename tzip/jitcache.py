@@ -217,11 +217,11 @@ def cold(job: str = "compress") -> bool:
 
 
 def _host_has_vnni() -> bool:
-    """Whether this CPU has AVX-512 VNNI (then its int8 loops are compiled too), read from
-    /proc/cpuinfo where there is one (llvmlite would cost a numba import)."""
+    """Whether this CPU has AVX-512 VNNI or AVX-VNNI (then its int8 loops are compiled
+    too), read from /proc/cpuinfo where there is one (llvmlite would cost a numba import)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             info = f.read(1 << 16)
     except OSError:
         return False
-    return "avx512_vnni" in info or "avx512vnni" in info
+    return any(flag in info for flag in ("avx512_vnni", "avx512vnni", "avx_vnni"))

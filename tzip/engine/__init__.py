@@ -14,7 +14,7 @@ Two interfaces, each implemented by peers that give the same tables bit for bit
 | torch (reference.py) | TorchScorer | TorchStepper | any device; the reference |
 | numpy (numpy_step.py) | - | NumpyStep | CPU, where numba cannot run the model |
 | numba (compiled/) | JitScorer | JitStep | CPU, numba installed |
-| vnni (compiled/vnni.py) | VnniScorer | VnniStep | CPU with AVX-512 VNNI, numba installed: the numba loops with int8 products |
+| vnni (compiled/vnni.py) | VnniScorer | VnniStep | CPU with AVX-512 VNNI or AVX-VNNI, numba installed: the numba loops with int8 products |
 | graph (graph.py) | - | GraphStepper | CUDA (a CUDA graph of the reference step); CPU eagerly |
 
 Which one runs is speed only, never archive bytes, and is decided in one place, with the
