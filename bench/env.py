@@ -36,12 +36,17 @@ def gpu_name() -> str | None:
 
 
 def versions() -> dict[str, str | None]:
+    """Python's and the packages' versions; tzip's from the code that runs (an editable
+    install's metadata keeps the version it was installed at)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    if "tzip" in out:
+        import tzip
+        out["tzip"] = tzip.__version__
     return out
 
 

@@ -533,3 +533,11 @@ def test_paq8px_is_skipped_when_missing_and_run_when_on_path(tmp_path, no_corpor
     rc, doc, _ = bench(tmp_path / "out", "--quick", "--models", "none", "--tools", "paq8px",
                        "--inline", "--limit-bytes", "200")
     assert rc == 0 and {r["tool"] for r in doc["results"]} == {"paq8px"}
+
+
+def test_results_name_the_version_of_the_code_that_ran():
+    """An editable install's metadata keeps the version it was installed at; the bench's
+    JSON names the version of the code it ran."""
+    import tzip
+    from bench import env
+    assert env.versions()["tzip"] == tzip.__version__
