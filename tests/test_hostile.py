@@ -832,7 +832,7 @@ def test_model_blocks_of_another_format_are_refused(tiny, sample):
     is refused before decoding."""
     payload, lengths = cm_payload(tiny, sample, 4, 2)
     for method, version in ((MODEL, 4), (MODEL_CM, 3), (MODEL_CM, 5), (MODEL_CM2, 4), (MODEL, 5),
-                            (MODEL_CM3, 5), (MODEL_CM3, 7), (MODEL_CM2, 8)):
+                            (MODEL_CM3, 5), (MODEL_CM3, 6), (MODEL_CM2, 8)):
         blob = archive(tiny, block_bytes(method, len(sample), payload, lengths), version=version)
         bounded_reject(blob, tiny, err=tzip.CorruptArchive, match="unsupported block")
 
