@@ -139,16 +139,18 @@ def builtin(name: str) -> Tool:
 
 class TzipCodec:
     """tzip through its library API; the model is named in the archive and checked, and so
-    is the window (format 7), which the archive carries to the decoder."""
+    is the window (format 7), which the archive carries to the decoder, as it does the
+    format (None: the one the model and window give)."""
 
-    def __init__(self, model: str, device: str, window: int | None = None):
+    def __init__(self, model: str, device: str, window: int | None = None, format: int | None = None):
         import tzip
-        self._tzip, self.model, self.device, self.window = tzip, model, device, window
+        self._tzip, self.model, self.device, self.window, self.format = tzip, model, device, window, format
         self._c = self._d = None
 
     def compress(self, data: bytes) -> bytes:
         if self._c is None:
-            self._c = self._tzip.Compressor(self.model, device=self.device, window=self.window)
+            self._c = self._tzip.Compressor(self.model, device=self.device, window=self.window,
+                                            format=self.format)
         return self._c.compress(data)
 
     def decompress(self, blob: bytes) -> bytes:
@@ -166,13 +168,16 @@ class TzipCodec:
 
 # tzip levels benched under a name of their own, by tool name -> the model spec
 # tzip.compress takes (tzip -1 codes with the context mixer alone: tzip/cm/alone.py; -2
-# and -4 run tzip-small over a window, LEVEL_WINDOWS); the other levels run a model over
-# its whole context and are benched by its name (tzip-small for -6..-8, tzip-large for -9)
-LEVELS = {"tzip-1": "none", "tzip-2": "tzip-small", "tzip-4": "tzip-small"}
+# and -4 run tzip-small over a window, LEVEL_WINDOWS; -8 writes format 8, LEVEL_FORMATS);
+# the other levels run a model over its whole context and are benched by its name
+# (tzip-small for -6 and -7, tzip-large for -9)
+LEVELS = {"tzip-1": "none", "tzip-2": "tzip-small", "tzip-4": "tzip-small", "tzip-8": "tzip-small"}
 LEVEL_WINDOWS = {"tzip-2": 64, "tzip-4": 128}
+LEVEL_FORMATS = {"tzip-8": 8}
 LEVEL_LABELS = {"tzip-1": "tzip -1: the context mixer alone, no transformer",
                 "tzip-2": "tzip -2: tzip-small over a window of 64",
-                "tzip-4": "tzip -4: tzip-small over a window of 128"}
+                "tzip-4": "tzip -4: tzip-small over a window of 128",
+                "tzip-8": "tzip -8: tzip-small, the context mixer's revision 3 (format 8)"}
 
 
 def tzip_tool(model: str, device: str) -> Tool:
@@ -181,6 +186,8 @@ def tzip_tool(model: str, device: str) -> Tool:
         spec = {"tzip": LEVELS[model], "device": device}
         if model in LEVEL_WINDOWS:
             spec["window"] = LEVEL_WINDOWS[model]
+        if model in LEVEL_FORMATS:
+            spec["format"] = LEVEL_FORMATS[model]
         return Tool(model, f"{LEVEL_LABELS[model]}, device {device}", "tzip", spec)
     return Tool(Path(model).stem if model.endswith(".npz") else model,
                 f"tzip, model {Path(model).stem}, device {device}", "tzip",
@@ -192,7 +199,7 @@ def make_codec(spec: dict) -> Codec:
     if "builtin" in spec:
         return BUILTINS[spec["builtin"]][2]()
     if "tzip" in spec:
-        return TzipCodec(spec["tzip"], spec["device"], spec.get("window"))
+        return TzipCodec(spec["tzip"], spec["device"], spec.get("window"), spec.get("format"))
     raise ValueError(f"no in-process codec for tool spec {spec!r}")
 
 

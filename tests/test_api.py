@@ -263,3 +263,19 @@ def test_file_functions_refuse_to_overwrite_and_keep_times_and_mode(tmp_path, ti
     assert tzip.decompress_file(tz, model=tiny_path, force=True) == src
     assert src.read_bytes() == text[:1000] and src.stat().st_mtime_ns == 1_400_000_000_000_000_000
     assert src.stat().st_mode & 0o777 == 0o640
+
+
+def test_format_8_is_asked_for_by_its_number(small, text):
+    """Compressor(format=8) codes with the context mixer's revision 3 (level -8's format)
+    and tzip.decompress needs no option; the default stays format 5; format 8 has neither
+    a window nor the mixer alone."""
+    data = text[:4000]
+    blob = tzip.compress(data, small, format=8)
+    info = tzip.info(blob)
+    assert info.version == 8 and [b.method for b in info.blocks] == ["model+cm3"]
+    assert tzip.decompress(blob, small) == data
+    assert tzip.info(tzip.compress(data, small)).version == 5
+    with pytest.raises(ValueError, match="format 7"):
+        tzip.Compressor(small, window=64, format=8)
+    with pytest.raises(ValueError, match="format 6"):
+        tzip.Compressor("none", format=8)

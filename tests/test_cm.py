@@ -88,6 +88,17 @@ CASES = [  # (name, data, lengths)
 ]
 
 
+NEST = (b'{"a": [1, {"b": "x\\"]}"}, (2)], "c": <t k="v">y</t>}\n' * 3
+        + b"host1 sshd[12]: Failed password for root from 10.0.0.1\n"
+        + b"host1 sshd[13]: Failed password for admin from 10.0.0.2\n" * 2 + b"((((((((((((((((((x" * 2)
+# revision 3's structure: brackets in and out of strings (escaped quotes), nesting deeper
+# than NEST_MAX, log lines whose fields repeat the line before's
+CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, one stream", NEST, [len(NEST)])]
+# sha256 of revision 3's payload in test_revision_3_is_pinned (branch cm3's reference with
+# its recommended components gives the same)
+R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
+
+
 @needs_numba
 @pytest.mark.parametrize("revision", [1, 2])
 @pytest.mark.parametrize("name,data,lengths", CASES, ids=[c[0] for c in CASES])
@@ -103,14 +114,53 @@ def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision
 
 
 @needs_numba
+@pytest.mark.parametrize("name,data,lengths", CASES_R3, ids=[c[0] for c in CASES_R3])
+def test_revision_3_reference_equals_compiled_and_round_trips(name, data, lengths):
+    """Revision 3 (format 8) has a compiled loop of its own (jit3.py): it codes the
+    reference's payload, in any pass sizes, and both decode."""
+    rng = np.random.default_rng(len(data) + 3)
+    hist = layout(data, lengths)
+    freqs = random_freqs(rng, hist)
+    fast = encode(hist, lengths, freqs, passes=[64, 5, 1, 33], compiled=True, revision=3)
+    ref = encode(hist, lengths, freqs, passes=[7], compiled=False, revision=3)
+    assert fast == ref
+    assert np.array_equal(decode(fast, lengths, freqs, compiled=True, revision=3), hist)
+    assert np.array_equal(decode(ref, lengths, freqs, compiled=False, revision=3), hist)
+
+
+def test_revision_3_is_pinned():
+    """Revision 3's payload of a fixed case, pinned: the one of branch cm3's recommended
+    set, whose ratio bench/published/cm/rev3-ablations.md measured (the reference, so
+    that it holds without numba too; the compiled loop equals it, test above)."""
+    import hashlib
+    data = NEST + TEXT[:400]
+    lengths = cut(len(data), 2)
+    hist = layout(data, lengths)
+    freqs = random_freqs(np.random.default_rng(30), hist)
+    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=3)
+    assert hashlib.sha256(payload).hexdigest() == R3_PINNED
+    assert payload != encode(hist, lengths, freqs, passes=[50], compiled=False, revision=2)
+
+
+@needs_numba
 def test_revisions_differ_and_do_not_decode_each_other():
-    """A block coded with one revision is not silently decoded by the other."""
+    """A block coded with one revision is not silently decoded by another."""
     hist = layout(TEXT, [len(TEXT)])
     freqs = random_freqs(np.random.default_rng(5), hist)
-    r1, r2 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2))
-    assert r1 != r2
-    with pytest.raises((CorruptPayload, AssertionError)):
-        assert np.array_equal(decode(r1, [len(TEXT)], freqs, revision=2), hist)
+    r1, r2, r3 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3))
+    assert len({r1, r2, r3}) == 3
+    for payload, other in ((r1, 2), (r2, 3), (r3, 2)):
+        with pytest.raises((CorruptPayload, AssertionError)):
+            assert np.array_equal(decode(payload, [len(TEXT)], freqs, revision=other), hist)
+
+
+def test_latest_is_the_default_formats_revision():
+    """Every default of the stage (Encoder, Decoder, the codec) is revision 2, format 5's:
+    revision 3 is format 8's, which level -8 alone writes."""
+    from tzip import cm, container
+    from tzip.cm import tables as T
+    assert cm.LATEST == 2 == container.PROFILES[container.VERSION].revision
+    assert T.REVISIONS[-1] == 3 == container.PROFILES[container.CM3_VERSION].revision
 
 
 def test_unknown_revision_is_refused():
@@ -247,13 +297,16 @@ def test_reference_codes_a_byte_in_the_named_phases():
 
 
 @needs_numba
-def test_compiled_mirrors_the_reference_phases():
-    """jit.py has a function of each phase's name, with the reference's arguments (less
-    the state, which the compiled phases take first, and the scratch arrays the reference
-    keeps as lists), and its code_byte calls each of them."""
+@pytest.mark.parametrize("module", ["jit", "jit3"])
+def test_compiled_mirrors_the_reference_phases(module):
+    """jit.py (and jit3.py, revision 3's loop) has a function of each phase's name, with
+    the reference's arguments (less the state, which the compiled phases take first, and
+    the scratch arrays the reference keeps as lists), and its code_byte calls each of them."""
+    import importlib
     import inspect
 
-    from tzip.cm import jit, reference, tables
+    from tzip.cm import reference, tables
+    jit = importlib.import_module(f"tzip.cm.{module}")
     body = inspect.getsource(jit.code_byte.py_func)
     for name in tables.PHASES:
         fn = getattr(jit, name)
@@ -269,23 +322,32 @@ def test_input_layout_is_derived_from_the_table():
     state's mixer weights are sized from them, and the layout is the one archives use."""
     from tzip.cm import tables as T
     from tzip.cm.state import new_state
-    widths = dict(T.INPUTS)
-    assert T.N_INPUTS == sum(widths.values())
+    widths = dict(T.INPUTS_R3)
+    assert T.N_INPUTS == sum(dict(T.INPUTS).values()) == 29  # revisions 1 and 2 mix these
+    assert T.N_INPUTS_R3 == sum(widths.values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
     at = 0
-    for name, width in T.INPUTS:
+    for name, width in T.INPUTS_R3:
         assert getattr(T, f"IN_{name.upper()}") == at, name
         at += width
-    assert widths["ctx"] == widths["cmap"] == len(T.CONTEXTS)
-    st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), 2)
-    assert st.w_a.size == T.MIX_SETS_A * T.N_INPUTS and st.w_c.size == T.MIX_SETS_C * T.N_INPUTS
-    assert st.ctx_map.size == len(T.CONTEXTS) * T.CMAP_SIZE
+    assert widths["ctx"] == widths["cmap"] == T.CONTEXTS_R2 == T.N_CONTEXTS[2]
+    assert widths["ctx3"] == widths["cmap3"] == len(T.CONTEXTS) - T.CONTEXTS_R2
+    assert sorted(T.ctx_input(i) for i in range(len(T.CONTEXTS))) == \
+        list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3))
+    for rev in T.REVISIONS:
+        st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), rev)
+        n = T.n_inputs(rev)
+        assert n == (T.N_INPUTS_R3 if rev == 3 else T.N_INPUTS)
+        assert st.w_a.size == T.MIX_SETS_A * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
+        assert st.ctx_map.size == T.N_CONTEXTS[rev] * T.CMAP_SIZE
+        quiet = st.w_b.reshape(T.MIX_SETS_B, n)[:, T.N_INPUTS:]  # revision 3's own inputs start at 0
+        assert quiet.size == (8 * T.MIX_SETS_B if rev == 3 else 0) and not quiet.any()
     assert [T.CONTEXTS[T.ORDER_SLOT[k]] for k in range(len(T.ORDER_SLOT)) if T.ORDER_SLOT[k] >= 0] \
         == [f"o{k}" for k in sorted(T.ORDER_CONTEXTS.values())]
     assert T.N_CONTEXTS[1] == T.CONTEXTS_R1 and T.N_CONTEXTS[T.REVISIONS[-1]] == len(T.CONTEXTS)
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [1, 2])
+@pytest.mark.parametrize("revision", [1, 2, 3])
 def test_both_implementations_start_from_one_state(revision):
     """The reference's lists hold exactly the compiled arrays' initial values."""
     hist = layout(TEXT[:100], [60, 40])
@@ -298,6 +360,13 @@ def test_both_implementations_start_from_one_state(revision):
     assert ref.table.v == st.table.tolist() and ref.start == st.start.tolist()
     assert ref.streams[1].field_start == st.field_start[1].tolist()
     assert (ref.nctx, ref.use_c) == (fast.nctx, fast.use_c)
+    assert (fast.structure is not None) == ref.structure == (revision == 3)
+    if ref.structure:
+        from tzip.cm.state import Structure
+        r3 = Structure(*fast.structure)
+        assert ref.apm_o1.t == r3.apm_o1.tolist() and ref.apm_match.t == r3.apm_match.tolist()
+        assert ref.streams[1].prev_field_hashes == r3.prev_field_hashes[1].tolist()
+        assert (ref.streams[0].depth, ref.streams[0].quote, ref.streams[0].escape) == tuple(r3.nest[0])
 
 
 def test_implementation_is_the_callers_choice():
@@ -323,28 +392,28 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     context that is not an order) its hash in the `contexts` pair. Shown on the reference
     (numba freezes the table when it compiles) with an order-6 context, which needs no
     code at all: the input count, buckets, weights and learning follow from the table,
-    the widened layout codes revisions 1 and 2 exactly as before, and revision 3 differs
-    and round-trips."""
+    the widened layout codes revisions 1 to 3 exactly as before, and a revision 4 that uses
+    it differs and round-trips."""
     from tzip.cm import tables as T
     lengths = [120, 80]
     hist = layout(TEXT[:200], lengths)
     freqs = random_freqs(np.random.default_rng(9), hist)
-    before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in (1, 2)}
+    before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in (1, 2, 3)}
 
-    contexts = T.CONTEXTS + ("o6",)
-    inputs = tuple((name, len(contexts) if name in ("ctx", "cmap") else w) for name, w in T.INPUTS)
+    contexts = T.CONTEXTS + ("o6",)  # after revision 3's: in the ctx3 and cmap3 rows
+    inputs = tuple((name, w + 1 if name in ("ctx3", "cmap3") else w) for name, w in T.INPUTS_R3)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
-    monkeypatch.setattr(T, "INPUTS", inputs)
+    monkeypatch.setattr(T, "INPUTS_R3", inputs)
     for name, at in T._offsets(inputs).items():
-        monkeypatch.setattr(T, "N_INPUTS" if name == "_n" else f"IN_{name.upper()}", at)
-    monkeypatch.setattr(T, "REVISIONS", T.REVISIONS + (3,))
+        monkeypatch.setattr(T, "N_INPUTS_R3" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "REVISIONS", T.REVISIONS + (4,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
-    monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, 3: T.MIX_F_INIT[2]})
-    assert T.N_INPUTS == 31
+    monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, 4: T.MIX_F_INIT[3]})
+    assert T.N_INPUTS_R3 == 39 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R3 - 1
 
-    for rev in (1, 2):
+    for rev in (1, 2, 3):
         assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]
-    r3 = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=3)
-    assert r3 != before[2]
-    assert np.array_equal(decode(r3, lengths, freqs, compiled=False, revision=3), hist)
+    r4 = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=4)
+    assert r4 != before[3]
+    assert np.array_equal(decode(r4, lengths, freqs, compiled=False, revision=4), hist)

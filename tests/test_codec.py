@@ -113,11 +113,13 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
 
 # ---- one block decoded in parts: the model steps a part while the parts before it decode --
 @needs_numba
+@pytest.mark.parametrize("revision", [2, 3])
 @pytest.mark.parametrize("mixer", ["compiled", "reference"])
 @pytest.mark.parametrize("threads", [2, 7])
-def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads):
+def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads, revision):
     """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
-    while the others step on): the bytes of the one-part loop, every byte counted once."""
+    while the others step on): the bytes of the one-part loop, every byte counted once;
+    with the mixer's revision 2 (format 5) and 3 (format 8, a compiled loop of its own)."""
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")
     monkeypatch.setenv("TZIP_CM", mixer)
@@ -126,14 +128,14 @@ def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threa
     data = text[:1900]
     lengths = codec.split_streams(len(data), tiny.cfg.context, 7)
     assert len(set(lengths)) == 2
-    payload = codec.encode_cm(e, data, lengths)
+    payload = codec.encode_cm(e, data, lengths, None, revision)
     e.stepper().parts = Parts(threads=1)
     assert codec._part_cuts(e.stepper(), 7) == (0, 7)
-    assert codec.decode_cm(e, payload, lengths) == data
+    assert codec.decode_cm(e, payload, lengths, None, revision) == data
     e.stepper().parts = Parts(threads=threads)
     assert len(codec._part_cuts(e.stepper(), 7)) == threads + 1
     seen = []
-    assert codec.decode_cm(e, payload, lengths, seen.append) == data
+    assert codec.decode_cm(e, payload, lengths, seen.append, revision) == data
     assert sum(seen) == len(data)
 
 

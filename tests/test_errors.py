@@ -7,10 +7,11 @@ import tzip
 from tzip.container import MAGIC
 
 
-@pytest.fixture(scope="module")
-def archive(small, text):
-    """An archive with a model block, so payload corruption reaches the range decoder."""
-    return tzip.compress(text[:3000], small, streams=8)
+@pytest.fixture(scope="module", params=[5, 8])
+def archive(request, small, text):
+    """An archive with a model block, so payload corruption reaches the range decoder: of
+    the default format (5) and of level -8's (8, the context mixer's revision 3)."""
+    return tzip.compress(text[:3000], small, streams=8, format=request.param)
 
 
 def test_not_an_archive():
@@ -31,7 +32,7 @@ def test_truncated(archive, small, cut):
 
 def test_flipped_payload_byte(archive, small):
     i = tzip.info(archive)
-    assert i.blocks[0].method == "model+cm2"
+    assert i.blocks[0].method == {5: "model+cm2", 8: "model+cm3"}[i.version]
     for pos in (len(archive) - 200, len(archive) // 2, 100):
         bad = bytearray(archive)
         bad[pos] ^= 0x10

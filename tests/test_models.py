@@ -5,7 +5,8 @@ or the container that alters a single byte of these archives breaks every archiv
 already have, and must come with a new format version instead. Archives of earlier
 formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
 wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did,
-format 7 (a window: levels -2..-5) as the tzip that introduced it did."""
+format 7 (a window: levels -2..-5) and format 8 (the context mixer's revision 3: level -8)
+as the tzips that introduced them did."""
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +30,8 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
 }
 # sha256 of compress(SAMPLE, "tzip-small", streams=4, window=64): format 7, level -2's window
 PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca0"
+# sha256 of compress(SAMPLE, "tzip-small", streams=4, format=8): level -8's format
+PINNED_CM3 = "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
@@ -68,6 +71,21 @@ def test_windowed_archive_is_pinned_and_decodes(device):
     assert (info.version, info.window, [b.method for b in info.blocks]) == (7, 64, ["model+cm2"])
     assert hashlib.sha256(blob).hexdigest() == PINNED_WINDOW
     kept = (HERE / "data" / "gettysburg.tzip-small.window64.format7.tz").read_bytes()
+    assert kept == blob
+    assert tzip.decompress(kept, device="cpu") == data
+    assert blob != tzip.compress(data, "tzip-small", device=device, streams=4, format=5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_format_8_archive_is_pinned_and_decodes(device):
+    """Format 8: tzip-small and the context mixer's revision 3 (level -8), the same bytes
+    on every device; the archive the tzip that introduced it wrote decodes to the text."""
+    data = SAMPLE.read_bytes()
+    blob = tzip.compress(data, "tzip-small", device=device, streams=4, format=8)
+    info = tzip.info(blob)
+    assert (info.version, info.window, [b.method for b in info.blocks]) == (8, None, ["model+cm3"])
+    assert hashlib.sha256(blob).hexdigest() == PINNED_CM3
+    kept = (HERE / "data" / "gettysburg.tzip-small.format8.tz").read_bytes()
     assert kept == blob
     assert tzip.decompress(kept, device="cpu") == data
     assert blob != tzip.compress(data, "tzip-small", device=device, streams=4, format=5)

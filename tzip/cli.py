@@ -38,15 +38,18 @@ from .errors import TzipError
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 COMMANDS = ("compress", "decompress", "test", "info", "models", "train")
 LARGE = "tzip-large"  # what -9 / --best picks
-# what each level runs, as (model, window) (docs/levels.md has their speed and ratio):
-# -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
+# what each level runs, as (model, window, format) (docs/levels.md has their speed and
+# ratio): -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
 # attending to its last 64 or 128 positions (format 7), cheaper than its whole context;
-# -6..-8 (the default) the default model over its whole context; -9 the larger model.
-# None: the default model, or its whole context.
-LEVELS: dict[int, tuple[str | None, int | None]] = {
-    1: (api.NO_MODEL, None), 2: (None, 64), 3: (None, 64), 4: (None, 128), 5: (None, 128),
-    6: (None, None), 7: (None, None), 8: (None, None), 9: (LARGE, None)}
-LEVEL_MODELS = {n: m for n, (m, _) in LEVELS.items() if m is not None}  # the levels that name a model
+# -6/-7 (the default) the default model over its whole context; -8 the same with the
+# context mixer's revision 3 (format 8: smaller on structured text, slower); -9 the
+# larger model. None: the default model, its whole context, the format these give
+# (api.format_for).
+LEVELS: dict[int, tuple[str | None, int | None, int | None]] = {
+    1: (api.NO_MODEL, None, None), 2: (None, 64, None), 3: (None, 64, None), 4: (None, 128, None),
+    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM3_VERSION),
+    9: (LARGE, None, None)}
+LEVEL_MODELS = {n: m for n, (m, _, _) in LEVELS.items() if m is not None}  # the levels that name a model
 
 
 class Failed(Exception):
@@ -194,12 +197,14 @@ class Job:
 
     def __init__(self, mode: str, *, stdout=False, output=None, force=False, quiet=False,
                  verbose=False, rm=False, model=None, device="auto", streams=None,
-                 workers=None, ray=None, window=None):
+                 workers=None, ray=None, window=None, format=None):
         self.mode, self.stdout, self.output, self.force = mode, stdout, output, force
         self.quiet, self.verbose, self.rm = quiet, verbose, rm
         self.model, self.device, self.streams = model, device, streams
-        # compressing: the level's window (None: the whole context; the mixer alone has none)
+        # compressing: the level's window and format (None: the whole context, the format
+        # they give; the mixer alone has no window and its own format, --model none wins)
         self.window = None if api.is_alone(model) else window
+        self.format = None if api.is_alone(model) else format
         self.workers, self.ray = workers, ray
         self._coder = None
         self.listed: list = []  # the archives -l listed, for its totals row
@@ -215,7 +220,7 @@ class Job:
                     return self._coder
             if self.mode == "compress":
                 self._coder = api.Compressor(self.model, device=self.device, streams=self.streams,
-                                             window=self.window)
+                                             window=self.window, format=self.format)
             else:
                 self._coder = api.Decompressor(self.model, device=self.device)
         return self._coder
@@ -321,8 +326,9 @@ class Job:
                 return fout.n
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
-            with _progress(total, self.quiet, f"{verb} {_shown(name)}",
-                           "compress" if self.mode == "compress" else "decompress") as tick:
+            job = "decompress" if self.mode != "compress" else (
+                "compress format 8" if self.format == 8 else "compress")
+            with _progress(total, self.quiet, f"{verb} {_shown(name)}", job) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)
                 elif dst is None:
@@ -519,7 +525,10 @@ LEVEL_HELP = {
        "64 bytes: about 1.35x faster than -6 both ways, archives about 2% larger",
     4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
        "archives under 1% larger",
-    6: "-6..-8 (default): the default model over its whole context (256 bytes for tzip-small)",
+    6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
+    8: "-8: as -6 with the context mixer's revision 3 (format 8): 1.2% smaller on structured "
+       "text (logs, JSON, CSV, XML, code), 0.6% on prose, 4-9% more CPU; tzip before 0.4 "
+       "cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
 
@@ -540,13 +549,19 @@ def _streams_option(f):
 
 def _model_for(model: str | None, level: int | None) -> str | None:
     """The model a level runs; --model wins."""
-    return model if model is not None else LEVELS.get(level, (None, None))[0]
+    return model if model is not None else LEVELS.get(level, (None, None, None))[0]
 
 
 def _window_for(level: int | None) -> int | None:
     """The window a level's model attends over (None: its whole context), whatever the
     model (--model keeps the level's window; a model of a shorter context uses all of it)."""
-    return LEVELS.get(level, (None, None))[1]
+    return LEVELS.get(level, (None, None, None))[1]
+
+
+def _format_for(level: int | None) -> int | None:
+    """The archive format a level writes (None: the one its model and window give), whatever
+    the model (--model keeps the level's format)."""
+    return LEVELS.get(level, (None, None, None))[2]
 
 
 def _start(threads_n: int | None) -> None:
@@ -572,7 +587,7 @@ class _Workers:
         j = self.job
         return self.parallel.compress_stream(fin, fout, j.model, workers=self.workers,
                                              device=j.device, streams=j.streams, progress=tick,
-                                             ray=self.ray, window=j.window)
+                                             ray=self.ray, window=j.window, format=j.format)
 
     def decompress_stream(self, fin, fout, tick) -> int:
         j = self.job
@@ -608,7 +623,8 @@ gzip-style options (for tzip FILE... and the commands):
   -q, --quiet  -v, --verbose  -T, --threads N
   -1 fastest: no model, the context mixer alone
   -2/-3, -4/-5: the default model (tzip-small on a CPU) over its last 64, 128 bytes
-  -6..-8 (default): the default model over its whole context   -9 best: tzip-large
+  -6/-7 (default): the default model over its whole context   -9 best: tzip-large
+  -8: as -6 with the context mixer's revision 3 (format 8): smaller on structured text
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.
@@ -755,7 +771,8 @@ def gzip_style(ctx, files, mode, stdout, output, force, quiet, verbose, keep, rm
     job = Job(mode, stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
               rm=rm and not keep, model=_model_for(model, level) if mode == "compress" else model,
               device=device, streams=streams, workers=threads, ray=ray,
-              window=_window_for(level) if mode == "compress" else None)
+              window=_window_for(level) if mode == "compress" else None,
+              format=_format_for(level) if mode == "compress" else None)
     _run(job, files, recursive)
 
 
@@ -771,7 +788,8 @@ def compress(files, stdout, output, force, quiet, verbose, keep, rm, recursive, 
     _start(threads)
     _run(Job("compress", stdout=stdout, output=output, force=force, quiet=quiet, verbose=verbose,
              rm=rm and not keep, model=_model_for(model, level), device=device, streams=streams,
-             workers=threads, ray=ray, window=_window_for(level)), files, recursive)
+             workers=threads, ray=ray, window=_window_for(level), format=_format_for(level)),
+         files, recursive)
 
 
 @main.command(context_settings=CONTEXT)

@@ -82,7 +82,7 @@ def _encode_alone(raw: bytes, progress: Progress, mixer: str | None = None) -> B
 def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None,
               revision: int = cm.LATEST) -> bytes:
     """Code data (already split into streams of the given lengths) with the model and the
-    context mixer of this revision (2: format 5; 1: format 4)."""
+    context mixer of this revision (2: format 5; 3: format 8; 1: format 4)."""
     return encode_cm_group(engine, [(data, lengths, revision)], progress)[0]
 
 
@@ -123,10 +123,11 @@ def _offsets(items: list[tuple[bytes, list[int], int]]) -> list[int]:
     return out
 
 
-def group_memory(n: int, revision: int = cm.LATEST) -> int:
-    """Host bytes one block of n bytes adds to a lockstep group while it is coded: its
-    mixer's tables and its rows (the matrices of its bytes, a few int64 copies)."""
-    return cm.memory(n, revision) + 32 * n
+def group_memory(n: int, version: int = VERSION) -> int:
+    """Host bytes one block of n bytes adds to a lockstep group while format `version`
+    codes it: its mixer's tables and its rows (the matrices of its bytes, a few int64
+    copies)."""
+    return cm.memory(n, PROFILES[version].revision or cm.LATEST) + 32 * n
 
 
 def decode_cm(engine: Engine, payload: bytes, lengths: list[int], progress: Progress = None,
@@ -285,8 +286,8 @@ def _decode_in_parts(stepper, dec: cm.Decoder, lengths: list[int], cuts: tuple[i
 def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,
                  version: int = VERSION) -> Block:
     """The smallest of stored, LZMA and (with an engine) model coding of raw, as archive
-    format `version` codes it (5; 4: the context mixer's revision 1; 3: linear mixing and
-    the CRLF transform only)."""
+    format `version` codes it (5; 8: the context mixer's revision 3; 4: its revision 1; 3:
+    linear mixing and the CRLF transform only)."""
     return encode_blocks([raw], engine, streams, progress, version)[0]
 
 

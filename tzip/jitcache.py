@@ -46,6 +46,8 @@ JOBS = {
     "compress": _CM + (_ENGINE / "kernels.py", _ENGINE / "score.py"),
     "decompress": _CM + (_ENGINE / "kernels.py", _ENGINE / "step.py"),
 }
+# format 8 (level -8) codes with revision 3's loop of its own as well
+JOBS["compress format 8"] = JOBS["compress"] + (PACKAGE / "cm" / "jit3.py",)
 
 _chosen: str | None = None
 _prepared = False
@@ -191,7 +193,7 @@ def _cache_folder(source: Path, chosen: str | None) -> Path:
 
 
 def cold(job: str = "compress") -> bool:
-    """Whether the loops `job` ("compress" or "decompress") runs will be compiled rather
+    """Whether the loops `job` (a key of JOBS) runs will be compiled rather
     than loaded: numba installed, and one of its compiled modules has no cache index, or
     only one older than its source, where prepare() points numba."""
     if importlib.util.find_spec("numba") is None:

@@ -1,4 +1,4 @@
-"""Context-mixing (CM) stage of tzip's archive formats 4 and 5: the transformer's integer
+"""Context-mixing (CM) stage of tzip's archive formats 4 to 8: the transformer's integer
 frequencies are one input of a bitwise context mixer (lpaq/paq8 style) whose binary
 arithmetic coder writes the payload.
 
@@ -7,7 +7,9 @@ arithmetic coder writes the payload.
 
 The stage has revisions (tables.REVISIONS), each fixed forever once archives use it:
 revision 1 codes format 4's model blocks, revision 2 (a field context and a third mixer)
-format 5's.
+format 5's (and 6's and 7's), revision 3 (contexts for structured text and two more APMs)
+format 8's, written by level -8 only. LATEST, every default here, is the revision of the
+default format, 5.
 
 A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
 given); they are coded in lockstep, step-major: at step t, streams 0..S-1 that still have
@@ -16,8 +18,9 @@ exact integers 1..65536) for each stream and step. Every probability is computed
 integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
-the normative definition) and tzip/cm/jit.py (numba), both coding a byte in the same named
-phases (tables.PHASES) from the same constants (tables.py) and initial state (state.py).
+the normative definition) and tzip/cm/jit.py (numba; revision 3's loop: jit3.py), both
+coding a byte in the same named phases (tables.PHASES) from the same constants (tables.py)
+and initial state (state.py).
 The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS):
 tzip's codec passes its plan's choice (tzip/engine/plan.py, TZIP_CM); left out,
 `default_implementation()` decides (compiled whenever numba is importable).
@@ -33,7 +36,7 @@ from . import tables
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "IMPLEMENTATIONS", "default_implementation",
            "numba_available", "max_bytes", "memory"]
 
-LATEST = tables.REVISIONS[-1]
+LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 8's
 IMPLEMENTATIONS = ("reference", "compiled")
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 
@@ -185,6 +188,8 @@ def max_bytes(payload_len: int) -> int:
 
 def memory(n: int, revision: int = LATEST) -> int:
     """Bytes of the mixer's tables for a block of n bytes (the largest of its arrays)."""
+    apms = tables.APM_TF_SIZE + tables.APM2_SIZE
+    if revision >= tables.STRUCTURE_FROM:
+        apms += tables.APM_O1_SIZE + tables.APM_MATCH_SIZE
     return (1 << tables.table_bits(n, revision)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
-        + (tables.APM_TF_SIZE + tables.APM2_SIZE) * tables.APM_BINS * 8 \
-        + tables.MIX_SETS_C * tables.N_INPUTS * 8 + (1 << 22)
+        + apms * tables.APM_BINS * 8 + tables.MIX_SETS_C * tables.n_inputs(revision) * 8 + (1 << 22)

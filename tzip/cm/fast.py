@@ -1,10 +1,11 @@
-"""The compiled model: owns a state.CMState and drives tzip/cm/jit.py's loops."""
+"""The compiled model: owns a state.CMState (and revision 3's state.Structure) and drives
+the compiled loop of its revision: tzip/cm/jit.py's for revisions 1 and 2, jit3.py's for 3."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import jit, tables
-from .state import ERR, NPAY, POS, X, X2, new_state
+from .state import ERR, NPAY, POS, X, X2, new_state, new_structure
 
 
 class FastCM:
@@ -16,6 +17,9 @@ class FastCM:
         self.revision = revision
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
+        self.structure = None  # revision 3's part of the state, as jit3.code_steps takes it
+        if revision >= tables.STRUCTURE_FROM:
+            self.structure = tuple(new_structure(len(lengths)))
 
     def reserve(self, extra: int) -> None:
         need = int(self.st.coder[POS]) + extra
@@ -27,7 +31,11 @@ class FastCM:
 
     def code_steps(self, t0: int, freqs: np.ndarray, decoding: bool, lo: int = 0, hi: int | None = None) -> None:
         hi = len(self.st.lengths) if hi is None else hi
-        jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
+        if self.structure is not None:
+            from . import jit3
+            jit3.code_steps(self.arrays, self.structure, t0, freqs, lo, hi, decoding, self.tb, self.mb)
+        else:
+            jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
 
     def flush(self) -> None:
         jit.flush(self.st)

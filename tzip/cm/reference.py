@@ -58,6 +58,18 @@ Revision 1 (format 4) is revision 2 without the field and field_above contexts (
 inputs stay 0, their buckets are never looked up) and without mixer C: so one definition serves both, and a
 revision-1 block codes exactly as format 4 always has.
 
+Revision 3 (format 8; measured in bench/published/cm/rev3-ablations.md) is revision 2 and:
+four contexts for structured text (tables.CONTEXTS: nest, the bracket depth, innermost
+open bracket and "inside a string", with two bytes; record, the column with the byte
+above; field_prev, the field's number and bytes so far with the same field of the line
+before; word2, this word and the one before), each with its two inputs after revision 2's
+(tables.INPUTS_R3), starting at weight 0 in every mixer; and two more APMs on the final
+probability, by (previous byte, c0) and by (both match models' expected bits, the match
+length, c0), averaged in: p = (p_f + p_apm1 + 2 (p_apm2 + p_o1 + p_match) + 4) >> 3.
+What it tracks per stream for them (state.Structure): the open brackets outside strings,
+whether inside a "string" (a backslash escapes its quote), the word before this one, and
+the hash of each field of this line and of the line before.
+
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
 the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
@@ -71,8 +83,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import tables as T
-from .state import X, X1, X2, Match, Mixed, Picked, new_state
-from .tables import clamp, hmix, is_letter, is_separator, match_length_bucket, squash, stretch
+from .state import X, X1, X2, Match, Mixed, Picked, Refined, new_state, new_structure
+from .tables import (apm_match_context, clamp, hmix, is_closer, is_letter, is_opener, is_separator,
+                     match_length_bucket, squash, stretch)
 
 DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
 
@@ -168,7 +181,7 @@ class Mixer:
 class StreamState:
     """Per-stream memory between its bytes (initial values: row s of state.new_state's)."""
 
-    def __init__(self, st, s: int):
+    def __init__(self, st, s: int, r3=None):
         self.match_ptr = int(st.match_ptr[s])  # 1 + step * S + stream of the byte the match predicts; 0: none
         self.match_len = int(st.match_len[s])  # bytes the two contexts agree (0: no match)
         self.match2_ptr = int(st.match2_ptr[s])  # step of the byte match model 2 predicts (in this stream)
@@ -181,6 +194,12 @@ class StreamState:
         # where the fields of this line and of the line before start (-1: not yet)
         self.field_start = st.field_start[s].tolist()
         self.prev_field_start = st.prev_field_start[s].tolist()
+        if r3 is not None:  # revision 3 (state.Structure)
+            self.depth, self.quote, self.escape = (int(v) for v in r3.nest[s])  # depth, in a string, after a backslash
+            self.nest_stack = r3.nest_stack[s].tolist()  # the open brackets
+            self.prev_word = int(r3.prev_word[s])  # hash of the word before this one
+            self.field_hashes = r3.field_hashes[s].tolist()  # this line's finished fields
+            self.prev_field_hashes = r3.prev_field_hashes[s].tolist()  # the line before's
 
 
 class CMModel:
@@ -194,6 +213,8 @@ class CMModel:
         self.revision = revision
         self.nctx = T.N_CONTEXTS[revision]  # each revision has the first nctx contexts
         self.use_c = revision >= T.MIXER_C_FROM
+        self.structure = revision >= T.STRUCTURE_FROM
+        r3 = new_structure(len(st.lengths)) if self.structure else None
         self.lengths = st.lengths.tolist()
         self.S = len(self.lengths)
         self.start = st.start.tolist()  # each stream's offset in the block
@@ -204,12 +225,15 @@ class CMModel:
         self.match2_sm = Counters(st.match2_sm.tolist())
         self.match_table = st.match_table.tolist()
         self.match2_table = st.match2_table.tolist()
-        self.streams = [StreamState(st, s) for s in range(self.S)]
-        self.mixer_a = Mixer(st.w_a.tolist(), T.N_INPUTS, T.LR_A)
-        self.mixer_b = Mixer(st.w_b.tolist(), T.N_INPUTS, T.LR_B)
-        self.mixer_c = Mixer(st.w_c.tolist(), T.N_INPUTS, T.LR_C)
+        self.streams = [StreamState(st, s, r3) for s in range(self.S)]
+        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R3
+        self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
+        self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
+        self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
         self.mixer_f = Mixer(st.w_f.tolist(), T.N_FINAL, T.LR_F)
         self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
+        if r3 is not None:
+            self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
         # coder
         self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
         self.out = bytearray()
@@ -285,15 +309,15 @@ class CMModel:
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
-        x = [0] * T.N_INPUTS
+        x = [0] * self.n_in
         slots = [0] * self.nctx  # each context's bucket
         cmap_index = [0] * self.nctx  # each context's counter in the context map
         c0 = 1
         for j in range(8):
             k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m)
-            mx = self.mix(j, c0, c, x, k.expect, len_bucket, parity)
+            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
-            self.learn(x, y, slots, cmap_index, k, mx)
+            self.learn(x, y, slots, cmap_index, k, mx, rf)
             c0 = (c0 << 1) | y
             if self.err:
                 return 0
@@ -332,6 +356,16 @@ class CMModel:
             if at < end:
                 above = self._byte(s, at) + 1
         ctx["field_above"] = hmix(hmix(T.SEED_FIELD_ABOVE, above), f)
+        if self.structure:  # revision 3's four contexts (tables.CONTEXTS)
+            depth = ss.depth
+            top = ss.nest_stack[min(depth, T.NEST_MAX) - 1] if depth > 0 else 0  # the innermost opener
+            h = hmix(hmix(hmix(T.SEED_NEST, min(depth, T.NEST_DEPTH_CAP)), top), ss.quote)
+            ctx["nest"] = hmix(h, c1 | (c[2] << 8))
+            column_above = self._byte(s, above_at) if above_at < ss.line_start else 0
+            ctx["record"] = hmix(hmix(T.SEED_RECORD, min(t - ss.line_start, T.RECORD_COL_CAP)), column_above)
+            prev_field = ss.prev_field_hashes[f] if f <= T.FIELDS else 0
+            ctx["field_prev"] = hmix(hmix(hmix(T.SEED_FIELD_PREV, f), prev_field), ss.field_hash)
+            ctx["word2"] = hmix(hmix(T.SEED_WORD2, ss.word), ss.prev_word)
         return c, [ctx[name] for name in T.CONTEXTS[:self.nctx]]
 
     def match(self, s: int, t: int) -> Match:
@@ -399,11 +433,11 @@ class CMModel:
         x[T.IN_O1] = stretch(self.o1.p12(o1_index))
         for i, b in enumerate(slots):
             e = self.table.v[b + node]
-            x[T.IN_CTX + i] = stretch(e >> 20)
+            x[T.ctx_input(i)] = stretch(e >> 20)
             # the same counter through a map by (context, count, p): learns how far
             # a context seen n times with this p is right in this block
             cmap_index[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-            x[T.IN_CMAP + i] = stretch(self.ctx_map.p12(cmap_index[i]))
+            x[T.cmap_input(i)] = stretch(self.ctx_map.p12(cmap_index[i]))
 
         expect = -1  # the match's bit, while its byte agrees with the bits so far
         if m.byte >= 0 and (m.byte + 256) >> (8 - j) == c0:
@@ -424,9 +458,9 @@ class CMModel:
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
-            parity: int) -> Mixed:
-        """Mixers A, B and (revision 2) C, the final mixer and two APMs -> Mixed, whose p
-        is the bit's probability."""
+            parity: int, m: Match) -> tuple[Mixed, Refined]:
+        """Mixers A, B and (revision 2) C, the final mixer and two APMs (four in revision
+        3) -> (Mixed, whose p is the bit's probability; Refined)."""
         set_a = c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
@@ -438,9 +472,17 @@ class CMModel:
         p_f = squash(self.mixer_f.mix(set_f, [st_a, st_b, x[T.IN_TF], T.BIAS, st_c]))
         p1, apm1 = self.apm1.p(c0, p_f)
         p2, apm2 = self.apm2.p(hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), p_f)
-        p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
+        if self.structure:  # revision 3: by order 1, and by what the match models expect
+            p3, apm_o1 = self.apm_o1.p(c[1] * 256 + c0, p_f)
+            expect2 = ((m.byte2 >> (7 - j)) & 1) if m.byte2 >= 0 and (m.byte2 + 256) >> (8 - j) == c0 else -1
+            p4, apm_match = self.apm_match.p(apm_match_context(expect, expect2, m.length, c0), p_f)
+            p = clamp((p_f + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
+            rf = Refined(apm_o1, apm_match)
+        else:
+            p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
+            rf = Refined(-1, -1)
         return Mixed(p, set_a, set_b, set_c, set_f, st_a, st_b, st_c,
-                     squash(st_a), squash(st_b), squash(st_c), p_f, apm1, apm2)
+                     squash(st_a), squash(st_b), squash(st_c), p_f, apm1, apm2), rf
 
     def code(self, p: int, bit: int) -> int:
         """The binary arithmetic coder: encode bit (encoder) or decode one (decoder) with
@@ -461,8 +503,8 @@ class CMModel:
         return y
 
     def learn(self, x: list[int], y: int, slots: list[int], cmap_index: list[int], k: Picked,
-              mx: Mixed) -> None:
-        """Every component learns the coded bit y (k: what inputs read, mx: what mix did)."""
+              mx: Mixed, rf: Refined) -> None:
+        """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
         self.mixer_a.update(mx.set_a, x, y, mx.p_a)
         self.mixer_b.update(mx.set_b, x, y, mx.p_b)
         if self.use_c:
@@ -472,6 +514,9 @@ class CMModel:
         self.apm_tf.update(k.apm_tf, y)
         self.apm1.update(mx.apm1, y)
         self.apm2.update(mx.apm2, y)
+        if rf.apm_o1 >= 0:
+            self.apm_o1.update(rf.apm_o1, y)
+            self.apm_match.update(rf.apm_match, y)
         for i in cmap_index:
             self.ctx_map.update(i, y, T.COUNTER_LIMIT_CMAP)
         self.o1.update(k.o1, y, T.COUNTER_LIMIT_O1)
@@ -483,7 +528,8 @@ class CMModel:
             self.match2_sm.update(k.match2, y, T.COUNTER_LIMIT_MATCH)
 
     def advance(self, s: int, t: int, byte: int, m: Match) -> None:
-        """The stream's state after its byte: the match copies, the word, the line, the field."""
+        """The stream's state after its byte: the match copies, (revision 3) its structure,
+        the word, the line, the field."""
         ss = self.streams[s]
         mptr, mlen = m.ptr, m.length
         if mlen > 0:
@@ -499,6 +545,8 @@ class CMModel:
             else:
                 m2len = 0
         ss.match2_ptr, ss.match2_len = m2ptr, m2len
+        if self.structure:
+            self.advance_structure(ss, byte)
         if is_letter(byte):
             ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
         elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
@@ -513,3 +561,30 @@ class CMModel:
                 ss.field_start[ss.field] = t + 1
         else:
             ss.field_hash = hmix(ss.field_hash, byte)
+
+    def advance_structure(self, ss: StreamState, byte: int) -> None:
+        """Revision 3's structure after the byte (part of `advance`, before the word and the
+        field move on): brackets outside strings, a "string" (a backslash escapes its
+        quote), the word before this one, and the hash of each finished field, kept for
+        the line after."""
+        if ss.quote:
+            if byte == T.QUOTE and not ss.escape:
+                ss.quote = 0
+            ss.escape = 1 if byte == T.BACKSLASH and not ss.escape else 0
+        else:
+            ss.escape = 0
+            if byte == T.QUOTE:
+                ss.quote = 1
+            elif is_opener(byte):
+                if ss.depth < T.NEST_MAX:
+                    ss.nest_stack[ss.depth] = byte
+                ss.depth += 1
+            elif is_closer(byte) and ss.depth > 0:
+                ss.depth -= 1
+        if not is_letter(byte) and byte != 0 and ss.word != 0:
+            ss.prev_word = ss.word
+        if byte == 10 or is_separator(byte):
+            if ss.field <= T.FIELDS:
+                ss.field_hashes[ss.field] = ss.field_hash
+            if byte == 10:
+                ss.prev_field_hashes, ss.field_hashes = ss.field_hashes, [0] * (T.FIELDS + 1)

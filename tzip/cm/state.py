@@ -1,6 +1,10 @@
 """The CM stage's state for one block, built in one place: both implementations start from
 `new_state` (tzip/cm/jit.py works on these arrays in place, tzip/cm/reference.py copies
 them into Python lists), so they cannot disagree about a table's size or initial value.
+Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
+and fields, and its two APMs, kept apart so that CMState, and the compiled loop of
+revisions 1 and 2 that takes it, stay what they were before revision 3 (tzip/cm/jit3.py
+takes both).
 
 Imports numpy and tables only: the reference must work without numba.
 """
@@ -20,7 +24,7 @@ class CMState(NamedTuple):
     start: np.ndarray  # (S,) int64: offset of each stream in the block
     table: np.ndarray  # (buckets * BUCKET,) uint32: hashed context slots
     o1: np.ndarray  # (O1_SIZE,) uint32: order-1 counters by (c1, c0)
-    ctx_map: np.ndarray  # (contexts * CMAP_SIZE,) uint32: counters by (context, count, p)
+    ctx_map: np.ndarray  # (the revision's contexts * CMAP_SIZE,) uint32: counters by (context, count, p)
     match_sm: np.ndarray  # (MATCH_SM_SIZE,) uint32: match counters by (length, expected bit)
     match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
     match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
@@ -36,9 +40,9 @@ class CMState(NamedTuple):
     field_hash: np.ndarray  # (S,) int64: hash of the field's bytes so far (revision 2)
     field_start: np.ndarray  # (S, FIELDS + 1) int64: where this line's fields start (-1: not yet)
     prev_field_start: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before
-    w_a: np.ndarray  # (MIX_SETS_A * N_INPUTS,) int64 mixer A weights
-    w_b: np.ndarray  # (MIX_SETS_B * N_INPUTS,) int64 mixer B weights
-    w_c: np.ndarray  # (MIX_SETS_C * N_INPUTS,) int64 mixer C weights (empty before MIXER_C_FROM)
+    w_a: np.ndarray  # (MIX_SETS_A * n_inputs(revision),) int64 mixer A weights
+    w_b: np.ndarray  # (MIX_SETS_B * n_inputs(revision),) int64 mixer B weights
+    w_c: np.ndarray  # (MIX_SETS_C * n_inputs(revision),) int64 mixer C weights (empty before MIXER_C_FROM)
     w_f: np.ndarray  # (MIX_SETS_F * N_FINAL,) int64 final mixer weights
     apm_tf: np.ndarray  # (APM_TF_SIZE * APM_BINS,) int32
     apm1: np.ndarray  # (APM1_SIZE * APM_BINS,) int32
@@ -46,6 +50,18 @@ class CMState(NamedTuple):
     coder: np.ndarray  # (8,) int64: x1, x2, x (decoder), pos, error, payload length
     buf: np.ndarray  # uint8 output (encoder) or input (decoder) bytes
     scratch: np.ndarray  # (SCRATCH,) int64 work space of the compiled code (layout below)
+
+
+class Structure(NamedTuple):
+    """What revision 3 remembers beyond CMState (sizes from tables.py)."""
+    nest: np.ndarray  # (S, 3) int64: bracket depth, inside a "string" (1), after a backslash in one (1)
+    nest_stack: np.ndarray  # (S, NEST_MAX) int64: the open brackets, the innermost at depth - 1
+    prev_word: np.ndarray  # (S,) int64: hash of the word before the current one
+    field_hashes: np.ndarray  # (S, FIELDS + 1) int64: hashes of this line's finished fields
+    prev_field_hashes: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before (0: none)
+    apm_o1: np.ndarray  # (APM_O1_SIZE * APM_BINS,) int32
+    apm_match: np.ndarray  # (APM_MATCH_SIZE * APM_BINS,) int32
+    scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
 # What one phase hands to the next (the same in both implementations)
@@ -87,18 +103,31 @@ class Mixed(NamedTuple):
     apm2: int
 
 
+class Refined(NamedTuple):
+    """What revision 3's `mix` adds to Mixed: the bins of its two more APMs (-1: none,
+    revisions 1 and 2), so that `learn` updates them."""
+    apm_o1: int
+    apm_match: int
+
+
 # coder[] fields
 X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 
-# scratch[] layout: the transformer's prefix sums, the inputs x, and per context its bucket,
-# its hash and its context-map index; then the previous bytes c[0..HISTORY]
+# scratch[] layout (revisions 1 and 2): the transformer's prefix sums, the inputs x, and
+# per context its bucket, its hash and its context-map index; then the previous bytes
+# c[0..HISTORY]. Structure.scratch[] is the same for revision 3's inputs and contexts.
 SC_CUM = 0
 SC_X = SC_CUM + 257
 SC_SLOT = SC_X + T.N_INPUTS
-SC_CTXH = SC_SLOT + len(T.CONTEXTS)
-SC_CMAP = SC_CTXH + len(T.CONTEXTS)
-SC_C = SC_CMAP + len(T.CONTEXTS)
+SC_CTXH = SC_SLOT + T.CONTEXTS_R2
+SC_CMAP = SC_CTXH + T.CONTEXTS_R2
+SC_C = SC_CMAP + T.CONTEXTS_R2
 SCRATCH = SC_C + T.HISTORY + 1
+SC3_SLOT = SC_X + T.N_INPUTS_R3
+SC3_CTXH = SC3_SLOT + len(T.CONTEXTS)
+SC3_CMAP = SC3_CTXH + len(T.CONTEXTS)
+SC3_C = SC3_CMAP + len(T.CONTEXTS)
+SCRATCH3 = SC3_C + T.HISTORY + 1
 
 
 def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
@@ -110,8 +139,11 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
     return raw[off:off + n]
 
 
-def _weights(sets: int) -> np.ndarray:
-    w = np.full((sets, T.N_INPUTS), T.W_INIT, dtype=np.int64)
+def _weights(sets: int, revision: int) -> np.ndarray:
+    """A mixer's weight sets over the revision's inputs (tables.n_inputs); revision 3's own
+    inputs start at 0 (the quiet start: they move the mix only once they have learnt to)."""
+    w = np.full((sets, T.n_inputs(revision)), T.W_INIT, dtype=np.int64)
+    w[:, T.N_INPUTS:] = 0
     w[:, T.IN_TF] = T.W_INIT_TF
     return w.ravel()
 
@@ -134,7 +166,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else per_stream(),
         table=_aligned_zeros((1 << tb) * T.BUCKET, np.uint32),
         o1=counters(T.O1_SIZE),
-        ctx_map=counters(len(T.CONTEXTS) * T.CMAP_SIZE),
+        ctx_map=counters(T.N_CONTEXTS[revision] * T.CMAP_SIZE),
         match_sm=counters(T.MATCH_SM_SIZE),
         match_table=np.zeros(1 << mb, dtype=np.int64),
         match_ptr=per_stream(), match_len=per_stream(),
@@ -144,11 +176,22 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         word=per_stream(), line_start=per_stream(), prev_line=per_stream(),
         field=per_stream(), field_hash=per_stream(),
         field_start=field_start, prev_field_start=fields,
-        w_a=_weights(T.MIX_SETS_A), w_b=_weights(T.MIX_SETS_B),
-        w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0),
+        w_a=_weights(T.MIX_SETS_A, revision), w_b=_weights(T.MIX_SETS_B, revision),
+        w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0, revision),
         w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),
         apm_tf=T.apm_init(T.APM_TF_SIZE).astype(np.int32),
         apm1=T.apm_init(T.APM1_SIZE).astype(np.int32),
         apm2=T.apm_init(T.APM2_SIZE).astype(np.int32),
         coder=np.array([0, T.MASK32, 0, 0, 0, 0, 0, 0], dtype=np.int64),
         buf=buf, scratch=np.zeros(SCRATCH, dtype=np.int64)), tb, mb
+
+
+def new_structure(S: int) -> Structure:
+    """Revision 3's part of a block's fresh state, for S streams."""
+    fields = np.zeros((S, T.FIELDS + 1), dtype=np.int64)
+    return Structure(
+        nest=np.zeros((S, 3), dtype=np.int64), nest_stack=np.zeros((S, T.NEST_MAX), dtype=np.int64),
+        prev_word=np.zeros(S, dtype=np.int64), field_hashes=fields, prev_field_hashes=fields.copy(),
+        apm_o1=T.apm_init(T.APM_O1_SIZE).astype(np.int32),
+        apm_match=T.apm_init(T.APM_MATCH_SIZE).astype(np.int32),
+        scratch=np.zeros(SCRATCH3, dtype=np.int64))

@@ -92,6 +92,29 @@ def is_separator(c: int) -> bool:
     return False
 
 
+def is_opener(c: int) -> bool:
+    """A byte that opens a bracket (revision 3's nest context): one of OPENERS."""
+    for o in OPENERS:
+        if c == o:
+            return True
+    return False
+
+
+def is_closer(c: int) -> bool:
+    """A byte that closes a bracket: one of CLOSERS."""
+    for o in CLOSERS:
+        if c == o:
+            return True
+    return False
+
+
+def apm_match_context(expect: int, expect2: int, length: int, c0: int) -> int:
+    """Revision 3's APM match context: both match models' expected bits (-1: none), match
+    1's length capped at APM_MATCH_LEN, and c0."""
+    state = (expect + 1) * 3 + expect2 + 1
+    return (state * (APM_MATCH_LEN + 1) + min(length, APM_MATCH_LEN)) * 256 + c0
+
+
 def match_length_bucket(n: int) -> int:
     """Mixer B's match-length bucket, 0..len(MATCH_LEN_EDGES)."""
     for i in range(len(MATCH_LEN_EDGES)):
@@ -118,7 +141,8 @@ PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
 CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit checksum
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
-REVISIONS = (1, 2)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's
+REVISIONS = (1, 2, 3)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's
+STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
 # for each of its 8 bits; advance after it.
@@ -136,9 +160,17 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # whose cells vary in width), with the field's number. Revision 1 (format 4) has the
 # first nine. Measured with the CM stage alone on the structured group's whole files:
 # field (with mixer C) -2.6%, field_above -0.7% (airports.csv -4.3%).
-CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above")
-CONTEXTS_R1 = 9
-N_CONTEXTS = (0, CONTEXTS_R1, len(CONTEXTS))  # by revision: each uses a prefix of CONTEXTS
+# Revision 3 (format 8) adds four for structured text: nest, the bracket nesting (depth,
+# innermost opener, inside a "string") with the two previous bytes; record, the column
+# (bytes since the line start) with the byte above; field_prev, the field's number and
+# bytes so far with the whole same field of the line before (a log's repeated host or
+# program name, a CSV column of few values); word2, the word so far with the word before
+# it. Measured alone on the structured group's whole files (bench/published/cm/
+# rev3-ablations.md): nest -0.39%, word2 -0.29%, field_prev -0.21%, record -0.13%.
+CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above",
+            "nest", "record", "field_prev", "word2")
+CONTEXTS_R1, CONTEXTS_R2 = 9, 11
+N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, len(CONTEXTS))  # by revision: each uses a prefix of CONTEXTS
 MIXER_C_FROM = 2  # the first revision with mixer C (and the final mixer's fifth input)
 ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
 MAX_ORDER = max(ORDER_CONTEXTS.values())
@@ -150,24 +182,38 @@ CTX_COLUMN = CONTEXTS.index("column")
 CTX_EVEN = CONTEXTS.index("even")
 CTX_FIELD = CONTEXTS.index("field")
 CTX_FIELD_ABOVE = CONTEXTS.index("field_above")
+CTX_NEST, CTX_RECORD = CONTEXTS.index("nest"), CONTEXTS.index("record")
+CTX_FIELD_PREV, CTX_WORD2 = CONTEXTS.index("field_prev"), CONTEXTS.index("word2")
 # seeds that keep the non-order contexts' hashes apart
 SEED_ORDER, SEED_WORD, SEED_COLUMN, SEED_EVEN, SEED_FIELD, SEED_FIELD_ABOVE = 1, 5, 7, 8, 11, 12
+SEED_NEST, SEED_RECORD, SEED_FIELD_PREV, SEED_WORD2 = 13, 14, 15, 16
+OPENERS, CLOSERS = (40, 91, 123, 60), (41, 93, 125, 62)  # ( [ { <  and  ) ] } >
+QUOTE, BACKSLASH = 34, 92
+NEST_MAX = 16  # open brackets remembered per stream (deeper nesting is counted, not remembered)
+NEST_DEPTH_CAP = 15  # the nest context's depth is capped here
+RECORD_COL_CAP = 255  # and the record context's column here
 SEPARATORS = (9, 44, 59, 124)  # tab , ; |
 FIELDS = 32  # fields of a line whose starts are remembered (for field_above)
 HISTORY = 8  # previous bytes c[1..8] every phase may read (c[k]: k back, 0 before the start)
 
 # Inputs of the mixers, in order: (name, width). IN_<NAME> is each one's first index and
-# N_INPUTS their count, both derived from this table.
+# N_INPUTS their count (revisions 1 and 2), both derived from this table. Revision 3 mixes
+# INPUTS_R3 (N_INPUTS_R3): the same, then its four contexts' two inputs each, so that the
+# first N_INPUTS mean the same in every revision.
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
     ("o1", 1),  # order-1 counter by (previous byte, c0)
-    ("ctx", len(CONTEXTS)),  # each hashed context's counter
-    ("cmap", len(CONTEXTS)),  # the same counters through a map by (context, count, p)
+    ("ctx", CONTEXTS_R2),  # each hashed context's counter
+    ("cmap", CONTEXTS_R2),  # the same counters through a map by (context, count, p)
     ("match", 1),  # match model: adaptive st(p) by (length, expected bit)
     ("match_len", 1),  # match model: +-length, linear
     ("match2", 1),  # match model 2 (the stream's own history): st(p) by (length, bit)
     ("bias", 1),
+)
+INPUTS_R3 = INPUTS + (
+    ("ctx3", len(CONTEXTS) - CONTEXTS_R2),  # revision 3's contexts' counters,
+    ("cmap3", len(CONTEXTS) - CONTEXTS_R2),  # and the same through the map
 )
 
 
@@ -180,11 +226,30 @@ def _offsets(rows) -> dict:
     return out
 
 
-_IN = _offsets(INPUTS)
+_IN = _offsets(INPUTS_R3)
 IN_TF, IN_TF_APM, IN_O1 = _IN["tf"], _IN["tf_apm"], _IN["o1"]
 IN_CTX, IN_CMAP = _IN["ctx"], _IN["cmap"]
 IN_MATCH, IN_MATCH_LEN, IN_MATCH2, IN_BIAS = _IN["match"], _IN["match_len"], _IN["match2"], _IN["bias"]
-N_INPUTS = _IN["_n"]
+IN_CTX3, IN_CMAP3 = _IN["ctx3"], _IN["cmap3"]
+N_INPUTS = _offsets(INPUTS)["_n"]
+N_INPUTS_R3 = _IN["_n"]
+
+
+def n_inputs(revision: int) -> int:
+    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R3."""
+    return N_INPUTS_R3 if revision >= STRUCTURE_FROM else N_INPUTS
+
+
+def ctx_input(i: int) -> int:
+    """The input of context slot i's counter: revision 2's contexts first, then revision 3's."""
+    return IN_CTX + i if i < CONTEXTS_R2 else IN_CTX3 + i - CONTEXTS_R2
+
+
+def cmap_input(i: int) -> int:
+    """The input of context slot i's counter through the context map."""
+    return IN_CMAP + i if i < CONTEXTS_R2 else IN_CMAP3 + i - CONTEXTS_R2
+
+
 BIAS = 256  # the bias input's value (and the final mixer's)
 
 MATCH_MIN = 7  # bytes of context hashed to find a match candidate
@@ -212,7 +277,8 @@ MIX_C_SEED = 77
 TF_CONF_SHIFT, TF_CONF_MAX = 9, 3  # mixer B's transformer confidence: min(|st| >> 9, 3)
 MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C -> p): by (bit position, parity)
 N_FINAL = 5
-MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000)}  # by revision
+MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000),  # by revision
+              3: (22000, 22000, 0, 0, 22000)}
 # parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
 # measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
@@ -220,10 +286,20 @@ LR_C = LR_B
 ST_LIMIT = 2047  # a mixer's output st is clamped to +-ST_LIMIT
 W_INIT_TF = 1 << 14  # initial weights (1.0 = 2^16): the transformer 0.25, the others 1/16;
 W_INIT = 1 << 12  # from 1.0 / 0.125: -0.9% on 7 files, -1.2% where the transformer is bad
+# (revision 3's own inputs start at 0, the "quiet start": small files lost 0.5-2% to their
+# noise while they learned, structured whole files gain 0.05% less: state._weights)
 APM_RATE = 6
 APM_BINS = 33
 APM2_BITS = 16  # APM 2 by the top bits of hmix(c1 | c2 << 8, c0)
 APM_TF_SIZE, APM1_SIZE, APM2_SIZE = 65536, 256, 1 << APM2_BITS  # contexts of the three APMs
+# Revision 3's two more APMs on the final probability: APM o1 by (previous byte, c0); APM
+# match by (match 1's expected bit + 1, match 2's + 1, match 1's length capped at
+# APM_MATCH_LEN, c0). Its final p: (p_f + p_apm1 + 2 (p_apm2 + p_o1 + p_match) + 4) >> 3
+# (revision 2's: (p_f + p_apm1 + 2 p_apm2 + 2) >> 2). Measured alone on the structured
+# group's whole files: -0.16% and -0.12% (JSON -0.65%).
+APM_O1_SIZE = 65536
+APM_MATCH_LEN = 15
+APM_MATCH_SIZE = 9 * (APM_MATCH_LEN + 1) * 256
 
 
 def apm_init(contexts: int) -> np.ndarray:
@@ -238,7 +314,7 @@ def table_bits(n: int, revision: int) -> int:
     buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1, up to 2^21
     (128 MiB) in revision 2: each byte looks up two buckets per context, and twice the
     table for blocks of 512 KiB and more saved 0.4% on the structured group (smaller
-    blocks gain nothing from it, and lose speed to cache misses)."""
+    blocks gain nothing from it, and lose speed to cache misses); revision 3 as 2."""
     if revision == 1:
         return min(20, max(12, n.bit_length() + 2))
     return min(21, max(12, n.bit_length() + 2))

@@ -1,0 +1,264 @@
+"""The CM stage's revision 3 (format 8) compiled with numba: the same integers as
+tzip/cm/reference.py, fast.
+
+A loop of its own, beside tzip/cm/jit.py's for revisions 1 and 2: revision 3 mixes more
+inputs (tables.INPUTS_R3), looks up more contexts and has two more APMs, and with those as
+arguments of one shared loop, revision 2's compiled paths ran 2-4% slower (CPU of
+`tzip -1` on book1, bench/published/cm/rev3-ablations.md). So jit.py is left as it was,
+and this module defines the phases that differ (`contexts`, `inputs`, `mix`, `learn`,
+`advance`, with every revision-3 constant frozen in) and takes the others (`match`,
+`code`, the counters, APMs and bucket lookup) from jit.py, inlined into its own loop.
+The state is state.CMState (as jit.py's) and state.Structure, revision 3's part.
+
+numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
+or jit.py, delete tzip/cm/__pycache__ (or touch this file).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import tables as T
+from .jit import (_jit, _phase, apm_p, apm_update, bucket_find, clamp, code, counter_update, hmix,
+                  is_letter, is_separator, match, match_length_bucket, squash, stretch)
+from .jit import advance as advance_r2
+from .jit import contexts as contexts_r2
+from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_SLOT, SC_CUM, SC_X, CMState, Mixed, Picked, Refined,
+                    Structure)
+
+is_opener = _phase(T.is_opener)
+is_closer = _phase(T.is_closer)
+apm_match_context = _phase(T.apm_match_context)
+
+N_IN = T.N_INPUTS_R3
+N_CTX = len(T.CONTEXTS)
+R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, inputs as in jit.py
+
+
+@_phase
+def contexts(st, r3, s, t, c, ctxh):
+    """The previous bytes c[1..HISTORY] and the hashes of all of tables.CONTEXTS: revision
+    2's as jit.py computes them, then revision 3's four."""
+    contexts_r2(st, s, t, c, ctxh, R2)
+    depth = r3.nest[s, 0]
+    top = r3.nest_stack[s, min(depth, T.NEST_MAX) - 1] if depth > 0 else 0  # the innermost opener
+    h = hmix(hmix(hmix(T.SEED_NEST, min(depth, T.NEST_DEPTH_CAP)), top), r3.nest[s, 1])
+    ctxh[T.CTX_NEST] = hmix(h, c[1] | (c[2] << 8))
+    line_start = st.line_start[s]
+    above_at = st.prev_line[s] + t - line_start  # same column, previous line of this stream
+    above = st.hist[s, above_at] if above_at < line_start else 0
+    ctxh[T.CTX_RECORD] = hmix(hmix(T.SEED_RECORD, min(t - line_start, T.RECORD_COL_CAP)), above)
+    f = st.field[s]
+    prev_field = r3.prev_field_hashes[s, f] if f <= T.FIELDS else 0
+    ctxh[T.CTX_FIELD_PREV] = hmix(hmix(hmix(T.SEED_FIELD_PREV, f), prev_field), st.field_hash[s])
+    ctxh[T.CTX_WORD2] = hmix(hmix(T.SEED_WORD2, st.word[s]), r3.prev_word[s])
+
+
+@_phase
+def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits):
+    """The mixers' inputs x for bit j (c0: 1 and the bits so far) -> Picked. At a nibble
+    boundary every context's bucket is looked up (slot), all before any is read, as the
+    reference does (a lookup may take over another context's bucket)."""
+    table = st.table
+    if j == 0 or j == 4:
+        key = 0 if j == 0 else c0
+        for i in range(N_CTX):
+            slot[i] = bucket_find(table, ctxh[i], key, tbits)
+    node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
+    # the transformer: the bytes below node c0 whose next bit is 1, over all below it
+    lo = (c0 - (1 << j)) << (8 - j)
+    wd = 256 >> j
+    n1 = cum[lo + wd] - cum[lo + (wd >> 1)]
+    tot = cum[lo + wd] - cum[lo]
+    ptf = clamp((n1 * 4096 + (tot >> 1)) // tot, 1, 4095)
+    x[T.IN_TF] = stretch(ptf)
+    pa, ia_tf = apm_p(st.apm_tf, c1 * 256 + c0, ptf)
+    x[T.IN_TF_APM] = stretch(pa)
+    o1i = c1 * 256 + c0
+    x[T.IN_O1] = stretch(np.int64(st.o1[o1i]) >> 20)
+    for i in range(R2):
+        e = np.int64(table[slot[i] + node])
+        x[T.IN_CTX + i] = stretch(e >> 20)
+        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        x[T.IN_CMAP + i] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+    for i in range(R2, N_CTX):  # revision 3's contexts: their inputs after revision 2's
+        e = np.int64(table[slot[i] + node])
+        x[T.IN_CTX3 + i - R2] = stretch(e >> 20)
+        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        x[T.IN_CMAP3 + i - R2] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+    expect = -1  # the match's bit, while its byte agrees with the bits so far
+    if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
+        expect = (m.byte >> (7 - j)) & 1
+    mi = -1
+    x[T.IN_MATCH] = 0
+    x[T.IN_MATCH_LEN] = 0
+    if expect >= 0:
+        mi = min(m.length, T.MATCH_SM_LEN) * 2 + expect
+        x[T.IN_MATCH] = stretch(np.int64(st.match_sm[mi]) >> 20)
+        strength = min(m.length, T.MATCH_STRENGTH_LEN) * T.MATCH_STRENGTH
+        x[T.IN_MATCH_LEN] = strength if expect == 1 else -strength
+    mi2 = -1
+    x[T.IN_MATCH2] = 0
+    if m.byte2 >= 0 and ((m.byte2 + 256) >> (8 - j)) == c0:
+        mi2 = min(m.length2, T.MATCH_SM_LEN) * 2 + ((m.byte2 >> (7 - j)) & 1)
+        x[T.IN_MATCH2] = stretch(np.int64(st.match2_sm[mi2]) >> 20)
+    x[T.IN_BIAS] = T.BIAS
+    return Picked(node, ia_tf, o1i, mi, mi2, expect)
+
+
+@_phase
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m):
+    """Mixers A, B, C, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
+    lim = T.ST_LIMIT
+    set_a = c0
+    tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
+    set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
+    set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
+    set_f = j * 2 + parity
+    sa, sb, sc, sf = set_a * N_IN, set_b * N_IN, set_c * N_IN, set_f * T.N_FINAL
+    dot_a = 0
+    dot_b = 0
+    dot_c = 0
+    for i in range(N_IN):
+        dot_a += st.w_a[sa + i] * x[i]
+        dot_b += st.w_b[sb + i] * x[i]
+        dot_c += st.w_c[sc + i] * x[i]
+    sta = clamp(dot_a >> 16, -lim, lim)
+    stb = clamp(dot_b >> 16, -lim, lim)
+    stc = clamp(dot_c >> 16, -lim, lim)
+    w_f = st.w_f
+    dot_f = w_f[sf] * sta + w_f[sf + 1] * stb + w_f[sf + 2] * x[T.IN_TF] + w_f[sf + 3] * T.BIAS \
+        + w_f[sf + 4] * stc
+    pf = squash(clamp(dot_f >> 16, -lim, lim))
+    p1, i1 = apm_p(st.apm1, c0, pf)
+    p2, i2 = apm_p(st.apm2, hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), pf)
+    p3, i3 = apm_p(r3.apm_o1, c[1] * 256 + c0, pf)
+    expect2 = -1  # match model 2's bit, while its byte agrees
+    if m.byte2 >= 0 and ((m.byte2 + 256) >> (8 - j)) == c0:
+        expect2 = (m.byte2 >> (7 - j)) & 1
+    p4, i4 = apm_p(r3.apm_match, apm_match_context(expect, expect2, m.length, c0), pf)
+    p = clamp((pf + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
+    return (Mixed(p, set_a, set_b, set_c, set_f, sta, stb, stc, squash(sta), squash(stb), squash(stc), pf, i1, i2),
+            Refined(i3, i4))
+
+
+@_phase
+def learn(st, r3, x, y, slot, cmi, k, mx, rf):
+    """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
+    err_a = ((y << 12) - mx.p_a) * T.LR_A
+    err_b = ((y << 12) - mx.p_b) * T.LR_B
+    err_c = ((y << 12) - mx.p_c) * T.LR_C
+    w_a = st.w_a
+    w_b = st.w_b
+    w_c = st.w_c
+    sa = mx.set_a * N_IN
+    sb = mx.set_b * N_IN
+    sc = mx.set_c * N_IN
+    for i in range(N_IN):
+        w_a[sa + i] += (x[i] * err_a + 32768) >> 16
+    for i in range(N_IN):
+        w_b[sb + i] += (x[i] * err_b + 32768) >> 16
+    for i in range(N_IN):
+        w_c[sc + i] += (x[i] * err_c + 32768) >> 16
+    err_f = ((y << 12) - mx.p_f) * T.LR_F
+    sf = mx.set_f * T.N_FINAL
+    st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
+    st.w_f[sf + 1] += (mx.st_b * err_f + 32768) >> 16
+    st.w_f[sf + 2] += (x[T.IN_TF] * err_f + 32768) >> 16
+    st.w_f[sf + 3] += (T.BIAS * err_f + 32768) >> 16
+    st.w_f[sf + 4] += (mx.st_c * err_f + 32768) >> 16
+    apm_update(st.apm_tf, k.apm_tf, y)
+    apm_update(st.apm1, mx.apm1, y)
+    apm_update(st.apm2, mx.apm2, y)
+    apm_update(r3.apm_o1, rf.apm_o1, y)
+    apm_update(r3.apm_match, rf.apm_match, y)
+    for i in range(N_CTX):
+        counter_update(st.ctx_map, cmi[i], y, T.COUNTER_LIMIT_CMAP)
+    counter_update(st.o1, k.o1, y, T.COUNTER_LIMIT_O1)
+    for i in range(N_CTX):
+        counter_update(st.table, slot[i] + k.node, y, T.COUNTER_LIMIT_CTX)
+    if k.match >= 0:
+        counter_update(st.match_sm, k.match, y, T.COUNTER_LIMIT_MATCH)
+    if k.match2 >= 0:
+        counter_update(st.match2_sm, k.match2, y, T.COUNTER_LIMIT_MATCH)
+
+
+@_phase
+def advance(st, r3, s, t, byte, m):
+    """The stream's state after its byte: its structure (reference.advance_structure),
+    read before jit.py's advance moves the word and the field on, then that."""
+    nest = r3.nest
+    if nest[s, 1]:  # inside a string
+        if byte == T.QUOTE and nest[s, 2] == 0:
+            nest[s, 1] = 0
+        nest[s, 2] = 1 if (byte == T.BACKSLASH and nest[s, 2] == 0) else 0
+    else:
+        nest[s, 2] = 0
+        if byte == T.QUOTE:
+            nest[s, 1] = 1
+        elif is_opener(byte):
+            if nest[s, 0] < T.NEST_MAX:
+                r3.nest_stack[s, nest[s, 0]] = byte
+            nest[s, 0] += 1
+        elif is_closer(byte) and nest[s, 0] > 0:
+            nest[s, 0] -= 1
+    if not is_letter(byte) and byte != 0 and st.word[s] != 0:
+        r3.prev_word[s] = st.word[s]
+    if byte == 10 or is_separator(byte):
+        f = st.field[s]
+        if f <= T.FIELDS:
+            r3.field_hashes[s, f] = st.field_hash[s]
+        if byte == 10:
+            for i in range(T.FIELDS + 1):
+                r3.prev_field_hashes[s, i] = r3.field_hashes[s, i]
+                r3.field_hashes[s, i] = 0
+    advance_r2(st, s, t, byte, m)
+
+
+@_jit
+def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits):
+    """Code (or decode, returning it) the byte of stream s at step t."""
+    sc = r3.scratch
+    cum = sc[SC_CUM:SC_X]  # prefix sums of the transformer's frequencies
+    x = sc[SC_X:SC3_SLOT]
+    slot = sc[SC3_SLOT:SC3_CTXH]  # the contexts' bucket bases
+    ctxh = sc[SC3_CTXH:SC3_CMAP]
+    cmi = sc[SC3_CMAP:SC3_C]
+    c = sc[SC3_C:SC3_C + T.HISTORY + 1]
+    cum[0] = 0
+    for i in range(256):
+        cum[i + 1] = cum[i] + np.int64(freq[i])
+    contexts(st, r3, s, t, c, ctxh)
+    m = match(st, s, t, mbits)
+    len_bucket = match_length_bucket(m.length)
+    parity = (st.start[s] + t) & 1  # of the byte's offset in the block
+    c0 = 1
+    for j in range(8):
+        k = inputs(st, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m)
+        y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
+        learn(st, r3, x, y, slot, cmi, k, mx, rf)
+        c0 = (c0 << 1) | y
+        if decoding and st.coder[ERR]:
+            return 0
+    byte = c0 & 255
+    advance(st, r3, s, t, byte, m)
+    return byte
+
+
+@_jit
+def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits):
+    """Steps t0 .. t0 + c - 1 of streams lo .. hi - 1 (freqs (hi - lo, c, 256)) in
+    step-major order, as jit.code_steps; the state as two plain tuples, CMState's and
+    Structure's fields."""
+    st = CMState(*parts)
+    r3 = Structure(*parts3)
+    c = freqs.shape[1]
+    for k in range(c):
+        t = t0 + k
+        for s in range(lo, hi):
+            if t < st.lengths[s]:
+                b = code_byte(st, r3, s, t, freqs[s - lo, k], st.hist[s, t], decoding, tbits, mbits)
+                if decoding:
+                    st.hist[s, t] = b
+                    if st.coder[ERR]:
+                        return
