@@ -527,7 +527,7 @@ LEVEL_HELP = {
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
     8: "-8: as -6 with the context mixer's revision 3 (format 8): 1.2% smaller on structured "
-       "text (logs, JSON, CSV, XML, code), 0.6% on prose, 4-9% more CPU; tzip before 0.4 "
+       "text (logs, JSON, CSV, XML, code), 0.6% on prose, 4-11% more CPU; tzip before 0.4 "
        "cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
