@@ -6,6 +6,7 @@ that cost (compression only: sizes do not depend on the device or on decoding):
 
     python -m bench.streams --model tzip-small --files paper1 alice29.txt --factors 1,2,4
     python -m bench.streams --model tzip-large --files alice29.txt --counts 9,37,74
+    python -m bench.streams --format 8 --files corpora/structured/*.* --counts 1,2,4,8,16
 """
 from __future__ import annotations
 
@@ -35,25 +36,31 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--factors", default="1,2,4", help="multiples of the default count")
     group.add_argument("--counts", help="explicit stream counts instead")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--format", type=int, help="archive format (default: the library's; 8: level -8's mixer)")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
     m = registry.load(args.model)
     cols = (args.counts or args.factors).split(",")
     heads = cols if args.counts else [f"{c}x default" for c in cols]
-    lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}: bits per byte of "
-             "the whole archive (stream count in brackets).", "",
+    lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}, format "
+             f"{args.format or VERSION}: bits per byte of the whole archive (stream count in brackets).", "",
              "| file | bytes | " + " | ".join(heads) + " |",
              "|---|---:|" + "---|" * len(cols)]
+    total_in, total_out = 0, [0] * len(cols)
     for f in args.files:
         data = Path(f).read_bytes()
         base = default_streams(data, m.cfg.context)
         cells = []
-        for c in cols:
-            n = int(c) if args.counts else min(PROFILES[VERSION].max_streams, base * int(c))
-            size = len(tzip.compress(data, m, device=args.device, streams=n))
-            cells.append(f"{8 * size / len(data):.3f} ({n})")
+        for i, c in enumerate(cols):
+            n = int(c) if args.counts else min(PROFILES[args.format or VERSION].max_streams, base * int(c))
+            size = len(tzip.compress(data, m, device=args.device, streams=n, format=args.format))
+            total_out[i] += size
+            cells.append(f"{8 * size / len(data):.4f} ({n})")
             print(f"{Path(f).name}: {cells[-1]}", file=sys.stderr)
+        total_in += len(data)
         lines.append(f"| {Path(f).name} | {len(data):,} | " + " | ".join(cells) + " |")
+    if len(args.files) > 1:
+        lines.append(f"| all | {total_in:,} | " + " | ".join(f"{8 * o / total_in:.4f}" for o in total_out) + " |")
     return emit_markdown(lines, args.out)
 
 

@@ -35,6 +35,16 @@ def test_split_streams_depends_on_size_only():
     assert len(codec.split_streams(10_000_000, 256, version=4)) == 128
 
 
+def test_format_8_cuts_fewer_longer_streams():
+    """Level -8 takes ratio over decoding speed: at most 4 streams, none shorter than 16
+    contexts (4 KiB for tzip-small), where format 5 cuts small blocks into up to 8."""
+    def count(n: int) -> int:
+        return len(codec.split_streams(n, 256, version=8))
+    assert count(10_000_000) == 4
+    assert count(3721) == count(8191) == 1 and count(8192) == 2 and count(16384) == 4
+    assert codec.split_streams(10_000, 256, 3, version=8) == [3334, 3334, 3332]  # asked for: as asked
+
+
 @pytest.mark.parametrize("version", [4, 5])
 def test_small_blocks_get_up_to_eight_streams_of_two_contexts(version):
     """Fewer sequential decoding steps for small files; long streams for large ones."""

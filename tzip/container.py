@@ -47,14 +47,20 @@ class Profile:
     transforms: tuple[int, ...]  # transform bytes
     model_method: int  # the method of its transformer's blocks
     revision: int | None  # the context mixer's revision of model_method (None: linear mixing, tzip/legacy)
-    # archive: the most streams codec's split_streams picks by itself. Every cut hides bytes
-    # from the adaptive models (those of the streams before it, past the current step):
-    # format 5's 16 against 128 saved 1.2-4.2% on the structured group's larger files.
+    # archive: the most streams codec's split_streams picks by itself (a decoder reads any
+    # count). Every cut hides bytes from the adaptive models (those of the streams before
+    # it, past the current step): format 5's 16 against 128 saved 1.2-4.2% on the
+    # structured group's larger files; format 8 (level -8) trades decoding speed for ratio
+    # at 4 (docs/levels.md).
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
     # archive: its header carries the window its model blocks were coded with (each
     # position attends to itself and the window-1 before it; the model's context if absent)
     windowed: bool = False
+    # archive: the most streams split_streams gives a block too short for max_streams
+    # streams of 16 contexts (streams of at least 2 contexts): a small file then decodes in
+    # fewer steps, for a larger archive; format 8 (level -8) takes the ratio (docs/levels.md)
+    small_streams: int = 8
 
     @property
     def utf16(self) -> bool:
@@ -65,13 +71,14 @@ class Profile:
 # 3: model blocks mixed linearly (tzip/legacy); 4: context mixer revision 1; 5: revision 2;
 # 6: 5's blocks and the context mixer alone (tzip/cm/alone.py), the fastest level;
 # 7: 6's methods, the model over a window shorter than its context (the middle levels);
-# 8: 5's, with the context mixer's revision 3 (structure contexts, two more APMs; level -8)
+# 8: 5's, with the context mixer's revision 3 (structure contexts, two more APMs); at
+#    most 4 streams a block, none shorter than 16 contexts (level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),
             6: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2),
             7: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2, True),
-            8: Profile((STORED, LZMA, MODEL_CM3), _ALL_TRANSFORMS, MODEL_CM3, 3, 16)}
+            8: Profile((STORED, LZMA, MODEL_CM3), _ALL_TRANSFORMS, MODEL_CM3, 3, 4, small_streams=1)}
 READABLE = tuple(PROFILES)
 ALONE_VERSION = 6  # the version of archives coded by the mixer alone
 WINDOW_VERSION = 7  # the version of archives coded with a window

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 # archive: how a block is cut into streams (docs/performance.md has the measurements); the
-# most streams it picks by itself is its format's (container.Profile.max_streams)
+# most streams it picks by itself is its format's (container.Profile.max_streams), and so
+# is whether small blocks get more (container.Profile.small_streams)
 SEGMENT_CONTEXTS = 16  # streams of at least 16 contexts
-MIN_STREAMS, MIN_SEGMENT_CONTEXTS = 8, 2  # small blocks: up to 8 streams of 2 contexts
-
+MIN_SEGMENT_CONTEXTS = 2  # small blocks: up to Profile.small_streams streams of 2 contexts
 
 
 def split_streams(n: int, context: int, streams: int | None = None, version: int = VERSION) -> list[int]:
@@ -35,9 +35,10 @@ def split_streams(n: int, context: int, streams: int | None = None, version: int
     if n == 0:
         return []
     if not streams:
+        profile = PROFILES[version]
         streams = max(n // (SEGMENT_CONTEXTS * context),
-                      min(MIN_STREAMS, n // (MIN_SEGMENT_CONTEXTS * context)))
-        streams = min(PROFILES[version].max_streams, streams)
+                      min(profile.small_streams, n // (MIN_SEGMENT_CONTEXTS * context)))
+        streams = min(profile.max_streams, streams)
     s = max(1, min(streams, n))
     seg = -(-n // s)
     lengths = [seg] * (n // seg)
