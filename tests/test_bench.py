@@ -305,16 +305,19 @@ def test_arch_speed_times_an_untrained_shape(tmp_path, monkeypatch):
     assert cells[3] == "2.9/2.9, 2.9/2.9"
 
 
-def test_streams_table_reports_sizes_at_each_count(tmp_path):
+@pytest.mark.parametrize("fmt", [None, 8])
+def test_streams_table_reports_sizes_at_each_count(tmp_path, fmt):
     from bench import streams
     out = tmp_path / "s.md"
     sample = REPO / "bench/sample/gettysburg.txt"
-    assert streams.main(["--files", str(sample), "--counts", "1,3", "--out", str(out)]) == 0
+    args = ["--files", str(sample), "--counts", "1,3", "--out", str(out)]
+    assert streams.main(args + (["--format", str(fmt)] if fmt else [])) == 0
     row = next(l for l in out.read_text().splitlines() if l.startswith("| gettysburg.txt |"))
     one, three = row.split("|")[3:5]
     assert one.strip().endswith("(1)") and three.strip().endswith("(3)")
-    blob = __import__("tzip").compress(sample.read_bytes(), "tzip-small", device="cpu", streams=3)
-    assert three.strip() == f"{8 * len(blob) / sample.stat().st_size:.3f} (3)"
+    blob = __import__("tzip").compress(sample.read_bytes(), "tzip-small", device="cpu", streams=3, format=fmt)
+    assert three.strip() == f"{8 * len(blob) / sample.stat().st_size:.4f} (3)"
+    assert __import__("tzip").info(blob).version == (fmt or 5)
 
 
 def test_gpu_throughput_script_runs_on_a_cpu(tmp_path):
