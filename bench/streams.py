@@ -21,11 +21,11 @@ from tzip.model import registry
 from bench.report import emit_markdown
 
 
-def default_streams(data: bytes, context: int) -> int:
-    """The stream count tzip picks for a one-block file (after the CRLF transform)."""
+def default_streams(data: bytes, context: int, version: int = VERSION) -> int:
+    """The stream count format `version` picks for a one-block file (after the CRLF transform)."""
     if transform.crlf_applies(data):
         data = transform.crlf_to_lf(data)
-    return len(codec.split_streams(len(data), context))
+    return len(codec.split_streams(len(data), context, version=version))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,20 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", type=int, help="archive format (default: the library's; 8: level -8's mixer)")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
+    version = args.format or VERSION
     m = registry.load(args.model)
     cols = (args.counts or args.factors).split(",")
     heads = cols if args.counts else [f"{c}x default" for c in cols]
     lines = [f"Model {m.name} (id {m.digest.hex()[:16]}), device {args.device}, format "
-             f"{args.format or VERSION}: bits per byte of the whole archive (stream count in brackets).", "",
+             f"{version}: bits per byte of the whole archive (stream count in brackets).", "",
              "| file | bytes | " + " | ".join(heads) + " |",
              "|---|---:|" + "---|" * len(cols)]
     total_in, total_out = 0, [0] * len(cols)
     for f in args.files:
         data = Path(f).read_bytes()
-        base = default_streams(data, m.cfg.context)
+        base = default_streams(data, m.cfg.context, version)
         cells = []
         for i, c in enumerate(cols):
-            n = int(c) if args.counts else min(PROFILES[args.format or VERSION].max_streams, base * int(c))
+            n = int(c) if args.counts else min(PROFILES[version].max_streams, base * int(c))
             size = len(tzip.compress(data, m, device=args.device, streams=n, format=args.format))
             total_out[i] += size
             cells.append(f"{8 * size / len(data):.4f} ({n})")
