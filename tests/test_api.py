@@ -265,17 +265,18 @@ def test_file_functions_refuse_to_overwrite_and_keep_times_and_mode(tmp_path, ti
     assert src.stat().st_mode & 0o777 == 0o640
 
 
-def test_format_8_is_asked_for_by_its_number(small, text):
-    """Compressor(format=8) codes with the context mixer's revision 3 (level -8's format)
-    and tzip.decompress needs no option; the default stays format 5; format 8 has neither
-    a window nor the mixer alone."""
+@pytest.mark.parametrize("version,method", [(8, "model+cm3"), (9, "model+cm4")])
+def test_level_8_formats_are_asked_for_by_their_number(small, text, version, method):
+    """Compressor(format=9) codes with the context mixer's revision 4 (level -8's format;
+    8, revision 3, 0.4's) and tzip.decompress needs no option; the default stays format 5;
+    neither has a window nor the mixer alone."""
     data = text[:4000]
-    blob = tzip.compress(data, small, format=8)
+    blob = tzip.compress(data, small, format=version)
     info = tzip.info(blob)
-    assert info.version == 8 and [b.method for b in info.blocks] == ["model+cm3"]
+    assert info.version == version and [b.method for b in info.blocks] == [method]
     assert tzip.decompress(blob, small) == data
     assert tzip.info(tzip.compress(data, small)).version == 5
     with pytest.raises(ValueError, match="format 7"):
-        tzip.Compressor(small, window=64, format=8)
+        tzip.Compressor(small, window=64, format=version)
     with pytest.raises(ValueError, match="format 6"):
-        tzip.Compressor("none", format=8)
+        tzip.Compressor("none", format=version)

@@ -93,10 +93,17 @@ NEST = (b'{"a": [1, {"b": "x\\"]}"}, (2)], "c": <t k="v">y</t>}\n' * 3
         + b"host1 sshd[13]: Failed password for admin from 10.0.0.2\n" * 2 + b"((((((((((((((((((x" * 2)
 # revision 3's structure: brackets in and out of strings (escaped quotes), nesting deeper
 # than NEST_MAX, log lines whose fields repeat the line before's
-CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, one stream", NEST, [len(NEST)])]
+# records that repeat with a changed byte here and there: a match breaks and goes on
+# (revision 4 recovers it) and a 4-byte context finds what a 7-byte one does not
+LOG_RECORDS = b"".join(b"2026-12-07 10:%02d:%02d host%d sshd[%d]: Failed password for %s from 10.0.%d.%d\n"
+                       % (i // 7, (i * 13) % 60, i % 3, 4000 + i * 17, (b"root", b"admin", b"git")[i % 3],
+                          i % 5, i * 7 % 256) for i in range(12))
+CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, one stream", NEST, [len(NEST)]),
+                    ("log records", LOG_RECORDS, cut(len(LOG_RECORDS), 2))]
 # sha256 of revision 3's payload in test_revision_3_is_pinned (branch cm3's reference with
 # its recommended components gives the same)
 R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
+R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revision_4_is_pinned
 
 
 @needs_numba
@@ -114,18 +121,19 @@ def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision
 
 
 @needs_numba
+@pytest.mark.parametrize("revision", [3, 4])
 @pytest.mark.parametrize("name,data,lengths", CASES_R3, ids=[c[0] for c in CASES_R3])
-def test_revision_3_reference_equals_compiled_and_round_trips(name, data, lengths):
-    """Revision 3 (format 8) has a compiled loop of its own (jit3.py): it codes the
-    reference's payload, in any pass sizes, and both decode."""
+def test_revisions_3_and_4_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
+    """Revisions 3 and 4 (formats 8 and 9) have a compiled loop of their own (jit3.py):
+    it codes the reference's payload, in any pass sizes, and both decode."""
     rng = np.random.default_rng(len(data) + 3)
     hist = layout(data, lengths)
     freqs = random_freqs(rng, hist)
-    fast = encode(hist, lengths, freqs, passes=[64, 5, 1, 33], compiled=True, revision=3)
-    ref = encode(hist, lengths, freqs, passes=[7], compiled=False, revision=3)
+    fast = encode(hist, lengths, freqs, passes=[64, 5, 1, 33], compiled=True, revision=revision)
+    ref = encode(hist, lengths, freqs, passes=[7], compiled=False, revision=revision)
     assert fast == ref
-    assert np.array_equal(decode(fast, lengths, freqs, compiled=True, revision=3), hist)
-    assert np.array_equal(decode(ref, lengths, freqs, compiled=False, revision=3), hist)
+    assert np.array_equal(decode(fast, lengths, freqs, compiled=True, revision=revision), hist)
+    assert np.array_equal(decode(ref, lengths, freqs, compiled=False, revision=revision), hist)
 
 
 def test_revision_3_is_pinned():
@@ -142,25 +150,66 @@ def test_revision_3_is_pinned():
     assert payload != encode(hist, lengths, freqs, passes=[50], compiled=False, revision=2)
 
 
+def test_revision_4_is_pinned():
+    """Revision 4's payload of a fixed case (logs whose records repeat with changes, where
+    its shorter lookup and recovery act), pinned as written when format 9 was made: a
+    change to it would leave format-9 archives undecodable."""
+    import hashlib
+    data = LOG_RECORDS
+    lengths = cut(len(data), 2)
+    hist = layout(data, lengths)
+    freqs = random_freqs(np.random.default_rng(40), hist)
+    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=4)
+    assert hashlib.sha256(payload).hexdigest() == R4_PINNED
+    assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=4), hist)
+
+
+@pytest.mark.parametrize("revision", [3, 4])
+def test_revision_4_recovers_a_copy_after_a_wrong_guess(revision):
+    """A repeat of 20 bytes with one byte changed: revision 4 finds the copy after 4
+    bytes and, at the changed byte, follows it on at length 1 (then 2 when it guesses
+    right again); revision 3 drops it and must find it anew."""
+    from tzip.cm.reference import CMModel
+    block = b"0123456789abcdefghij"
+    data = block + block[:12] + b"#" + block[13:]
+    hist = layout(data, [len(data)])
+    enc = Encoder([len(data)], hist, revision, implementation="reference")
+    assert isinstance(enc.model, CMModel)
+    flat = np.ones((1, 1, 256), dtype=np.float32)
+    lengths_seen = []
+    for t in range(len(data)):
+        enc.encode(t, flat)
+        lengths_seen.append(enc.model.streams[0].match_len)
+    at = len(block) + 12  # the changed byte
+    found = len(block) + (4 if revision == 4 else 7)  # the copy's first byte coded as one
+    assert lengths_seen[found - 1] == 0 and lengths_seen[found] == found - len(block) + 1
+    assert lengths_seen[at - 1] == 12
+    if revision == 4:
+        assert lengths_seen[at:] == list(range(1, len(data) - at + 1))
+    else:  # lost until 7 bytes past the change
+        assert lengths_seen[at:] == [0] * (len(data) - at)
+
+
 @needs_numba
 def test_revisions_differ_and_do_not_decode_each_other():
     """A block coded with one revision is not silently decoded by another."""
     hist = layout(TEXT, [len(TEXT)])
     freqs = random_freqs(np.random.default_rng(5), hist)
-    r1, r2, r3 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3))
-    assert len({r1, r2, r3}) == 3
-    for payload, other in ((r1, 2), (r2, 3), (r3, 2)):
+    r1, r2, r3, r4 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4))
+    assert len({r1, r2, r3, r4}) == 4
+    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3)):
         with pytest.raises((CorruptPayload, AssertionError)):
             assert np.array_equal(decode(payload, [len(TEXT)], freqs, revision=other), hist)
 
 
 def test_latest_is_the_default_formats_revision():
     """Every default of the stage (Encoder, Decoder, the codec) is revision 2, format 5's:
-    revision 3 is format 8's, which level -8 alone writes."""
+    revision 3 is format 8's, 4 format 9's, which level -8 alone writes."""
     from tzip import cm, container
     from tzip.cm import tables as T
     assert cm.LATEST == 2 == container.PROFILES[container.VERSION].revision
-    assert T.REVISIONS[-1] == 3 == container.PROFILES[container.CM3_VERSION].revision
+    assert 3 == container.PROFILES[container.CM3_VERSION].revision
+    assert T.REVISIONS[-1] == 4 == container.PROFILES[container.CM4_VERSION].revision
 
 
 def test_unknown_revision_is_refused():
@@ -322,34 +371,39 @@ def test_input_layout_is_derived_from_the_table():
     state's mixer weights are sized from them, and the layout is the one archives use."""
     from tzip.cm import tables as T
     from tzip.cm.state import new_state
-    widths = dict(T.INPUTS_R3)
+    widths = dict(T.INPUTS_R4)
     assert T.N_INPUTS == sum(dict(T.INPUTS).values()) == 29  # revisions 1 and 2 mix these
-    assert T.N_INPUTS_R3 == sum(widths.values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
+    assert T.N_INPUTS_R3 == sum(dict(T.INPUTS_R3).values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
+    assert T.N_INPUTS_R4 == sum(widths.values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
     at = 0
-    for name, width in T.INPUTS_R3:
+    for name, width in T.INPUTS_R4:
         assert getattr(T, f"IN_{name.upper()}") == at, name
         at += width
     assert widths["ctx"] == widths["cmap"] == T.CONTEXTS_R2 == T.N_CONTEXTS[2]
-    assert widths["ctx3"] == widths["cmap3"] == len(T.CONTEXTS) - T.CONTEXTS_R2
+    assert widths["ctx3"] == widths["cmap3"] == T.N_CONTEXTS[3] - T.CONTEXTS_R2
+    assert widths["ctx4"] == widths["cmap4"] == T.N_CONTEXTS[4] - T.N_CONTEXTS[3] == len(T.CONTEXTS) - T.CONTEXTS_R3
     assert sorted(T.ctx_input(i) for i in range(len(T.CONTEXTS))) == \
-        list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3))
+        list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3)) + list(range(T.IN_CTX4, T.IN_CMAP4))
+    assert sorted(T.cmap_input(i) for i in range(len(T.CONTEXTS))) == \
+        list(range(T.IN_CMAP, T.IN_MATCH)) + list(range(T.IN_CMAP3, T.IN_CTX4)) + list(range(T.IN_CMAP4, T.N_INPUTS_R4))
     for rev in T.REVISIONS:
         st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), rev)
         n = T.n_inputs(rev)
-        assert n == (T.N_INPUTS_R3 if rev == 3 else T.N_INPUTS)
+        assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4}[rev]
         assert st.w_a.size == T.MIX_SETS_A * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
         assert st.ctx_map.size == T.N_CONTEXTS[rev] * T.CMAP_SIZE
-        quiet = st.w_b.reshape(T.MIX_SETS_B, n)[:, T.N_INPUTS:]  # revision 3's own inputs start at 0
-        assert quiet.size == (8 * T.MIX_SETS_B if rev == 3 else 0) and not quiet.any()
+        quiet = st.w_b.reshape(T.MIX_SETS_B, n)[:, T.N_INPUTS:]  # the inputs after revision 2's start at 0
+        assert quiet.size == (n - T.N_INPUTS) * T.MIX_SETS_B and not quiet.any()
     assert [T.CONTEXTS[T.ORDER_SLOT[k]] for k in range(len(T.ORDER_SLOT)) if T.ORDER_SLOT[k] >= 0] \
         == [f"o{k}" for k in sorted(T.ORDER_CONTEXTS.values())]
     assert T.N_CONTEXTS[1] == T.CONTEXTS_R1 and T.N_CONTEXTS[T.REVISIONS[-1]] == len(T.CONTEXTS)
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [1, 2, 3])
+@pytest.mark.parametrize("revision", [1, 2, 3, 4])
 def test_both_implementations_start_from_one_state(revision):
     """The reference's lists hold exactly the compiled arrays' initial values."""
+    from tzip.cm import tables as T
     hist = layout(TEXT[:100], [60, 40])
     ref = Encoder([60, 40], hist, revision, implementation="reference").model
     fast = Encoder([60, 40], hist, revision, implementation="compiled").model
@@ -360,7 +414,9 @@ def test_both_implementations_start_from_one_state(revision):
     assert ref.table.v == st.table.tolist() and ref.start == st.start.tolist()
     assert ref.streams[1].field_start == st.field_start[1].tolist()
     assert (ref.nctx, ref.use_c) == (fast.nctx, fast.use_c)
-    assert (fast.structure is not None) == ref.structure == (revision == 3)
+    assert (fast.structure is not None) == ref.structure == (revision >= 3)
+    assert (fast.match_min, fast.match_long, fast.recover) == (ref.match_min, ref.match_long, ref.recover) \
+        == T.match_rule(revision)
     if ref.structure:
         from tzip.cm.state import Structure
         r3 = Structure(*fast.structure)
@@ -392,28 +448,30 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     context that is not an order) its hash in the `contexts` pair. Shown on the reference
     (numba freezes the table when it compiles) with an order-6 context, which needs no
     code at all: the input count, buckets, weights and learning follow from the table,
-    the widened layout codes revisions 1 to 3 exactly as before, and a revision 4 that uses
+    the widened layout codes revisions 1 to 4 exactly as before, and a revision 5 that uses
     it differs and round-trips."""
     from tzip.cm import tables as T
     lengths = [120, 80]
     hist = layout(TEXT[:200], lengths)
     freqs = random_freqs(np.random.default_rng(9), hist)
-    before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in (1, 2, 3)}
+    old = T.REVISIONS
+    new = old[-1] + 1
+    before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in old}
 
-    contexts = T.CONTEXTS + ("o6",)  # after revision 3's: in the ctx3 and cmap3 rows
-    inputs = tuple((name, w + 1 if name in ("ctx3", "cmap3") else w) for name, w in T.INPUTS_R3)
+    contexts = T.CONTEXTS + ("o6",)  # after revision 4's: in the ctx4 and cmap4 rows
+    inputs = tuple((name, w + 1 if name in ("ctx4", "cmap4") else w) for name, w in T.INPUTS_R4)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
-    monkeypatch.setattr(T, "INPUTS_R3", inputs)
+    monkeypatch.setattr(T, "INPUTS_R4", inputs)
     for name, at in T._offsets(inputs).items():
-        monkeypatch.setattr(T, "N_INPUTS_R3" if name == "_n" else f"IN_{name.upper()}", at)
-    monkeypatch.setattr(T, "REVISIONS", T.REVISIONS + (4,))
+        monkeypatch.setattr(T, "N_INPUTS_R4" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "REVISIONS", old + (new,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
-    monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, 4: T.MIX_F_INIT[3]})
-    assert T.N_INPUTS_R3 == 39 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R3 - 1
+    monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, new: T.MIX_F_INIT[old[-1]]})
+    assert T.N_INPUTS_R4 == 43 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R4 - 1
 
-    for rev in (1, 2, 3):
+    for rev in old:
         assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]
-    r4 = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=4)
-    assert r4 != before[3]
-    assert np.array_equal(decode(r4, lengths, freqs, compiled=False, revision=4), hist)
+    added = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=new)
+    assert added != before[old[-1]]
+    assert np.array_equal(decode(added, lengths, freqs, compiled=False, revision=new), hist)

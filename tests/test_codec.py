@@ -35,14 +35,16 @@ def test_split_streams_depends_on_size_only():
     assert len(codec.split_streams(10_000_000, 256, version=4)) == 128
 
 
-def test_format_8_cuts_fewer_longer_streams():
-    """Level -8 takes ratio over decoding speed: at most 4 streams, none shorter than 16
-    contexts (4 KiB for tzip-small), where format 5 cuts small blocks into up to 8."""
+@pytest.mark.parametrize("version", [8, 9])
+def test_level_8_cuts_fewer_longer_streams(version):
+    """Level -8 (formats 8 and 9) takes ratio over decoding speed: at most 4 streams, none
+    shorter than 16 contexts (4 KiB for tzip-small), where format 5 cuts small blocks into
+    up to 8."""
     def count(n: int) -> int:
-        return len(codec.split_streams(n, 256, version=8))
+        return len(codec.split_streams(n, 256, version=version))
     assert count(10_000_000) == 4
     assert count(3721) == count(8191) == 1 and count(8192) == 2 and count(16384) == 4
-    assert codec.split_streams(10_000, 256, 3, version=8) == [3334, 3334, 3332]  # asked for: as asked
+    assert codec.split_streams(10_000, 256, 3, version=version) == [3334, 3334, 3332]  # asked for: as asked
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -123,13 +125,14 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
 
 # ---- one block decoded in parts: the model steps a part while the parts before it decode --
 @needs_numba
-@pytest.mark.parametrize("revision", [2, 3])
+@pytest.mark.parametrize("revision", [2, 3, 4])
 @pytest.mark.parametrize("mixer", ["compiled", "reference"])
 @pytest.mark.parametrize("threads", [2, 7])
 def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads, revision):
     """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
     while the others step on): the bytes of the one-part loop, every byte counted once;
-    with the mixer's revision 2 (format 5) and 3 (format 8, a compiled loop of its own)."""
+    with the mixer's revision 2 (format 5) and 3 and 4 (formats 8 and 9, a compiled loop of
+    their own)."""
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")
     monkeypatch.setenv("TZIP_CM", mixer)

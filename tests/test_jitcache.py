@@ -127,7 +127,7 @@ def test_cold_is_true_both_ways(fresh, monkeypatch, tmp_path, job):
 
 @needs_numba
 def test_level_8_is_cold_until_revision_3s_loop_is_compiled(fresh, monkeypatch, tmp_path):
-    """-8 (format 8) runs revision 3's mixer loop (cm/jit3.py) besides the compression
+    """-8 (format 9) runs the mixer loop of revisions 3 and 4 (cm/jit3.py) besides the compression
     loops: warm compression loops do not make it warm."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(fresh, "_host_has_vnni", lambda: False)
@@ -136,7 +136,7 @@ def test_level_8_is_cold_until_revision_3s_loop_is_compiled(fresh, monkeypatch, 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{src.stem}.f-1.py311.nbi").write_bytes(b"")
     assert not fresh.cold("compress")
-    assert fresh.cold("compress format 8")
+    assert fresh.cold("compress level 8")
 
 
 @needs_numba

@@ -5,8 +5,8 @@ or the container that alters a single byte of these archives breaks every archiv
 already have, and must come with a new format version instead. Archives of earlier
 formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
 wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did,
-format 7 (a window: levels -2..-5) and format 8 (the context mixer's revision 3: level -8)
-as the tzips that introduced them did."""
+format 7 (a window: levels -2..-5), format 8 (the context mixer's revision 3: 0.4's -8) and
+format 9 (its revision 4: level -8) as the tzips that introduced them did."""
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +30,10 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
 }
 # sha256 of compress(SAMPLE, "tzip-small", streams=4, window=64): format 7, level -2's window
 PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca0"
-# sha256 of compress(SAMPLE, "tzip-small", streams=4, format=8): level -8's format
-PINNED_CM3 = "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"
+# sha256 of compress(SAMPLE, "tzip-small", streams=4, format=F): level -8's format, by F
+# (8: tzip 0.4's -8, the context mixer's revision 3; 9: revision 4)
+PINNED_CM = {8: ("model+cm3", "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"),
+             9: ("model+cm4", "13f90a68e9a3d6b2d0e62c1a40272f12834d6d3062c75c3dd8b0c51b71e2ab61")}
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
@@ -77,15 +79,18 @@ def test_windowed_archive_is_pinned_and_decodes(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_format_8_archive_is_pinned_and_decodes(device):
-    """Format 8: tzip-small and the context mixer's revision 3 (level -8), the same bytes
-    on every device; the archive the tzip that introduced it wrote decodes to the text."""
+@pytest.mark.parametrize("version", sorted(PINNED_CM))
+def test_level_8_archives_are_pinned_and_decode(device, version):
+    """Formats 8 and 9: tzip-small and the context mixer's revision 3 or 4 (level -8 of
+    tzip 0.4 and of 0.5), the same bytes on every device; the archive the tzip that
+    introduced the format wrote decodes to the text."""
     data = SAMPLE.read_bytes()
-    blob = tzip.compress(data, "tzip-small", device=device, streams=4, format=8)
+    blob = tzip.compress(data, "tzip-small", device=device, streams=4, format=version)
     info = tzip.info(blob)
-    assert (info.version, info.window, [b.method for b in info.blocks]) == (8, None, ["model+cm3"])
-    assert hashlib.sha256(blob).hexdigest() == PINNED_CM3
-    kept = (HERE / "data" / "gettysburg.tzip-small.format8.tz").read_bytes()
+    method, pinned = PINNED_CM[version]
+    assert (info.version, info.window, [b.method for b in info.blocks]) == (version, None, [method])
+    assert hashlib.sha256(blob).hexdigest() == pinned
+    kept = (HERE / "data" / f"gettysburg.tzip-small.format{version}.tz").read_bytes()
     assert kept == blob
     assert tzip.decompress(kept, device="cpu") == data
     assert blob != tzip.compress(data, "tzip-small", device=device, streams=4, format=5)

@@ -46,8 +46,8 @@ JOBS = {
     "compress": _CM + (_ENGINE / "kernels.py", _ENGINE / "score.py"),
     "decompress": _CM + (_ENGINE / "kernels.py", _ENGINE / "step.py"),
 }
-# format 8 (level -8) codes with revision 3's loop of its own as well
-JOBS["compress format 8"] = JOBS["compress"] + (PACKAGE / "cm" / "jit3.py",)
+# formats 8 and 9 (level -8) code with the loop of revisions 3 and 4 as well
+JOBS["compress level 8"] = JOBS["compress"] + (PACKAGE / "cm" / "jit3.py",)
 
 _chosen: str | None = None
 _prepared = False

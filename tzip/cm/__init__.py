@@ -1,4 +1,4 @@
-"""Context-mixing (CM) stage of tzip's archive formats 4 to 8: the transformer's integer
+"""Context-mixing (CM) stage of tzip's archive formats 4 to 9: the transformer's integer
 frequencies are one input of a bitwise context mixer (lpaq/paq8 style) whose binary
 arithmetic coder writes the payload.
 
@@ -8,7 +8,8 @@ arithmetic coder writes the payload.
 The stage has revisions (tables.REVISIONS), each fixed forever once archives use it:
 revision 1 codes format 4's model blocks, revision 2 (a field context and a third mixer)
 format 5's (and 6's and 7's), revision 3 (contexts for structured text and two more APMs)
-format 8's, written by level -8 only. LATEST, every default here, is the revision of the
+format 8's, written by 0.4's level -8, and revision 4 (a new match rule, two more
+contexts) format 9's, written by level -8. LATEST, every default here, is the revision of the
 default format, 5.
 
 A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
@@ -18,7 +19,7 @@ exact integers 1..65536) for each stream and step. Every probability is computed
 integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
-the normative definition) and tzip/cm/jit.py (numba; revision 3's loop: jit3.py), both
+the normative definition) and tzip/cm/jit.py (numba; the loop of revisions 3 and 4: jit3.py), both
 coding a byte in the same named phases (tables.PHASES) from the same constants (tables.py)
 and initial state (state.py).
 The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS):
@@ -36,7 +37,7 @@ from . import tables
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "IMPLEMENTATIONS", "default_implementation",
            "numba_available", "max_bytes", "memory"]
 
-LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 8's
+LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 9's
 IMPLEMENTATIONS = ("reference", "compiled")
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 

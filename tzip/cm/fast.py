@@ -20,6 +20,7 @@ class FastCM:
         self.structure = None  # revision 3's part of the state, as jit3.code_steps takes it
         if revision >= tables.STRUCTURE_FROM:
             self.structure = tuple(new_structure(len(lengths)))
+        self.match_min, self.match_long, self.recover = tables.match_rule(revision)
 
     def reserve(self, extra: int) -> None:
         need = int(self.st.coder[POS]) + extra
@@ -33,7 +34,9 @@ class FastCM:
         hi = len(self.st.lengths) if hi is None else hi
         if self.structure is not None:
             from . import jit3
-            jit3.code_steps(self.arrays, self.structure, t0, freqs, lo, hi, decoding, self.tb, self.mb)
+            jit3.code_steps(self.arrays, self.structure, t0, freqs, lo, hi, decoding, self.tb, self.mb,
+                            self.nctx, tables.n_inputs(self.revision), self.match_min, self.match_long,
+                            self.recover)
         else:
             jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
 

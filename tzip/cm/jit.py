@@ -141,36 +141,51 @@ def contexts(st, s, t, c, ctxh, nctx):
 
 
 @_phase
-def match(st, s, t, mbits):
-    """Both match models: continue the copy or look the context up -> Match."""
+def lookup(st, s, t, slot, need, mlen, mptr):
+    """Match model 1's table at slot: (t, s) is recorded there; while no copy is followed
+    (mlen 0), the candidate it held is taken if the contexts agree on `need` bytes or
+    more -> (mlen, mptr)."""
+    hist = st.hist
+    S = hist.shape[0]
+    cand = st.match_table[slot]
+    st.match_table[slot] = 1 + t * S + s  # this context now last seen before (t, s)
+    if mlen == 0 and cand > 0:
+        ps = (cand - 1) % S
+        pt = (cand - 1) // S
+        if pt < t:
+            n = 0
+            while n < T.MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0 \
+                    and hist[ps, pt - n - 1] == hist[s, t - n - 1]:
+                n += 1
+            if n >= need:
+                return n, cand
+    return mlen, mptr
+
+
+@_phase
+def match(st, s, t, mbits, match_min, match_long):
+    """Both match models: continue the copy or look the context up, by the last
+    match_long bytes first (0: not), then by the last match_min (tables.match_rule) -> Match."""
     hist = st.hist
     S = hist.shape[0]
     mptr = st.match_ptr[s]
     mlen = st.match_len[s]
     if mlen > 0 and (mptr - 1) // S >= t:  # the copy reached bytes not coded yet
         mlen = 0
+    if match_long and t >= match_long:
+        hl = 0
+        for k in range(match_long, 0, -1):
+            hl = hmix(hl, hist[s, t - k])
+        mlen, mptr = lookup(st, s, t, hmix(hl, T.MATCH_LONG_SEED) >> (32 - mbits), match_long, mlen, mptr)
     hm = 0
-    if t >= T.MATCH_MIN:
-        for k in range(T.MATCH_MIN, 0, -1):
+    if t >= match_min:
+        for k in range(match_min, 0, -1):
             hm = hmix(hm, hist[s, t - k])
-        mslot = hm >> (32 - mbits)
-        cand = st.match_table[mslot]
-        st.match_table[mslot] = 1 + t * S + s  # this context now last seen before (t, s)
-        if mlen == 0 and cand > 0:
-            ps = (cand - 1) % S
-            pt = (cand - 1) // S
-            if pt < t:
-                n = 0
-                while n < T.MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0 \
-                        and hist[ps, pt - n - 1] == hist[s, t - n - 1]:
-                    n += 1
-                if n >= T.MATCH_MIN:
-                    mlen = n
-                    mptr = cand
+        mlen, mptr = lookup(st, s, t, hm >> (32 - mbits), match_min, mlen, mptr)
     # match model 2: the stream's own last occurrence of the context
     m2ptr = st.match2_ptr[s]
     m2len = st.match2_len[s]
-    if t >= T.MATCH_MIN:
+    if t >= match_min:
         slot2 = hmix(hm, s + 1) >> (32 - mbits)
         cand2 = st.match2_table[slot2]
         st.match2_table[slot2] = t + 1
@@ -179,7 +194,7 @@ def match(st, s, t, mbits):
             n = 0
             while n < T.MATCH_VERIFY and pt - n - 1 >= 0 and hist[s, pt - n - 1] == hist[s, t - n - 1]:
                 n += 1
-            if n >= T.MATCH_MIN:
+            if n >= match_min:
                 m2len = n
                 m2ptr = pt
     pb = hist[(mptr - 1) % S, (mptr - 1) // S] if mlen > 0 else -1
@@ -342,8 +357,9 @@ def learn(st, x, y, slot, cmi, nctx, k, mx, use_c):
 
 
 @_phase
-def advance(st, s, t, byte, m):
-    """The stream's state after its byte: the match copies, the word, the line, the field."""
+def advance(st, s, t, byte, m, recover):
+    """The stream's state after its byte: the match copies (a wrong guess in a copy of at
+    least `recover` bytes follows it on at length 1; 0: ends it), the word, the line, the field."""
     S = st.hist.shape[0]
     mlen = m.length
     mptr = m.ptr
@@ -351,6 +367,9 @@ def advance(st, s, t, byte, m):
         if m.byte == byte:
             mlen = min(mlen + 1, T.MATCH_LEN_CAP)
             mptr += S  # the next byte of the copy
+        elif recover and mlen >= recover:
+            mlen = 1
+            mptr += S
         else:
             mlen = 0
     st.match_len[s] = mlen
@@ -360,6 +379,9 @@ def advance(st, s, t, byte, m):
     if m2len > 0:
         if m.byte2 == byte:
             m2len = min(m2len + 1, T.MATCH_LEN_CAP)
+            m2ptr += 1
+        elif recover and m2len >= recover:
+            m2len = 1
             m2ptr += 1
         else:
             m2len = 0
@@ -403,7 +425,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, nctx, use_c):
     for i in range(256):
         cum[i + 1] = cum[i] + np.int64(freq[i])
     contexts(st, s, t, c, ctxh, nctx)
-    m = match(st, s, t, mbits)
+    m = match(st, s, t, mbits, T.MATCH_MIN, 0)
     len_bucket = match_length_bucket(m.length)
     parity = (st.start[s] + t) & 1  # of the byte's offset in the block
     c0 = 1
@@ -416,7 +438,7 @@ def code_byte(st, s, t, freq, byte, decoding, tbits, mbits, nctx, use_c):
         if decoding and st.coder[ERR]:
             return 0
     byte = c0 & 255
-    advance(st, s, t, byte, m)
+    advance(st, s, t, byte, m, 0)
     return byte
 
 

@@ -1,14 +1,18 @@
-"""The CM stage's revision 3 (format 8) compiled with numba: the same integers as
-tzip/cm/reference.py, fast.
+"""The CM stage's revisions 3 and 4 (formats 8 and 9) compiled with numba: the same
+integers as tzip/cm/reference.py, fast.
 
 A loop of its own, beside tzip/cm/jit.py's for revisions 1 and 2: revision 3 mixes more
 inputs (tables.INPUTS_R3), looks up more contexts and has two more APMs, and with those as
 arguments of one shared loop, revision 2's compiled paths ran 2-4% slower (CPU of
-`tzip -1` on book1, bench/published/cm/rev3-ablations.md). So jit.py is left as it was,
-and this module defines the phases that differ (`contexts`, `inputs`, `mix`, `learn`,
-`advance`, with every revision-3 constant frozen in) and takes the others (`match`,
-`code`, the counters, APMs and bucket lookup) from jit.py, inlined into its own loop.
-The state is state.CMState (as jit.py's) and state.Structure, revision 3's part.
+`tzip -1` on book1, bench/published/cm/rev3-ablations.md). So jit.py is left as it was
+(but for its match rule, an argument its loop passes as constants), and this module
+defines the phases that differ (`contexts`, `inputs`, `mix`, `learn`, `advance`) and
+takes the others (`match`, `code`, the counters, APMs and bucket lookup) from jit.py,
+inlined into its own loop. Revision 4 differs from 3 in its match rule
+(tables.match_rule) and two more contexts, so the revision's context and input counts
+(nctx, n_in) and match rule are arguments here.
+The state is state.CMState (as jit.py's) and state.Structure, the part of revisions 3
+and 4.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
 or jit.py, delete tzip/cm/__pycache__ (or touch this file).
@@ -29,15 +33,15 @@ is_opener = _phase(T.is_opener)
 is_closer = _phase(T.is_closer)
 apm_match_context = _phase(T.apm_match_context)
 
-N_IN = T.N_INPUTS_R3
-N_CTX = len(T.CONTEXTS)
 R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, inputs as in jit.py
+R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revision 4's after
 
 
 @_phase
-def contexts(st, r3, s, t, c, ctxh):
-    """The previous bytes c[1..HISTORY] and the hashes of all of tables.CONTEXTS: revision
-    2's as jit.py computes them, then revision 3's four."""
+def contexts(st, r3, s, t, c, ctxh, nctx):
+    """The previous bytes c[1..HISTORY] and the hashes of the first nctx of
+    tables.CONTEXTS: revision 2's as jit.py computes them, then revision 3's four (and
+    revision 4's two)."""
     contexts_r2(st, s, t, c, ctxh, R2)
     depth = r3.nest[s, 0]
     top = r3.nest_stack[s, min(depth, T.NEST_MAX) - 1] if depth > 0 else 0  # the innermost opener
@@ -51,17 +55,20 @@ def contexts(st, r3, s, t, c, ctxh):
     prev_field = r3.prev_field_hashes[s, f] if f <= T.FIELDS else 0
     ctxh[T.CTX_FIELD_PREV] = hmix(hmix(hmix(T.SEED_FIELD_PREV, f), prev_field), st.field_hash[s])
     ctxh[T.CTX_WORD2] = hmix(hmix(T.SEED_WORD2, st.word[s]), r3.prev_word[s])
+    if nctx > T.CTX_INDIRECT:
+        ctxh[T.CTX_INDIRECT] = hmix(hmix(T.SEED_INDIRECT, r3.indirect[(c[2] << 8) | c[1]]), c[1])
+        ctxh[T.CTX_LINE_HEAD] = hmix(hmix(T.SEED_LINE_HEAD, r3.line_head[s]), st.word[s])
 
 
 @_phase
-def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits):
+def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx):
     """The mixers' inputs x for bit j (c0: 1 and the bits so far) -> Picked. At a nibble
     boundary every context's bucket is looked up (slot), all before any is read, as the
     reference does (a lookup may take over another context's bucket)."""
     table = st.table
     if j == 0 or j == 4:
         key = 0 if j == 0 else c0
-        for i in range(N_CTX):
+        for i in range(nctx):
             slot[i] = bucket_find(table, ctxh[i], key, tbits)
     node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
     # the transformer: the bytes below node c0 whose next bit is 1, over all below it
@@ -80,11 +87,16 @@ def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits):
         x[T.IN_CTX + i] = stretch(e >> 20)
         cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP + i] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R2, N_CTX):  # revision 3's contexts: their inputs after revision 2's
+    for i in range(R2, R3):  # revision 3's contexts: their inputs after revision 2's
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX3 + i - R2] = stretch(e >> 20)
         cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP3 + i - R2] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+    for i in range(R3, nctx):  # revision 4's: after revision 3's
+        e = np.int64(table[slot[i] + node])
+        x[T.IN_CTX4 + i - R3] = stretch(e >> 20)
+        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        x[T.IN_CMAP4 + i - R3] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     expect = -1  # the match's bit, while its byte agrees with the bits so far
     if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
         expect = (m.byte >> (7 - j)) & 1
@@ -106,7 +118,7 @@ def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits):
 
 
 @_phase
-def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m):
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in):
     """Mixers A, B, C, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
     lim = T.ST_LIMIT
     set_a = c0
@@ -114,11 +126,11 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m):
     set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
     set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
     set_f = j * 2 + parity
-    sa, sb, sc, sf = set_a * N_IN, set_b * N_IN, set_c * N_IN, set_f * T.N_FINAL
+    sa, sb, sc, sf = set_a * n_in, set_b * n_in, set_c * n_in, set_f * T.N_FINAL
     dot_a = 0
     dot_b = 0
     dot_c = 0
-    for i in range(N_IN):
+    for i in range(n_in):
         dot_a += st.w_a[sa + i] * x[i]
         dot_b += st.w_b[sb + i] * x[i]
         dot_c += st.w_c[sc + i] * x[i]
@@ -142,7 +154,7 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m):
 
 
 @_phase
-def learn(st, r3, x, y, slot, cmi, k, mx, rf):
+def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in):
     """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
     err_a = ((y << 12) - mx.p_a) * T.LR_A
     err_b = ((y << 12) - mx.p_b) * T.LR_B
@@ -150,14 +162,14 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf):
     w_a = st.w_a
     w_b = st.w_b
     w_c = st.w_c
-    sa = mx.set_a * N_IN
-    sb = mx.set_b * N_IN
-    sc = mx.set_c * N_IN
-    for i in range(N_IN):
+    sa = mx.set_a * n_in
+    sb = mx.set_b * n_in
+    sc = mx.set_c * n_in
+    for i in range(n_in):
         w_a[sa + i] += (x[i] * err_a + 32768) >> 16
-    for i in range(N_IN):
+    for i in range(n_in):
         w_b[sb + i] += (x[i] * err_b + 32768) >> 16
-    for i in range(N_IN):
+    for i in range(n_in):
         w_c[sc + i] += (x[i] * err_c + 32768) >> 16
     err_f = ((y << 12) - mx.p_f) * T.LR_F
     sf = mx.set_f * T.N_FINAL
@@ -171,10 +183,10 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf):
     apm_update(st.apm2, mx.apm2, y)
     apm_update(r3.apm_o1, rf.apm_o1, y)
     apm_update(r3.apm_match, rf.apm_match, y)
-    for i in range(N_CTX):
+    for i in range(nctx):
         counter_update(st.ctx_map, cmi[i], y, T.COUNTER_LIMIT_CMAP)
     counter_update(st.o1, k.o1, y, T.COUNTER_LIMIT_O1)
-    for i in range(N_CTX):
+    for i in range(nctx):
         counter_update(st.table, slot[i] + k.node, y, T.COUNTER_LIMIT_CTX)
     if k.match >= 0:
         counter_update(st.match_sm, k.match, y, T.COUNTER_LIMIT_MATCH)
@@ -183,9 +195,9 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf):
 
 
 @_phase
-def advance(st, r3, s, t, byte, m):
+def advance(st, r3, s, t, byte, m, recover, nctx):
     """The stream's state after its byte: its structure (reference.advance_structure),
-    read before jit.py's advance moves the word and the field on, then that."""
+    read before jit.py's advance moves the word, the line and the field on, then that."""
     nest = r3.nest
     if nest[s, 1]:  # inside a string
         if byte == T.QUOTE and nest[s, 2] == 0:
@@ -211,12 +223,21 @@ def advance(st, r3, s, t, byte, m):
             for i in range(T.FIELDS + 1):
                 r3.prev_field_hashes[s, i] = r3.field_hashes[s, i]
                 r3.field_hashes[s, i] = 0
-    advance_r2(st, s, t, byte, m)
+    if nctx > T.CTX_INDIRECT:  # revision 4
+        if t >= 2:
+            pair = (st.hist[s, t - 2] << 8) | st.hist[s, t - 1]
+            r3.indirect[pair] = ((r3.indirect[pair] << 8) | byte) & 0xFFFF
+        if byte == 10:
+            r3.line_head[s] = 0
+        elif t - st.line_start[s] < T.LINE_HEAD:
+            r3.line_head[s] = hmix(r3.line_head[s], byte)
+    advance_r2(st, s, t, byte, m, recover)
 
 
 @_jit
-def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits):
-    """Code (or decode, returning it) the byte of stream s at step t."""
+def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, match_min, match_long, recover):
+    """Code (or decode, returning it) the byte of stream s at step t with the revision's
+    first nctx contexts, n_in inputs and match rule (tables.match_rule)."""
     sc = r3.scratch
     cum = sc[SC_CUM:SC_X]  # prefix sums of the transformer's frequencies
     x = sc[SC_X:SC3_SLOT]
@@ -227,26 +248,27 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits):
     cum[0] = 0
     for i in range(256):
         cum[i + 1] = cum[i] + np.int64(freq[i])
-    contexts(st, r3, s, t, c, ctxh)
-    m = match(st, s, t, mbits)
+    contexts(st, r3, s, t, c, ctxh, nctx)
+    m = match(st, s, t, mbits, match_min, match_long)
     len_bucket = match_length_bucket(m.length)
     parity = (st.start[s] + t) & 1  # of the byte's offset in the block
     c0 = 1
     for j in range(8):
-        k = inputs(st, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits)
-        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m)
+        k = inputs(st, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in)
         y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
-        learn(st, r3, x, y, slot, cmi, k, mx, rf)
+        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in)
         c0 = (c0 << 1) | y
         if decoding and st.coder[ERR]:
             return 0
     byte = c0 & 255
-    advance(st, r3, s, t, byte, m)
+    advance(st, r3, s, t, byte, m, recover, nctx)
     return byte
 
 
 @_jit
-def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits):
+def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits, nctx, n_in, match_min, match_long,
+               recover):
     """Steps t0 .. t0 + c - 1 of streams lo .. hi - 1 (freqs (hi - lo, c, 256)) in
     step-major order, as jit.code_steps; the state as two plain tuples, CMState's and
     Structure's fields."""
@@ -257,7 +279,8 @@ def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits):
         t = t0 + k
         for s in range(lo, hi):
             if t < st.lengths[s]:
-                b = code_byte(st, r3, s, t, freqs[s - lo, k], st.hist[s, t], decoding, tbits, mbits)
+                b = code_byte(st, r3, s, t, freqs[s - lo, k], st.hist[s, t], decoding, tbits, mbits,
+                              nctx, n_in, match_min, match_long, recover)
                 if decoding:
                     st.hist[s, t] = b
                     if st.coder[ERR]:

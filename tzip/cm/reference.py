@@ -70,6 +70,18 @@ What it tracks per stream for them (state.Structure): the open brackets outside 
 whether inside a "string" (a backslash escapes its quote), the word before this one, and
 the hash of each field of this line and of the line before.
 
+Revision 4 (format 9; measured in bench/published/cm/rev4-candidates.md) is revision 3
+with another match rule (tables.match_rule) and two more contexts. Match model 1 looks
+its candidate up by the last MATCH_LONG (12) bytes first, in the same table under another
+hash, then by the last MATCH_MIN_R4 (4); match model 2 by the last 4; and after a wrong
+guess in a copy of at least MATCH_RECOVER (8) bytes each follows its copy on at length 1
+(lengths below 4 then mean "recovering": their counters learn how far such a copy is
+right). The contexts (tables.CONTEXTS, inputs after revision 3's: tables.INPUTS_R4):
+indirect, the two bytes that last followed the two previous bytes anywhere in the block,
+with the previous byte; line_head, a hash of the line's first LINE_HEAD bytes with the word
+so far. What it tracks for them: a table of 65,536 byte pairs (state.Structure.indirect)
+and each stream's line head.
+
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
 the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
@@ -200,6 +212,7 @@ class StreamState:
             self.prev_word = int(r3.prev_word[s])  # hash of the word before this one
             self.field_hashes = r3.field_hashes[s].tolist()  # this line's finished fields
             self.prev_field_hashes = r3.prev_field_hashes[s].tolist()  # the line before's
+            self.line_head = int(r3.line_head[s])  # revision 4: hash of the line's first bytes
 
 
 class CMModel:
@@ -214,6 +227,7 @@ class CMModel:
         self.nctx = T.N_CONTEXTS[revision]  # each revision has the first nctx contexts
         self.use_c = revision >= T.MIXER_C_FROM
         self.structure = revision >= T.STRUCTURE_FROM
+        self.match_min, self.match_long, self.recover = T.match_rule(revision)
         r3 = new_structure(len(st.lengths)) if self.structure else None
         self.lengths = st.lengths.tolist()
         self.S = len(self.lengths)
@@ -226,7 +240,7 @@ class CMModel:
         self.match_table = st.match_table.tolist()
         self.match2_table = st.match2_table.tolist()
         self.streams = [StreamState(st, s, r3) for s in range(self.S)]
-        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R3
+        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R4
         self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
         self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
         self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
@@ -234,6 +248,7 @@ class CMModel:
         self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
         if r3 is not None:
             self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
+            self.indirect = r3.indirect.tolist()  # revision 4: what followed each two bytes
         # coder
         self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
         self.out = bytearray()
@@ -366,37 +381,54 @@ class CMModel:
             prev_field = ss.prev_field_hashes[f] if f <= T.FIELDS else 0
             ctx["field_prev"] = hmix(hmix(hmix(T.SEED_FIELD_PREV, f), prev_field), ss.field_hash)
             ctx["word2"] = hmix(hmix(T.SEED_WORD2, ss.word), ss.prev_word)
+        if self.nctx > T.CTX_INDIRECT:  # revision 4's two
+            ctx["indirect"] = hmix(hmix(T.SEED_INDIRECT, self.indirect[(c[2] << 8) | c1]), c1)
+            ctx["line_head"] = hmix(hmix(T.SEED_LINE_HEAD, ss.line_head), ss.word)
         return c, [ctx[name] for name in T.CONTEXTS[:self.nctx]]
+
+    def lookup(self, s: int, t: int, slot: int, need: int, mlen: int, mptr: int) -> tuple[int, int]:
+        """Match model 1's table at slot: (t, s) is recorded there; while no copy is
+        followed (mlen 0), the candidate it held is taken if the contexts agree on `need`
+        bytes or more -> (mlen, mptr)."""
+        S, hist = self.S, self.hist
+        cand = self.match_table[slot]
+        self.match_table[slot] = 1 + t * S + s  # this context is now last seen before (t, s)
+        if mlen == 0 and cand > 0:
+            ps, pt = (cand - 1) % S, (cand - 1) // S
+            if pt < t:
+                n = 0  # verify: how many bytes before both positions agree
+                while (n < T.MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0
+                       and hist[ps, pt - n - 1] == hist[s, t - n - 1]):
+                    n += 1
+                if n >= need:
+                    return n, cand
+        return mlen, mptr
 
     def match(self, s: int, t: int) -> Match:
         """Both match models: continue the copy while it is known, else look the context
-        up; -> the predicted bytes (-1: none) with their pointers and lengths."""
+        up (revision 4: by the last MATCH_LONG bytes first, then by the last MATCH_MIN_R4);
+        -> the predicted bytes (-1: none) with their pointers and lengths."""
         S, hist, ss = self.S, self.hist, self.streams[s]
         mptr, mlen = ss.match_ptr, ss.match_len
         if mlen > 0 and (mptr - 1) // S >= t:  # the copy reached bytes not coded yet
             mlen = 0
-        h = 0
-        if t >= T.MATCH_MIN:
-            for k in range(T.MATCH_MIN, 0, -1):
+        if self.match_long and t >= self.match_long:
+            h = 0
+            for k in range(self.match_long, 0, -1):
                 h = hmix(h, int(hist[s, t - k]))
-            slot = h >> (32 - self.match_bits)
-            cand = self.match_table[slot]
-            self.match_table[slot] = 1 + t * S + s  # this context is now last seen before (t, s)
-            if mlen == 0 and cand > 0:
-                ps, pt = (cand - 1) % S, (cand - 1) // S
-                if pt < t:
-                    n = 0  # verify: how many bytes before both positions agree
-                    while (n < T.MATCH_VERIFY and pt - n - 1 >= 0 and t - n - 1 >= 0
-                           and hist[ps, pt - n - 1] == hist[s, t - n - 1]):
-                        n += 1
-                    if n >= T.MATCH_MIN:
-                        mlen, mptr = n, cand
+            slot = hmix(h, T.MATCH_LONG_SEED) >> (32 - self.match_bits)
+            mlen, mptr = self.lookup(s, t, slot, self.match_long, mlen, mptr)
+        h = 0
+        if t >= self.match_min:
+            for k in range(self.match_min, 0, -1):
+                h = hmix(h, int(hist[s, t - k]))
+            mlen, mptr = self.lookup(s, t, h >> (32 - self.match_bits), self.match_min, mlen, mptr)
 
         # match model 2: the same, in this stream's own history only (a table keyed by
         # (context, stream) holding 1 + step); it pays where a stream repeats itself
         # (logs, JSON: -2.5% and -3.8%) more than the latest occurrence anywhere says
         m2ptr, m2len = ss.match2_ptr, ss.match2_len
-        if t >= T.MATCH_MIN:
+        if t >= self.match_min:
             slot2 = hmix(h, s + 1) >> (32 - self.match_bits)
             cand2 = self.match2_table[slot2]
             self.match2_table[slot2] = t + 1
@@ -405,7 +437,7 @@ class CMModel:
                 n = 0
                 while n < T.MATCH_VERIFY and pt - n - 1 >= 0 and hist[s, pt - n - 1] == hist[s, t - n - 1]:
                     n += 1
-                if n >= T.MATCH_MIN:
+                if n >= self.match_min:
                     m2len, m2ptr = n, pt
         predicted = int(hist[(mptr - 1) % S, (mptr - 1) // S]) if mlen > 0 else -1
         predicted2 = int(hist[s, m2ptr]) if m2len > 0 else -1
@@ -535,6 +567,8 @@ class CMModel:
         if mlen > 0:
             if m.byte == byte:
                 mlen, mptr = min(mlen + 1, T.MATCH_LEN_CAP), mptr + self.S  # next byte of the copy
+            elif self.recover and mlen >= self.recover:  # revision 4: recovering, at length 1
+                mlen, mptr = 1, mptr + self.S
             else:
                 mlen = 0
         ss.match_ptr, ss.match_len = mptr, mlen
@@ -542,11 +576,15 @@ class CMModel:
         if m2len > 0:
             if m.byte2 == byte:
                 m2len, m2ptr = min(m2len + 1, T.MATCH_LEN_CAP), m2ptr + 1
+            elif self.recover and m2len >= self.recover:
+                m2len, m2ptr = 1, m2ptr + 1
             else:
                 m2len = 0
         ss.match2_ptr, ss.match2_len = m2ptr, m2len
         if self.structure:
             self.advance_structure(ss, byte)
+        if self.nctx > T.CTX_INDIRECT:
+            self.advance_heads(s, t, byte)
         if is_letter(byte):
             ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
         elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
@@ -561,6 +599,18 @@ class CMModel:
                 ss.field_start[ss.field] = t + 1
         else:
             ss.field_hash = hmix(ss.field_hash, byte)
+
+    def advance_heads(self, s: int, t: int, byte: int) -> None:
+        """Revision 4's after the byte (before the line moves on): the two bytes that last
+        followed the two bytes before it, and the hash of the line's first LINE_HEAD."""
+        ss = self.streams[s]
+        if t >= 2:
+            pair = (self._byte(s, t - 2) << 8) | self._byte(s, t - 1)
+            self.indirect[pair] = ((self.indirect[pair] << 8) | byte) & 0xFFFF
+        if byte == 10:
+            ss.line_head = 0
+        elif t - ss.line_start < T.LINE_HEAD:
+            ss.line_head = hmix(ss.line_head, byte)
 
     def advance_structure(self, ss: StreamState, byte: int) -> None:
         """Revision 3's structure after the byte (part of `advance`, before the word and the

@@ -2,7 +2,7 @@
 `new_state` (tzip/cm/jit.py works on these arrays in place, tzip/cm/reference.py copies
 them into Python lists), so they cannot disagree about a table's size or initial value.
 Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
-and fields, and its two APMs, kept apart so that CMState, and the compiled loop of
+and fields, and its two APMs (and revision 4's indirect bytes and line heads), kept apart so that CMState, and the compiled loop of
 revisions 1 and 2 that takes it, stay what they were before revision 3 (tzip/cm/jit3.py
 takes both).
 
@@ -53,7 +53,7 @@ class CMState(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """What revision 3 remembers beyond CMState (sizes from tables.py)."""
+    """What revisions 3 and 4 remember beyond CMState (sizes from tables.py)."""
     nest: np.ndarray  # (S, 3) int64: bracket depth, inside a "string" (1), after a backslash in one (1)
     nest_stack: np.ndarray  # (S, NEST_MAX) int64: the open brackets, the innermost at depth - 1
     prev_word: np.ndarray  # (S,) int64: hash of the word before the current one
@@ -61,6 +61,10 @@ class Structure(NamedTuple):
     prev_field_hashes: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before (0: none)
     apm_o1: np.ndarray  # (APM_O1_SIZE * APM_BINS,) int32
     apm_match: np.ndarray  # (APM_MATCH_SIZE * APM_BINS,) int32
+    # revision 4: by the two bytes (c2 << 8 | c1), the two bytes that followed them last
+    # (the earlier one in bits 8-15), in any stream
+    indirect: np.ndarray  # (65536,) int64
+    line_head: np.ndarray  # (S,) int64: hash of the line's first LINE_HEAD bytes so far
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -115,7 +119,8 @@ X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 
 # scratch[] layout (revisions 1 and 2): the transformer's prefix sums, the inputs x, and
 # per context its bucket, its hash and its context-map index; then the previous bytes
-# c[0..HISTORY]. Structure.scratch[] is the same for revision 3's inputs and contexts.
+# c[0..HISTORY]. Structure.scratch[] is the same for the inputs and contexts of revisions
+# 3 and 4.
 SC_CUM = 0
 SC_X = SC_CUM + 257
 SC_SLOT = SC_X + T.N_INPUTS
@@ -123,7 +128,7 @@ SC_CTXH = SC_SLOT + T.CONTEXTS_R2
 SC_CMAP = SC_CTXH + T.CONTEXTS_R2
 SC_C = SC_CMAP + T.CONTEXTS_R2
 SCRATCH = SC_C + T.HISTORY + 1
-SC3_SLOT = SC_X + T.N_INPUTS_R3
+SC3_SLOT = SC_X + T.N_INPUTS_R4
 SC3_CTXH = SC3_SLOT + len(T.CONTEXTS)
 SC3_CMAP = SC3_CTXH + len(T.CONTEXTS)
 SC3_C = SC3_CMAP + len(T.CONTEXTS)
@@ -140,8 +145,8 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
 
 
 def _weights(sets: int, revision: int) -> np.ndarray:
-    """A mixer's weight sets over the revision's inputs (tables.n_inputs); revision 3's own
-    inputs start at 0 (the quiet start: they move the mix only once they have learnt to)."""
+    """A mixer's weight sets over the revision's inputs (tables.n_inputs); the inputs of
+    revisions 3 and 4 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
     w = np.full((sets, T.n_inputs(revision)), T.W_INIT, dtype=np.int64)
     w[:, T.N_INPUTS:] = 0
     w[:, T.IN_TF] = T.W_INIT_TF
@@ -187,11 +192,12 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
 
 
 def new_structure(S: int) -> Structure:
-    """Revision 3's part of a block's fresh state, for S streams."""
+    """The part of a block's fresh state of revisions 3 and 4, for S streams."""
     fields = np.zeros((S, T.FIELDS + 1), dtype=np.int64)
     return Structure(
         nest=np.zeros((S, 3), dtype=np.int64), nest_stack=np.zeros((S, T.NEST_MAX), dtype=np.int64),
         prev_word=np.zeros(S, dtype=np.int64), field_hashes=fields, prev_field_hashes=fields.copy(),
         apm_o1=T.apm_init(T.APM_O1_SIZE).astype(np.int32),
         apm_match=T.apm_init(T.APM_MATCH_SIZE).astype(np.int32),
+        indirect=np.zeros(65536, dtype=np.int64), line_head=np.zeros(S, dtype=np.int64),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))

@@ -141,7 +141,7 @@ PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
 CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit checksum
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
-REVISIONS = (1, 2, 3)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's
+REVISIONS = (1, 2, 3, 4)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's, 4 format 9's
 STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
@@ -167,10 +167,15 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # program name, a CSV column of few values); word2, the word so far with the word before
 # it. Measured alone on the structured group's whole files (bench/published/cm/
 # rev3-ablations.md): nest -0.39%, word2 -0.29%, field_prev -0.21%, record -0.13%.
+# Revision 4 (format 9) adds two: indirect, the two bytes that last followed the two
+# previous bytes (anywhere in the block), with the previous byte; line_head, a hash of the
+# line's first LINE_HEAD bytes with the word so far (a log line's or a record's kind).
+# Measured alone on the structured group at 4 streams (bench/published/cm/
+# rev4-candidates.md): -0.17% and -0.18%, -0.27% together.
 CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above",
-            "nest", "record", "field_prev", "word2")
-CONTEXTS_R1, CONTEXTS_R2 = 9, 11
-N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, len(CONTEXTS))  # by revision: each uses a prefix of CONTEXTS
+            "nest", "record", "field_prev", "word2", "indirect", "line_head")
+CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3 = 9, 11, 15
+N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, len(CONTEXTS))  # by revision: a prefix of CONTEXTS
 MIXER_C_FROM = 2  # the first revision with mixer C (and the final mixer's fifth input)
 ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
 MAX_ORDER = max(ORDER_CONTEXTS.values())
@@ -184,9 +189,12 @@ CTX_FIELD = CONTEXTS.index("field")
 CTX_FIELD_ABOVE = CONTEXTS.index("field_above")
 CTX_NEST, CTX_RECORD = CONTEXTS.index("nest"), CONTEXTS.index("record")
 CTX_FIELD_PREV, CTX_WORD2 = CONTEXTS.index("field_prev"), CONTEXTS.index("word2")
+CTX_INDIRECT, CTX_LINE_HEAD = CONTEXTS.index("indirect"), CONTEXTS.index("line_head")
 # seeds that keep the non-order contexts' hashes apart
 SEED_ORDER, SEED_WORD, SEED_COLUMN, SEED_EVEN, SEED_FIELD, SEED_FIELD_ABOVE = 1, 5, 7, 8, 11, 12
 SEED_NEST, SEED_RECORD, SEED_FIELD_PREV, SEED_WORD2 = 13, 14, 15, 16
+SEED_INDIRECT, SEED_LINE_HEAD = 42, 44
+LINE_HEAD = 6  # bytes of a line that make its head
 OPENERS, CLOSERS = (40, 91, 123, 60), (41, 93, 125, 62)  # ( [ { <  and  ) ] } >
 QUOTE, BACKSLASH = 34, 92
 NEST_MAX = 16  # open brackets remembered per stream (deeper nesting is counted, not remembered)
@@ -199,7 +207,8 @@ HISTORY = 8  # previous bytes c[1..8] every phase may read (c[k]: k back, 0 befo
 # Inputs of the mixers, in order: (name, width). IN_<NAME> is each one's first index and
 # N_INPUTS their count (revisions 1 and 2), both derived from this table. Revision 3 mixes
 # INPUTS_R3 (N_INPUTS_R3): the same, then its four contexts' two inputs each, so that the
-# first N_INPUTS mean the same in every revision.
+# first N_INPUTS mean the same in every revision; revision 4 INPUTS_R4, revision 3's and
+# then its two contexts' two inputs each.
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
@@ -212,8 +221,12 @@ INPUTS = (
     ("bias", 1),
 )
 INPUTS_R3 = INPUTS + (
-    ("ctx3", len(CONTEXTS) - CONTEXTS_R2),  # revision 3's contexts' counters,
-    ("cmap3", len(CONTEXTS) - CONTEXTS_R2),  # and the same through the map
+    ("ctx3", CONTEXTS_R3 - CONTEXTS_R2),  # revision 3's contexts' counters,
+    ("cmap3", CONTEXTS_R3 - CONTEXTS_R2),  # and the same through the map
+)
+INPUTS_R4 = INPUTS_R3 + (
+    ("ctx4", len(CONTEXTS) - CONTEXTS_R3),  # revision 4's contexts' counters,
+    ("cmap4", len(CONTEXTS) - CONTEXTS_R3),  # and the same through the map
 )
 
 
@@ -226,33 +239,52 @@ def _offsets(rows) -> dict:
     return out
 
 
-_IN = _offsets(INPUTS_R3)
+_IN = _offsets(INPUTS_R4)
 IN_TF, IN_TF_APM, IN_O1 = _IN["tf"], _IN["tf_apm"], _IN["o1"]
 IN_CTX, IN_CMAP = _IN["ctx"], _IN["cmap"]
 IN_MATCH, IN_MATCH_LEN, IN_MATCH2, IN_BIAS = _IN["match"], _IN["match_len"], _IN["match2"], _IN["bias"]
-IN_CTX3, IN_CMAP3 = _IN["ctx3"], _IN["cmap3"]
+IN_CTX3, IN_CMAP3, IN_CTX4, IN_CMAP4 = _IN["ctx3"], _IN["cmap3"], _IN["ctx4"], _IN["cmap4"]
 N_INPUTS = _offsets(INPUTS)["_n"]
-N_INPUTS_R3 = _IN["_n"]
+N_INPUTS_R3 = _offsets(INPUTS_R3)["_n"]
+N_INPUTS_R4 = _IN["_n"]
 
 
 def n_inputs(revision: int) -> int:
-    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R3."""
-    return N_INPUTS_R3 if revision >= STRUCTURE_FROM else N_INPUTS
+    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R4."""
+    return N_INPUTS_R4 if revision >= 4 else N_INPUTS_R3 if revision >= STRUCTURE_FROM else N_INPUTS
 
 
 def ctx_input(i: int) -> int:
-    """The input of context slot i's counter: revision 2's contexts first, then revision 3's."""
-    return IN_CTX + i if i < CONTEXTS_R2 else IN_CTX3 + i - CONTEXTS_R2
+    """The input of context slot i's counter: revision 2's contexts first, then revision
+    3's, then revision 4's."""
+    if i < CONTEXTS_R2:
+        return IN_CTX + i
+    return IN_CTX3 + i - CONTEXTS_R2 if i < CONTEXTS_R3 else IN_CTX4 + i - CONTEXTS_R3
 
 
 def cmap_input(i: int) -> int:
     """The input of context slot i's counter through the context map."""
-    return IN_CMAP + i if i < CONTEXTS_R2 else IN_CMAP3 + i - CONTEXTS_R2
+    if i < CONTEXTS_R2:
+        return IN_CMAP + i
+    return IN_CMAP3 + i - CONTEXTS_R2 if i < CONTEXTS_R3 else IN_CMAP4 + i - CONTEXTS_R3
 
 
 BIAS = 256  # the bias input's value (and the final mixer's)
 
-MATCH_MIN = 7  # bytes of context hashed to find a match candidate
+MATCH_MIN = 7  # bytes of context hashed to find a match candidate (revisions 1 to 3)
+# Revision 4 (format 9) looks match model 1's candidate up by the last MATCH_LONG bytes
+# first (the same table, its hash mixed with MATCH_LONG_SEED), else by the last
+# MATCH_MIN_R4; both models look up after MATCH_MIN_R4 bytes; and after a wrong guess in a
+# copy of at least MATCH_RECOVER bytes, each follows its copy on at length 1 (as paq8px's
+# recovery mode: a record that differs in one byte goes on as it was); lengths below the
+# lookup's minimum then mean "recovering", with counters of their own. Measured with the
+# CM stage alone on the structured group's whole files at 4 streams
+# (bench/published/cm/rev4-candidates.md): -0.58% for the shorter lookup and the recovery,
+# -0.76% with the longer lookup first.
+MATCH_MIN_R4 = 4
+MATCH_LONG = 12
+MATCH_LONG_SEED = 0x3C6EF372
+MATCH_RECOVER = 8
 MATCH_VERIFY = 48  # bytes compared backwards to measure a candidate's true length
 MATCH_LEN_CAP = 65535
 MATCH_LEN_EDGES = (1, 16, 24, 32, 64, 128, 512)  # mixer B's match-length buckets 0..7
@@ -278,7 +310,7 @@ TF_CONF_SHIFT, TF_CONF_MAX = 9, 3  # mixer B's transformer confidence: min(|st| 
 MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C -> p): by (bit position, parity)
 N_FINAL = 5
 MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000),  # by revision
-              3: (22000, 22000, 0, 0, 22000)}
+              3: (22000, 22000, 0, 0, 22000), 4: (22000, 22000, 0, 0, 22000)}
 # parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
 # measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
@@ -314,10 +346,17 @@ def table_bits(n: int, revision: int) -> int:
     buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1, up to 2^21
     (128 MiB) in revision 2: each byte looks up two buckets per context, and twice the
     table for blocks of 512 KiB and more saved 0.4% on the structured group (smaller
-    blocks gain nothing from it, and lose speed to cache misses); revision 3 as 2."""
+    blocks gain nothing from it, and lose speed to cache misses); revisions 3 and 4 as 2."""
     if revision == 1:
         return min(20, max(12, n.bit_length() + 2))
     return min(21, max(12, n.bit_length() + 2))
+
+
+def match_rule(revision: int) -> tuple[int, int, int]:
+    """-> (the bytes of context a match candidate is looked up by; those of match model
+    1's first lookup, 0: none; the shortest copy whose wrong guess is followed on at
+    length 1, 0: none) of a revision."""
+    return (MATCH_MIN_R4, MATCH_LONG, MATCH_RECOVER) if revision >= 4 else (MATCH_MIN, 0, 0)
 
 
 def match_bits(n: int) -> int:
