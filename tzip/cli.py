@@ -527,7 +527,7 @@ LEVEL_HELP = {
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
     8: "-8: as -6 with the context mixer's revision 4 (format 9) and fewer, longer streams: "
-       "about 2% smaller on structured text (logs, JSON, CSV, XML, code), 1% on prose, "
+       "about 3% smaller on structured text (logs, JSON, CSV, XML, code), 1% on prose, "
        "decodes about 2x slower; tzip before 0.5 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 

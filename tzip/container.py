@@ -50,8 +50,8 @@ class Profile:
     # archive: the most streams codec's split_streams picks by itself (a decoder reads any
     # count). Every cut hides bytes from the adaptive models (those of the streams before
     # it, past the current step): format 5's 16 against 128 saved 1.2-4.2% on the
-    # structured group's larger files; format 8 (level -8) trades decoding speed for ratio
-    # at 4 (docs/levels.md).
+    # structured group's larger files; formats 8 and 9 (level -8) trade decoding speed for
+    # ratio at 4 (docs/levels.md).
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
     # archive: its header carries the window its model blocks were coded with (each
@@ -59,7 +59,7 @@ class Profile:
     windowed: bool = False
     # archive: the most streams split_streams gives a block too short for max_streams
     # streams of 16 contexts (streams of at least 2 contexts): a small file then decodes in
-    # fewer steps, for a larger archive; format 8 (level -8) takes the ratio (docs/levels.md)
+    # fewer steps, for a larger archive; formats 8 and 9 (level -8) take the ratio (docs/levels.md)
     small_streams: int = 8
 
     @property
@@ -73,7 +73,8 @@ class Profile:
 # 7: 6's methods, the model over a window shorter than its context (the middle levels);
 # 8: 5's, with the context mixer's revision 3 (structure contexts, two more APMs); at
 #    most 4 streams a block, none shorter than 16 contexts (level -8 of 0.4);
-# 9: 8's, with revision 4 (a shorter match lookup, recovery after a wrong guess; level -8)
+# 9: 8's, with revision 4 (match lookups by 12 and 4 bytes, recovery after a wrong guess, an
+#    indirect and a line-head context; level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),

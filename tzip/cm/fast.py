@@ -1,5 +1,6 @@
-"""The compiled model: owns a state.CMState (and revision 3's state.Structure) and drives
-the compiled loop of its revision: tzip/cm/jit.py's for revisions 1 and 2, jit3.py's for 3."""
+"""The compiled model: owns a state.CMState (and, from revision 3, state.Structure) and
+drives the compiled loop of its revision: tzip/cm/jit.py's for revisions 1 and 2, jit3.py's
+for 3 and 4."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ class FastCM:
         self.revision = revision
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
-        self.structure = None  # revision 3's part of the state, as jit3.code_steps takes it
+        self.structure = None  # the part of revisions 3 and 4, as jit3.code_steps takes it
         if revision >= tables.STRUCTURE_FROM:
             self.structure = tuple(new_structure(len(lengths)))
         self.match_min, self.match_long, self.recover = tables.match_rule(revision)

@@ -77,8 +77,8 @@ hash, then by the last MATCH_MIN_R4 (4); match model 2 by the last 4; and after 
 guess in a copy of at least MATCH_RECOVER (8) bytes each follows its copy on at length 1
 (lengths below 4 then mean "recovering": their counters learn how far such a copy is
 right). The contexts (tables.CONTEXTS, inputs after revision 3's: tables.INPUTS_R4):
-indirect, the two bytes that last followed the two previous bytes anywhere in the block,
-with the previous byte; line_head, a hash of the line's first LINE_HEAD bytes with the word
+indirect, the bytes that followed the two previous bytes the last two times they occurred
+(anywhere in the block), with the previous byte; line_head, a hash of the line's first LINE_HEAD bytes with the word
 so far. What it tracks for them: a table of 65,536 byte pairs (state.Structure.indirect)
 and each stream's line head.
 
@@ -601,8 +601,9 @@ class CMModel:
             ss.field_hash = hmix(ss.field_hash, byte)
 
     def advance_heads(self, s: int, t: int, byte: int) -> None:
-        """Revision 4's after the byte (before the line moves on): the two bytes that last
-        followed the two bytes before it, and the hash of the line's first LINE_HEAD."""
+        """Revision 4's after the byte (before the line moves on): the byte joins the two
+        that followed the last occurrences of the two bytes before it, and the hash of the
+        line's first LINE_HEAD bytes."""
         ss = self.streams[s]
         if t >= 2:
             pair = (self._byte(s, t - 2) << 8) | self._byte(s, t - 1)

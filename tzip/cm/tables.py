@@ -153,7 +153,8 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # previous byte; column: the byte above (same column of the previous line of this stream)
 # with the previous byte; even: the 2nd, 4th and 6th previous bytes (UTF-16 code units,
 # 2-byte records). Measured on a 9-file subset and not kept: order 5, 6 and 16, sparse
-# (2nd and 3rd bytes back), indirect (the bytes that followed the order-2 context last time).
+# (2nd and 3rd bytes back), indirect (the bytes that followed the order-2 context last time;
+# revision 4 takes one, of the two bytes that followed the last two times, see below).
 # Revision 2 adds two for tables, logs and records: field, the number of separators
 # (, ; tab |) since the line start with the field's bytes so far; and field_above, the
 # byte at the same offset of the same field of the previous line (the column of a table
@@ -167,8 +168,8 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # program name, a CSV column of few values); word2, the word so far with the word before
 # it. Measured alone on the structured group's whole files (bench/published/cm/
 # rev3-ablations.md): nest -0.39%, word2 -0.29%, field_prev -0.21%, record -0.13%.
-# Revision 4 (format 9) adds two: indirect, the two bytes that last followed the two
-# previous bytes (anywhere in the block), with the previous byte; line_head, a hash of the
+# Revision 4 (format 9) adds two: indirect, the bytes that followed the two previous
+# bytes the last two times they occurred (anywhere in the block), with the previous byte; line_head, a hash of the
 # line's first LINE_HEAD bytes with the word so far (a log line's or a record's kind).
 # Measured alone on the structured group at 4 streams (bench/published/cm/
 # rev4-candidates.md): -0.17% and -0.18%, -0.27% together.
