@@ -490,6 +490,28 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
         assert total == 4000 and sum(ticks) == 4000, desc
 
 
+def test_progress_is_told_the_loops_a_file_needs(txt, tiny_path, monkeypatch):
+    """The first-run notice ("preparing compiled CPU loops") asks jitcache about the loops
+    the job runs: -8 and the decoding of its archives (formats 8 and 9) run the loop of the
+    mixer's revisions 3 and 4 as well, so a first -d of such an archive says so."""
+    from contextlib import contextmanager
+    from tzip import jitcache
+    jobs = []
+
+    @contextmanager
+    def fake_progress(total, quiet, desc, job="compress"):
+        jobs.append(job)
+        yield lambda n: None
+    monkeypatch.setattr(cli, "_progress", fake_progress)
+    tz = txt.with_name("notes.txt.tz")
+    assert run("--model", tiny_path, txt)[0] == 0
+    assert run("-dc", "--model", tiny_path, tz)[0] == 0
+    assert run("-8", "-f", "--model", tiny_path, txt)[0] == 0
+    assert run("-dc", "--model", tiny_path, tz)[0] == 0
+    assert jobs == ["compress", "decompress", "compress level 8", "decompress level 8"]
+    assert set(jobs) <= set(jitcache.JOBS)
+
+
 def test_tzcat(txt, tiny_path, monkeypatch, capfdbinary):
     run("-q", "--model", tiny_path, txt)
     tz = txt.with_name("notes.txt.tz")

@@ -129,18 +129,20 @@ class _Sink:
         return len(b)
 
 
-def _original_size(fin: BinaryIO) -> int | None:
-    """An archive's original size from its block headers, when it can be read twice."""
+def _archive_facts(fin: BinaryIO) -> tuple[int | None, int | None]:
+    """An archive's original size from its block headers and its format version, when it
+    can be read twice; (None, None) otherwise."""
     try:
         if not fin.seekable():
-            return None
+            return None, None
         pos = fin.tell()
     except (OSError, ValueError, AttributeError):
-        return None
+        return None, None
     try:
-        return api.info(fin).original_size
+        found = api.info(fin)
+        return found.original_size, found.version
     except TzipError:
-        return None
+        return None, None
     finally:
         fin.seek(pos)
 
@@ -310,10 +312,11 @@ class Job:
             t0 = time.time()
             counted_in = api._Counting(fin)
             st_in = _input_stat(fin) if src != "-" else None
+            version = self.format
             if self.mode == "compress":
                 total = st_in.st_size if st_in is not None else None
             else:
-                total = _original_size(fin)
+                total, version = _archive_facts(fin)
             changed = None
 
             def work(fout, tick) -> int:
@@ -326,8 +329,8 @@ class Job:
                 return fout.n
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
-            job = "decompress" if self.mode != "compress" else (
-                "compress level 8" if self.format in (api.CM3_VERSION, api.CM4_VERSION) else "compress")
+            job = ("compress" if self.mode == "compress" else "decompress") + (
+                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION) else "")
             with _progress(total, self.quiet, f"{verb} {_shown(name)}", job) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)

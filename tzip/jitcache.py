@@ -48,6 +48,7 @@ JOBS = {
 }
 # formats 8 and 9 (level -8) code with the loop of revisions 3 and 4 as well
 JOBS["compress level 8"] = JOBS["compress"] + (PACKAGE / "cm" / "jit3.py",)
+JOBS["decompress level 8"] = JOBS["decompress"] + (PACKAGE / "cm" / "jit3.py",)
 
 _chosen: str | None = None
 _prepared = False
