@@ -21,6 +21,7 @@ class FastCM:
         self.structure = None  # the part of revisions 3 and 4, as jit3.code_steps takes it
         if revision >= tables.STRUCTURE_FROM:
             self.structure = tuple(new_structure(len(lengths)))
+        self.n_in = tables.n_inputs(revision)  # the revision's counts and match rule, jit3's arguments
         self.match_min, self.match_long, self.recover = tables.match_rule(revision)
 
     def reserve(self, extra: int) -> None:
@@ -36,8 +37,7 @@ class FastCM:
         if self.structure is not None:
             from . import jit3
             jit3.code_steps(self.arrays, self.structure, t0, freqs, lo, hi, decoding, self.tb, self.mb,
-                            self.nctx, tables.n_inputs(self.revision), self.match_min, self.match_long,
-                            self.recover)
+                            self.nctx, self.n_in, self.match_min, self.match_long, self.recover)
         else:
             jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
 
