@@ -104,6 +104,7 @@ CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, on
 # its recommended components gives the same)
 R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
 R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revision_4_is_pinned
+R5_PINNED = "4ddd329594c85b0ae698f239b44499258c75a20770e0533eba379f4adb631085"  # test_revision_5_is_pinned
 
 
 @needs_numba
@@ -121,10 +122,10 @@ def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [3, 4])
+@pytest.mark.parametrize("revision", [3, 4, 5])
 @pytest.mark.parametrize("name,data,lengths", CASES_R3, ids=[c[0] for c in CASES_R3])
-def test_revisions_3_and_4_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
-    """Revisions 3 and 4 (formats 8 and 9) have a compiled loop of their own (jit3.py):
+def test_revisions_3_to_5_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
+    """Revisions 3 to 5 (formats 8 to 10) have a compiled loop of their own (jit3.py):
     it codes the reference's payload, in any pass sizes, and both decode."""
     rng = np.random.default_rng(len(data) + 3)
     hist = layout(data, lengths)
@@ -164,6 +165,40 @@ def test_revision_4_is_pinned():
     assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=4), hist)
 
 
+def test_revision_5_is_pinned():
+    """Revision 5's payload of the same case (whose contexts repeat their bytes: runs),
+    pinned as written when format 10 was made."""
+    import hashlib
+    data = LOG_RECORDS
+    lengths = cut(len(data), 2)
+    hist = layout(data, lengths)
+    freqs = random_freqs(np.random.default_rng(40), hist)
+    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=5)
+    assert hashlib.sha256(payload).hexdigest() == R5_PINNED
+    assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=5), hist)
+
+
+def test_revision_5_counts_each_contexts_run():
+    """Revision 5 remembers, per context, the byte that followed it last and how many
+    times in a row: in "abcabcabcab", the order-2 context "bc" was followed by "a" twice
+    when t is 9, and "ab" by "c" three times when t is 11; when "x" follows "ab" there,
+    its run starts again at 1. Earlier revisions keep no runs."""
+    from tzip.cm import tables as T
+    data = b"abcabcabcab" + b"x"
+    hist = layout(data, [len(data)])
+    enc = Encoder([len(data)], hist, 5, implementation="reference")
+    flat = np.ones((1, 1, 256), dtype=np.float32)
+    runs = []
+    for t in range(len(data)):
+        runs.append(enc.model.contexts(0, t)[2][T.CONTEXTS.index("o2")])  # [index, check, byte, length]
+        enc.encode(t, flat)
+    assert runs[9][2:] == [ord("a"), 2] and runs[11][2:] == [ord("c"), 3]
+    assert [r[3] for r in runs[:3]] == [0, 0, 0]  # nothing seen yet
+    index, check = runs[11][:2]
+    assert enc.model.run_table[index] == (check << 16) | (ord("x") << 8) | 1
+    assert Encoder([len(data)], hist, 4, implementation="reference").model.contexts(0, 3)[2] == []
+
+
 @pytest.mark.parametrize("revision", [3, 4])
 def test_revision_4_recovers_a_copy_after_a_wrong_guess(revision):
     """A repeat of 20 bytes with one byte changed: revision 4 finds the copy after 4
@@ -195,21 +230,22 @@ def test_revisions_differ_and_do_not_decode_each_other():
     """A block coded with one revision is not silently decoded by another."""
     hist = layout(TEXT, [len(TEXT)])
     freqs = random_freqs(np.random.default_rng(5), hist)
-    r1, r2, r3, r4 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4))
-    assert len({r1, r2, r3, r4}) == 4
-    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3)):
+    r1, r2, r3, r4, r5 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4, 5))
+    assert len({r1, r2, r3, r4, r5}) == 5
+    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3), (r5, 4)):
         with pytest.raises((CorruptPayload, AssertionError)):
             assert np.array_equal(decode(payload, [len(TEXT)], freqs, revision=other), hist)
 
 
 def test_latest_is_the_default_formats_revision():
     """Every default of the stage (Encoder, Decoder, the codec) is revision 2, format 5's:
-    revision 3 is format 8's, 4 format 9's, which level -8 alone writes."""
+    revision 3 is format 8's, 4 format 9's, 5 format 10's, which level -8 alone writes."""
     from tzip import cm, container
     from tzip.cm import tables as T
     assert cm.LATEST == 2 == container.PROFILES[container.VERSION].revision
     assert 3 == container.PROFILES[container.CM3_VERSION].revision
-    assert T.REVISIONS[-1] == 4 == container.PROFILES[container.CM4_VERSION].revision
+    assert 4 == container.PROFILES[container.CM4_VERSION].revision
+    assert T.REVISIONS[-1] == 5 == container.PROFILES[container.CM5_VERSION].revision
 
 
 def test_unknown_revision_is_refused():
@@ -371,12 +407,14 @@ def test_input_layout_is_derived_from_the_table():
     state's mixer weights are sized from them, and the layout is the one archives use."""
     from tzip.cm import tables as T
     from tzip.cm.state import new_state
-    widths = dict(T.INPUTS_R4)
+    widths = dict(T.INPUTS_R5)
     assert T.N_INPUTS == sum(dict(T.INPUTS).values()) == 29  # revisions 1 and 2 mix these
     assert T.N_INPUTS_R3 == sum(dict(T.INPUTS_R3).values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
-    assert T.N_INPUTS_R4 == sum(widths.values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
+    assert T.N_INPUTS_R4 == sum(dict(T.INPUTS_R4).values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
+    assert T.N_INPUTS_R5 == sum(widths.values()) == 58 and T.INPUTS_R5[:len(T.INPUTS_R4)] == T.INPUTS_R4
+    assert widths["run"] == len(T.CONTEXTS) and T.IN_RUN == T.N_INPUTS_R4
     at = 0
-    for name, width in T.INPUTS_R4:
+    for name, width in T.INPUTS_R5:
         assert getattr(T, f"IN_{name.upper()}") == at, name
         at += width
     assert widths["ctx"] == widths["cmap"] == T.CONTEXTS_R2 == T.N_CONTEXTS[2]
@@ -389,18 +427,20 @@ def test_input_layout_is_derived_from_the_table():
     for rev in T.REVISIONS:
         st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), rev)
         n = T.n_inputs(rev)
-        assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4}[rev]
+        assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4, 5: T.N_INPUTS_R5}[rev]
         assert st.w_a.size == T.MIX_SETS_A * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
         assert st.ctx_map.size == T.N_CONTEXTS[rev] * T.CMAP_SIZE
-        quiet = st.w_b.reshape(T.MIX_SETS_B, n)[:, T.N_INPUTS:]  # the inputs after revision 2's start at 0
-        assert quiet.size == (n - T.N_INPUTS) * T.MIX_SETS_B and not quiet.any()
+        sets_b = T.MIX_SETS_B * (T.SEEN_SETS if rev >= 5 else 1)  # revision 5: also by the orders seen
+        assert T.mix_sets_b(rev) == sets_b
+        quiet = st.w_b.reshape(sets_b, n)[:, T.N_INPUTS:]  # the inputs after revision 2's start at 0
+        assert quiet.size == (n - T.N_INPUTS) * sets_b and not quiet.any()
     assert [T.CONTEXTS[T.ORDER_SLOT[k]] for k in range(len(T.ORDER_SLOT)) if T.ORDER_SLOT[k] >= 0] \
         == [f"o{k}" for k in sorted(T.ORDER_CONTEXTS.values())]
     assert T.N_CONTEXTS[1] == T.CONTEXTS_R1 and T.N_CONTEXTS[T.REVISIONS[-1]] == len(T.CONTEXTS)
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [1, 2, 3, 4])
+@pytest.mark.parametrize("revision", [1, 2, 3, 4, 5])
 def test_both_implementations_start_from_one_state(revision):
     """The reference's lists hold exactly the compiled arrays' initial values."""
     from tzip.cm import tables as T
@@ -423,6 +463,10 @@ def test_both_implementations_start_from_one_state(revision):
         assert ref.apm_o1.t == r3.apm_o1.tolist() and ref.apm_match.t == r3.apm_match.tolist()
         assert ref.streams[1].prev_field_hashes == r3.prev_field_hashes[1].tolist()
         assert (ref.streams[0].depth, ref.streams[0].quote, ref.streams[0].escape) == tuple(r3.nest[0])
+        assert ref.run_table == r3.run_table.tolist() and ref.run_sm.v == r3.run_sm.tolist()
+        assert (fast.rbits > 0) == ref.run == (revision >= 5)
+        if ref.run:
+            assert len(ref.run_table) == 1 << fast.rbits == 1 << ref.run_bits
 
 
 def test_implementation_is_the_callers_choice():
@@ -448,7 +492,7 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     context that is not an order) its hash in the `contexts` pair. Shown on the reference
     (numba freezes the table when it compiles) with an order-6 context, which needs no
     code at all: the input count, buckets, weights and learning follow from the table,
-    the widened layout codes revisions 1 to 4 exactly as before, and a revision 5 that uses
+    the widened layout codes revisions 1 to 5 exactly as before, and a revision 6 that uses
     it differs and round-trips."""
     from tzip.cm import tables as T
     lengths = [120, 80]
@@ -458,17 +502,20 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     new = old[-1] + 1
     before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in old}
 
-    contexts = T.CONTEXTS + ("o6",)  # after revision 4's: in the ctx4 and cmap4 rows
+    contexts = T.CONTEXTS + ("o6",)  # after revision 4's: in the ctx4, cmap4 (and run) rows
     inputs = tuple((name, w + 1 if name in ("ctx4", "cmap4") else w) for name, w in T.INPUTS_R4)
+    inputs_r5 = inputs + (("run", len(contexts)),)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
     monkeypatch.setattr(T, "INPUTS_R4", inputs)
-    for name, at in T._offsets(inputs).items():
-        monkeypatch.setattr(T, "N_INPUTS_R4" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "INPUTS_R5", inputs_r5)
+    monkeypatch.setattr(T, "N_INPUTS_R4", T._offsets(inputs)["_n"])
+    for name, at in T._offsets(inputs_r5).items():
+        monkeypatch.setattr(T, "N_INPUTS_R5" if name == "_n" else f"IN_{name.upper()}", at)
     monkeypatch.setattr(T, "REVISIONS", old + (new,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
     monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, new: T.MIX_F_INIT[old[-1]]})
-    assert T.N_INPUTS_R4 == 43 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R4 - 1
+    assert T.N_INPUTS_R4 == 43 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R4 - 1 == T.IN_RUN - 1
 
     for rev in old:
         assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]

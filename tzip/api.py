@@ -42,7 +42,7 @@ from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py coun
 from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STREAMS, PROFILES, READABLE,
                         VERSION, WINDOW_VERSION, Block, FormatError, Header, Reader)
 from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes for an archive)
-from .container import CM3_VERSION, CM4_VERSION  # noqa: F401 (tzip/cli.py: what -8 writes, wrote)
+from .container import CM3_VERSION, CM4_VERSION, CM5_VERSION  # noqa: F401 (tzip/cli.py: what -8 writes, wrote)
 from .errors import CorruptArchive, TzipError, WrongModel
 from .limits import OutputLimit, Progress
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before
@@ -135,9 +135,9 @@ class Compressor:
         device's default model), or "none": no transformer, the context mixer alone
         (tzip/cm/alone.py; the fastest level, -1). streams: model streams per block (1 to
         MAX_STREAMS; default: from the block size); format: the archive format to write
-        (default: 5, 6 for model "none", 7 with a window; 9, the context mixer's revision
-        4: smaller on structured text, slower (level -8); 8 (revision 3, 0.4's -8), 4 or 3
-        for decoders of tzip before them). window: each position attends to itself and the window-1 positions
+        (default: 5, 6 for model "none", 7 with a window; 10, the context mixer's revision
+        5: smaller on structured text, slower (level -8); 9 (revision 4, 0.5's -8), 8
+        (revision 3, 0.4's -8), 4 or 3 for decoders of tzip before them). window: each position attends to itself and the window-1 positions
         before it (None, or one at least the model's context: the whole context, as
         formats 3-6 code): a shorter window is cheaper and codes a little larger (the
         middle levels, docs/levels.md); it needs format 7, which records it."""

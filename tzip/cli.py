@@ -42,12 +42,12 @@ LARGE = "tzip-large"  # what -9 / --best picks
 # ratio): -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
 # attending to its last 64 or 128 positions (format 7), cheaper than its whole context;
 # -6/-7 (the default) the default model over its whole context; -8 the same with the
-# context mixer's revision 4 (format 9, whose blocks are cut into fewer streams: smaller,
+# context mixer's revision 5 (format 10, whose blocks are cut into fewer streams: smaller,
 # slower); -9 the larger model. None: the default model, its whole context, the format these give
 # (api.format_for).
 LEVELS: dict[int, tuple[str | None, int | None, int | None]] = {
     1: (api.NO_MODEL, None, None), 2: (None, 64, None), 3: (None, 64, None), 4: (None, 128, None),
-    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM4_VERSION),
+    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM5_VERSION),
     9: (LARGE, None, None)}
 LEVEL_MODELS = {n: m for n, (m, _, _) in LEVELS.items() if m is not None}  # the levels that name a model
 
@@ -330,7 +330,7 @@ class Job:
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
             job = ("compress" if self.mode == "compress" else "decompress") + (
-                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION) else "")
+                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION, api.CM5_VERSION) else "")
             with _progress(total, self.quiet, f"{verb} {_shown(name)}", job) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)
@@ -529,9 +529,9 @@ LEVEL_HELP = {
     4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
-    8: "-8: as -6 with the context mixer's revision 4 (format 9) and fewer, longer streams: "
+    8: "-8: as -6 with the context mixer's revision 5 (format 10) and fewer, longer streams: "
        "about 3% smaller on structured text (logs, JSON, CSV, XML, code), 1% on prose, "
-       "decodes about 2x slower; tzip before 0.5 cannot read it",
+       "decodes about 2x slower; tzip before 0.6 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
 
@@ -627,7 +627,7 @@ gzip-style options (for tzip FILE... and the commands):
   -1 fastest: no model, the context mixer alone
   -2/-3, -4/-5: the default model (tzip-small on a CPU) over its last 64, 128 bytes
   -6/-7 (default): the default model over its whole context   -9 best: tzip-large
-  -8: as -6 with the context mixer's revision 4 (format 9): smaller, decodes 2x slower
+  -8: as -6 with the context mixer's revision 5 (format 10): smaller, decodes 2x slower
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.

@@ -82,7 +82,7 @@ def _encode_alone(raw: bytes, progress: Progress, mixer: str | None = None) -> B
 def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progress = None,
               revision: int = cm.LATEST) -> bytes:
     """Code data (already split into streams of the given lengths) with the model and the
-    context mixer of this revision (2: format 5; 3: format 8; 4: format 9; 1: format 4)."""
+    context mixer of this revision (2: format 5; 3: format 8; 4: format 9; 5: format 10; 1: format 4)."""
     return encode_cm_group(engine, [(data, lengths, revision)], progress)[0]
 
 

@@ -25,10 +25,11 @@ MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
-STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4 = 0, 1, 2, 3, 4, 5, 6, 7
+STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4, MODEL_CM5 = 0, 1, 2, 3, 4, 5, 6, 7, 8
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2",
-           CM_ALONE: "cm2", MODEL_CM3: "model+cm3", MODEL_CM4: "model+cm4"}
-MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4)  # the methods that need the archive's model
+           CM_ALONE: "cm2", MODEL_CM3: "model+cm3", MODEL_CM4: "model+cm4",
+           MODEL_CM5: "model+cm5"}
+MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5)  # the methods that need the archive's model
 STREAM_METHODS = MODEL_METHODS + (CM_ALONE,)  # the methods whose block header lists streams
 # The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
 # big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
@@ -74,19 +75,23 @@ class Profile:
 # 8: 5's, with the context mixer's revision 3 (structure contexts, two more APMs); at
 #    most 4 streams a block, none shorter than 16 contexts (level -8 of 0.4);
 # 9: 8's, with revision 4 (match lookups by 12 and 4 bytes, recovery after a wrong guess, an
-#    indirect and a line-head context; level -8)
+#    indirect and a line-head context; level -8 of 0.5);
+# 10: 9's, with revision 5 (each context's run, mixer B's sets by the order contexts seen;
+#    level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),
             6: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2),
             7: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2, True),
             8: Profile((STORED, LZMA, MODEL_CM3), _ALL_TRANSFORMS, MODEL_CM3, 3, 4, small_streams=1),
-            9: Profile((STORED, LZMA, MODEL_CM4), _ALL_TRANSFORMS, MODEL_CM4, 4, 4, small_streams=1)}
+            9: Profile((STORED, LZMA, MODEL_CM4), _ALL_TRANSFORMS, MODEL_CM4, 4, 4, small_streams=1),
+            10: Profile((STORED, LZMA, MODEL_CM5), _ALL_TRANSFORMS, MODEL_CM5, 5, 4, small_streams=1)}
 READABLE = tuple(PROFILES)
 ALONE_VERSION = 6  # the version of archives coded by the mixer alone
 WINDOW_VERSION = 7  # the version of archives coded with a window
 CM3_VERSION = 8  # the version of archives coded with the context mixer's revision 3
-CM4_VERSION = 9  # and with its revision 4 (level -8 from 0.5.0)
+CM4_VERSION = 9  # and with its revision 4 (level -8 of 0.5)
+CM5_VERSION = 10  # and with its revision 5 (level -8 from 0.6.0)
 MAX_WINDOW = 1 << 16  # no header's window is larger (a model's context is checked when it is known)
 # the model method of each format version (a version's blocks are stored, LZMA or this)
 MODEL_METHOD = {v: p.model_method for v, p in PROFILES.items()}

@@ -20,9 +20,10 @@ class FastCM:
         self.use_c = revision >= tables.MIXER_C_FROM
         self.structure = None  # the part of revisions 3 and 4, as jit3.code_steps takes it
         if revision >= tables.STRUCTURE_FROM:
-            self.structure = tuple(new_structure(len(lengths)))
+            self.structure = tuple(new_structure(len(lengths), int(np.sum(lengths)), revision))
         self.n_in = tables.n_inputs(revision)  # the revision's counts and match rule, jit3's arguments
         self.match_min, self.match_long, self.recover = tables.match_rule(revision)
+        self.rbits = tables.run_bits(int(np.sum(lengths))) if revision >= tables.RUN_FROM else 0
 
     def reserve(self, extra: int) -> None:
         need = int(self.st.coder[POS]) + extra
@@ -37,7 +38,7 @@ class FastCM:
         if self.structure is not None:
             from . import jit3
             jit3.code_steps(self.arrays, self.structure, t0, freqs, lo, hi, decoding, self.tb, self.mb,
-                            self.nctx, self.n_in, self.match_min, self.match_long, self.recover)
+                            self.nctx, self.n_in, self.match_min, self.match_long, self.recover, self.rbits)
         else:
             jit.code_steps(self.arrays, t0, freqs, lo, hi, decoding, self.tb, self.mb, self.nctx, self.use_c)
 

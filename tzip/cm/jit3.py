@@ -1,4 +1,4 @@
-"""The CM stage's revisions 3 and 4 (formats 8 and 9) compiled with numba: the same
+"""The CM stage's revisions 3 to 5 (formats 8 to 10) compiled with numba: the same
 integers as tzip/cm/reference.py, fast.
 
 A loop of its own, beside tzip/cm/jit.py's for revisions 1 and 2: revision 3 mixes more
@@ -10,9 +10,11 @@ defines the phases that differ (`contexts`, `inputs`, `mix`, `learn`, `advance`)
 takes the others (`match`, `code`, the counters, APMs and bucket lookup) from jit.py,
 inlined into its own loop. Revision 4 differs from 3 in its match rule
 (tables.match_rule) and two more contexts, so the revision's context and input counts
-(nctx, n_in) and match rule are arguments here.
+(nctx, n_in) and match rule are arguments here; revision 5 adds the contexts' runs and
+mixer B's sets by the order contexts seen, both on where its run table's size (rbits) is
+not 0.
 The state is state.CMState (as jit.py's) and state.Structure, the part of revisions 3
-and 4.
+to 5.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
 or jit.py, delete tzip/cm/__pycache__ (or touch this file).
@@ -26,8 +28,8 @@ from .jit import (_jit, _phase, apm_p, apm_update, bucket_find, clamp, code, cou
                   is_letter, is_separator, match, match_length_bucket, squash, stretch)
 from .jit import advance as advance_r2
 from .jit import contexts as contexts_r2
-from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_SLOT, SC_CUM, SC_X, CMState, Mixed, Picked, Refined,
-                    Structure)
+from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_RUN, SC3_RUN_SM, SC3_SEEN, SC3_SLOT, SC_CUM, SC_X,
+                    CMState, Mixed, Picked, Refined, Structure)
 
 is_opener = _phase(T.is_opener)
 is_closer = _phase(T.is_closer)
@@ -38,10 +40,10 @@ R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revis
 
 
 @_phase
-def contexts(st, r3, s, t, c, ctxh, nctx):
+def contexts(st, r3, s, t, c, ctxh, nctx, rbits):
     """The previous bytes c[1..HISTORY] and the hashes of the first nctx of
     tables.CONTEXTS: revision 2's as jit.py computes them, then revision 3's four (and
-    revision 4's two)."""
+    revision 4's two); in revision 5 (rbits > 0) each context's run (scratch SC3_RUN)."""
     contexts_r2(st, s, t, c, ctxh, R2)
     depth = r3.nest[s, 0]
     top = r3.nest_stack[s, min(depth, T.NEST_MAX) - 1] if depth > 0 else 0  # the innermost opener
@@ -58,18 +60,40 @@ def contexts(st, r3, s, t, c, ctxh, nctx):
     if nctx > T.CTX_INDIRECT:
         ctxh[T.CTX_INDIRECT] = hmix(hmix(T.SEED_INDIRECT, r3.indirect[(c[2] << 8) | c[1]]), c[1])
         ctxh[T.CTX_LINE_HEAD] = hmix(hmix(T.SEED_LINE_HEAD, r3.line_head[s]), st.word[s])
+    if rbits > 0:
+        run = r3.scratch[SC3_RUN:SC3_RUN_SM]
+        for i in range(nctx):
+            hh = hmix(ctxh[i], T.RUN_SEED)
+            index = hh >> (32 - rbits)
+            check = hmix(hh, T.RUN_CHECK_SEED) & 0xFFFF
+            e = np.int64(r3.run_table[index])
+            run[4 * i] = index
+            run[4 * i + 1] = check
+            if e != 0 and (e >> 16) == check:
+                run[4 * i + 2] = (e >> 8) & 255
+                run[4 * i + 3] = e & 255
+            else:
+                run[4 * i + 2] = 0
+                run[4 * i + 3] = 0
 
 
 @_phase
-def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx):
+def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
     """The mixers' inputs x for bit j (c0: 1 and the bits so far) -> Picked. At a nibble
     boundary every context's bucket is looked up (slot), all before any is read, as the
-    reference does (a lookup may take over another context's bucket)."""
+    reference does (a lookup may take over another context's bucket), and in revision 5
+    the order contexts seen are counted."""
     table = st.table
     if j == 0 or j == 4:
         key = 0 if j == 0 else c0
         for i in range(nctx):
             slot[i] = bucket_find(table, ctxh[i], key, tbits)
+        if rbits > 0:
+            seen = 0
+            for i in T.ORDER_SLOTS:
+                if (np.int64(table[slot[i] + 1]) & 1023) > 0:
+                    seen += 1
+            r3.scratch[SC3_SEEN] = seen
     node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
     # the transformer: the bytes below node c0 whose next bit is 1, over all below it
     lo = (c0 - (1 << j)) << (8 - j)
@@ -114,16 +138,30 @@ def inputs(st, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx):
         mi2 = min(m.length2, T.MATCH_SM_LEN) * 2 + ((m.byte2 >> (7 - j)) & 1)
         x[T.IN_MATCH2] = stretch(np.int64(st.match2_sm[mi2]) >> 20)
     x[T.IN_BIAS] = T.BIAS
+    if rbits > 0:  # revision 5: each context's run, while its byte agrees
+        run = r3.scratch[SC3_RUN:SC3_RUN_SM]
+        rsm = r3.scratch[SC3_RUN_SM:SC3_SEEN]
+        for i in range(nctx):
+            rsm[i] = -1
+            x[T.IN_RUN + i] = 0
+            length = run[4 * i + 3]
+            rb = run[4 * i + 2]
+            if length > 0 and ((rb + 256) >> (8 - j)) == c0:
+                ri = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((rb >> (7 - j)) & 1)
+                rsm[i] = ri
+                x[T.IN_RUN + i] = stretch(np.int64(r3.run_sm[ri]) >> 20)
     return Picked(node, ia_tf, o1i, mi, mi2, expect)
 
 
 @_phase
-def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in):
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits):
     """Mixers A, B, C, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
     lim = T.ST_LIMIT
     set_a = c0
     tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
     set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
+    if rbits > 0:  # revision 5: and by the order contexts seen
+        set_b = set_b * T.SEEN_SETS + r3.scratch[SC3_SEEN]
     set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
     set_f = j * 2 + parity
     sa, sb, sc, sf = set_a * n_in, set_b * n_in, set_c * n_in, set_f * T.N_FINAL
@@ -154,7 +192,7 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in):
 
 
 @_phase
-def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in):
+def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits):
     """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
     err_a = ((y << 12) - mx.p_a) * T.LR_A
     err_b = ((y << 12) - mx.p_b) * T.LR_B
@@ -192,12 +230,27 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in):
         counter_update(st.match_sm, k.match, y, T.COUNTER_LIMIT_MATCH)
     if k.match2 >= 0:
         counter_update(st.match2_sm, k.match2, y, T.COUNTER_LIMIT_MATCH)
+    if rbits > 0:
+        for i in range(nctx):
+            ri = r3.scratch[SC3_RUN_SM + i]
+            if ri >= 0:
+                counter_update(r3.run_sm, ri, y, T.COUNTER_LIMIT_RUN)
 
 
 @_phase
-def advance(st, r3, s, t, byte, m, recover, nctx):
-    """The stream's state after its byte: its structure (reference.advance_structure),
-    read before jit.py's advance moves the word, the line and the field on, then that."""
+def advance(st, r3, s, t, byte, m, recover, nctx, rbits):
+    """The stream's state after its byte: (revision 5) the contexts' runs, its structure
+    (reference.advance_structure), read before jit.py's advance moves the word, the line
+    and the field on, then that."""
+    if rbits > 0:  # each run goes on, or starts again at 1
+        run = r3.scratch[SC3_RUN:SC3_RUN_SM]
+        for i in range(nctx):
+            length = run[4 * i + 3]
+            if length > 0 and run[4 * i + 2] == byte:
+                length = min(length + 1, T.RUN_COUNT_CAP)
+            else:
+                length = 1
+            r3.run_table[run[4 * i]] = np.uint32((run[4 * i + 1] << 16) | (byte << 8) | length)
     nest = r3.nest
     if nest[s, 1]:  # inside a string
         if byte == T.QUOTE and nest[s, 2] == 0:
@@ -235,9 +288,11 @@ def advance(st, r3, s, t, byte, m, recover, nctx):
 
 
 @_jit
-def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, match_min, match_long, recover):
+def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, match_min, match_long, recover,
+              rbits):
     """Code (or decode, returning it) the byte of stream s at step t with the revision's
-    first nctx contexts, n_in inputs and match rule (tables.match_rule)."""
+    first nctx contexts, n_in inputs, match rule (tables.match_rule) and (revision 5) a run
+    table of 2^rbits entries (0: none)."""
     sc = r3.scratch
     cum = sc[SC_CUM:SC_X]  # prefix sums of the transformer's frequencies
     x = sc[SC_X:SC3_SLOT]
@@ -248,27 +303,27 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, matc
     cum[0] = 0
     for i in range(256):
         cum[i + 1] = cum[i] + np.int64(freq[i])
-    contexts(st, r3, s, t, c, ctxh, nctx)
+    contexts(st, r3, s, t, c, ctxh, nctx, rbits)
     m = match(st, s, t, mbits, match_min, match_long)
     len_bucket = match_length_bucket(m.length)
     parity = (st.start[s] + t) & 1  # of the byte's offset in the block
     c0 = 1
     for j in range(8):
-        k = inputs(st, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx)
-        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in)
+        k = inputs(st, r3, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits)
         y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
-        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in)
+        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits)
         c0 = (c0 << 1) | y
         if decoding and st.coder[ERR]:
             return 0
     byte = c0 & 255
-    advance(st, r3, s, t, byte, m, recover, nctx)
+    advance(st, r3, s, t, byte, m, recover, nctx, rbits)
     return byte
 
 
 @_jit
 def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits, nctx, n_in, match_min, match_long,
-               recover):
+               recover, rbits):
     """Steps t0 .. t0 + c - 1 of streams lo .. hi - 1 (freqs (hi - lo, c, 256)) in
     step-major order, as jit.code_steps; the state as two plain tuples, CMState's and
     Structure's fields."""
@@ -280,7 +335,7 @@ def code_steps(parts, parts3, t0, freqs, lo, hi, decoding, tbits, mbits, nctx, n
         for s in range(lo, hi):
             if t < st.lengths[s]:
                 b = code_byte(st, r3, s, t, freqs[s - lo, k], st.hist[s, t], decoding, tbits, mbits,
-                              nctx, n_in, match_min, match_long, recover)
+                              nctx, n_in, match_min, match_long, recover, rbits)
                 if decoding:
                     st.hist[s, t] = b
                     if st.coder[ERR]:

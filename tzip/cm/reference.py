@@ -82,6 +82,20 @@ indirect, the bytes that followed the two previous bytes the last two times they
 so far. What it tracks for them: a table of 65,536 byte pairs (state.Structure.indirect)
 and each stream's line head.
 
+Revision 5 (format 10; measured in bench/published/cm/rev5-candidates.md) is revision 4
+with a run per context and mixer B's weight sets also by the order contexts seen. The run
+of a context is the byte that followed it last and how many times in a row it did (an
+entry of state.Structure.run_table found by a hash of the context, with a 16-bit
+checksum; no probing: a colliding context replaces it). While the bits so far agree with
+the run's byte, the context's run input (tables.INPUTS_R5, after revision 4's inputs) is
+st(p) of a counter by (context, length capped at RUN_SM_LEN, the byte's next bit): it
+learns how far a context that repeated its byte n times is right in this block, the part
+of a bit history that counters (which weigh every byte alike) lose. After the byte every
+run goes on (length + 1) or starts again at 1, in context order. "Seen" is how many of
+the order contexts (tables.ORDER_SLOTS) had been met before with this nibble (their
+bucket's first counter has a count), counted at each nibble's lookup: with the match
+length, it says how much history the mix can trust.
+
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
 the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
@@ -228,7 +242,8 @@ class CMModel:
         self.use_c = revision >= T.MIXER_C_FROM
         self.structure = revision >= T.STRUCTURE_FROM
         self.match_min, self.match_long, self.recover = T.match_rule(revision)
-        r3 = new_structure(len(st.lengths)) if self.structure else None
+        self.run = revision >= T.RUN_FROM
+        r3 = new_structure(len(st.lengths), int(np.sum(st.lengths)), revision) if self.structure else None
         self.lengths = st.lengths.tolist()
         self.S = len(self.lengths)
         self.start = st.start.tolist()  # each stream's offset in the block
@@ -249,6 +264,10 @@ class CMModel:
         if r3 is not None:
             self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
             self.indirect = r3.indirect.tolist()  # revision 4: what followed each two bytes
+            self.run_table = r3.run_table.tolist()  # revision 5: each context's run
+            self.run_bits = T.run_bits(int(np.sum(st.lengths)))
+            self.run_sm = Counters(r3.run_sm.tolist())
+        self.seen = 0  # revision 5: the order contexts seen before (set at each nibble's lookup)
         # coder
         self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
         self.out = bytearray()
@@ -320,33 +339,35 @@ class CMModel:
         cum = [0] * 257  # prefix sums of the transformer's frequencies
         for i in range(256):
             cum[i + 1] = cum[i] + int(freq[i])
-        c, ctx_hashes = self.contexts(s, t)
+        c, ctx_hashes, runs = self.contexts(s, t)
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
         x = [0] * self.n_in
         slots = [0] * self.nctx  # each context's bucket
         cmap_index = [0] * self.nctx  # each context's counter in the context map
+        run_index = [-1] * len(runs)  # each context's run counter (-1: its run says nothing)
         c0 = 1
         for j in range(8):
-            k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m)
+            k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m, runs, run_index)
             mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
-            self.learn(x, y, slots, cmap_index, k, mx, rf)
+            self.learn(x, y, slots, cmap_index, k, mx, rf, run_index)
             c0 = (c0 << 1) | y
             if self.err:
                 return 0
         byte = c0 & 255
-        self.advance(s, t, byte, m)
+        self.advance(s, t, byte, m, runs)
         return byte
 
     # ------------------------------------------------------------------ phases
     def _byte(self, s: int, t: int) -> int:
         return int(self.hist[s, t]) if t >= 0 else 0
 
-    def contexts(self, s: int, t: int) -> tuple[list[int], list[int]]:
+    def contexts(self, s: int, t: int) -> tuple[list[int], list[int], list[list[int]]]:
         """-> (c: c[k] the byte k back, 0 before the start; the hashes of the revision's
-        contexts, tables.CONTEXTS[:nctx]), fixed for the whole byte."""
+        contexts, tables.CONTEXTS[:nctx]; in revision 5 each context's run, [its index in
+        the run table, checksum, byte, length (0: none)], else []), fixed for the whole byte."""
         ss = self.streams[s]
         c = [0] + [self._byte(s, t - k) for k in range(1, T.HISTORY + 1)]
         c1 = c[1]
@@ -384,7 +405,16 @@ class CMModel:
         if self.nctx > T.CTX_INDIRECT:  # revision 4's two
             ctx["indirect"] = hmix(hmix(T.SEED_INDIRECT, self.indirect[(c[2] << 8) | c1]), c1)
             ctx["line_head"] = hmix(hmix(T.SEED_LINE_HEAD, ss.line_head), ss.word)
-        return c, [ctx[name] for name in T.CONTEXTS[:self.nctx]]
+        hashes = [ctx[name] for name in T.CONTEXTS[:self.nctx]]
+        runs = []
+        if self.run:  # revision 5: each context's run, looked up once per byte
+            for h in hashes:
+                hh = hmix(h, T.RUN_SEED)
+                index, check = hh >> (32 - self.run_bits), hmix(hh, T.RUN_CHECK_SEED) & 0xFFFF
+                e = self.run_table[index]
+                found = e != 0 and e >> 16 == check
+                runs.append([index, check, (e >> 8) & 255 if found else 0, e & 255 if found else 0])
+        return c, hashes, runs
 
     def lookup(self, s: int, t: int, slot: int, need: int, mlen: int, mptr: int) -> tuple[int, int]:
         """Match model 1's table at slot: (t, s) is recorded there; while no copy is
@@ -444,12 +474,16 @@ class CMModel:
         return Match(mptr, mlen, predicted, m2ptr, m2len, predicted2)
 
     def inputs(self, j: int, c0: int, c1: int, cum: list[int], x: list[int], slots: list[int],
-               ctx_hashes: list[int], cmap_index: list[int], m: Match) -> Picked:
-        """Fill the mixers' inputs x (tables.INPUTS) for bit j; c0 is 1 followed by the
-        bits so far. At a nibble boundary the contexts' buckets are looked up (slots)."""
+               ctx_hashes: list[int], cmap_index: list[int], m: Match, runs: list[list[int]],
+               run_index: list[int]) -> Picked:
+        """Fill the mixers' inputs x (tables.INPUTS_R5) for bit j; c0 is 1 followed by the
+        bits so far. At a nibble boundary the contexts' buckets are looked up (slots), and
+        (revision 5) the order contexts seen before with this nibble are counted."""
         if j in (0, 4):
             key = 0 if j == 0 else c0
             slots[:] = [self.table.find(h, key) for h in ctx_hashes]
+            if self.run:
+                self.seen = sum(1 for i in T.ORDER_SLOTS if self.table.v[slots[i] + 1] & 1023)
         node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
 
         # transformer: the bytes below node c0 whose next bit is 1, over all below it
@@ -487,6 +521,12 @@ class CMModel:
             match2_index = min(m.length2, T.MATCH_SM_LEN) * 2 + ((m.byte2 >> (7 - j)) & 1)
             x[T.IN_MATCH2] = stretch(self.match2_sm.p12(match2_index))
         x[T.IN_BIAS] = T.BIAS
+        for i, (_, _, run_byte, length) in enumerate(runs):  # revision 5: while the run's byte agrees
+            run_index[i] = -1
+            x[T.IN_RUN + i] = 0
+            if length and (run_byte + 256) >> (8 - j) == c0:
+                run_index[i] = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((run_byte >> (7 - j)) & 1)
+                x[T.IN_RUN + i] = stretch(self.run_sm.p12(run_index[i]))
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
@@ -496,6 +536,8 @@ class CMModel:
         set_a = c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
+        if self.run:  # revision 5: and by the order contexts seen
+            set_b = set_b * T.SEEN_SETS + self.seen
         set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
         set_f = j * 2 + parity
         st_a = self.mixer_a.mix(set_a, x)
@@ -535,7 +577,7 @@ class CMModel:
         return y
 
     def learn(self, x: list[int], y: int, slots: list[int], cmap_index: list[int], k: Picked,
-              mx: Mixed, rf: Refined) -> None:
+              mx: Mixed, rf: Refined, run_index: list[int]) -> None:
         """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
         self.mixer_a.update(mx.set_a, x, y, mx.p_a)
         self.mixer_b.update(mx.set_b, x, y, mx.p_b)
@@ -558,10 +600,16 @@ class CMModel:
             self.match_sm.update(k.match, y, T.COUNTER_LIMIT_MATCH)
         if k.match2 >= 0:
             self.match2_sm.update(k.match2, y, T.COUNTER_LIMIT_MATCH)
+        for i in run_index:
+            if i >= 0:
+                self.run_sm.update(i, y, T.COUNTER_LIMIT_RUN)
 
-    def advance(self, s: int, t: int, byte: int, m: Match) -> None:
-        """The stream's state after its byte: the match copies, (revision 3) its structure,
-        the word, the line, the field."""
+    def advance(self, s: int, t: int, byte: int, m: Match, runs: list[list[int]]) -> None:
+        """The stream's state after its byte: (revision 5) the contexts' runs, the match
+        copies, (revision 3) its structure, the word, the line, the field."""
+        for index, check, run_byte, length in runs:  # the run goes on, or starts again at 1
+            length = min(length + 1, T.RUN_COUNT_CAP) if length and run_byte == byte else 1
+            self.run_table[index] = (check << 16) | (byte << 8) | length
         ss = self.streams[s]
         mptr, mlen = m.ptr, m.length
         if mlen > 0:

@@ -2,9 +2,9 @@
 `new_state` (tzip/cm/jit.py works on these arrays in place, tzip/cm/reference.py copies
 them into Python lists), so they cannot disagree about a table's size or initial value.
 Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
-and fields, and its two APMs (and revision 4's indirect bytes and line heads), kept apart so that CMState, and the compiled loop of
-revisions 1 and 2 that takes it, stay what they were before revision 3 (tzip/cm/jit3.py
-takes both).
+and fields, and its two APMs (revision 4's indirect bytes and line heads, revision 5's
+runs), kept apart so that CMState, and the compiled loop of revisions 1 and 2 that takes
+it, stay what they were before revision 3 (tzip/cm/jit3.py takes both).
 
 Imports numpy and tables only: the reference must work without numba.
 """
@@ -41,7 +41,7 @@ class CMState(NamedTuple):
     field_start: np.ndarray  # (S, FIELDS + 1) int64: where this line's fields start (-1: not yet)
     prev_field_start: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before
     w_a: np.ndarray  # (MIX_SETS_A * n_inputs(revision),) int64 mixer A weights
-    w_b: np.ndarray  # (MIX_SETS_B * n_inputs(revision),) int64 mixer B weights
+    w_b: np.ndarray  # (mix_sets_b(revision) * n_inputs(revision),) int64 mixer B weights
     w_c: np.ndarray  # (MIX_SETS_C * n_inputs(revision),) int64 mixer C weights (empty before MIXER_C_FROM)
     w_f: np.ndarray  # (MIX_SETS_F * N_FINAL,) int64 final mixer weights
     apm_tf: np.ndarray  # (APM_TF_SIZE * APM_BINS,) int32
@@ -53,7 +53,7 @@ class CMState(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """What revisions 3 and 4 remember beyond CMState (sizes from tables.py)."""
+    """What revisions 3 to 5 remember beyond CMState (sizes from tables.py)."""
     nest: np.ndarray  # (S, 3) int64: bracket depth, inside a "string" (1), after a backslash in one (1)
     nest_stack: np.ndarray  # (S, NEST_MAX) int64: the open brackets, the innermost at depth - 1
     prev_word: np.ndarray  # (S,) int64: hash of the word before the current one
@@ -65,6 +65,9 @@ class Structure(NamedTuple):
     # (the earlier one in bits 8-15), in any stream
     indirect: np.ndarray  # (65536,) int64
     line_head: np.ndarray  # (S,) int64: hash of the line's first LINE_HEAD bytes so far
+    # revision 5: each context's run, (checksum << 16) | (byte << 8) | times in a row (0: empty)
+    run_table: np.ndarray  # (2^run_bits, or 1 before revision 5,) uint32
+    run_sm: np.ndarray  # (len(CONTEXTS) * RUN_SM_SIZE,) uint32: counters by (context, run length, bit)
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -128,11 +131,16 @@ SC_CTXH = SC_SLOT + T.CONTEXTS_R2
 SC_CMAP = SC_CTXH + T.CONTEXTS_R2
 SC_C = SC_CMAP + T.CONTEXTS_R2
 SCRATCH = SC_C + T.HISTORY + 1
-SC3_SLOT = SC_X + T.N_INPUTS_R4
+SC3_SLOT = SC_X + T.N_INPUTS_R5
 SC3_CTXH = SC3_SLOT + len(T.CONTEXTS)
 SC3_CMAP = SC3_CTXH + len(T.CONTEXTS)
 SC3_C = SC3_CMAP + len(T.CONTEXTS)
-SCRATCH3 = SC3_C + T.HISTORY + 1
+# revision 5: per context its run's table index, checksum, byte and length (0: none), then
+# per context the run counter its input read (-1: none), then the order contexts seen
+SC3_RUN = SC3_C + T.HISTORY + 1
+SC3_RUN_SM = SC3_RUN + 4 * len(T.CONTEXTS)
+SC3_SEEN = SC3_RUN_SM + len(T.CONTEXTS)
+SCRATCH3 = SC3_SEEN + 1
 
 
 def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
@@ -181,7 +189,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         word=per_stream(), line_start=per_stream(), prev_line=per_stream(),
         field=per_stream(), field_hash=per_stream(),
         field_start=field_start, prev_field_start=fields,
-        w_a=_weights(T.MIX_SETS_A, revision), w_b=_weights(T.MIX_SETS_B, revision),
+        w_a=_weights(T.MIX_SETS_A, revision), w_b=_weights(T.mix_sets_b(revision), revision),
         w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0, revision),
         w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),
         apm_tf=T.apm_init(T.APM_TF_SIZE).astype(np.int32),
@@ -191,8 +199,8 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         buf=buf, scratch=np.zeros(SCRATCH, dtype=np.int64)), tb, mb
 
 
-def new_structure(S: int) -> Structure:
-    """The part of a block's fresh state of revisions 3 and 4, for S streams."""
+def new_structure(S: int, n: int, revision: int) -> Structure:
+    """The part of a block's fresh state of revisions 3 to 5, for S streams of n bytes in all."""
     fields = np.zeros((S, T.FIELDS + 1), dtype=np.int64)
     return Structure(
         nest=np.zeros((S, 3), dtype=np.int64), nest_stack=np.zeros((S, T.NEST_MAX), dtype=np.int64),
@@ -200,4 +208,6 @@ def new_structure(S: int) -> Structure:
         apm_o1=T.apm_init(T.APM_O1_SIZE).astype(np.int32),
         apm_match=T.apm_init(T.APM_MATCH_SIZE).astype(np.int32),
         indirect=np.zeros(65536, dtype=np.int64), line_head=np.zeros(S, dtype=np.int64),
+        run_table=np.zeros(1 << T.run_bits(n) if revision >= T.RUN_FROM else 1, dtype=np.uint32),
+        run_sm=np.full(len(T.CONTEXTS) * T.RUN_SM_SIZE, T.COUNTER_INIT, dtype=np.uint32),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))
