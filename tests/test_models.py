@@ -35,7 +35,7 @@ PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca
 # (8: tzip 0.4's -8, the context mixer's revision 3; 9: 0.5's, revision 4; 10: revision 5)
 PINNED_CM = {8: ("model+cm3", "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"),
              9: ("model+cm4", "13f90a68e9a3d6b2d0e62c1a40272f12834d6d3062c75c3dd8b0c51b71e2ab61"),
-             10: ("model+cm5", "2bb74a9031051492a5ead4f13e0652b2fc872febc7493909d235c9fb90b26e94")}
+             10: ("model+cm5", "1e1a302521b0285eb038f5c652e8fb873c7e4e2a94d012c59b9a4453ba911270")}
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[

@@ -28,10 +28,11 @@ from .jit import (_jit, _phase, apm_p, apm_update, bucket_find, clamp, code, cou
                   is_letter, is_separator, match, match_length_bucket, squash, stretch)
 from .jit import advance as advance_r2
 from .jit import contexts as contexts_r2
-from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_RUN, SC3_RUN_SM, SC3_SEEN, SC3_SLOT, SC_CUM, SC_X,
+from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_ROWS, SC3_RUN, SC3_RUN_SM, SC3_SEEN, SC3_SLOT, SC_CUM, SC_X,
                     CMState, Mixed, Picked, Refined, Structure)
 
 is_opener = _phase(T.is_opener)
+run_expects = _phase(T.run_expects)
 is_closer = _phase(T.is_closer)
 apm_match_context = _phase(T.apm_match_context)
 
@@ -106,20 +107,25 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
     x[T.IN_TF_APM] = stretch(pa)
     o1i = c1 * 256 + c0
     x[T.IN_O1] = stretch(np.int64(st.o1[o1i]) >> 20)
+    run = r3.scratch[SC3_RUN:SC3_RUN_SM]
+    rows = r3.scratch[SC3_ROWS:SC3_SEEN]  # revision 5: what each context's run says of this bit
+    if rbits > 0:  # (earlier revisions: 0, as the scratch started)
+        for i in range(nctx):
+            rows[i] = run_expects(run[4 * i + 3], run[4 * i + 2], j, c0)
     for i in range(R2):
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX + i] = stretch(e >> 20)
-        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP + i] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     for i in range(R2, R3):  # revision 3's contexts: their inputs after revision 2's
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX3 + i - R2] = stretch(e >> 20)
-        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP3 + i - R2] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     for i in range(R3, nctx):  # revision 4's: after revision 3's
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX4 + i - R3] = stretch(e >> 20)
-        cmi[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP4 + i - R3] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     expect = -1  # the match's bit, while its byte agrees with the bits so far
     if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
@@ -139,15 +145,12 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         x[T.IN_MATCH2] = stretch(np.int64(st.match2_sm[mi2]) >> 20)
     x[T.IN_BIAS] = T.BIAS
     if rbits > 0:  # revision 5: each context's run, while its byte agrees
-        run = r3.scratch[SC3_RUN:SC3_RUN_SM]
-        rsm = r3.scratch[SC3_RUN_SM:SC3_SEEN]
+        rsm = r3.scratch[SC3_RUN_SM:SC3_ROWS]
         for i in range(nctx):
             rsm[i] = -1
             x[T.IN_RUN + i] = 0
-            length = run[4 * i + 3]
-            rb = run[4 * i + 2]
-            if length > 0 and ((rb + 256) >> (8 - j)) == c0:
-                ri = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((rb >> (7 - j)) & 1)
+            if rows[i] > 0:
+                ri = (i * (T.RUN_SM_LEN + 1) + min(run[4 * i + 3], T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
                 rsm[i] = ri
                 x[T.IN_RUN + i] = stretch(np.int64(r3.run_sm[ri]) >> 20)
     return Picked(node, ia_tf, o1i, mi, mi2, expect)

@@ -111,7 +111,7 @@ import numpy as np
 from . import tables as T
 from .state import X, X1, X2, Match, Mixed, Picked, Refined, new_state, new_structure
 from .tables import (apm_match_context, clamp, hmix, is_closer, is_letter, is_opener, is_separator,
-                     match_length_bucket, squash, stretch)
+                     match_length_bucket, run_expects, squash, stretch)
 
 DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
 
@@ -497,12 +497,16 @@ class CMModel:
         x[T.IN_TF_APM] = stretch(p_apm)
         o1_index = c1 * 256 + c0
         x[T.IN_O1] = stretch(self.o1.p12(o1_index))
+        # revision 5: what each context's run says of this bit (0: nothing; earlier revisions
+        # keep no runs), which chooses its input and its context map's row
+        rows = [run_expects(length, run_byte, j, c0) for _, _, run_byte, length in runs] or [0] * len(slots)
         for i, b in enumerate(slots):
             e = self.table.v[b + node]
             x[T.ctx_input(i)] = stretch(e >> 20)
             # the same counter through a map by (context, count, p): learns how far
-            # a context seen n times with this p is right in this block
-            cmap_index[i] = i * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+            # a context seen n times with this p is right in this block (from revision 5,
+            # and what its run expects)
+            cmap_index[i] = (rows[i] * self.nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
             x[T.cmap_input(i)] = stretch(self.ctx_map.p12(cmap_index[i]))
 
         expect = -1  # the match's bit, while its byte agrees with the bits so far
@@ -524,8 +528,8 @@ class CMModel:
         for i, (_, _, run_byte, length) in enumerate(runs):  # revision 5: while the run's byte agrees
             run_index[i] = -1
             x[T.IN_RUN + i] = 0
-            if length and (run_byte + 256) >> (8 - j) == c0:
-                run_index[i] = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((run_byte >> (7 - j)) & 1)
+            if rows[i]:
+                run_index[i] = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
                 x[T.IN_RUN + i] = stretch(self.run_sm.p12(run_index[i]))
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 

@@ -24,7 +24,7 @@ class CMState(NamedTuple):
     start: np.ndarray  # (S,) int64: offset of each stream in the block
     table: np.ndarray  # (buckets * BUCKET,) uint32: hashed context slots
     o1: np.ndarray  # (O1_SIZE,) uint32: order-1 counters by (c1, c0)
-    ctx_map: np.ndarray  # (the revision's contexts * CMAP_SIZE,) uint32: counters by (context, count, p)
+    ctx_map: np.ndarray  # (tables.cmap_size(revision),) uint32: counters by ((run row,) context, count, p)
     match_sm: np.ndarray  # (MATCH_SM_SIZE,) uint32: match counters by (length, expected bit)
     match_table: np.ndarray  # (2^bits,) int64: 1 + step * S + stream after a hashed context
     match_ptr: np.ndarray  # (S,) int64: 1 + step * S + stream of the predicted byte, 0 none
@@ -136,10 +136,12 @@ SC3_CTXH = SC3_SLOT + len(T.CONTEXTS)
 SC3_CMAP = SC3_CTXH + len(T.CONTEXTS)
 SC3_C = SC3_CMAP + len(T.CONTEXTS)
 # revision 5: per context its run's table index, checksum, byte and length (0: none), then
-# per context the run counter its input read (-1: none), then the order contexts seen
+# per context the run counter its input read (-1: none) and what its run says of the bit
+# (tables.run_expects), then the order contexts seen
 SC3_RUN = SC3_C + T.HISTORY + 1
 SC3_RUN_SM = SC3_RUN + 4 * len(T.CONTEXTS)
-SC3_SEEN = SC3_RUN_SM + len(T.CONTEXTS)
+SC3_ROWS = SC3_RUN_SM + len(T.CONTEXTS)
+SC3_SEEN = SC3_ROWS + len(T.CONTEXTS)
 SCRATCH3 = SC3_SEEN + 1
 
 
@@ -179,7 +181,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         start=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if S else per_stream(),
         table=_aligned_zeros((1 << tb) * T.BUCKET, np.uint32),
         o1=counters(T.O1_SIZE),
-        ctx_map=counters(T.N_CONTEXTS[revision] * T.CMAP_SIZE),
+        ctx_map=counters(T.cmap_size(revision)),
         match_sm=counters(T.MATCH_SM_SIZE),
         match_table=np.zeros(1 << mb, dtype=np.int64),
         match_ptr=per_stream(), match_len=per_stream(),

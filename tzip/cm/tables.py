@@ -115,6 +115,15 @@ def apm_match_context(expect: int, expect2: int, length: int, c0: int) -> int:
     return (state * (APM_MATCH_LEN + 1) + min(length, APM_MATCH_LEN)) * 256 + c0
 
 
+def run_expects(length: int, run_byte: int, j: int, c0: int) -> int:
+    """Revision 5: what a context's run says of bit j (c0: 1 and the bits so far), the row
+    of its context map: 0 nothing (no run, or its byte disagrees with the bits so far),
+    1 + the bit it expects for a run shorter than RUN_LONG, 3 + the bit from RUN_LONG."""
+    if length == 0 or (run_byte + 256) >> (8 - j) != c0:
+        return 0
+    return (1 if length < RUN_LONG else 3) + ((run_byte >> (7 - j)) & 1)
+
+
 def match_length_bucket(n: int) -> int:
     """Mixer B's match-length bucket, 0..len(MATCH_LEN_EDGES)."""
     for i in range(len(MATCH_LEN_EDGES)):
@@ -366,6 +375,11 @@ def table_bits(n: int, revision: int) -> int:
     return min(21, max(12, n.bit_length() + 2))
 
 
+def cmap_size(revision: int) -> int:
+    """Counters of the context map in a revision (from revision 5, RUN_ROWS rows of them)."""
+    return N_CONTEXTS[revision] * CMAP_SIZE * (RUN_ROWS if revision >= RUN_FROM else 1)
+
+
 def mix_sets_b(revision: int) -> int:
     """Mixer B's weight sets in a revision (from revision 5, also by the order contexts seen)."""
     return MIX_SETS_B * SEEN_SETS if revision >= RUN_FROM else MIX_SETS_B
@@ -376,14 +390,18 @@ def mix_sets_b(revision: int) -> int:
 # last, how many times in a row it did, capped at RUN_COUNT_CAP), looked up once per byte.
 # While the bits so far agree with the run's byte, the context's run input is st(p) of a
 # counter by (context, run length capped at RUN_SM_LEN, the byte's next bit): what a
-# deterministic context is worth in this block (paq8px's run maps, in other words). Measured
-# with the CM stage alone at 4 streams on the structured group's whole files: -0.55%
-# (gdb-check.log -2.5%, xkb-base.xml -1.4%); with mixer B's sets by the order contexts seen,
-# -0.75% (texts -0.17%).
+# deterministic context is worth in this block (paq8px's run maps, in other words); and
+# the context map has RUN_ROWS rows, chosen by what the run expects (run_expects), so its
+# counters calibrate the context's counter and run together. Measured with the CM stage
+# alone at 4 streams on the structured group's whole files (bench/published/cm/
+# rev5-candidates.md): the run inputs -0.55% (gdb-check.log -2.5%, xkb-base.xml -1.4%);
+# with mixer B's sets by the order contexts seen, -0.75%; with the map's rows, -1.0%.
 RUN_SEED, RUN_CHECK_SEED = 0x1234567, 0x2545F4
 RUN_COUNT_CAP = 255
 RUN_SM_LEN = 15
 RUN_SM_SIZE = 2 * (RUN_SM_LEN + 1)  # counters per context
+RUN_LONG = 3  # a run this long or longer has context-map rows of its own
+RUN_ROWS = 5  # of the context map: the run says nothing; expects 0, 1 (short); 0, 1 (long)
 COUNTER_LIMIT_RUN = 1023
 
 
