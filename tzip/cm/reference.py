@@ -90,8 +90,11 @@ checksum; no probing: a colliding context replaces it). While the bits so far ag
 the run's byte, the context's run input (tables.INPUTS_R5, after revision 4's inputs) is
 st(p) of a counter by (context, length capped at RUN_SM_LEN, the byte's next bit): it
 learns how far a context that repeated its byte n times is right in this block, the part
-of a bit history that counters (which weigh every byte alike) lose. After the byte every
-run goes on (length + 1) or starts again at 1, in context order. "Seen" is how many of
+of a bit history that counters (which weigh every byte alike) lose. What the run says of
+the bit (tables.run_expects: nothing, or 0 or 1 from a run shorter than RUN_LONG or from
+a longer one) also chooses the row of the context's map (RUN_ROWS rows), so that the map
+calibrates counter and run together. After the byte every run goes on (length + 1) or
+starts again at 1, in context order. "Seen" is how many of
 the order contexts (tables.ORDER_SLOTS) had been met before with this nibble (their
 bucket's first counter has a count), counted at each nibble's lookup: with the match
 length, it says how much history the mix can trust.
