@@ -492,8 +492,8 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
 
 def test_progress_is_told_the_loops_a_file_needs(txt, tiny_path, monkeypatch):
     """The first-run notice ("preparing compiled CPU loops") asks jitcache about the loops
-    the job runs: -8 and the decoding of its archives (formats 8 and 9) run the loop of the
-    mixer's revisions 3 and 4 as well, so a first -d of such an archive says so."""
+    the job runs: -8 and the decoding of its archives (formats 8 to 10) run the loop of the
+    mixer's revisions 3 to 5 as well, so a first -d of such an archive says so."""
     from contextlib import contextmanager
     from tzip import jitcache
     jobs = []

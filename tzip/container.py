@@ -51,7 +51,7 @@ class Profile:
     # archive: the most streams codec's split_streams picks by itself (a decoder reads any
     # count). Every cut hides bytes from the adaptive models (those of the streams before
     # it, past the current step): format 5's 16 against 128 saved 1.2-4.2% on the
-    # structured group's larger files; formats 8 and 9 (level -8) trade decoding speed for
+    # structured group's larger files; formats 8 to 10 (level -8) trade decoding speed for
     # ratio at 4 (docs/levels.md).
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
@@ -60,7 +60,7 @@ class Profile:
     windowed: bool = False
     # archive: the most streams split_streams gives a block too short for max_streams
     # streams of 16 contexts (streams of at least 2 contexts): a small file then decodes in
-    # fewer steps, for a larger archive; formats 8 and 9 (level -8) take the ratio (docs/levels.md)
+    # fewer steps, for a larger archive; formats 8 to 10 (level -8) take the ratio (docs/levels.md)
     small_streams: int = 8
 
     @property

@@ -18,7 +18,7 @@ class FastCM:
         self.revision = revision
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
-        self.structure = None  # the part of revisions 3 and 4, as jit3.code_steps takes it
+        self.structure = None  # the part of revisions 3 to 5, as jit3.code_steps takes it
         if revision >= tables.STRUCTURE_FROM:
             self.structure = tuple(new_structure(len(lengths), int(np.sum(lengths)), revision))
         self.n_in = tables.n_inputs(revision)  # the revision's counts and match rule, jit3's arguments

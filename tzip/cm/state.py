@@ -156,7 +156,7 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
 
 def _weights(sets: int, revision: int) -> np.ndarray:
     """A mixer's weight sets over the revision's inputs (tables.n_inputs); the inputs of
-    revisions 3 and 4 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
+    revisions 3 to 5 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
     w = np.full((sets, T.n_inputs(revision)), T.W_INIT, dtype=np.int64)
     w[:, T.N_INPUTS:] = 0
     w[:, T.IN_TF] = T.W_INIT_TF

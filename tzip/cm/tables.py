@@ -369,7 +369,7 @@ def table_bits(n: int, revision: int) -> int:
     buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1, up to 2^21
     (128 MiB) in revision 2: each byte looks up two buckets per context, and twice the
     table for blocks of 512 KiB and more saved 0.4% on the structured group (smaller
-    blocks gain nothing from it, and lose speed to cache misses); revisions 3 and 4 as 2."""
+    blocks gain nothing from it, and lose speed to cache misses); revisions 3 to 5 as 2."""
     if revision == 1:
         return min(20, max(12, n.bit_length() + 2))
     return min(21, max(12, n.bit_length() + 2))
