@@ -103,8 +103,8 @@ CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, on
 # sha256 of revision 3's payload in test_revision_3_is_pinned (branch cm3's reference with
 # its recommended components gives the same)
 R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
-R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revision_4_is_pinned
-R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revision_5_is_pinned
+R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revisions_4_and_5_are_pinned
+R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revisions_4_and_5_are_pinned
 
 
 @needs_numba
@@ -151,31 +151,20 @@ def test_revision_3_is_pinned():
     assert payload != encode(hist, lengths, freqs, passes=[50], compiled=False, revision=2)
 
 
-def test_revision_4_is_pinned():
-    """Revision 4's payload of a fixed case (logs whose records repeat with changes, where
-    its shorter lookup and recovery act), pinned as written when format 9 was made: a
-    change to it would leave format-9 archives undecodable."""
+@pytest.mark.parametrize("revision,pinned", [(4, R4_PINNED), (5, R5_PINNED)])
+def test_revisions_4_and_5_are_pinned(revision, pinned):
+    """Each revision's payload of a fixed case (logs whose records repeat with changes,
+    where revision 4's shorter lookup and recovery act, and revision 5's contexts repeat
+    their bytes: runs), pinned as written when its format (9, 10) was made: a change to
+    it would leave those archives undecodable."""
     import hashlib
     data = LOG_RECORDS
     lengths = cut(len(data), 2)
     hist = layout(data, lengths)
     freqs = random_freqs(np.random.default_rng(40), hist)
-    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=4)
-    assert hashlib.sha256(payload).hexdigest() == R4_PINNED
-    assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=4), hist)
-
-
-def test_revision_5_is_pinned():
-    """Revision 5's payload of the same case (whose contexts repeat their bytes: runs),
-    pinned as written when format 10 was made."""
-    import hashlib
-    data = LOG_RECORDS
-    lengths = cut(len(data), 2)
-    hist = layout(data, lengths)
-    freqs = random_freqs(np.random.default_rng(40), hist)
-    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=5)
-    assert hashlib.sha256(payload).hexdigest() == R5_PINNED
-    assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=5), hist)
+    payload = encode(hist, lengths, freqs, passes=[50], compiled=False, revision=revision)
+    assert hashlib.sha256(payload).hexdigest() == pinned
+    assert np.array_equal(decode(payload, lengths, freqs, compiled=False, revision=revision), hist)
 
 
 def test_revision_5_counts_each_contexts_run():
