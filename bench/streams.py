@@ -6,7 +6,7 @@ that cost (compression only: sizes do not depend on the device or on decoding):
 
     python -m bench.streams --model tzip-small --files paper1 alice29.txt --factors 1,2,4
     python -m bench.streams --model tzip-large --files alice29.txt --counts 9,37,74
-    python -m bench.streams --format 9 --files corpora/structured/*.* --counts 1,2,4,8,16
+    python -m bench.streams --format 10 --files corpora/structured/*.* --counts 1,2,4,8,16
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--factors", default="1,2,4", help="multiples of the default count")
     group.add_argument("--counts", help="explicit stream counts instead")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--format", type=int, help="archive format (default: the library's; 9: level -8's mixer)")
+    ap.add_argument("--format", type=int, help="archive format (default: the library's; 10: level -8's mixer)")
     ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
     args = ap.parse_args(argv)
     version = args.format or VERSION

@@ -188,6 +188,26 @@ def test_revision_5_counts_each_contexts_run():
     assert Encoder([len(data)], hist, 4, implementation="reference").model.contexts(0, 3)[2] == []
 
 
+@needs_numba
+def test_compiled_revisions_3_and_4_keep_no_runs():
+    """The compiled loop serves revisions 3 to 5: in 3 and 4 it neither looks up nor writes
+    runs (their run table is one empty entry), nor moves revision 5's counters."""
+    from tzip.cm import tables as T
+    from tzip.cm.state import Structure
+    data = LOG_RECORDS
+    hist = layout(data, [len(data)])
+    flat = np.ones((1, len(data), 256), dtype=np.float32)
+    for revision in (3, 4, 5):
+        enc = Encoder([len(data)], hist, revision, implementation="compiled")
+        enc.encode(0, flat)
+        r3 = Structure(*enc.model.structure)
+        untouched = np.full(len(T.CONTEXTS) * T.RUN_SM_SIZE, T.COUNTER_INIT, dtype=np.uint32)
+        if revision < 5:
+            assert r3.run_table.tolist() == [0] and np.array_equal(r3.run_sm, untouched)
+        else:  # records that repeat: some contexts' runs are long
+            assert (r3.run_table & 255).max() >= T.RUN_LONG and not np.array_equal(r3.run_sm, untouched)
+
+
 @pytest.mark.parametrize("revision", [3, 4])
 def test_revision_4_recovers_a_copy_after_a_wrong_guess(revision):
     """A repeat of 20 bytes with one byte changed: revision 4 finds the copy after 4
@@ -496,6 +516,7 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     inputs_r5 = inputs + (("run", len(contexts)),)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
+    monkeypatch.setattr(T, "ORDER_SLOTS", T.ORDER_SLOTS + (len(contexts) - 1,))  # revision 5's "seen" counts it
     monkeypatch.setattr(T, "INPUTS_R4", inputs)
     monkeypatch.setattr(T, "INPUTS_R5", inputs_r5)
     monkeypatch.setattr(T, "N_INPUTS_R4", T._offsets(inputs)["_n"])

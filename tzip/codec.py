@@ -286,8 +286,8 @@ def _decode_in_parts(stepper, dec: cm.Decoder, lengths: list[int], cuts: tuple[i
 def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,
                  version: int = VERSION) -> Block:
     """The smallest of stored, LZMA and (with an engine) model coding of raw, as archive
-    format `version` codes it (5; 9: the context mixer's revision 4; 8: its revision 3; 4:
-    its revision 1; 3: linear mixing and the CRLF transform only)."""
+    format `version` codes it (5; 10: the context mixer's revision 5; 9: its revision 4; 8:
+    its revision 3; 4: its revision 1; 3: linear mixing and the CRLF transform only)."""
     return encode_blocks([raw], engine, streams, progress, version)[0]
 
 

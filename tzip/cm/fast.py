@@ -1,6 +1,6 @@
 """The compiled model: owns a state.CMState (and, from revision 3, state.Structure) and
 drives the compiled loop of its revision: tzip/cm/jit.py's for revisions 1 and 2, jit3.py's
-for 3 and 4."""
+for 3 to 5."""
 from __future__ import annotations
 
 import numpy as np

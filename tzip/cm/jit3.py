@@ -10,9 +10,9 @@ defines the phases that differ (`contexts`, `inputs`, `mix`, `learn`, `advance`)
 takes the others (`match`, `code`, the counters, APMs and bucket lookup) from jit.py,
 inlined into its own loop. Revision 4 differs from 3 in its match rule
 (tables.match_rule) and two more contexts, so the revision's context and input counts
-(nctx, n_in) and match rule are arguments here; revision 5 adds the contexts' runs and
-mixer B's sets by the order contexts seen, both on where its run table's size (rbits) is
-not 0.
+(nctx, n_in) and match rule are arguments here; revision 5 adds the contexts' runs, the
+context map's rows by what they expect and mixer B's sets by the order contexts seen,
+all of them only where its run table's size (the argument rbits) is not 0.
 The state is state.CMState (as jit.py's) and state.Structure, the part of revisions 3
 to 5.
 
@@ -91,8 +91,8 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
             slot[i] = bucket_find(table, ctxh[i], key, tbits)
         if rbits > 0:
             seen = 0
-            for i in T.ORDER_SLOTS:
-                if (np.int64(table[slot[i] + 1]) & 1023) > 0:
+            for i in T.ORDER_SLOTS:  # (those among the revision's contexts)
+                if i < nctx and (np.int64(table[slot[i] + 1]) & 1023) > 0:
                     seen += 1
             r3.scratch[SC3_SEEN] = seen
     node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))

@@ -258,7 +258,7 @@ class CMModel:
         self.match_table = st.match_table.tolist()
         self.match2_table = st.match2_table.tolist()
         self.streams = [StreamState(st, s, r3) for s in range(self.S)]
-        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R4
+        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R5
         self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
         self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
         self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
@@ -486,7 +486,7 @@ class CMModel:
             key = 0 if j == 0 else c0
             slots[:] = [self.table.find(h, key) for h in ctx_hashes]
             if self.run:
-                self.seen = sum(1 for i in T.ORDER_SLOTS if self.table.v[slots[i] + 1] & 1023)
+                self.seen = sum(1 for i in T.ORDER_SLOTS if i < self.nctx and self.table.v[slots[i] + 1] & 1023)
         node = c0 if j < 4 else (1 << (j - 4)) | (c0 & ((1 << (j - 4)) - 1))
 
         # transformer: the bytes below node c0 whose next bit is 1, over all below it

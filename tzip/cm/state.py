@@ -123,7 +123,7 @@ X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 # scratch[] layout (revisions 1 and 2): the transformer's prefix sums, the inputs x, and
 # per context its bucket, its hash and its context-map index; then the previous bytes
 # c[0..HISTORY]. Structure.scratch[] is the same for the inputs and contexts of revisions
-# 3 and 4.
+# 3 to 5, then revision 5's runs.
 SC_CUM = 0
 SC_X = SC_CUM + 257
 SC_SLOT = SC_X + T.N_INPUTS

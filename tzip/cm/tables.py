@@ -194,7 +194,7 @@ MAX_ORDER = max(ORDER_CONTEXTS.values())
 # ORDER_SLOT[k]: the slot of the order-k context, -1 where no context has order k
 ORDER_SLOT = np.array([CONTEXTS.index(f"o{k}") if f"o{k}" in ORDER_CONTEXTS else -1
                        for k in range(MAX_ORDER + 1)], dtype=np.int64)
-ORDER_SLOTS = tuple(CONTEXTS.index(name) for name in ORDER_CONTEXTS)  # revision 5's "seen" counts these
+ORDER_SLOTS = tuple(CONTEXTS.index(name) for name in ORDER_CONTEXTS)  # revision 5's "seen" counts those it has
 CTX_WORD = CONTEXTS.index("word")
 CTX_COLUMN = CONTEXTS.index("column")
 CTX_EVEN = CONTEXTS.index("even")
@@ -221,7 +221,8 @@ HISTORY = 8  # previous bytes c[1..8] every phase may read (c[k]: k back, 0 befo
 # N_INPUTS their count (revisions 1 and 2), both derived from this table. Revision 3 mixes
 # INPUTS_R3 (N_INPUTS_R3): the same, then its four contexts' two inputs each, so that the
 # first N_INPUTS mean the same in every revision; revision 4 INPUTS_R4, revision 3's and
-# then its two contexts' two inputs each.
+# then its two contexts' two inputs each; revision 5 INPUTS_R5, revision 4's and then
+# every context's run.
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
@@ -326,6 +327,7 @@ MIX_SETS_B = 64  # mixer B: by (match length bucket 0..7, transformer confidence
 # and from revision 5 by the order contexts seen before (0..6: those whose bucket's first
 # counter has a count, for this nibble), so 8 times as many sets (mix_sets_b)
 SEEN_SETS = 8
+assert len(ORDER_SLOTS) < SEEN_SETS  # every count of order contexts seen has its sets
 MIX_C_BITS = 12  # mixer C (revision 2): by a 12-bit hash of the two previous bytes,
 MIX_SETS_C = 1 << MIX_C_BITS  # hmix(c1 | c2 << 8, MIX_C_SEED) >> (32 - MIX_C_BITS)
 MIX_C_SEED = 77
