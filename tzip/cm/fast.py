@@ -19,11 +19,14 @@ class FastCM:
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
         self.structure = None  # the part of revisions 3 to 5, as jit3.code_steps takes it
+        self.rbits = 0  # log2 of revision 5's run table (state.new_structure sized it), 0: no runs
         if revision >= tables.STRUCTURE_FROM:
-            self.structure = tuple(new_structure(len(lengths), int(np.sum(lengths)), revision))
+            r3 = new_structure(len(lengths), int(np.sum(lengths)), revision)
+            self.structure = tuple(r3)
+            if revision >= tables.RUN_FROM:
+                self.rbits = len(r3.run_table).bit_length() - 1
         self.n_in = tables.n_inputs(revision)  # the revision's counts and match rule, jit3's arguments
         self.match_min, self.match_long, self.recover = tables.match_rule(revision)
-        self.rbits = tables.run_bits(int(np.sum(lengths))) if revision >= tables.RUN_FROM else 0
 
     def reserve(self, extra: int) -> None:
         need = int(self.st.coder[POS]) + extra

@@ -268,7 +268,7 @@ class CMModel:
             self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
             self.indirect = r3.indirect.tolist()  # revision 4: what followed each two bytes
             self.run_table = r3.run_table.tolist()  # revision 5: each context's run
-            self.run_bits = T.run_bits(int(np.sum(st.lengths)))
+            self.run_bits = len(self.run_table).bit_length() - 1  # as state.new_structure sized it
             self.run_sm = Counters(r3.run_sm.tolist())
         self.seen = 0  # revision 5: the order contexts seen before (set at each nibble's lookup)
         # coder
