@@ -104,7 +104,8 @@ CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, on
 # its recommended components gives the same)
 R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
 R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revisions_4_and_5_are_pinned
-R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revisions_4_and_5_are_pinned
+R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revisions_4_to_6_are_pinned
+R6_PINNED = "34cde84fca2355289e83d2489f4b0adfd1e49f1f51b1956a03684daba867d610"  # test_revisions_4_to_6_are_pinned
 
 
 @needs_numba
@@ -122,10 +123,10 @@ def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [3, 4, 5])
+@pytest.mark.parametrize("revision", [3, 4, 5, 6])
 @pytest.mark.parametrize("name,data,lengths", CASES_R3, ids=[c[0] for c in CASES_R3])
-def test_revisions_3_to_5_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
-    """Revisions 3 to 5 (formats 8 to 10) have a compiled loop of their own (jit3.py):
+def test_revisions_3_to_6_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
+    """Revisions 3 to 6 (formats 8 to 11) have a compiled loop of their own (jit3.py):
     it codes the reference's payload, in any pass sizes, and both decode."""
     rng = np.random.default_rng(len(data) + 3)
     hist = layout(data, lengths)
@@ -151,12 +152,13 @@ def test_revision_3_is_pinned():
     assert payload != encode(hist, lengths, freqs, passes=[50], compiled=False, revision=2)
 
 
-@pytest.mark.parametrize("revision,pinned", [(4, R4_PINNED), (5, R5_PINNED)])
-def test_revisions_4_and_5_are_pinned(revision, pinned):
+@pytest.mark.parametrize("revision,pinned", [(4, R4_PINNED), (5, R5_PINNED), (6, R6_PINNED)])
+def test_revisions_4_to_6_are_pinned(revision, pinned):
     """Each revision's payload of a fixed case (logs whose records repeat with changes,
-    where revision 4's shorter lookup and recovery act, and revision 5's contexts repeat
-    their bytes: runs), pinned as written when its format (9, 10) was made: a change to
-    it would leave those archives undecodable."""
+    where revision 4's shorter lookup and recovery act, revision 5's contexts repeat
+    their bytes: runs, and revision 6's shapes and fields repeat), pinned as written when
+    its format (9, 10, 11) was made: a change to it would leave those archives
+    undecodable."""
     import hashlib
     data = LOG_RECORDS
     lengths = cut(len(data), 2)
@@ -189,15 +191,16 @@ def test_revision_5_counts_each_contexts_run():
 
 
 @needs_numba
-def test_compiled_revisions_3_and_4_keep_no_runs():
-    """The compiled loop serves revisions 3 to 5: in 3 and 4 it neither looks up nor writes
-    runs (their run table is one empty entry), nor moves revision 5's counters."""
+def test_compiled_revisions_keep_only_their_own_state():
+    """The compiled loop serves revisions 3 to 6: in 3 and 4 it neither looks up nor writes
+    runs (their run table is one empty entry), nor moves revision 5's counters; before 6
+    it keeps no shapes and has no mixer D."""
     from tzip.cm import tables as T
     from tzip.cm.state import Structure
     data = LOG_RECORDS
     hist = layout(data, [len(data)])
     flat = np.ones((1, len(data), 256), dtype=np.float32)
-    for revision in (3, 4, 5):
+    for revision in (3, 4, 5, 6):
         enc = Encoder([len(data)], hist, revision, implementation="compiled")
         enc.encode(0, flat)
         r3 = Structure(*enc.model.structure)
@@ -206,6 +209,40 @@ def test_compiled_revisions_3_and_4_keep_no_runs():
             assert r3.run_table.tolist() == [0] and np.array_equal(r3.run_sm, untouched)
         else:  # records that repeat: some contexts' runs are long
             assert (r3.run_table & 255).max() >= T.RUN_LONG and not np.array_equal(r3.run_sm, untouched)
+        assert (r3.w_d.size > 0) == r3.shape.any() == (revision >= 6)
+        assert enc.model.st.w_f.size == T.MIX_SETS_F * T.n_final(revision)
+
+
+def test_revision_6_shape_sees_classes_not_values():
+    """The shape contexts see runs of byte classes: "at 12:05 ok" and "at 07:59 ok" have
+    one shape (digits of any value and count are one entry) and differ from "at 1205 ok";
+    a run of one class is one entry. Mixer D's set
+    says which field of the line the byte is in, and how far into it."""
+    from tzip.cm import tables as T
+    from tzip.cm.reference import CMModel
+
+    def shape_after(text: bytes) -> list[int]:
+        hist = layout(text, [len(text)])
+        enc = Encoder([len(text)], hist, 6, implementation="reference")
+        assert isinstance(enc.model, CMModel)
+        for t in range(len(text)):
+            enc.encode(t, np.ones((1, 1, 256), dtype=np.float32))
+        return enc.model.streams[0].shape
+
+    a, b, c = shape_after(b"at 12:05 ok"), shape_after(b"at 7:59 ok"), shape_after(b"at 1205 ok")
+    assert a[:4] == b[:4] != c[:4]
+    digit, small = T.DIGIT, T.SMALL
+    assert a[0] == (ord(":") << 24 | digit << 16 | ord(" ") << 8 | small)  # ":05 ok": 4 entries
+    assert a[1] == small << 16 | ord(" ") << 8 | digit  # the 3 before: "at 12"
+    assert a[2:4] == [0, 0]  # 7 runs so far: the older words are empty
+    assert a[4:] == [small, 2]  # the last class, and its run so far ("ok")
+    assert shape_after(b"a  b")[0] & 0xFFFFFF == small << 16 | ord(" ") << 8 | small
+    assert shape_after(b"a  ")[4:] == [ord(" "), 2]
+    # the long shape sees 16 runs: a class 17 runs back is gone, one 15 runs back is not
+    assert shape_after(b"A" + b"1-" * 8)[:4] == shape_after(b"a" + b"1-" * 8)[:4]
+    assert shape_after(b"A" + b"1-" * 7)[3] != shape_after(b"a" + b"1-" * 7)[3]
+    assert T.mix_set_d(0, 0, 0) == 0 and T.mix_set_d(2, 3, 5) == (2 * T.MIX_D_OFFSETS + 3) * 8 + 5
+    assert T.mix_set_d(99, -1, 7) == T.MIX_SETS_D - 1
 
 
 @pytest.mark.parametrize("revision", [3, 4])
@@ -239,22 +276,24 @@ def test_revisions_differ_and_do_not_decode_each_other():
     """A block coded with one revision is not silently decoded by another."""
     hist = layout(TEXT, [len(TEXT)])
     freqs = random_freqs(np.random.default_rng(5), hist)
-    r1, r2, r3, r4, r5 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4, 5))
-    assert len({r1, r2, r3, r4, r5}) == 5
-    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3), (r5, 4)):
+    r1, r2, r3, r4, r5, r6 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4, 5, 6))
+    assert len({r1, r2, r3, r4, r5, r6}) == 6
+    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3), (r5, 4), (r6, 5)):
         with pytest.raises((CorruptPayload, AssertionError)):
             assert np.array_equal(decode(payload, [len(TEXT)], freqs, revision=other), hist)
 
 
 def test_latest_is_the_default_formats_revision():
     """Every default of the stage (Encoder, Decoder, the codec) is revision 2, format 5's:
-    revision 3 is format 8's, 4 format 9's, 5 format 10's, which level -8 alone writes."""
+    revision 3 is format 8's, 4 format 9's, 5 format 10's, 6 format 11's, which level -8
+    alone writes."""
     from tzip import cm, container
     from tzip.cm import tables as T
     assert cm.LATEST == 2 == container.PROFILES[container.VERSION].revision
     assert 3 == container.PROFILES[container.CM3_VERSION].revision
     assert 4 == container.PROFILES[container.CM4_VERSION].revision
-    assert T.REVISIONS[-1] == 5 == container.PROFILES[container.CM5_VERSION].revision
+    assert 5 == container.PROFILES[container.CM5_VERSION].revision
+    assert T.REVISIONS[-1] == 6 == container.PROFILES[container.CM6_VERSION].revision
 
 
 def test_unknown_revision_is_refused():
@@ -415,28 +454,37 @@ def test_input_layout_is_derived_from_the_table():
     """N_INPUTS and every IN_* offset come from tables.INPUTS (one row per input), the
     state's mixer weights are sized from them, and the layout is the one archives use."""
     from tzip.cm import tables as T
-    from tzip.cm.state import new_state
-    widths = dict(T.INPUTS_R5)
+    from tzip.cm.state import SC3_SLOT, SC_X, new_state
+    widths = dict(T.INPUTS_R6)
     assert T.N_INPUTS == sum(dict(T.INPUTS).values()) == 29  # revisions 1 and 2 mix these
     assert T.N_INPUTS_R3 == sum(dict(T.INPUTS_R3).values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
     assert T.N_INPUTS_R4 == sum(dict(T.INPUTS_R4).values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
-    assert T.N_INPUTS_R5 == sum(widths.values()) == 58 and T.INPUTS_R5[:len(T.INPUTS_R4)] == T.INPUTS_R4
-    assert widths["run"] == len(T.CONTEXTS) and T.IN_RUN == T.N_INPUTS_R4
+    assert T.N_INPUTS_R5 == sum(dict(T.INPUTS_R5).values()) == 58 and T.INPUTS_R5[:len(T.INPUTS_R4)] == T.INPUTS_R4
+    assert T.N_INPUTS_R6 == sum(widths.values()) == 61 and T.INPUTS_R6[:len(T.INPUTS_R5)] == T.INPUTS_R5
+    assert widths["run"] == T.CONTEXTS_R4 == T.N_CONTEXTS[5] and T.IN_RUN == T.N_INPUTS_R4
+    assert widths["ctx6"] == widths["cmap6"] == widths["run6"] == len(T.CONTEXTS) - T.N_CONTEXTS[5]
     at = 0
-    for name, width in T.INPUTS_R5:
+    for name, width in T.INPUTS_R6:
         assert getattr(T, f"IN_{name.upper()}") == at, name
         at += width
     assert widths["ctx"] == widths["cmap"] == T.CONTEXTS_R2 == T.N_CONTEXTS[2]
     assert widths["ctx3"] == widths["cmap3"] == T.N_CONTEXTS[3] - T.CONTEXTS_R2
-    assert widths["ctx4"] == widths["cmap4"] == T.N_CONTEXTS[4] - T.N_CONTEXTS[3] == len(T.CONTEXTS) - T.CONTEXTS_R3
+    assert widths["ctx4"] == widths["cmap4"] == T.N_CONTEXTS[4] - T.N_CONTEXTS[3] == T.CONTEXTS_R4 - T.CONTEXTS_R3
     assert sorted(T.ctx_input(i) for i in range(len(T.CONTEXTS))) == \
-        list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3)) + list(range(T.IN_CTX4, T.IN_CMAP4))
+        list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3)) + list(range(T.IN_CTX4, T.IN_CMAP4)) \
+        + list(range(T.IN_CTX6, T.IN_CMAP6))
     assert sorted(T.cmap_input(i) for i in range(len(T.CONTEXTS))) == \
-        list(range(T.IN_CMAP, T.IN_MATCH)) + list(range(T.IN_CMAP3, T.IN_CTX4)) + list(range(T.IN_CMAP4, T.N_INPUTS_R4))
+        list(range(T.IN_CMAP, T.IN_MATCH)) + list(range(T.IN_CMAP3, T.IN_CTX4)) + list(range(T.IN_CMAP4, T.N_INPUTS_R4)) \
+        + list(range(T.IN_CMAP6, T.IN_RUN6))
+    assert sorted(T.run_input(i) for i in range(len(T.CONTEXTS))) == \
+        list(range(T.IN_RUN, T.N_INPUTS_R5)) + list(range(T.IN_RUN6, T.N_INPUTS_R6))
     for rev in T.REVISIONS:
         st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), rev)
         n = T.n_inputs(rev)
-        assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4, 5: T.N_INPUTS_R5}[rev]
+        assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4, 5: T.N_INPUTS_R5,
+                     6: T.N_INPUTS_R6}[rev]
+        assert st.w_f.size == T.MIX_SETS_F * T.n_final(rev) == T.MIX_SETS_F * len(T.MIX_F_INIT[rev])
+        assert SC3_SLOT - SC_X >= n  # the compiled loop's inputs fit their scratch
         assert st.w_a.size == T.MIX_SETS_A * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
         assert st.ctx_map.size == T.N_CONTEXTS[rev] * T.CMAP_SIZE * (T.RUN_ROWS if rev >= 5 else 1) == T.cmap_size(rev)
         sets_b = T.MIX_SETS_B * (T.SEEN_SETS if rev >= 5 else 1)  # revision 5: also by the orders seen
@@ -449,7 +497,7 @@ def test_input_layout_is_derived_from_the_table():
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("revision", [1, 2, 3, 4, 5, 6])
 def test_both_implementations_start_from_one_state(revision):
     """The reference's lists hold exactly the compiled arrays' initial values."""
     from tzip.cm import tables as T
@@ -473,6 +521,8 @@ def test_both_implementations_start_from_one_state(revision):
         assert ref.streams[1].prev_field_hashes == r3.prev_field_hashes[1].tolist()
         assert (ref.streams[0].depth, ref.streams[0].quote, ref.streams[0].escape) == tuple(r3.nest[0])
         assert ref.run_table == r3.run_table.tolist() and ref.run_sm.v == r3.run_sm.tolist()
+        assert ref.streams[1].shape == r3.shape[1].tolist()
+        assert (ref.mixer_d.w == r3.w_d.tolist()) and ref.mix_d == (r3.w_d.size > 0) == (revision >= 6)
         assert (fast.rbits > 0) == ref.run == (revision >= 5)
         if ref.run:
             assert len(ref.run_table) == 1 << fast.rbits == 1 << ref.run_bits
@@ -501,7 +551,7 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     context that is not an order) its hash in the `contexts` pair. Shown on the reference
     (numba freezes the table when it compiles) with an order-6 context, which needs no
     code at all: the input count, buckets, weights and learning follow from the table,
-    the widened layout codes revisions 1 to 5 exactly as before, and a revision 6 that uses
+    the widened layout codes revisions 1 to 6 exactly as before, and a revision 7 that uses
     it differs and round-trips."""
     from tzip.cm import tables as T
     lengths = [120, 80]
@@ -511,21 +561,19 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     new = old[-1] + 1
     before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in old}
 
-    contexts = T.CONTEXTS + ("o6",)  # after revision 4's: in the ctx4, cmap4 (and run) rows
-    inputs = tuple((name, w + 1 if name in ("ctx4", "cmap4") else w) for name, w in T.INPUTS_R4)
-    inputs_r5 = inputs + (("run", len(contexts)),)
+    contexts = T.CONTEXTS + ("o6",)  # after revision 6's: in the ctx6, cmap6 and run6 rows
+    inputs_r6 = tuple((name, w + 1 if name in ("ctx6", "cmap6", "run6") else w) for name, w in T.INPUTS_R6)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
     monkeypatch.setattr(T, "ORDER_SLOTS", T.ORDER_SLOTS + (len(contexts) - 1,))  # revision 5's "seen" counts it
-    monkeypatch.setattr(T, "INPUTS_R4", inputs)
-    monkeypatch.setattr(T, "INPUTS_R5", inputs_r5)
-    monkeypatch.setattr(T, "N_INPUTS_R4", T._offsets(inputs)["_n"])
-    for name, at in T._offsets(inputs_r5).items():
-        monkeypatch.setattr(T, "N_INPUTS_R5" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "INPUTS_R6", inputs_r6)
+    for name, at in T._offsets(inputs_r6).items():
+        monkeypatch.setattr(T, "N_INPUTS_R6" if name == "_n" else f"IN_{name.upper()}", at)
     monkeypatch.setattr(T, "REVISIONS", old + (new,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
     monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, new: T.MIX_F_INIT[old[-1]]})
-    assert T.N_INPUTS_R4 == 43 and T.cmap_input(len(contexts) - 1) == T.N_INPUTS_R4 - 1 == T.IN_RUN - 1
+    assert T.N_INPUTS_R6 == 64 and T.run_input(len(contexts) - 1) == T.N_INPUTS_R6 - 1
+    assert T.cmap_input(len(contexts) - 1) == T.IN_RUN6 - 1
 
     for rev in old:
         assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]

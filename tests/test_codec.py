@@ -35,9 +35,9 @@ def test_split_streams_depends_on_size_only():
     assert len(codec.split_streams(10_000_000, 256, version=4)) == 128
 
 
-@pytest.mark.parametrize("version", [8, 9, 10])
+@pytest.mark.parametrize("version", [8, 9, 10, 11])
 def test_level_8_cuts_fewer_longer_streams(version):
-    """Level -8 (formats 8 to 10) takes ratio over decoding speed: at most 4 streams, none
+    """Level -8 (formats 8 to 11) takes ratio over decoding speed: at most 4 streams, none
     shorter than 16 contexts (4 KiB for tzip-small), where format 5 cuts small blocks into
     up to 8."""
     def count(n: int) -> int:
@@ -125,13 +125,13 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
 
 # ---- one block decoded in parts: the model steps a part while the parts before it decode --
 @needs_numba
-@pytest.mark.parametrize("revision", [2, 3, 4, 5])
+@pytest.mark.parametrize("revision", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("mixer", ["compiled", "reference"])
 @pytest.mark.parametrize("threads", [2, 7])
 def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads, revision):
     """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
     while the others step on): the bytes of the one-part loop, every byte counted once;
-    with the mixer's revision 2 (format 5) and 3 to 5 (formats 8 to 10, a compiled loop of
+    with the mixer's revision 2 (format 5) and 3 to 5 (formats 8 to 11, a compiled loop of
     their own)."""
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")

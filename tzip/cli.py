@@ -47,7 +47,7 @@ LARGE = "tzip-large"  # what -9 / --best picks
 # (api.format_for).
 LEVELS: dict[int, tuple[str | None, int | None, int | None]] = {
     1: (api.NO_MODEL, None, None), 2: (None, 64, None), 3: (None, 64, None), 4: (None, 128, None),
-    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM5_VERSION),
+    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM6_VERSION),
     9: (LARGE, None, None)}
 LEVEL_MODELS = {n: m for n, (m, _, _) in LEVELS.items() if m is not None}  # the levels that name a model
 
@@ -330,7 +330,7 @@ class Job:
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
             job = ("compress" if self.mode == "compress" else "decompress") + (
-                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION, api.CM5_VERSION) else "")
+                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION, api.CM5_VERSION, api.CM6_VERSION) else "")
             with _progress(total, self.quiet, f"{verb} {_shown(name)}", job) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)

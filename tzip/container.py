@@ -25,11 +25,11 @@ MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
-STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4, MODEL_CM5 = 0, 1, 2, 3, 4, 5, 6, 7, 8
+STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6 = range(10)
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2",
            CM_ALONE: "cm2", MODEL_CM3: "model+cm3", MODEL_CM4: "model+cm4",
-           MODEL_CM5: "model+cm5"}
-MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5)  # the methods that need the archive's model
+           MODEL_CM5: "model+cm5", MODEL_CM6: "model+cm6"}
+MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6)  # the methods that need the archive's model
 STREAM_METHODS = MODEL_METHODS + (CM_ALONE,)  # the methods whose block header lists streams
 # The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
 # big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
@@ -51,7 +51,7 @@ class Profile:
     # archive: the most streams codec's split_streams picks by itself (a decoder reads any
     # count). Every cut hides bytes from the adaptive models (those of the streams before
     # it, past the current step): format 5's 16 against 128 saved 1.2-4.2% on the
-    # structured group's larger files; formats 8 to 10 (level -8) trade decoding speed for
+    # structured group's larger files; formats 8 to 11 (level -8) trade decoding speed for
     # ratio at 4 (docs/levels.md).
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
@@ -60,7 +60,7 @@ class Profile:
     windowed: bool = False
     # archive: the most streams split_streams gives a block too short for max_streams
     # streams of 16 contexts (streams of at least 2 contexts): a small file then decodes in
-    # fewer steps, for a larger archive; formats 8 to 10 (level -8) take the ratio (docs/levels.md)
+    # fewer steps, for a larger archive; formats 8 to 11 (level -8) take the ratio (docs/levels.md)
     small_streams: int = 8
 
     @property
@@ -77,7 +77,8 @@ class Profile:
 # 9: 8's, with revision 4 (match lookups by 12 and 4 bytes, recovery after a wrong guess, an
 #    indirect and a line-head context; level -8 of 0.5);
 # 10: 9's, with revision 5 (each context's run, mixer B's sets by the order contexts seen;
-#    level -8)
+#    level -8 of 0.6);
+# 11: 10's, with revision 6 (the shape context, mixer D by the place in the record; level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),
@@ -85,13 +86,15 @@ PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             7: Profile((STORED, LZMA, MODEL_CM2, CM_ALONE), _ALL_TRANSFORMS, MODEL_CM2, 2, 16, 2, True),
             8: Profile((STORED, LZMA, MODEL_CM3), _ALL_TRANSFORMS, MODEL_CM3, 3, 4, small_streams=1),
             9: Profile((STORED, LZMA, MODEL_CM4), _ALL_TRANSFORMS, MODEL_CM4, 4, 4, small_streams=1),
-            10: Profile((STORED, LZMA, MODEL_CM5), _ALL_TRANSFORMS, MODEL_CM5, 5, 4, small_streams=1)}
+            10: Profile((STORED, LZMA, MODEL_CM5), _ALL_TRANSFORMS, MODEL_CM5, 5, 4, small_streams=1),
+            11: Profile((STORED, LZMA, MODEL_CM6), _ALL_TRANSFORMS, MODEL_CM6, 6, 4, small_streams=1)}
 READABLE = tuple(PROFILES)
 ALONE_VERSION = 6  # the version of archives coded by the mixer alone
 WINDOW_VERSION = 7  # the version of archives coded with a window
 CM3_VERSION = 8  # the version of archives coded with the context mixer's revision 3
 CM4_VERSION = 9  # and with its revision 4 (level -8 of 0.5)
-CM5_VERSION = 10  # and with its revision 5 (level -8 from 0.6.0)
+CM5_VERSION = 10  # and with its revision 5 (level -8 of 0.6)
+CM6_VERSION = 11  # and with its revision 6 (level -8 from 0.7.0)
 MAX_WINDOW = 1 << 16  # no header's window is larger (a model's context is checked when it is known)
 # the model method of each format version (a version's blocks are stored, LZMA or this)
 MODEL_METHOD = {v: p.model_method for v, p in PROFILES.items()}

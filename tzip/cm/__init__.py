@@ -9,8 +9,10 @@ The stage has revisions (tables.REVISIONS), each fixed forever once archives use
 revision 1 codes format 4's model blocks, revision 2 (a field context and a third mixer)
 format 5's (and 6's and 7's), revision 3 (contexts for structured text and two more APMs)
 format 8's, written by 0.4's level -8, revision 4 (a new match rule, two more contexts)
-format 9's, written by 0.5's level -8, and revision 5 (each context's run, mixer B's sets
-by the order contexts seen) format 10's, written by level -8. LATEST, every default here, is the revision of the
+format 9's, written by 0.5's level -8, revision 5 (each context's run, mixer B's sets
+by the order contexts seen) format 10's, written by 0.6's level -8, and revision 6 (the
+shape context, mixer D by the place in the record, a falling learning rate) format 11's,
+written by level -8. LATEST, every default here, is the revision of the
 default format, 5.
 
 A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
@@ -20,7 +22,7 @@ exact integers 1..65536) for each stream and step. Every probability is computed
 integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
-the normative definition) and tzip/cm/jit.py (numba; the loop of revisions 3 to 5: jit3.py), both
+the normative definition) and tzip/cm/jit.py (numba; the loop of revisions 3 to 6: jit3.py), both
 coding a byte in the same named phases (tables.PHASES) from the same constants (tables.py)
 and initial state (state.py).
 The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS):
@@ -38,7 +40,7 @@ from . import tables
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "IMPLEMENTATIONS", "default_implementation",
            "numba_available", "max_bytes", "memory"]
 
-LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 10's
+LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 11's
 IMPLEMENTATIONS = ("reference", "compiled")
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 
@@ -195,4 +197,5 @@ def memory(n: int, revision: int = LATEST) -> int:
         apms += tables.APM_O1_SIZE + tables.APM_MATCH_SIZE
     return (1 << tables.table_bits(n, revision)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
         + apms * tables.APM_BINS * 8 + tables.MIX_SETS_C * tables.n_inputs(revision) * 8 + (1 << 22) \
-        + ((1 << tables.run_bits(n)) * 4 if revision >= tables.RUN_FROM else 0)
+        + ((1 << tables.run_bits(n)) * 4 if revision >= tables.RUN_FROM else 0) \
+        + (tables.MIX_SETS_D * tables.n_inputs(revision) * 8 if revision >= tables.SHAPE_FROM else 0)

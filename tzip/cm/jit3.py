@@ -1,4 +1,4 @@
-"""The CM stage's revisions 3 to 5 (formats 8 to 10) compiled with numba: the same
+"""The CM stage's revisions 3 to 6 (formats 8 to 11) compiled with numba: the same
 integers as tzip/cm/reference.py, fast.
 
 A loop of its own, beside tzip/cm/jit.py's for revisions 1 and 2: revision 3 mixes more
@@ -12,9 +12,10 @@ inlined into its own loop. Revision 4 differs from 3 in its match rule
 (tables.match_rule) and two more contexts, so the revision's context and input counts
 (nctx, n_in) and match rule are arguments here; revision 5 adds the contexts' runs, the
 context map's rows by what they expect and mixer B's sets by the order contexts seen,
-all of them only where its run table's size (the argument rbits) is not 0.
-The state is state.CMState (as jit.py's) and state.Structure, the part of revisions 3
-to 5.
+all of them only where its run table's size (the argument rbits) is not 0; revision 6 the
+shape context (a context count, as revision 4's), mixer D and its learning rate schedule,
+where the state has mixer D's weights. The state is state.CMState (as jit.py's) and
+state.Structure, the part of revisions 3 to 6.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
 or jit.py, delete tzip/cm/__pycache__ (or touch this file).
@@ -32,12 +33,16 @@ from .state import (ERR, SC3_C, SC3_CMAP, SC3_CTXH, SC3_ROWS, SC3_RUN, SC3_RUN_S
                     CMState, Mixed, Picked, Refined, Structure)
 
 is_opener = _phase(T.is_opener)
+shape_class = _phase(T.shape_class)
+mix_set_d = _phase(T.mix_set_d)
+mix_rate = _phase(T.mix_rate)
 run_expects = _phase(T.run_expects)
 is_closer = _phase(T.is_closer)
 apm_match_context = _phase(T.apm_match_context)
 
 R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, inputs as in jit.py
-R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revision 4's after
+R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revision 4's after,
+R4 = T.CONTEXTS_R4  # up to R4 - 1 (inputs ctx4 and cmap4); revision 6's from R4 (ctx6, cmap6)
 
 
 @_phase
@@ -61,6 +66,16 @@ def contexts(st, r3, s, t, c, ctxh, nctx, rbits):
     if nctx > T.CTX_INDIRECT:
         ctxh[T.CTX_INDIRECT] = hmix(hmix(T.SEED_INDIRECT, r3.indirect[(c[2] << 8) | c[1]]), c[1])
         ctxh[T.CTX_LINE_HEAD] = hmix(hmix(T.SEED_LINE_HEAD, r3.line_head[s]), st.word[s])
+    if nctx > T.CTX_SHAPE_LONG:  # revision 6's two
+        sh = r3.shape
+        h = T.SEED_SHAPE
+        for i in range(T.SHAPE_RUNS // 4):
+            h = hmix(h, sh[s, i])
+        ctxh[T.CTX_SHAPE] = hmix(h, min(sh[s, T.SHAPE_WORDS + 1], T.SHAPE_LEN_CAP))
+        h = T.SEED_SHAPE_LONG
+        for i in range(T.SHAPE_WORDS):
+            h = hmix(h, sh[s, i])
+        ctxh[T.CTX_SHAPE_LONG] = h
     if rbits > 0:
         run = r3.scratch[SC3_RUN:SC3_RUN_SM]
         for i in range(nctx):
@@ -122,11 +137,16 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         x[T.IN_CTX3 + i - R2] = stretch(e >> 20)
         cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP3 + i - R2] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R3, nctx):  # revision 4's: after revision 3's
+    for i in range(R3, min(nctx, R4)):  # revision 4's: after revision 3's
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX4 + i - R3] = stretch(e >> 20)
         cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP4 + i - R3] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+    for i in range(R4, nctx):  # revision 6's: after revision 5's runs
+        e = np.int64(table[slot[i] + node])
+        x[T.IN_CTX6 + i - R4] = stretch(e >> 20)
+        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        x[T.IN_CMAP6 + i - R4] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     expect = -1  # the match's bit, while its byte agrees with the bits so far
     if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
         expect = (m.byte >> (7 - j)) & 1
@@ -148,17 +168,19 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         rsm = r3.scratch[SC3_RUN_SM:SC3_ROWS]
         for i in range(nctx):
             rsm[i] = -1
-            x[T.IN_RUN + i] = 0
+            at = T.IN_RUN + i if i < R4 else T.IN_RUN6 + i - R4
+            x[at] = 0
             if rows[i] > 0:
                 ri = (i * (T.RUN_SM_LEN + 1) + min(run[4 * i + 3], T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
                 rsm[i] = ri
-                x[T.IN_RUN + i] = stretch(np.int64(r3.run_sm[ri]) >> 20)
+                x[at] = stretch(np.int64(r3.run_sm[ri]) >> 20)
     return Picked(node, ia_tf, o1i, mi, mi2, expect)
 
 
 @_phase
-def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits):
-    """Mixers A, B, C, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place):
+    """Mixers A, B, C, (revision 6, place >= 0: its set at bit 0) D, the final mixer and
+    four APMs -> (Mixed, p: the bit's P(1); Refined)."""
     lim = T.ST_LIMIT
     set_a = c0
     tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
@@ -167,7 +189,8 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits):
         set_b = set_b * T.SEEN_SETS + r3.scratch[SC3_SEEN]
     set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
     set_f = j * 2 + parity
-    sa, sb, sc, sf = set_a * n_in, set_b * n_in, set_c * n_in, set_f * T.N_FINAL
+    nf = T.N_FINAL + 1 if place >= 0 else T.N_FINAL  # (tables.n_final)
+    sa, sb, sc, sf = set_a * n_in, set_b * n_in, set_c * n_in, set_f * nf
     dot_a = 0
     dot_b = 0
     dot_c = 0
@@ -181,6 +204,16 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits):
     w_f = st.w_f
     dot_f = w_f[sf] * sta + w_f[sf + 1] * stb + w_f[sf + 2] * x[T.IN_TF] + w_f[sf + 3] * T.BIAS \
         + w_f[sf + 4] * stc
+    set_d = -1
+    std = 0
+    if place >= 0:
+        set_d = place + j
+        sd = set_d * n_in
+        dot_d = 0
+        for i in range(n_in):
+            dot_d += r3.w_d[sd + i] * x[i]
+        std = clamp(dot_d >> 16, -lim, lim)
+        dot_f += w_f[sf + 5] * std
     pf = squash(clamp(dot_f >> 16, -lim, lim))
     p1, i1 = apm_p(st.apm1, c0, pf)
     p2, i2 = apm_p(st.apm2, hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), pf)
@@ -191,15 +224,16 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits):
     p4, i4 = apm_p(r3.apm_match, apm_match_context(expect, expect2, m.length, c0), pf)
     p = clamp((pf + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
     return (Mixed(p, set_a, set_b, set_c, set_f, sta, stb, stc, squash(sta), squash(stb), squash(stc), pf, i1, i2),
-            Refined(i3, i4))
+            Refined(i3, i4, set_d, std, squash(std)))
 
 
 @_phase
-def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits):
-    """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix did)."""
-    err_a = ((y << 12) - mx.p_a) * T.LR_A
-    err_b = ((y << 12) - mx.p_b) * T.LR_B
-    err_c = ((y << 12) - mx.p_c) * T.LR_C
+def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr):
+    """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix
+    did; lr: the learning rate of mixers A to D)."""
+    err_a = ((y << 12) - mx.p_a) * lr
+    err_b = ((y << 12) - mx.p_b) * lr
+    err_c = ((y << 12) - mx.p_c) * lr
     w_a = st.w_a
     w_b = st.w_b
     w_c = st.w_c
@@ -213,7 +247,14 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits):
     for i in range(n_in):
         w_c[sc + i] += (x[i] * err_c + 32768) >> 16
     err_f = ((y << 12) - mx.p_f) * T.LR_F
-    sf = mx.set_f * T.N_FINAL
+    sf = mx.set_f * (T.N_FINAL + 1 if rf.set_d >= 0 else T.N_FINAL)
+    if rf.set_d >= 0:  # revision 6
+        err_d = ((y << 12) - rf.p_d) * lr
+        w_d = r3.w_d
+        sd = rf.set_d * n_in
+        for i in range(n_in):
+            w_d[sd + i] += (x[i] * err_d + 32768) >> 16
+        st.w_f[sf + 5] += (rf.st_d * err_f + 32768) >> 16
     st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
     st.w_f[sf + 1] += (mx.st_b * err_f + 32768) >> 16
     st.w_f[sf + 2] += (x[T.IN_TF] * err_f + 32768) >> 16
@@ -279,6 +320,17 @@ def advance(st, r3, s, t, byte, m, recover, nctx, rbits):
             for i in range(T.FIELDS + 1):
                 r3.prev_field_hashes[s, i] = r3.field_hashes[s, i]
                 r3.field_hashes[s, i] = 0
+    if nctx > T.CTX_SHAPE_LONG:  # revision 6 (reference.advance_shape)
+        sh = r3.shape
+        k = shape_class(byte)
+        if k == sh[s, T.SHAPE_WORDS]:
+            sh[s, T.SHAPE_WORDS + 1] += 1
+        else:
+            for i in range(T.SHAPE_WORDS - 1, 0, -1):
+                sh[s, i] = ((sh[s, i] << 8) | (sh[s, i - 1] >> 24)) & T.MASK32
+            sh[s, 0] = ((sh[s, 0] << 8) | k) & T.MASK32
+            sh[s, T.SHAPE_WORDS] = k
+            sh[s, T.SHAPE_WORDS + 1] = 1
     if nctx > T.CTX_INDIRECT:  # revision 4
         if t >= 2:
             pair = (st.hist[s, t - 2] << 8) | st.hist[s, t - 1]
@@ -294,8 +346,9 @@ def advance(st, r3, s, t, byte, m, recover, nctx, rbits):
 def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, match_min, match_long, recover,
               rbits):
     """Code (or decode, returning it) the byte of stream s at step t with the revision's
-    first nctx contexts, n_in inputs, match rule (tables.match_rule) and (revision 5) a run
-    table of 2^rbits entries (0: none)."""
+    first nctx contexts, n_in inputs, match rule (tables.match_rule), (revision 5) a run
+    table of 2^rbits entries (0: none) and (revision 6, where the state has mixer D) the
+    rest of revision 6."""
     sc = r3.scratch
     cum = sc[SC_CUM:SC_X]  # prefix sums of the transformer's frequencies
     x = sc[SC_X:SC3_SLOT]
@@ -310,12 +363,18 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, matc
     m = match(st, s, t, mbits, match_min, match_long)
     len_bucket = match_length_bucket(m.length)
     parity = (st.start[s] + t) & 1  # of the byte's offset in the block
+    place = -1  # revision 6: mixer D's set for the byte's first bit (where in its record it is)
+    lr = T.LR_A
+    if r3.w_d.size > 0:
+        f = st.field[s]
+        place = mix_set_d(f, t - st.field_start[s, f] if f <= T.FIELDS else -1, 0)
+        lr = mix_rate(t * st.lengths.shape[0] + s)
     c0 = 1
     for j in range(8):
         k = inputs(st, r3, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits)
-        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits, place)
         y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
-        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits)
+        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr)
         c0 = (c0 << 1) | y
         if decoding and st.coder[ERR]:
             return 0

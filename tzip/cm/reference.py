@@ -99,6 +99,18 @@ the order contexts (tables.ORDER_SLOTS) had been met before with this nibble (th
 bucket's first counter has a count), counted at each nibble's lookup: with the match
 length, it says how much history the mix can trust.
 
+Revision 6 (format 11; measured in bench/published/cm/rev6-candidates.md) is revision 5
+with one more context, a fourth mixer and a learning rate that falls. The shape context
+(tables.CONTEXTS' last, its inputs and run after revision 5's: tables.INPUTS_R6) hashes
+the last SHAPE_RUNS runs of byte classes (tables.shape_class: digit, capital, small
+letter, or the byte itself) and the current run's length: "a time, a space, a bracketed
+number" is one context whatever the digits, so what follows a variable field of a
+record is learnt from every record. Mixer D has a weight set per (field number, bytes
+into the field, bit position) (tables.mix_set_d): where in its record the byte is; its
+output is the final mixer's sixth input. Mixers A to D learn at tables.mix_rate of the
+bytes coded before the byte (t * S + s), from 32 down to 14. What it tracks per stream:
+the shape (the last 4 runs' classes, the 4 before, the last class, its run's length).
+
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
 the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
@@ -114,7 +126,7 @@ import numpy as np
 from . import tables as T
 from .state import X, X1, X2, Match, Mixed, Picked, Refined, new_state, new_structure
 from .tables import (apm_match_context, clamp, hmix, is_closer, is_letter, is_opener, is_separator,
-                     match_length_bucket, run_expects, squash, stretch)
+                     match_length_bucket, run_expects, shape_class, squash, stretch)
 
 DT = T.DT.tolist()  # the counters' rates as Python ints (list indexing: the reference is slow enough)
 
@@ -230,6 +242,9 @@ class StreamState:
             self.field_hashes = r3.field_hashes[s].tolist()  # this line's finished fields
             self.prev_field_hashes = r3.prev_field_hashes[s].tolist()  # the line before's
             self.line_head = int(r3.line_head[s])  # revision 4: hash of the line's first bytes
+            # revision 6: the byte-class runs (SHAPE_WORDS words of 4, the latest first),
+            # the last byte's class and how many bytes of it in a row
+            self.shape = r3.shape[s].tolist()
 
 
 class CMModel:
@@ -262,7 +277,7 @@ class CMModel:
         self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
         self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
         self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
-        self.mixer_f = Mixer(st.w_f.tolist(), T.N_FINAL, T.LR_F)
+        self.mixer_f = Mixer(st.w_f.tolist(), T.n_final(revision), T.LR_F)
         self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
         if r3 is not None:
             self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
@@ -270,6 +285,8 @@ class CMModel:
             self.run_table = r3.run_table.tolist()  # revision 5: each context's run
             self.run_bits = len(self.run_table).bit_length() - 1  # as state.new_structure sized it
             self.run_sm = Counters(r3.run_sm.tolist())
+            self.mixer_d = Mixer(r3.w_d.tolist(), self.n_in, T.LR_C)  # revision 6
+        self.mix_d = revision >= T.SHAPE_FROM
         self.seen = 0  # revision 5: the order contexts seen before (set at each nibble's lookup)
         # coder
         self.x1, self.x2, self.x = (int(st.coder[i]) for i in (X1, X2, X))
@@ -346,6 +363,13 @@ class CMModel:
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
+        place = -1  # revision 6: mixer D's set for the byte's first bit (where in its record it is)
+        if self.mix_d:
+            f = self.streams[s].field
+            place = T.mix_set_d(f, t - self.streams[s].field_start[f] if f <= T.FIELDS else -1, 0)
+            # and the mixers' learning rate, by how much of the block was coded before
+            rate = T.mix_rate(t * self.S + s)
+            self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = rate
         x = [0] * self.n_in
         slots = [0] * self.nctx  # each context's bucket
         cmap_index = [0] * self.nctx  # each context's counter in the context map
@@ -353,7 +377,7 @@ class CMModel:
         c0 = 1
         for j in range(8):
             k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m, runs, run_index)
-            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m)
+            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, place)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
             self.learn(x, y, slots, cmap_index, k, mx, rf, run_index)
             c0 = (c0 << 1) | y
@@ -408,6 +432,16 @@ class CMModel:
         if self.nctx > T.CTX_INDIRECT:  # revision 4's two
             ctx["indirect"] = hmix(hmix(T.SEED_INDIRECT, self.indirect[(c[2] << 8) | c1]), c1)
             ctx["line_head"] = hmix(hmix(T.SEED_LINE_HEAD, ss.line_head), ss.word)
+        if self.nctx > T.CTX_SHAPE_LONG:  # revision 6's two
+            runs, length = ss.shape[:T.SHAPE_WORDS], ss.shape[-1]
+            h = T.SEED_SHAPE
+            for w in runs[:T.SHAPE_RUNS // 4]:  # the last SHAPE_RUNS runs, the current one's length
+                h = hmix(h, w)
+            ctx["shape"] = hmix(h, min(length, T.SHAPE_LEN_CAP))
+            h = T.SEED_SHAPE_LONG
+            for w in runs:  # the last SHAPE_LONG_RUNS runs
+                h = hmix(h, w)
+            ctx["shape_long"] = h
         hashes = [ctx[name] for name in T.CONTEXTS[:self.nctx]]
         runs = []
         if self.run:  # revision 5: each context's run, looked up once per byte
@@ -530,16 +564,17 @@ class CMModel:
         x[T.IN_BIAS] = T.BIAS
         for i, (_, _, run_byte, length) in enumerate(runs):  # revision 5: while the run's byte agrees
             run_index[i] = -1
-            x[T.IN_RUN + i] = 0
+            x[T.run_input(i)] = 0
             if rows[i]:
                 run_index[i] = (i * (T.RUN_SM_LEN + 1) + min(length, T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
-                x[T.IN_RUN + i] = stretch(self.run_sm.p12(run_index[i]))
+                x[T.run_input(i)] = stretch(self.run_sm.p12(run_index[i]))
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
-            parity: int, m: Match) -> tuple[Mixed, Refined]:
-        """Mixers A, B and (revision 2) C, the final mixer and two APMs (four in revision
-        3) -> (Mixed, whose p is the bit's probability; Refined)."""
+            parity: int, m: Match, place: int) -> tuple[Mixed, Refined]:
+        """Mixers A, B, (revision 2) C and (revision 6, place >= 0: its set at bit 0) D,
+        the final mixer and two APMs (four in revision 3) -> (Mixed, whose p is the bit's
+        probability; Refined)."""
         set_a = c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
@@ -550,7 +585,9 @@ class CMModel:
         st_a = self.mixer_a.mix(set_a, x)
         st_b = self.mixer_b.mix(set_b, x)
         st_c = self.mixer_c.mix(set_c, x) if self.use_c else 0
-        p_f = squash(self.mixer_f.mix(set_f, [st_a, st_b, x[T.IN_TF], T.BIAS, st_c]))
+        set_d = place + j if place >= 0 else -1
+        st_d = self.mixer_d.mix(set_d, x) if place >= 0 else 0
+        p_f = squash(self.mixer_f.mix(set_f, self.final_inputs(st_a, st_b, x, st_c, st_d)))
         p1, apm1 = self.apm1.p(c0, p_f)
         p2, apm2 = self.apm2.p(hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), p_f)
         if self.structure:  # revision 3: by order 1, and by what the match models expect
@@ -558,12 +595,17 @@ class CMModel:
             expect2 = ((m.byte2 >> (7 - j)) & 1) if m.byte2 >= 0 and (m.byte2 + 256) >> (8 - j) == c0 else -1
             p4, apm_match = self.apm_match.p(apm_match_context(expect, expect2, m.length, c0), p_f)
             p = clamp((p_f + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
-            rf = Refined(apm_o1, apm_match)
+            rf = Refined(apm_o1, apm_match, set_d, st_d, squash(st_d))
         else:
             p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
-            rf = Refined(-1, -1)
+            rf = Refined(-1, -1, -1, 0, 0)
         return Mixed(p, set_a, set_b, set_c, set_f, st_a, st_b, st_c,
                      squash(st_a), squash(st_b), squash(st_c), p_f, apm1, apm2), rf
+
+    def final_inputs(self, st_a: int, st_b: int, x: list[int], st_c: int, st_d: int) -> list[int]:
+        """The final mixer's inputs: mixers A and B, the transformer, the bias, mixer C (0
+        before revision 2) and from revision 6 mixer D."""
+        return [st_a, st_b, x[T.IN_TF], T.BIAS, st_c] + ([st_d] if self.mix_d else [])
 
     def code(self, p: int, bit: int) -> int:
         """The binary arithmetic coder: encode bit (encoder) or decode one (decoder) with
@@ -591,7 +633,9 @@ class CMModel:
         if self.use_c:
             self.mixer_c.update(mx.set_c, x, y, mx.p_c)
         # (before mixer C its input st_c is 0, so its weight never moves)
-        self.mixer_f.update(mx.set_f, [mx.st_a, mx.st_b, x[T.IN_TF], T.BIAS, mx.st_c], y, mx.p_f)
+        if rf.set_d >= 0:
+            self.mixer_d.update(rf.set_d, x, y, rf.p_d)
+        self.mixer_f.update(mx.set_f, self.final_inputs(mx.st_a, mx.st_b, x, mx.st_c, rf.st_d), y, mx.p_f)
         self.apm_tf.update(k.apm_tf, y)
         self.apm1.update(mx.apm1, y)
         self.apm2.update(mx.apm2, y)
@@ -640,6 +684,8 @@ class CMModel:
             self.advance_structure(ss, byte)
         if self.nctx > T.CTX_INDIRECT:
             self.advance_heads(s, t, byte)
+        if self.nctx > T.CTX_SHAPE_LONG:
+            self.advance_shape(ss, byte)
         if is_letter(byte):
             ss.word = hmix(ss.word + 1, byte + 32 if 65 <= byte <= 90 else byte)
         elif byte != 0:  # NULs do not end a word: UTF-16 text keeps its words
@@ -667,6 +713,18 @@ class CMModel:
             ss.line_head = 0
         elif t - ss.line_start < T.LINE_HEAD:
             ss.line_head = hmix(ss.line_head, byte)
+
+    def advance_shape(self, ss: StreamState, byte: int) -> None:
+        """Revision 6's shape after the byte: its class goes on the current run, or starts
+        a new one (a new entry of the runs)."""
+        sh, k = ss.shape, shape_class(byte)
+        if k == sh[-2]:
+            sh[-1] += 1
+        else:  # each word's oldest entry moves to the next word
+            for i in range(T.SHAPE_WORDS - 1, 0, -1):
+                sh[i] = ((sh[i] << 8) | (sh[i - 1] >> 24)) & T.MASK32
+            sh[0] = ((sh[0] << 8) | k) & T.MASK32
+            sh[-2], sh[-1] = k, 1
 
     def advance_structure(self, ss: StreamState, byte: int) -> None:
         """Revision 3's structure after the byte (part of `advance`, before the word and the

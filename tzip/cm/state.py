@@ -3,7 +3,7 @@
 them into Python lists), so they cannot disagree about a table's size or initial value.
 Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
 and fields, and its two APMs (revision 4's indirect bytes and line heads, revision 5's
-runs), kept apart so that CMState, and the compiled loop of revisions 1 and 2 that takes
+runs, revision 6's shapes and mixer D), kept apart so that CMState, and the compiled loop of revisions 1 and 2 that takes
 it, stay what they were before revision 3 (tzip/cm/jit3.py takes both).
 
 Imports numpy and tables only: the reference must work without numba.
@@ -43,7 +43,7 @@ class CMState(NamedTuple):
     w_a: np.ndarray  # (MIX_SETS_A * n_inputs(revision),) int64 mixer A weights
     w_b: np.ndarray  # (mix_sets_b(revision) * n_inputs(revision),) int64 mixer B weights
     w_c: np.ndarray  # (MIX_SETS_C * n_inputs(revision),) int64 mixer C weights (empty before MIXER_C_FROM)
-    w_f: np.ndarray  # (MIX_SETS_F * N_FINAL,) int64 final mixer weights
+    w_f: np.ndarray  # (MIX_SETS_F * n_final(revision),) int64 final mixer weights
     apm_tf: np.ndarray  # (APM_TF_SIZE * APM_BINS,) int32
     apm1: np.ndarray  # (APM1_SIZE * APM_BINS,) int32
     apm2: np.ndarray  # (APM2_SIZE * APM_BINS,) int32
@@ -53,7 +53,7 @@ class CMState(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """What revisions 3 to 5 remember beyond CMState (sizes from tables.py)."""
+    """What revisions 3 to 6 remember beyond CMState (sizes from tables.py)."""
     nest: np.ndarray  # (S, 3) int64: bracket depth, inside a "string" (1), after a backslash in one (1)
     nest_stack: np.ndarray  # (S, NEST_MAX) int64: the open brackets, the innermost at depth - 1
     prev_word: np.ndarray  # (S,) int64: hash of the word before the current one
@@ -68,6 +68,10 @@ class Structure(NamedTuple):
     # revision 5: each context's run, (checksum << 16) | (byte << 8) | times in a row (0: empty)
     run_table: np.ndarray  # (2^run_bits, or 1 before revision 5,) uint32
     run_sm: np.ndarray  # (len(CONTEXTS) * RUN_SM_SIZE,) uint32: counters by (context, run length, bit)
+    # revision 6: per stream the byte-class runs (SHAPE_WORDS words of 4 entries of 8 bits,
+    # the latest first), the last byte's class and its run's length
+    shape: np.ndarray  # (S, SHAPE_WORDS + 2) int64
+    w_d: np.ndarray  # (MIX_SETS_D * n_inputs(revision), or 0 before revision 6,) int64 mixer D weights
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -112,9 +116,13 @@ class Mixed(NamedTuple):
 
 class Refined(NamedTuple):
     """What revision 3's `mix` adds to Mixed: the bins of its two more APMs (-1: none,
-    revisions 1 and 2), so that `learn` updates them."""
+    revisions 1 and 2), so that `learn` updates them; and revision 6's mixer D (set -1:
+    none)."""
     apm_o1: int
     apm_match: int
+    set_d: int
+    st_d: int
+    p_d: int
 
 
 # coder[] fields
@@ -123,7 +131,7 @@ X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 # scratch[] layout (revisions 1 and 2): the transformer's prefix sums, the inputs x, and
 # per context its bucket, its hash and its context-map index; then the previous bytes
 # c[0..HISTORY]. Structure.scratch[] is the same for the inputs and contexts of revisions
-# 3 to 5, then revision 5's runs.
+# 3 to 6 (room for the latest revision's inputs), then revision 5's runs.
 SC_CUM = 0
 SC_X = SC_CUM + 257
 SC_SLOT = SC_X + T.N_INPUTS
@@ -131,7 +139,7 @@ SC_CTXH = SC_SLOT + T.CONTEXTS_R2
 SC_CMAP = SC_CTXH + T.CONTEXTS_R2
 SC_C = SC_CMAP + T.CONTEXTS_R2
 SCRATCH = SC_C + T.HISTORY + 1
-SC3_SLOT = SC_X + T.N_INPUTS_R5
+SC3_SLOT = SC_X + T.n_inputs(T.REVISIONS[-1])
 SC3_CTXH = SC3_SLOT + len(T.CONTEXTS)
 SC3_CMAP = SC3_CTXH + len(T.CONTEXTS)
 SC3_C = SC3_CMAP + len(T.CONTEXTS)
@@ -156,7 +164,7 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
 
 def _weights(sets: int, revision: int) -> np.ndarray:
     """A mixer's weight sets over the revision's inputs (tables.n_inputs); the inputs of
-    revisions 3 to 5 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
+    revisions 3 to 6 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
     w = np.full((sets, T.n_inputs(revision)), T.W_INIT, dtype=np.int64)
     w[:, T.N_INPUTS:] = 0
     w[:, T.IN_TF] = T.W_INIT_TF
@@ -193,7 +201,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         field_start=field_start, prev_field_start=fields,
         w_a=_weights(T.MIX_SETS_A, revision), w_b=_weights(T.mix_sets_b(revision), revision),
         w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0, revision),
-        w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),
+        w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),  # n_final(revision) each
         apm_tf=T.apm_init(T.APM_TF_SIZE).astype(np.int32),
         apm1=T.apm_init(T.APM1_SIZE).astype(np.int32),
         apm2=T.apm_init(T.APM2_SIZE).astype(np.int32),
@@ -202,7 +210,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
 
 
 def new_structure(S: int, n: int, revision: int) -> Structure:
-    """The part of a block's fresh state of revisions 3 to 5, for S streams of n bytes in all."""
+    """The part of a block's fresh state of revisions 3 to 6, for S streams of n bytes in all."""
     fields = np.zeros((S, T.FIELDS + 1), dtype=np.int64)
     return Structure(
         nest=np.zeros((S, 3), dtype=np.int64), nest_stack=np.zeros((S, T.NEST_MAX), dtype=np.int64),
@@ -212,4 +220,6 @@ def new_structure(S: int, n: int, revision: int) -> Structure:
         indirect=np.zeros(65536, dtype=np.int64), line_head=np.zeros(S, dtype=np.int64),
         run_table=np.zeros(1 << T.run_bits(n) if revision >= T.RUN_FROM else 1, dtype=np.uint32),
         run_sm=np.full(len(T.CONTEXTS) * T.RUN_SM_SIZE, T.COUNTER_INIT, dtype=np.uint32),
+        shape=np.zeros((S, T.SHAPE_WORDS + 2), dtype=np.int64),
+        w_d=_weights(T.MIX_SETS_D if revision >= T.SHAPE_FROM else 0, revision),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))

@@ -84,6 +84,18 @@ def is_letter(c: int) -> bool:
     return (65 <= c <= 90) or (97 <= c <= 122) or c >= 128
 
 
+def shape_class(c: int) -> int:
+    """A byte's class in the shape context: DIGIT, CAPITAL, SMALL (ASCII small letters
+    and every byte >= 128, as words do), any other byte itself."""
+    if 48 <= c <= 57:
+        return DIGIT
+    if 65 <= c <= 90:
+        return CAPITAL
+    if (97 <= c <= 122) or c >= 128:
+        return SMALL
+    return c
+
+
 def is_separator(c: int) -> bool:
     """A byte that ends a field (the field contexts): one of SEPARATORS."""
     for sep in SEPARATORS:
@@ -124,6 +136,14 @@ def run_expects(length: int, run_byte: int, j: int, c0: int) -> int:
     return (1 if length < RUN_LONG else 3) + ((run_byte >> (7 - j)) & 1)
 
 
+def mix_rate(done: int) -> int:
+    """Revision 6's learning rate of mixers A to D after `done` coded bytes."""
+    for i in range(len(MIX_RATE_EDGES)):
+        if done < MIX_RATE_EDGES[i]:
+            return MIX_RATES[i]
+    return MIX_RATES[len(MIX_RATE_EDGES)]
+
+
 def match_length_bucket(n: int) -> int:
     """Mixer B's match-length bucket, 0..len(MATCH_LEN_EDGES)."""
     for i in range(len(MATCH_LEN_EDGES)):
@@ -150,10 +170,11 @@ PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
 CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit checksum
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
-REVISIONS = (1, 2, 3, 4, 5)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's,
-# 4 format 9's, 5 format 10's
+REVISIONS = (1, 2, 3, 4, 5, 6)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's,
+# 4 format 9's, 5 format 10's, 6 format 11's
 STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 RUN_FROM = 5  # the first revision with each context's run (the byte it saw last, how often in a row)
+SHAPE_FROM = 6  # the first revision with the shape context (and mixer D)
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
 # for each of its 8 bits; advance after it.
@@ -184,10 +205,19 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # line's first LINE_HEAD bytes with the word so far (a log line's or a record's kind).
 # Measured alone on the structured group at 4 streams (bench/published/cm/
 # rev4-candidates.md): -0.17% and -0.18%, -0.27% together.
+# Revision 6 (format 11) adds two: shape, the last SHAPE_RUNS runs of byte classes
+# (shape_class: digits, capitals, small letters, each other byte its own class; a run of
+# one class is one entry however long) with the current run's length capped at
+# SHAPE_LEN_CAP: "a timestamp, a space, a bracketed number" whatever the digits, so the
+# structure after a variable field is predicted as often as the structure repeats; and
+# shape_long, the last SHAPE_LONG_RUNS runs. Measured on the structured group at 4
+# streams (bench/published/cm/rev6-candidates.md): shape alone -1.3%, every file gains;
+# shape_long -0.35% more on top of revision 6's other parts.
 CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above",
-            "nest", "record", "field_prev", "word2", "indirect", "line_head")
-CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3 = 9, 11, 15
-N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, len(CONTEXTS), len(CONTEXTS))  # by revision: a prefix of CONTEXTS
+            "nest", "record", "field_prev", "word2", "indirect", "line_head", "shape", "shape_long")
+CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4 = 9, 11, 15, 17
+N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4, CONTEXTS_R4,
+              len(CONTEXTS))  # by revision: a prefix of CONTEXTS
 MIXER_C_FROM = 2  # the first revision with mixer C (and the final mixer's fifth input)
 ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
 MAX_ORDER = max(ORDER_CONTEXTS.values())
@@ -203,10 +233,11 @@ CTX_FIELD_ABOVE = CONTEXTS.index("field_above")
 CTX_NEST, CTX_RECORD = CONTEXTS.index("nest"), CONTEXTS.index("record")
 CTX_FIELD_PREV, CTX_WORD2 = CONTEXTS.index("field_prev"), CONTEXTS.index("word2")
 CTX_INDIRECT, CTX_LINE_HEAD = CONTEXTS.index("indirect"), CONTEXTS.index("line_head")
+CTX_SHAPE, CTX_SHAPE_LONG = CONTEXTS.index("shape"), CONTEXTS.index("shape_long")
 # seeds that keep the non-order contexts' hashes apart
 SEED_ORDER, SEED_WORD, SEED_COLUMN, SEED_EVEN, SEED_FIELD, SEED_FIELD_ABOVE = 1, 5, 7, 8, 11, 12
 SEED_NEST, SEED_RECORD, SEED_FIELD_PREV, SEED_WORD2 = 13, 14, 15, 16
-SEED_INDIRECT, SEED_LINE_HEAD = 42, 44
+SEED_INDIRECT, SEED_LINE_HEAD, SEED_SHAPE, SEED_SHAPE_LONG = 42, 44, 144, 149
 LINE_HEAD = 6  # bytes of a line that make its head
 OPENERS, CLOSERS = (40, 91, 123, 60), (41, 93, 125, 62)  # ( [ { <  and  ) ] } >
 QUOTE, BACKSLASH = 34, 92
@@ -216,13 +247,18 @@ RECORD_COL_CAP = 255  # and the record context's column here
 SEPARATORS = (9, 44, 59, 124)  # tab , ; |
 FIELDS = 32  # fields of a line whose starts are remembered (for field_above)
 HISTORY = 8  # previous bytes c[1..8] every phase may read (c[k]: k back, 0 before the start)
+# byte-class runs the shape contexts see, 8 bits each, 4 to a word of state.Structure.shape
+SHAPE_RUNS, SHAPE_LONG_RUNS = 8, 16
+SHAPE_WORDS = SHAPE_LONG_RUNS // 4
+SHAPE_LEN_CAP = 7  # the shape context's current run length is capped here
+DIGIT, CAPITAL, SMALL = 48, 65, 97  # the shape classes of letters and digits ("0", "A", "a")
 
 # Inputs of the mixers, in order: (name, width). IN_<NAME> is each one's first index and
 # N_INPUTS their count (revisions 1 and 2), both derived from this table. Revision 3 mixes
 # INPUTS_R3 (N_INPUTS_R3): the same, then its four contexts' two inputs each, so that the
 # first N_INPUTS mean the same in every revision; revision 4 INPUTS_R4, revision 3's and
 # then its two contexts' two inputs each; revision 5 INPUTS_R5, revision 4's and then
-# every context's run.
+# every context's run; revision 6 INPUTS_R6, revision 5's and then its context's three.
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
@@ -239,11 +275,16 @@ INPUTS_R3 = INPUTS + (
     ("cmap3", CONTEXTS_R3 - CONTEXTS_R2),  # and the same through the map
 )
 INPUTS_R4 = INPUTS_R3 + (
-    ("ctx4", len(CONTEXTS) - CONTEXTS_R3),  # revision 4's contexts' counters,
-    ("cmap4", len(CONTEXTS) - CONTEXTS_R3),  # and the same through the map
+    ("ctx4", CONTEXTS_R4 - CONTEXTS_R3),  # revision 4's contexts' counters,
+    ("cmap4", CONTEXTS_R4 - CONTEXTS_R3),  # and the same through the map
 )
 INPUTS_R5 = INPUTS_R4 + (
-    ("run", len(CONTEXTS)),  # each context's run: st(p) by (context, run length, expected bit)
+    ("run", CONTEXTS_R4),  # each context's run: st(p) by (context, run length, expected bit)
+)
+INPUTS_R6 = INPUTS_R5 + (
+    ("ctx6", len(CONTEXTS) - CONTEXTS_R4),  # revision 6's contexts' counters,
+    ("cmap6", len(CONTEXTS) - CONTEXTS_R4),  # the same through the map,
+    ("run6", len(CONTEXTS) - CONTEXTS_R4),  # and their runs
 )
 
 
@@ -256,20 +297,24 @@ def _offsets(rows) -> dict:
     return out
 
 
-_IN = _offsets(INPUTS_R5)
+_IN = _offsets(INPUTS_R6)
 IN_TF, IN_TF_APM, IN_O1 = _IN["tf"], _IN["tf_apm"], _IN["o1"]
 IN_CTX, IN_CMAP = _IN["ctx"], _IN["cmap"]
 IN_MATCH, IN_MATCH_LEN, IN_MATCH2, IN_BIAS = _IN["match"], _IN["match_len"], _IN["match2"], _IN["bias"]
 IN_CTX3, IN_CMAP3, IN_CTX4, IN_CMAP4 = _IN["ctx3"], _IN["cmap3"], _IN["ctx4"], _IN["cmap4"]
 IN_RUN = _IN["run"]
+IN_CTX6, IN_CMAP6, IN_RUN6 = _IN["ctx6"], _IN["cmap6"], _IN["run6"]
 N_INPUTS = _offsets(INPUTS)["_n"]
 N_INPUTS_R3 = _offsets(INPUTS_R3)["_n"]
 N_INPUTS_R4 = _offsets(INPUTS_R4)["_n"]
-N_INPUTS_R5 = _IN["_n"]
+N_INPUTS_R5 = _offsets(INPUTS_R5)["_n"]
+N_INPUTS_R6 = _IN["_n"]
 
 
 def n_inputs(revision: int) -> int:
-    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R5."""
+    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R6."""
+    if revision >= SHAPE_FROM:
+        return N_INPUTS_R6
     if revision >= RUN_FROM:
         return N_INPUTS_R5
     return N_INPUTS_R4 if revision >= 4 else N_INPUTS_R3 if revision >= STRUCTURE_FROM else N_INPUTS
@@ -277,17 +322,26 @@ def n_inputs(revision: int) -> int:
 
 def ctx_input(i: int) -> int:
     """The input of context slot i's counter: revision 2's contexts first, then revision
-    3's, then revision 4's."""
+    3's, then revision 4's, then revision 6's."""
     if i < CONTEXTS_R2:
         return IN_CTX + i
-    return IN_CTX3 + i - CONTEXTS_R2 if i < CONTEXTS_R3 else IN_CTX4 + i - CONTEXTS_R3
+    if i < CONTEXTS_R3:
+        return IN_CTX3 + i - CONTEXTS_R2
+    return IN_CTX4 + i - CONTEXTS_R3 if i < CONTEXTS_R4 else IN_CTX6 + i - CONTEXTS_R4
 
 
 def cmap_input(i: int) -> int:
     """The input of context slot i's counter through the context map."""
     if i < CONTEXTS_R2:
         return IN_CMAP + i
-    return IN_CMAP3 + i - CONTEXTS_R2 if i < CONTEXTS_R3 else IN_CMAP4 + i - CONTEXTS_R3
+    if i < CONTEXTS_R3:
+        return IN_CMAP3 + i - CONTEXTS_R2
+    return IN_CMAP4 + i - CONTEXTS_R3 if i < CONTEXTS_R4 else IN_CMAP6 + i - CONTEXTS_R4
+
+
+def run_input(i: int) -> int:
+    """The input of context slot i's run (revision 5's contexts, then revision 6's)."""
+    return IN_RUN + i if i < CONTEXTS_R4 else IN_RUN6 + i - CONTEXTS_R4
 
 
 BIAS = 256  # the bias input's value (and the final mixer's)
@@ -332,14 +386,44 @@ MIX_C_BITS = 12  # mixer C (revision 2): by a 12-bit hash of the two previous by
 MIX_SETS_C = 1 << MIX_C_BITS  # hmix(c1 | c2 << 8, MIX_C_SEED) >> (32 - MIX_C_BITS)
 MIX_C_SEED = 77
 TF_CONF_SHIFT, TF_CONF_MAX = 9, 3  # mixer B's transformer confidence: min(|st| >> 9, 3)
-MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C -> p): by (bit position, parity)
+MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C (, D) -> p): by (bit position, parity)
 N_FINAL = 5
 MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000),  # by revision
-              3: (22000, 22000, 0, 0, 22000), 4: (22000, 22000, 0, 0, 22000), 5: (22000, 22000, 0, 0, 22000)}
+              3: (22000, 22000, 0, 0, 22000), 4: (22000, 22000, 0, 0, 22000), 5: (22000, 22000, 0, 0, 22000),
+              6: (22000, 22000, 0, 0, 22000, 16384)}
+# Revision 6's mixer D: a weight set per (field number capped at MIX_D_FIELDS - 1, bytes
+# into the field capped at MIX_D_OFFSETS - 1, bit position): where in a record the byte
+# is, which no other mixer's sets see (A: the byte's bits so far; B: how much history;
+# C: the two bytes before). Its output is the final mixer's sixth input. Measured with
+# the CM stage alone at 4 streams on the structured group (bench/published/cm/
+# rev6-candidates.md): -0.75% alone.
+MIX_D_FIELDS, MIX_D_OFFSETS = 16, 16
+MIX_SETS_D = MIX_D_FIELDS * MIX_D_OFFSETS * 8
+
+
+def n_final(revision: int) -> int:
+    """The final mixer's inputs in a revision (from revision 6, mixer D's too)."""
+    return N_FINAL + 1 if revision >= SHAPE_FROM else N_FINAL
+
+
+def mix_set_d(field: int, offset: int, j: int) -> int:
+    """Mixer D's weight set for bit j of a byte `offset` bytes into field number `field`
+    (offset -1: the field's start is not known, past FIELDS fields)."""
+    if offset < 0:
+        offset = MIX_D_OFFSETS - 1
+    return (min(field, MIX_D_FIELDS - 1) * MIX_D_OFFSETS + min(offset, MIX_D_OFFSETS - 1)) * 8 + j
 # parity: of the byte's offset in the block (UTF-16 and 2-byte records alternate roles);
 # measured on UTF-16 Chinese text: 2.070 -> 1.996 bpb, others within +-0.2%
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
 LR_C = LR_B
+assert LR_A == LR_B == LR_C  # (jit3.py hands its mixers one rate)
+# Revision 6: mixers A to D learn at MIX_RATES[i] while fewer than MIX_RATE_EDGES[i]
+# bytes of the block were coded before the byte (t * S + s, step-major order), then at
+# the last rate: fast while the weights are far from their values, finer later. Measured
+# with the CM stage alone at 4 streams (bench/published/cm/rev6-candidates.md): -0.15%
+# on the structured group.
+MIX_RATE_EDGES = (32768, 131072, 524288)
+MIX_RATES = (32, 24, 18, 14)
 ST_LIMIT = 2047  # a mixer's output st is clamped to +-ST_LIMIT
 W_INIT_TF = 1 << 14  # initial weights (1.0 = 2^16): the transformer 0.25, the others 1/16;
 W_INIT = 1 << 12  # from 1.0 / 0.125: -0.9% on 7 files, -1.2% where the transformer is bad
@@ -371,7 +455,7 @@ def table_bits(n: int, revision: int) -> int:
     buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1, up to 2^21
     (128 MiB) in revision 2: each byte looks up two buckets per context, and twice the
     table for blocks of 512 KiB and more saved 0.4% on the structured group (smaller
-    blocks gain nothing from it, and lose speed to cache misses); revisions 3 to 5 as 2."""
+    blocks gain nothing from it, and lose speed to cache misses); revisions 3 to 6 as 2."""
     if revision == 1:
         return min(20, max(12, n.bit_length() + 2))
     return min(21, max(12, n.bit_length() + 2))
