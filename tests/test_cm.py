@@ -460,7 +460,7 @@ def test_input_layout_is_derived_from_the_table():
     assert T.N_INPUTS_R3 == sum(dict(T.INPUTS_R3).values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
     assert T.N_INPUTS_R4 == sum(dict(T.INPUTS_R4).values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
     assert T.N_INPUTS_R5 == sum(dict(T.INPUTS_R5).values()) == 58 and T.INPUTS_R5[:len(T.INPUTS_R4)] == T.INPUTS_R4
-    assert T.N_INPUTS_R6 == sum(widths.values()) == 61 and T.INPUTS_R6[:len(T.INPUTS_R5)] == T.INPUTS_R5
+    assert T.N_INPUTS_R6 == sum(widths.values()) == 64 and T.INPUTS_R6[:len(T.INPUTS_R5)] == T.INPUTS_R5
     assert widths["run"] == T.CONTEXTS_R4 == T.N_CONTEXTS[5] and T.IN_RUN == T.N_INPUTS_R4
     assert widths["ctx6"] == widths["cmap6"] == widths["run6"] == len(T.CONTEXTS) - T.N_CONTEXTS[5]
     at = 0
@@ -572,7 +572,7 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     monkeypatch.setattr(T, "REVISIONS", old + (new,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
     monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, new: T.MIX_F_INIT[old[-1]]})
-    assert T.N_INPUTS_R6 == 64 and T.run_input(len(contexts) - 1) == T.N_INPUTS_R6 - 1
+    assert T.N_INPUTS_R6 == 67 and T.run_input(len(contexts) - 1) == T.N_INPUTS_R6 - 1
     assert T.cmap_input(len(contexts) - 1) == T.IN_RUN6 - 1
 
     for rev in old:

@@ -42,7 +42,7 @@ LARGE = "tzip-large"  # what -9 / --best picks
 # ratio): -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
 # attending to its last 64 or 128 positions (format 7), cheaper than its whole context;
 # -6/-7 (the default) the default model over its whole context; -8 the same with the
-# context mixer's revision 5 (format 10, whose blocks are cut into fewer streams: smaller,
+# context mixer's revision 6 (format 11, whose blocks are cut into fewer streams: smaller,
 # slower); -9 the larger model. None: the default model, its whole context, the format these give
 # (api.format_for).
 LEVELS: dict[int, tuple[str | None, int | None, int | None]] = {
@@ -529,9 +529,9 @@ LEVEL_HELP = {
     4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
-    8: "-8: as -6 with the context mixer's revision 5 (format 10) and fewer, longer streams: "
-       "about 4% smaller on structured text (logs, JSON, CSV, XML, code), 1.5% on prose, "
-       "decodes about 2.3x slower; tzip before 0.6 cannot read it",
+    8: "-8: as -6 with the context mixer's revision 6 (format 11) and fewer, longer streams: "
+       "about 7% smaller on structured text (logs, JSON, CSV, XML, code), 2.4% on prose, "
+       "decodes about 2.6x slower; tzip before 0.7 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
 
@@ -627,7 +627,7 @@ gzip-style options (for tzip FILE... and the commands):
   -1 fastest: no model, the context mixer alone
   -2/-3, -4/-5: the default model (tzip-small on a CPU) over its last 64, 128 bytes
   -6/-7 (default): the default model over its whole context   -9 best: tzip-large
-  -8: as -6 with the context mixer's revision 5 (format 10): smaller, decodes 2.3x slower
+  -8: as -6 with the context mixer's revision 6 (format 11): smaller, decodes 2.6x slower
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.
