@@ -156,7 +156,7 @@ def test_revision_3_is_pinned():
 def test_revisions_4_to_6_are_pinned(revision, pinned):
     """Each revision's payload of a fixed case (logs whose records repeat with changes,
     where revision 4's shorter lookup and recovery act, revision 5's contexts repeat
-    their bytes: runs, and revision 6's shapes and fields repeat), pinned as written when
+    their bytes: runs, and revision 6's shapes repeat), pinned as written when
     its format (9, 10, 11) was made: a change to it would leave those archives
     undecodable."""
     import hashlib
@@ -243,6 +243,86 @@ def test_revision_6_shape_sees_classes_not_values():
     assert shape_after(b"A" + b"1-" * 7)[3] != shape_after(b"a" + b"1-" * 7)[3]
     assert T.mix_set_d(0, 0, 0) == 0 and T.mix_set_d(2, 3, 5) == (2 * T.MIX_D_OFFSETS + 3) * 8 + 5
     assert T.mix_set_d(99, -1, 7) == T.MIX_SETS_D - 1
+
+
+def test_revision_6_mixer_d_knows_the_place_in_the_record():
+    """Mixer D's set for a byte: its field and how far into it, both capped at 15; past
+    FIELDS fields, whose starts are not kept, the offset counts as 15; a new line starts
+    at field 0 again."""
+    from tzip.cm import tables as T
+    line = b"a,bb," + b"x," * 40 + b"\n"
+    data = line + b"cc"
+    hist = layout(data, [len(data)])
+    enc = Encoder([len(data)], hist, 6, implementation="reference")
+    places = []
+    for t in range(len(data)):
+        places.append(enc.model.place(0, t))
+        enc.encode(t, np.ones((1, 1, 256), dtype=np.float32))
+
+    def at(field: int, offset: int) -> int:
+        return T.mix_set_d(field, offset, 0)
+    assert places[:5] == [at(0, 0), at(0, 1), at(1, 0), at(1, 1), at(1, 2)]
+    start = [0, 2] + [5 + 2 * (k - 2) for k in range(2, 43)]  # each field's first byte
+    assert [places[start[k]] for k in (2, 3, 15)] == [at(2, 0), at(3, 0), at(15, 0)]
+    assert places[start[20]] == places[start[T.FIELDS]] == (T.MIX_D_FIELDS - 1) * T.MIX_D_OFFSETS * 8  # capped
+    assert places[start[T.FIELDS + 1]] == at(15, -1) == T.MIX_SETS_D - 8  # its start is not kept
+    assert places[len(line):] == [at(0, 0), at(0, 1)]
+    assert Encoder([3], layout(b"abc", [3]), 5, implementation="reference").model.mix_d is False
+
+
+def test_revision_6_learning_rate_falls_at_its_edges():
+    """Revision 6's mixers learn at 32 for the block's first 32 Ki coded bytes (step times
+    streams plus stream), then 24 to 128 Ki, 18 to 512 Ki and 14 after: format 11's
+    archives depend on each edge (a block past them all is pinned below)."""
+    from tzip.cm import tables as T
+    at = [0, 32767, 32768, 131071, 131072, 524287, 524288, 1 << 30]
+    assert [T.mix_rate(n) for n in at] == [32, 32, 24, 24, 18, 18, 14, 14]
+
+
+def log_table(n: int) -> bytes:
+    """About n bytes of comma-separated records, fields of varying widths, one line in 50
+    with more than FIELDS fields: deterministic."""
+    rng = np.random.default_rng(61)
+    hosts = [b"alpha", b"beta", b"gamma-7", b"delta.example.org"]
+    out, size, i = [], 0, 0
+    while size < n:
+        i += 1
+        wide = i % 50 == 0
+        fields = [b"%d" % i, hosts[int(rng.integers(4))], b"%.3f" % float(rng.random() * 1000),
+                  b"2026-12-%02d %02d:%02d" % (1 + i % 28, int(rng.integers(24)), int(rng.integers(60)))]
+        fields += [b"%d" % int(rng.integers(100)) for _ in range(40 if wide else int(rng.integers(0, 4)))]
+        line = b",".join(fields) + b"\n"
+        out.append(line)
+        size += len(line)
+    return b"".join(out)
+
+
+R6_LONG_PINNED = "f22fc03171b257cac9b54c6d262c6a18483f477cfaffaccd02da5dad29bd25a1"  # test_revision_6_is_pinned_past_its_learning_rate_edges
+
+
+@needs_numba
+@pytest.mark.slow
+def test_revision_6_is_pinned_past_its_learning_rate_edges():
+    """A block of records longer than the learning rate's last edge (4 streams of 150 KB:
+    600 K coded bytes), with lines of more than FIELDS fields: revision 6's payload,
+    pinned as format 11 was made (the compiled loop; the reference equals it on the
+    shorter cases), and it decodes."""
+    data = log_table(600_000)
+    lengths = cut(len(data), 4)
+    hist = layout(data, lengths)
+    flat = np.ones((4, 1024, 256), dtype=np.float32)
+    enc = Encoder(lengths, hist, 6, implementation="compiled")
+    for t0 in range(0, max(lengths), 1024):
+        enc.encode(t0, flat[:, :min(1024, max(lengths) - t0)])
+    payload = enc.finish()
+    import hashlib
+    assert hashlib.sha256(payload).hexdigest() == R6_LONG_PINNED
+    out = np.zeros_like(hist)
+    dec = Decoder(payload, lengths, out, 6, implementation="compiled")
+    for t in range(max(lengths)):
+        dec.decode(t, flat[:, 0])
+    dec.finish()
+    assert np.array_equal(out, hist)
 
 
 @pytest.mark.parametrize("revision", [3, 4])

@@ -131,7 +131,7 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
 def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads, revision):
     """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
     while the others step on): the bytes of the one-part loop, every byte counted once;
-    with the mixer's revision 2 (format 5) and 3 to 5 (formats 8 to 11, a compiled loop of
+    with the mixer's revision 2 (format 5) and 3 to 6 (formats 8 to 11, a compiled loop of
     their own)."""
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")

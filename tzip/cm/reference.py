@@ -100,16 +100,18 @@ bucket's first counter has a count), counted at each nibble's lookup: with the m
 length, it says how much history the mix can trust.
 
 Revision 6 (format 11; measured in bench/published/cm/rev6-candidates.md) is revision 5
-with one more context, a fourth mixer and a learning rate that falls. The shape context
-(tables.CONTEXTS' last, its inputs and run after revision 5's: tables.INPUTS_R6) hashes
-the last SHAPE_RUNS runs of byte classes (tables.shape_class: digit, capital, small
-letter, or the byte itself) and the current run's length: "a time, a space, a bracketed
-number" is one context whatever the digits, so what follows a variable field of a
-record is learnt from every record. Mixer D has a weight set per (field number, bytes
+with two more contexts, a fourth mixer and a learning rate that falls. The shape context
+(with shape_long, tables.CONTEXTS' last two, their inputs and runs after revision 5's:
+tables.INPUTS_R6) hashes the last SHAPE_RUNS runs of byte classes (tables.shape_class:
+digit, capital, small letter, or the byte itself) and the current run's length: "a time,
+a space, a bracketed number" is one context whatever the digits, so what follows a
+variable field of a record is learnt from every record; shape_long the last
+SHAPE_LONG_RUNS runs. Mixer D has a weight set per (field number, bytes
 into the field, bit position) (tables.mix_set_d): where in its record the byte is; its
 output is the final mixer's sixth input. Mixers A to D learn at tables.mix_rate of the
 bytes coded before the byte (t * S + s), from 32 down to 14. What it tracks per stream:
-the shape (the last 4 runs' classes, the 4 before, the last class, its run's length).
+the shape (the classes of the last SHAPE_LONG_RUNS runs, 4 to a word, the last class,
+its run's length).
 
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
@@ -215,7 +217,9 @@ class Mixer:
         """Train set sel on its error: its output said p (squash of its st), the bit was y."""
         err = ((y << 12) - p) * self.lr
         base = sel * self.n
-        for i, xi in enumerate(x):  # unbounded: a step moves w by < 3100, so 2^33 bits keep |w| < 2^45 (no int64 overflow)
+        # unbounded: a step moves w by < 4100 at rate 32 (revision 6, for its first 32 Ki
+        # bytes at most), < 3100 at 24, so 2^33 bits keep |w| < 2^45 (no int64 overflow)
+        for i, xi in enumerate(x):
             self.w[base + i] += (xi * err + 32768) >> 16
 
 
@@ -273,7 +277,7 @@ class CMModel:
         self.match_table = st.match_table.tolist()
         self.match2_table = st.match2_table.tolist()
         self.streams = [StreamState(st, s, r3) for s in range(self.S)]
-        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R5
+        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R6
         self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
         self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
         self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
@@ -363,11 +367,8 @@ class CMModel:
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
-        place = -1  # revision 6: mixer D's set for the byte's first bit (where in its record it is)
-        if self.mix_d:
-            f = self.streams[s].field
-            place = T.mix_set_d(f, t - self.streams[s].field_start[f] if f <= T.FIELDS else -1, 0)
-            # and the mixers' learning rate, by how much of the block was coded before
+        place = self.place(s, t) if self.mix_d else -1  # revision 6: mixer D's set for bit 0
+        if self.mix_d:  # and the mixers' learning rate, by how much of the block was coded before
             rate = T.mix_rate(t * self.S + s)
             self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = rate
         x = [0] * self.n_in
@@ -386,6 +387,14 @@ class CMModel:
         byte = c0 & 255
         self.advance(s, t, byte, m, runs)
         return byte
+
+    def place(self, s: int, t: int) -> int:
+        """Revision 6: mixer D's weight set for bit 0 of the byte of stream s at step t,
+        where in its record the byte is (tables.mix_set_d: the field, the bytes into it,
+        unknown past FIELDS fields)."""
+        ss = self.streams[s]
+        f = ss.field
+        return T.mix_set_d(f, t - ss.field_start[f] if f <= T.FIELDS else -1, 0)
 
     # ------------------------------------------------------------------ phases
     def _byte(self, s: int, t: int) -> int:
@@ -513,7 +522,7 @@ class CMModel:
     def inputs(self, j: int, c0: int, c1: int, cum: list[int], x: list[int], slots: list[int],
                ctx_hashes: list[int], cmap_index: list[int], m: Match, runs: list[list[int]],
                run_index: list[int]) -> Picked:
-        """Fill the mixers' inputs x (tables.INPUTS_R5) for bit j; c0 is 1 followed by the
+        """Fill the mixers' inputs x (tables.INPUTS_R6) for bit j; c0 is 1 followed by the
         bits so far. At a nibble boundary the contexts' buckets are looked up (slots), and
         (revision 5) the order contexts seen before with this nibble are counted."""
         if j in (0, 4):

@@ -174,7 +174,7 @@ REVISIONS = (1, 2, 3, 4, 5, 6)  # of the CM stage: 1 codes format 4's blocks, 2 
 # 4 format 9's, 5 format 10's, 6 format 11's
 STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 RUN_FROM = 5  # the first revision with each context's run (the byte it saw last, how often in a row)
-SHAPE_FROM = 6  # the first revision with the shape context (and mixer D)
+SHAPE_FROM = 6  # the first revision with the shape contexts (and mixer D, the falling learning rate)
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
 # for each of its 8 bits; advance after it.
@@ -211,8 +211,8 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # SHAPE_LEN_CAP: "a timestamp, a space, a bracketed number" whatever the digits, so the
 # structure after a variable field is predicted as often as the structure repeats; and
 # shape_long, the last SHAPE_LONG_RUNS runs. Measured on the structured group at 4
-# streams (bench/published/cm/rev6-candidates.md): shape alone -1.3%, every file gains;
-# shape_long -0.35% more on top of revision 6's other parts.
+# streams (bench/published/cm/rev6-candidates.md): shape alone -1.4% (its 6-run form),
+# every file gains; shape_long -0.35% more on top of revision 6's other parts.
 CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above",
             "nest", "record", "field_prev", "word2", "indirect", "line_head", "shape", "shape_long")
 CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4 = 9, 11, 15, 17
@@ -258,7 +258,8 @@ DIGIT, CAPITAL, SMALL = 48, 65, 97  # the shape classes of letters and digits ("
 # INPUTS_R3 (N_INPUTS_R3): the same, then its four contexts' two inputs each, so that the
 # first N_INPUTS mean the same in every revision; revision 4 INPUTS_R4, revision 3's and
 # then its two contexts' two inputs each; revision 5 INPUTS_R5, revision 4's and then
-# every context's run; revision 6 INPUTS_R6, revision 5's and then its context's three.
+# every context's run; revision 6 INPUTS_R6, revision 5's and then its two contexts'
+# three inputs each (counter, map, run).
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
@@ -492,8 +493,8 @@ COUNTER_LIMIT_RUN = 1023
 
 
 def run_bits(n: int) -> int:
-    """log2 of the run table's entries for a block of n bytes (revision 5): 16 to 32 per
-    byte (one per context), from 2^12 (16 KiB) to 2^22 (16 MiB)."""
+    """log2 of the run table's entries for a block of n bytes (revisions 5 and 6): 16 to 32
+    per byte (about one per context), from 2^12 (16 KiB) to 2^22 (16 MiB)."""
     return min(22, max(12, n.bit_length() + 4))
 
 
