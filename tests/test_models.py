@@ -37,7 +37,7 @@ PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca
 PINNED_CM = {8: ("model+cm3", "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"),
              9: ("model+cm4", "13f90a68e9a3d6b2d0e62c1a40272f12834d6d3062c75c3dd8b0c51b71e2ab61"),
              10: ("model+cm5", "1e1a302521b0285eb038f5c652e8fb873c7e4e2a94d012c59b9a4453ba911270"),
-             11: ("model+cm6", "f5774ad07a6bc99b63cd07e902e8fccd0be7af45b4e775454d9c17688e7baa2b")}
+             11: ("model+cm6", "4ac2abb16448d72f90f2003e6a3e122a8e316d768a43aa8e4adaf0d18750782d")}
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[

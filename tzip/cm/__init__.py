@@ -198,4 +198,5 @@ def memory(n: int, revision: int = LATEST) -> int:
     return (1 << tables.table_bits(n, revision)) * tables.BUCKET * 4 + 2 * (1 << tables.match_bits(n)) * 8 \
         + apms * tables.APM_BINS * 8 + tables.MIX_SETS_C * tables.n_inputs(revision) * 8 + (1 << 22) \
         + ((1 << tables.run_bits(n)) * 4 if revision >= tables.RUN_FROM else 0) \
-        + (tables.MIX_SETS_D * tables.n_inputs(revision) * 8 if revision >= tables.SHAPE_FROM else 0)
+        + ((tables.MIX_SETS_D + tables.MIX_SETS_E) * tables.n_inputs(revision) * 8
+           if revision >= tables.SHAPE_FROM else 0)

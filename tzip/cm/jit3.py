@@ -178,9 +178,9 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
 
 
 @_phase
-def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place):
-    """Mixers A, B, C, (revision 6, place >= 0: its set at bit 0) D, the final mixer and
-    four APMs -> (Mixed, p: the bit's P(1); Refined)."""
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place, kind):
+    """Mixers A, B, C, (revision 6, place >= 0: their sets at bit 0, place and kind) D and
+    E, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
     lim = T.ST_LIMIT
     set_a = c0
     tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
@@ -189,7 +189,7 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place):
         set_b = set_b * T.SEEN_SETS + r3.scratch[SC3_SEEN]
     set_c = hmix(c[1] | (c[2] << 8), T.MIX_C_SEED) >> (32 - T.MIX_C_BITS)
     set_f = j * 2 + parity
-    nf = T.N_FINAL + 1 if place >= 0 else T.N_FINAL  # (tables.n_final)
+    nf = T.N_FINAL + 2 if place >= 0 else T.N_FINAL  # (tables.n_final)
     sa, sb, sc, sf = set_a * n_in, set_b * n_in, set_c * n_in, set_f * nf
     dot_a = 0
     dot_b = 0
@@ -206,14 +206,21 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place):
         + w_f[sf + 4] * stc
     set_d = -1
     std = 0
+    set_e = -1
+    ste = 0
     if place >= 0:
         set_d = place + j
+        set_e = kind + j
         sd = set_d * n_in
+        se = set_e * n_in
         dot_d = 0
+        dot_e = 0
         for i in range(n_in):
             dot_d += r3.w_d[sd + i] * x[i]
+            dot_e += r3.w_e[se + i] * x[i]
         std = clamp(dot_d >> 16, -lim, lim)
-        dot_f += w_f[sf + 5] * std
+        ste = clamp(dot_e >> 16, -lim, lim)
+        dot_f += w_f[sf + 5] * std + w_f[sf + 6] * ste
     pf = squash(clamp(dot_f >> 16, -lim, lim))
     p1, i1 = apm_p(st.apm1, c0, pf)
     p2, i2 = apm_p(st.apm2, hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), pf)
@@ -224,7 +231,7 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place):
     p4, i4 = apm_p(r3.apm_match, apm_match_context(expect, expect2, m.length, c0), pf)
     p = clamp((pf + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
     return (Mixed(p, set_a, set_b, set_c, set_f, sta, stb, stc, squash(sta), squash(stb), squash(stc), pf, i1, i2),
-            Refined(i3, i4, set_d, std, squash(std)))
+            Refined(i3, i4, set_d, std, squash(std), set_e, ste, squash(ste)))
 
 
 @_phase
@@ -247,14 +254,20 @@ def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr):
     for i in range(n_in):
         w_c[sc + i] += (x[i] * err_c + 32768) >> 16
     err_f = ((y << 12) - mx.p_f) * T.LR_F
-    sf = mx.set_f * (T.N_FINAL + 1 if rf.set_d >= 0 else T.N_FINAL)
+    sf = mx.set_f * (T.N_FINAL + 2 if rf.set_d >= 0 else T.N_FINAL)
     if rf.set_d >= 0:  # revision 6
         err_d = ((y << 12) - rf.p_d) * lr
+        err_e = ((y << 12) - rf.p_e) * lr
         w_d = r3.w_d
+        w_e = r3.w_e
         sd = rf.set_d * n_in
+        se = rf.set_e * n_in
         for i in range(n_in):
             w_d[sd + i] += (x[i] * err_d + 32768) >> 16
+        for i in range(n_in):
+            w_e[se + i] += (x[i] * err_e + 32768) >> 16
         st.w_f[sf + 5] += (rf.st_d * err_f + 32768) >> 16
+        st.w_f[sf + 6] += (rf.st_e * err_f + 32768) >> 16
     st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
     st.w_f[sf + 1] += (mx.st_b * err_f + 32768) >> 16
     st.w_f[sf + 2] += (x[T.IN_TF] * err_f + 32768) >> 16
@@ -363,16 +376,18 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, matc
     m = match(st, s, t, mbits, match_min, match_long)
     len_bucket = match_length_bucket(m.length)
     parity = (st.start[s] + t) & 1  # of the byte's offset in the block
-    place = -1  # revision 6: mixer D's set for the byte's first bit (where in its record it is)
+    place = -1  # revision 6: mixer D's set for the byte's first bit (where in its record it is),
+    kind = -1  # mixer E's (reference.kind)
     lr = T.LR_A
     if r3.w_d.size > 0:
         f = st.field[s]
         place = mix_set_d(f, t - st.field_start[s, f] if f <= T.FIELDS else -1, 0)
+        kind = (hmix(r3.shape[s, 0] & T.MIX_E_MASK, T.MIX_E_SEED) >> (32 - T.MIX_E_BITS)) * 8
         lr = mix_rate(t * st.lengths.shape[0] + s)
     c0 = 1
     for j in range(8):
         k = inputs(st, r3, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits)
-        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits, place)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits, place, kind)
         y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
         learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr)
         c0 = (c0 << 1) | y

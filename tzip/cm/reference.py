@@ -290,6 +290,7 @@ class CMModel:
             self.run_bits = len(self.run_table).bit_length() - 1  # as state.new_structure sized it
             self.run_sm = Counters(r3.run_sm.tolist())
             self.mixer_d = Mixer(r3.w_d.tolist(), self.n_in, T.LR_C)  # revision 6
+            self.mixer_e = Mixer(r3.w_e.tolist(), self.n_in, T.LR_C)
         self.mix_d = revision >= T.SHAPE_FROM
         self.seen = 0  # revision 5: the order contexts seen before (set at each nibble's lookup)
         # coder
@@ -367,10 +368,11 @@ class CMModel:
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
-        place = self.place(s, t) if self.mix_d else -1  # revision 6: mixer D's set for bit 0
+        place = self.place(s, t) if self.mix_d else -1  # revision 6: mixer D's set for bit 0,
+        kind = self.kind(s) if self.mix_d else -1  # mixer E's
         if self.mix_d:  # and the mixers' learning rate, by how much of the block was coded before
             rate = T.mix_rate(t * self.S + s)
-            self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = rate
+            self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = self.mixer_e.lr = rate
         x = [0] * self.n_in
         slots = [0] * self.nctx  # each context's bucket
         cmap_index = [0] * self.nctx  # each context's counter in the context map
@@ -378,7 +380,7 @@ class CMModel:
         c0 = 1
         for j in range(8):
             k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m, runs, run_index)
-            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, place)
+            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, place, kind)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
             self.learn(x, y, slots, cmap_index, k, mx, rf, run_index)
             c0 = (c0 << 1) | y
@@ -395,6 +397,11 @@ class CMModel:
         ss = self.streams[s]
         f = ss.field
         return T.mix_set_d(f, t - ss.field_start[f] if f <= T.FIELDS else -1, 0)
+
+    def kind(self, s: int) -> int:
+        """Revision 6: mixer E's weight set for bit 0 of stream s's next byte, by the
+        classes of the shape's last MIX_E_RUNS runs (what kind of bytes came just before)."""
+        return (hmix(self.streams[s].shape[0] & T.MIX_E_MASK, T.MIX_E_SEED) >> (32 - T.MIX_E_BITS)) * 8
 
     # ------------------------------------------------------------------ phases
     def _byte(self, s: int, t: int) -> int:
@@ -580,10 +587,10 @@ class CMModel:
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
-            parity: int, m: Match, place: int) -> tuple[Mixed, Refined]:
-        """Mixers A, B, (revision 2) C and (revision 6, place >= 0: its set at bit 0) D,
-        the final mixer and two APMs (four in revision 3) -> (Mixed, whose p is the bit's
-        probability; Refined)."""
+            parity: int, m: Match, place: int, kind: int) -> tuple[Mixed, Refined]:
+        """Mixers A, B, (revision 2) C and (revision 6, place >= 0: their sets at bit 0,
+        place and kind) D and E, the final mixer and two APMs (four in revision 3) ->
+        (Mixed, whose p is the bit's probability; Refined)."""
         set_a = c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
@@ -596,7 +603,9 @@ class CMModel:
         st_c = self.mixer_c.mix(set_c, x) if self.use_c else 0
         set_d = place + j if place >= 0 else -1
         st_d = self.mixer_d.mix(set_d, x) if place >= 0 else 0
-        p_f = squash(self.mixer_f.mix(set_f, self.final_inputs(st_a, st_b, x, st_c, st_d)))
+        set_e = kind + j if place >= 0 else -1
+        st_e = self.mixer_e.mix(set_e, x) if place >= 0 else 0
+        p_f = squash(self.mixer_f.mix(set_f, self.final_inputs(st_a, st_b, x, st_c, st_d, st_e)))
         p1, apm1 = self.apm1.p(c0, p_f)
         p2, apm2 = self.apm2.p(hmix(c[1] | (c[2] << 8), c0) >> (32 - T.APM2_BITS), p_f)
         if self.structure:  # revision 3: by order 1, and by what the match models expect
@@ -604,17 +613,17 @@ class CMModel:
             expect2 = ((m.byte2 >> (7 - j)) & 1) if m.byte2 >= 0 and (m.byte2 + 256) >> (8 - j) == c0 else -1
             p4, apm_match = self.apm_match.p(apm_match_context(expect, expect2, m.length, c0), p_f)
             p = clamp((p_f + p1 + 2 * (p2 + p3 + p4) + 4) >> 3, 1, 4095)
-            rf = Refined(apm_o1, apm_match, set_d, st_d, squash(st_d))
+            rf = Refined(apm_o1, apm_match, set_d, st_d, squash(st_d), set_e, st_e, squash(st_e))
         else:
             p = clamp((p_f + p1 + 2 * p2 + 2) >> 2, 1, 4095)
-            rf = Refined(-1, -1, -1, 0, 0)
+            rf = Refined(-1, -1, -1, 0, 0, -1, 0, 0)
         return Mixed(p, set_a, set_b, set_c, set_f, st_a, st_b, st_c,
                      squash(st_a), squash(st_b), squash(st_c), p_f, apm1, apm2), rf
 
-    def final_inputs(self, st_a: int, st_b: int, x: list[int], st_c: int, st_d: int) -> list[int]:
+    def final_inputs(self, st_a: int, st_b: int, x: list[int], st_c: int, st_d: int, st_e: int) -> list[int]:
         """The final mixer's inputs: mixers A and B, the transformer, the bias, mixer C (0
-        before revision 2) and from revision 6 mixer D."""
-        return [st_a, st_b, x[T.IN_TF], T.BIAS, st_c] + ([st_d] if self.mix_d else [])
+        before revision 2) and from revision 6 mixers D and E."""
+        return [st_a, st_b, x[T.IN_TF], T.BIAS, st_c] + ([st_d, st_e] if self.mix_d else [])
 
     def code(self, p: int, bit: int) -> int:
         """The binary arithmetic coder: encode bit (encoder) or decode one (decoder) with
@@ -644,7 +653,9 @@ class CMModel:
         # (before mixer C its input st_c is 0, so its weight never moves)
         if rf.set_d >= 0:
             self.mixer_d.update(rf.set_d, x, y, rf.p_d)
-        self.mixer_f.update(mx.set_f, self.final_inputs(mx.st_a, mx.st_b, x, mx.st_c, rf.st_d), y, mx.p_f)
+            self.mixer_e.update(rf.set_e, x, y, rf.p_e)
+        self.mixer_f.update(mx.set_f, self.final_inputs(mx.st_a, mx.st_b, x, mx.st_c, rf.st_d, rf.st_e), y,
+                            mx.p_f)
         self.apm_tf.update(k.apm_tf, y)
         self.apm1.update(mx.apm1, y)
         self.apm2.update(mx.apm2, y)

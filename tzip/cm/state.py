@@ -72,6 +72,7 @@ class Structure(NamedTuple):
     # the latest first), the last byte's class and its run's length
     shape: np.ndarray  # (S, SHAPE_WORDS + 2) int64
     w_d: np.ndarray  # (MIX_SETS_D * n_inputs(revision), or 0 before revision 6,) int64 mixer D weights
+    w_e: np.ndarray  # (MIX_SETS_E * n_inputs(revision), or 0 before revision 6,) int64 mixer E weights
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -116,13 +117,16 @@ class Mixed(NamedTuple):
 
 class Refined(NamedTuple):
     """What revision 3's `mix` adds to Mixed: the bins of its two more APMs (-1: none,
-    revisions 1 and 2), so that `learn` updates them; and revision 6's mixer D (set -1:
-    none)."""
+    revisions 1 and 2), so that `learn` updates them; and revision 6's mixers D and E (set
+    -1: none)."""
     apm_o1: int
     apm_match: int
     set_d: int
     st_d: int
     p_d: int
+    set_e: int
+    st_e: int
+    p_e: int
 
 
 # coder[] fields
@@ -222,4 +226,5 @@ def new_structure(S: int, n: int, revision: int) -> Structure:
         run_sm=np.full(len(T.CONTEXTS) * T.RUN_SM_SIZE, T.COUNTER_INIT, dtype=np.uint32),
         shape=np.zeros((S, T.SHAPE_WORDS + 2), dtype=np.int64),
         w_d=_weights(T.MIX_SETS_D if revision >= T.SHAPE_FROM else 0, revision),
+        w_e=_weights(T.MIX_SETS_E if revision >= T.SHAPE_FROM else 0, revision),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))
