@@ -78,8 +78,8 @@ class Profile:
 #    indirect and a line-head context; level -8 of 0.5);
 # 10: 9's, with revision 5 (each context's run, mixer B's sets by the order contexts seen;
 #    level -8 of 0.6);
-# 11: 10's, with revision 6 (two shape contexts, mixer D by the place in the record, a
-#    falling learning rate; level -8)
+# 11: 10's, with revision 6 (two shape contexts, mixers by the place in the record and by
+#    the shape, a falling learning rate; level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),

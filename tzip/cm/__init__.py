@@ -11,7 +11,8 @@ format 5's (and 6's and 7's), revision 3 (contexts for structured text and two m
 format 8's, written by 0.4's level -8, revision 4 (a new match rule, two more contexts)
 format 9's, written by 0.5's level -8, revision 5 (each context's run, mixer B's sets
 by the order contexts seen) format 10's, written by 0.6's level -8, and revision 6 (the
-shape contexts, mixer D by the place in the record, a falling learning rate) format 11's,
+shape contexts, mixers by the place in the record and by the shape, a falling learning
+rate) format 11's,
 written by level -8. LATEST, every default here, is the revision of the
 default format, 5.
 

@@ -13,8 +13,8 @@ inlined into its own loop. Revision 4 differs from 3 in its match rule
 (nctx, n_in) and match rule are arguments here; revision 5 adds the contexts' runs, the
 context map's rows by what they expect and mixer B's sets by the order contexts seen,
 all of them only where its run table's size (the argument rbits) is not 0; revision 6 the
-shape contexts (a context count, as revision 4's), mixer D and its learning rate schedule,
-where the state has mixer D's weights. The state is state.CMState (as jit.py's) and
+shape contexts (a context count, as revision 4's), mixers D and E and the learning rate
+schedule, where the state has mixer D's weights. The state is state.CMState (as jit.py's) and
 state.Structure, the part of revisions 3 to 6.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py

@@ -100,7 +100,7 @@ bucket's first counter has a count), counted at each nibble's lookup: with the m
 length, it says how much history the mix can trust.
 
 Revision 6 (format 11; measured in bench/published/cm/rev6-candidates.md) is revision 5
-with two more contexts, a fourth mixer and a learning rate that falls. The shape context
+with two more contexts, two more mixers and a learning rate that falls. The shape context
 (with shape_long, tables.CONTEXTS' last two, their inputs and runs after revision 5's:
 tables.INPUTS_R6) hashes the last SHAPE_RUNS runs of byte classes (tables.shape_class:
 digit, capital, small letter, or the byte itself) and the current run's length: "a time,
@@ -108,8 +108,10 @@ a space, a bracketed number" is one context whatever the digits, so what follows
 variable field of a record is learnt from every record; shape_long the last
 SHAPE_LONG_RUNS runs. Mixer D has a weight set per (field number, bytes
 into the field, bit position) (tables.mix_set_d): where in its record the byte is; its
-output is the final mixer's sixth input. Mixers A to D learn at tables.mix_rate of the
-bytes coded before the byte (t * S + s), from 32 down to 14. What it tracks per stream:
+output is the final mixer's sixth input. Mixer E has one per (a hash of the classes of
+the shape's last MIX_E_RUNS runs, bit position): what kind of bytes came just before;
+its output is the seventh. Mixers A to E learn at tables.mix_rate of the bytes coded
+before the byte (t * S + s), from 32 down to 14. What it tracks per stream:
 the shape (the classes of the last SHAPE_LONG_RUNS runs, 4 to a word, the last class,
 its run's length).
 
@@ -368,8 +370,8 @@ class CMModel:
         m = self.match(s, t)
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
-        place = self.place(s, t) if self.mix_d else -1  # revision 6: mixer D's set for bit 0,
-        kind = self.kind(s) if self.mix_d else -1  # mixer E's
+        # revision 6: mixers D's and E's sets for bit 0 (-1: no such mixers)
+        sets_de = (self.place(s, t), self.kind(s)) if self.mix_d else (-1, -1)
         if self.mix_d:  # and the mixers' learning rate, by how much of the block was coded before
             rate = T.mix_rate(t * self.S + s)
             self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = self.mixer_e.lr = rate
@@ -380,7 +382,7 @@ class CMModel:
         c0 = 1
         for j in range(8):
             k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m, runs, run_index)
-            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, place, kind)
+            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, sets_de)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
             self.learn(x, y, slots, cmap_index, k, mx, rf, run_index)
             c0 = (c0 << 1) | y
@@ -587,10 +589,11 @@ class CMModel:
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
-            parity: int, m: Match, place: int, kind: int) -> tuple[Mixed, Refined]:
-        """Mixers A, B, (revision 2) C and (revision 6, place >= 0: their sets at bit 0,
-        place and kind) D and E, the final mixer and two APMs (four in revision 3) ->
-        (Mixed, whose p is the bit's probability; Refined)."""
+            parity: int, m: Match, sets_de: tuple[int, int]) -> tuple[Mixed, Refined]:
+        """Mixers A, B, (revision 2) C and (revision 6: sets_de, their sets at bit 0, not
+        -1) D and E, the final mixer and two APMs (four in revision 3) -> (Mixed, whose
+        p is the bit's probability; Refined)."""
+        place, kind = sets_de
         set_a = c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity

@@ -174,7 +174,7 @@ REVISIONS = (1, 2, 3, 4, 5, 6)  # of the CM stage: 1 codes format 4's blocks, 2 
 # 4 format 9's, 5 format 10's, 6 format 11's
 STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 RUN_FROM = 5  # the first revision with each context's run (the byte it saw last, how often in a row)
-SHAPE_FROM = 6  # the first revision with the shape contexts (and mixer D, the falling learning rate)
+SHAPE_FROM = 6  # the first revision with the shape contexts (and mixers D and E, the falling learning rate)
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
 # for each of its 8 bits; advance after it.
