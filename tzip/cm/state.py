@@ -3,9 +3,9 @@
 them into Python lists), so they cannot disagree about a table's size or initial value.
 Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
 and fields, and its two APMs (revision 4's indirect bytes and line heads, revision 5's
-runs, revision 6's shapes and mixers D and E), kept apart so that CMState, and the compiled loop of
-revisions 1 and 2 that takes
-it, stay what they were before revision 3 (tzip/cm/jit3.py takes both).
+runs, revision 6's shapes and mixers D and E), kept apart so that CMState, and the
+compiled loop of revisions 1 and 2 that takes it, stay what they were before revision 3
+(tzip/cm/jit3.py takes both).
 
 Imports numpy and tables only: the reference must work without numba.
 """
