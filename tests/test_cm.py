@@ -210,7 +210,14 @@ def test_compiled_revisions_keep_only_their_own_state():
         else:  # records that repeat: some contexts' runs are long
             assert (r3.run_table & 255).max() >= T.RUN_LONG and not np.array_equal(r3.run_sm, untouched)
         assert (r3.w_d.size > 0) == (r3.w_e.size > 0) == r3.shape.any() == (revision >= 6)
-        assert enc.model.st.w_f.size == T.MIX_SETS_F * T.n_final(revision)
+        w_f = enc.model.st.w_f
+        assert w_f.size == T.MIX_SETS_F * T.n_final(revision)
+        if revision >= 6:  # mixers D and E learn, and the final mixer learns their weights
+            from tzip.cm.state import _weights
+            assert not np.array_equal(r3.w_d, _weights(T.MIX_SETS_D, 6))
+            assert not np.array_equal(r3.w_e, _weights(T.MIX_SETS_E, 6))
+            start = T.MIX_F_INIT[6]
+            assert (w_f[5::7] != start[5]).any() and (w_f[6::7] != start[6]).any()
 
 
 def test_revision_6_shape_sees_classes_not_values():
@@ -268,6 +275,25 @@ def test_revision_6_mixer_d_knows_the_place_in_the_record():
     assert places[start[T.FIELDS + 1]] == at(15, -1) == T.MIX_SETS_D - 8  # its start is not kept
     assert places[len(line):] == [at(0, 0), at(0, 1)]
     assert Encoder([3], layout(b"abc", [3]), 5, implementation="reference").model.mix_d is False
+
+
+def test_revision_6_mixer_e_knows_the_kind_of_bytes_before():
+    """Mixer E's set for a byte: by the classes of the last 3 runs (the current one among
+    them), whatever their lengths and values: "at 12:" and "on 7:" share a set, "at 12"
+    does not; a run 4 back does not count."""
+    from tzip.cm import tables as T
+
+    def kind_after(text: bytes) -> int:
+        hist = layout(text, [len(text)])
+        enc = Encoder([len(text)], hist, 6, implementation="reference")
+        for t in range(len(text)):
+            enc.encode(t, np.ones((1, 1, 256), dtype=np.float32))
+        return enc.model.kind(0)
+
+    k = kind_after(b"at 12:")
+    assert k % 8 == 0 and 0 <= k < T.MIX_SETS_E
+    assert k == kind_after(b"on 7:") == kind_after(b"X 1:") == kind_after(b"1,a  99999:")
+    assert k != kind_after(b"at 12") and k != kind_after(b"at 12;")
 
 
 def test_revision_6_learning_rate_falls_at_its_edges():

@@ -530,7 +530,7 @@ LEVEL_HELP = {
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
     8: "-8: as -6 with the context mixer's revision 6 (format 11) and fewer, longer streams: "
-       "about 7% smaller on structured text (logs, JSON, CSV, XML, code), 3% on prose, "
+       "about 7.5% smaller on structured text (logs, JSON, CSV, XML, code), 3% on prose, "
        "decodes about 2.7x slower; tzip before 0.7 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 

@@ -237,7 +237,7 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place, 
 @_phase
 def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr):
     """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix
-    did; lr: the learning rate of mixers A to D)."""
+    did; lr: the learning rate of mixers A to E)."""
     err_a = ((y << 12) - mx.p_a) * lr
     err_b = ((y << 12) - mx.p_b) * lr
     err_c = ((y << 12) - mx.p_c) * lr

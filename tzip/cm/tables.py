@@ -137,7 +137,7 @@ def run_expects(length: int, run_byte: int, j: int, c0: int) -> int:
 
 
 def mix_rate(done: int) -> int:
-    """Revision 6's learning rate of mixers A to D after `done` coded bytes."""
+    """Revision 6's learning rate of mixers A to E after `done` coded bytes."""
     for i in range(len(MIX_RATE_EDGES)):
         if done < MIX_RATE_EDGES[i]:
             return MIX_RATES[i]
@@ -387,7 +387,7 @@ MIX_C_BITS = 12  # mixer C (revision 2): by a 12-bit hash of the two previous by
 MIX_SETS_C = 1 << MIX_C_BITS  # hmix(c1 | c2 << 8, MIX_C_SEED) >> (32 - MIX_C_BITS)
 MIX_C_SEED = 77
 TF_CONF_SHIFT, TF_CONF_MAX = 9, 3  # mixer B's transformer confidence: min(|st| >> 9, 3)
-MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C (, D) -> p): by (bit position, parity)
+MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C (, D, E) -> p): by (bit position, parity)
 N_FINAL = 5
 MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000),  # by revision
               3: (22000, 22000, 0, 0, 22000), 4: (22000, 22000, 0, 0, 22000), 5: (22000, 22000, 0, 0, 22000),
@@ -424,7 +424,7 @@ def mix_set_d(field: int, offset: int, j: int) -> int:
 LR_A, LR_B, LR_F = 24, 24, 8  # learning rates: w += (x * err * LR + 2^15) >> 16
 LR_C = LR_B
 assert LR_A == LR_B == LR_C  # (jit3.py hands its mixers one rate)
-# Revision 6: mixers A to D learn at MIX_RATES[i] while fewer than MIX_RATE_EDGES[i]
+# Revision 6: mixers A to E learn at MIX_RATES[i] while fewer than MIX_RATE_EDGES[i]
 # bytes of the block were coded before the byte (t * S + s, step-major order), then at
 # the last rate: fast while the weights are far from their values, finer later. Measured
 # with the CM stage alone at 4 streams (bench/published/cm/rev6-candidates.md): -0.15%
