@@ -235,37 +235,26 @@ def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place, 
 
 
 @_phase
+def train(w, sel, n_in, x, err):
+    """Weight set sel of a mixer (n_in weights each) learns its error, already times its
+    rate: reference.Mixer.update."""
+    base = sel * n_in
+    for i in range(n_in):
+        w[base + i] += (x[i] * err + 32768) >> 16
+
+
+@_phase
 def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr):
     """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix
     did; lr: the learning rate of mixers A to E)."""
-    err_a = ((y << 12) - mx.p_a) * lr
-    err_b = ((y << 12) - mx.p_b) * lr
-    err_c = ((y << 12) - mx.p_c) * lr
-    w_a = st.w_a
-    w_b = st.w_b
-    w_c = st.w_c
-    sa = mx.set_a * n_in
-    sb = mx.set_b * n_in
-    sc = mx.set_c * n_in
-    for i in range(n_in):
-        w_a[sa + i] += (x[i] * err_a + 32768) >> 16
-    for i in range(n_in):
-        w_b[sb + i] += (x[i] * err_b + 32768) >> 16
-    for i in range(n_in):
-        w_c[sc + i] += (x[i] * err_c + 32768) >> 16
+    train(st.w_a, mx.set_a, n_in, x, ((y << 12) - mx.p_a) * lr)
+    train(st.w_b, mx.set_b, n_in, x, ((y << 12) - mx.p_b) * lr)
+    train(st.w_c, mx.set_c, n_in, x, ((y << 12) - mx.p_c) * lr)
     err_f = ((y << 12) - mx.p_f) * T.LR_F
     sf = mx.set_f * (T.N_FINAL + 2 if rf.set_d >= 0 else T.N_FINAL)
     if rf.set_d >= 0:  # revision 6
-        err_d = ((y << 12) - rf.p_d) * lr
-        err_e = ((y << 12) - rf.p_e) * lr
-        w_d = r3.w_d
-        w_e = r3.w_e
-        sd = rf.set_d * n_in
-        se = rf.set_e * n_in
-        for i in range(n_in):
-            w_d[sd + i] += (x[i] * err_d + 32768) >> 16
-        for i in range(n_in):
-            w_e[se + i] += (x[i] * err_e + 32768) >> 16
+        train(r3.w_d, rf.set_d, n_in, x, ((y << 12) - rf.p_d) * lr)
+        train(r3.w_e, rf.set_e, n_in, x, ((y << 12) - rf.p_e) * lr)
         st.w_f[sf + 5] += (rf.st_d * err_f + 32768) >> 16
         st.w_f[sf + 6] += (rf.st_e * err_f + 32768) >> 16
     st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
