@@ -168,19 +168,20 @@ class TzipCodec:
 
 # tzip levels benched under a name of their own, by tool name -> the model spec
 # tzip.compress takes (tzip -1 codes with the context mixer alone: tzip/cm/alone.py; -2
-# and -4 run tzip-small over a window, LEVEL_WINDOWS; -8 writes format 11, LEVEL_FORMATS,
-# and tzip-8r5, tzip-8r4 and tzip-8r3 what 0.6's, 0.5's and 0.4's -8 wrote, formats 10, 9
-# and 8); the other
+# and -4 run tzip-small over a window, LEVEL_WINDOWS; -8 writes format 12, LEVEL_FORMATS,
+# and tzip-8r6, tzip-8r5, tzip-8r4 and tzip-8r3 what 0.7's, 0.6's, 0.5's and 0.4's -8
+# wrote, formats 11, 10, 9 and 8); the other
 # levels run a model over its whole context and are benched by its name (tzip-small for -6
 # and -7, tzip-large for -9)
 LEVELS = {"tzip-1": "none", "tzip-2": "tzip-small", "tzip-4": "tzip-small", "tzip-8": "tzip-small",
-          "tzip-8r5": "tzip-small", "tzip-8r4": "tzip-small", "tzip-8r3": "tzip-small"}
+          "tzip-8r6": "tzip-small", "tzip-8r5": "tzip-small", "tzip-8r4": "tzip-small", "tzip-8r3": "tzip-small"}
 LEVEL_WINDOWS = {"tzip-2": 64, "tzip-4": 128}
-LEVEL_FORMATS = {"tzip-8": 11, "tzip-8r5": 10, "tzip-8r4": 9, "tzip-8r3": 8}
+LEVEL_FORMATS = {"tzip-8": 12, "tzip-8r6": 11, "tzip-8r5": 10, "tzip-8r4": 9, "tzip-8r3": 8}
 LEVEL_LABELS = {"tzip-1": "tzip -1: the context mixer alone, no transformer",
                 "tzip-2": "tzip -2: tzip-small over a window of 64",
                 "tzip-4": "tzip -4: tzip-small over a window of 128",
-                "tzip-8": "tzip -8: tzip-small, the context mixer's revision 6 (format 11)",
+                "tzip-8": "tzip -8: tzip-small, the context mixer's revision 7 (format 12)",
+                "tzip-8r6": "tzip -8 of 0.7: tzip-small, the context mixer's revision 6 (format 11)",
                 "tzip-8r5": "tzip -8 of 0.6: tzip-small, the context mixer's revision 5 (format 10)",
                 "tzip-8r4": "tzip -8 of 0.5: tzip-small, the context mixer's revision 4 (format 9)",
                 "tzip-8r3": "tzip -8 of 0.4: tzip-small, the context mixer's revision 3 (format 8)"}

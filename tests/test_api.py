@@ -266,10 +266,11 @@ def test_file_functions_refuse_to_overwrite_and_keep_times_and_mode(tmp_path, ti
 
 
 @pytest.mark.parametrize("version,method", [(8, "model+cm3"), (9, "model+cm4"), (10, "model+cm5"),
-                                            (11, "model+cm6")])
+                                            (11, "model+cm6"), (12, "model+cm7")])
 def test_level_8_formats_are_asked_for_by_their_number(small, text, version, method):
-    """Compressor(format=11) codes with the context mixer's revision 6 (level -8's format;
-    10, revision 5, 0.6's; 9, revision 4, 0.5's; 8, revision 3, 0.4's) and tzip.decompress needs no option; the
+    """Compressor(format=12) codes with the context mixer's revision 7 (level -8's format;
+    11, revision 6, 0.7's; 10, revision 5, 0.6's; 9, revision 4, 0.5's; 8, revision 3,
+    0.4's) and tzip.decompress needs no option; the
     default stays format 5; none has a window nor the mixer alone."""
     data = text[:4000]
     blob = tzip.compress(data, small, format=version)

@@ -231,7 +231,7 @@ def test_levels_are_accepted_and_nine_picks_the_large_model(txt, tiny_path):
 
 
 LEVEL_ARCHIVES = {1: (6, None), 2: (7, 64), 3: (7, 64), 4: (7, 128), 5: (7, 128),
-                  6: (5, None), 7: (5, None), 8: (11, None)}  # level -> (format, window) of tzip-small
+                  6: (5, None), 7: (5, None), 8: (12, None)}  # level -> (format, window) of tzip-small
 
 
 def test_levels_name_a_model_a_window_and_a_format():
@@ -265,7 +265,7 @@ def test_each_level_round_trips_with_its_model_and_window(tmp_path, text, level)
     if level == 8:
         src.with_name("n.tz").write_bytes(out)
         code, listing, _ = run("-lv", src.with_name("n.tz"))
-        assert code == 0 and "format     11" in listing.decode() and "model+cm6" in listing.decode()
+        assert code == 0 and "format     12" in listing.decode() and "model+cm7" in listing.decode()
 
 
 def test_help_says_what_each_level_runs():
@@ -275,7 +275,7 @@ def test_help_says_what_each_level_runs():
     code, out, _ = run("compress", "--help")
     text = " ".join(out.decode().split())
     for words in ("-2/-3", "last 64 bytes", "-4/-5", "last 128 bytes", "-6/-7 (default)", "-8:",
-                  "revision 6 (format 11)", "-9/--best"):
+                  "revision 7 (format 12)", "-9/--best"):
         assert words in text, words
 
 
@@ -295,12 +295,12 @@ def test_a_window_level_with_the_mixer_alone_is_level_1(txt):
 
 
 def test_level_8_writes_format_11_and_the_mixer_alone_keeps_its_own(txt, tiny_path):
-    """-8 with any model writes format 11 (in worker processes too, the same bytes);
+    """-8 with any model writes format 12 (in worker processes too, the same bytes);
     -8 --model none is the mixer alone, format 6, as -1."""
     one = run("-8", "-c", "-T", "1", "--model", tiny_path, txt)
     two = run("-8", "-c", "-T", "2", "--model", tiny_path, txt)
     assert one[0] == two[0] == 0 and one[1] == two[1], one[2] + two[2]
-    assert tzip.info(one[1]).version == 11 and [b.method for b in tzip.info(one[1]).blocks] == ["model+cm6"]
+    assert tzip.info(one[1]).version == 12 and [b.method for b in tzip.info(one[1]).blocks] == ["model+cm7"]
     assert run("-dc", "--model", tiny_path, "-", input=one[1])[1] == txt.read_bytes()
     code, out, err = run("-8", "-c", "--model", "none", txt)
     assert code == 0 and out == run("-1", "-c", txt)[1], err
@@ -492,8 +492,8 @@ def test_progress_totals_are_the_original_size(txt, tiny_path, monkeypatch):
 
 def test_progress_is_told_the_loops_a_file_needs(txt, tiny_path, monkeypatch):
     """The first-run notice ("preparing compiled CPU loops") asks jitcache about the loops
-    the job runs: -8 and the decoding of its archives (formats 8 to 11) run the loop of the
-    mixer's revisions 3 to 6 as well, so a first -d of such an archive says so."""
+    the job runs: -8 and the decoding of its archives (formats 8 to 12) run the loop of the
+    mixer's revisions 3 to 7 as well, so a first -d of such an archive says so."""
     from contextlib import contextmanager
     from tzip import jitcache
     jobs = []

@@ -104,8 +104,9 @@ CASES_R3 = CASES + [("nesting and logs", NEST, cut(len(NEST), 3)), ("nesting, on
 # its recommended components gives the same)
 R3_PINNED = "016f70046833188e614abd2bd0c54183dfd0b366e8d18bd2469945e1eb95add9"
 R4_PINNED = "5c831ef377cce82d862f26068b58b7d680934c48a7acf02c61d89015b586ef82"  # test_revisions_4_and_5_are_pinned
-R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revisions_4_to_6_are_pinned
-R6_PINNED = "4f4c10814d0951b71ec59abee2061d2a5b3a1c56f2b3b333abc461059f68641f"  # test_revisions_4_to_6_are_pinned
+R5_PINNED = "23e342f3c2b60ac226f9f857db31f2c29cc3fddf631d7a7ba884d0b5b7f7afbe"  # test_revisions_4_to_7_are_pinned
+R6_PINNED = "4f4c10814d0951b71ec59abee2061d2a5b3a1c56f2b3b333abc461059f68641f"  # test_revisions_4_to_7_are_pinned
+R7_PINNED = "e84924546f2f39b265eff1281ae332b05de757c98e8226baa650ede6f67538a6"  # test_revisions_4_to_7_are_pinned
 
 
 @needs_numba
@@ -123,10 +124,10 @@ def test_reference_equals_compiled_and_round_trips(name, data, lengths, revision
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [3, 4, 5, 6])
+@pytest.mark.parametrize("revision", [3, 4, 5, 6, 7])
 @pytest.mark.parametrize("name,data,lengths", CASES_R3, ids=[c[0] for c in CASES_R3])
-def test_revisions_3_to_6_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
-    """Revisions 3 to 6 (formats 8 to 11) have a compiled loop of their own (jit3.py):
+def test_revisions_3_to_7_reference_equals_compiled_and_round_trips(name, data, lengths, revision):
+    """Revisions 3 to 7 (formats 8 to 12) have a compiled loop of their own (jit3.py):
     it codes the reference's payload, in any pass sizes, and both decode."""
     rng = np.random.default_rng(len(data) + 3)
     hist = layout(data, lengths)
@@ -152,13 +153,13 @@ def test_revision_3_is_pinned():
     assert payload != encode(hist, lengths, freqs, passes=[50], compiled=False, revision=2)
 
 
-@pytest.mark.parametrize("revision,pinned", [(4, R4_PINNED), (5, R5_PINNED), (6, R6_PINNED)])
-def test_revisions_4_to_6_are_pinned(revision, pinned):
+@pytest.mark.parametrize("revision,pinned", [(4, R4_PINNED), (5, R5_PINNED), (6, R6_PINNED), (7, R7_PINNED)])
+def test_revisions_4_to_7_are_pinned(revision, pinned):
     """Each revision's payload of a fixed case (logs whose records repeat with changes,
     where revision 4's shorter lookup and recovery act, revision 5's contexts repeat
-    their bytes: runs, and revision 6's shapes repeat), pinned as written when
-    its format (9, 10, 11) was made: a change to it would leave those archives
-    undecodable."""
+    their bytes: runs, revision 6's shapes and revision 7's phrases repeat), pinned as
+    written when its format (9, 10, 11, 12) was made: a change to it would leave those
+    archives undecodable."""
     import hashlib
     data = LOG_RECORDS
     lengths = cut(len(data), 2)
@@ -192,15 +193,16 @@ def test_revision_5_counts_each_contexts_run():
 
 @needs_numba
 def test_compiled_revisions_keep_only_their_own_state():
-    """The compiled loop serves revisions 3 to 6: in 3 and 4 it neither looks up nor writes
+    """The compiled loop serves revisions 3 to 7: in 3 and 4 it neither looks up nor writes
     runs (their run table is one empty entry), nor moves revision 5's counters; before 6
-    it keeps no shapes and has no mixer D."""
+    it keeps no shapes and has no mixer D; before 7 it keeps no word before the word
+    before, counts no set's updates and has mixer A's 256 sets."""
     from tzip.cm import tables as T
     from tzip.cm.state import Structure
     data = LOG_RECORDS
     hist = layout(data, [len(data)])
     flat = np.ones((1, len(data), 256), dtype=np.float32)
-    for revision in (3, 4, 5, 6):
+    for revision in (3, 4, 5, 6, 7):
         enc = Encoder([len(data)], hist, revision, implementation="compiled")
         enc.encode(0, flat)
         r3 = Structure(*enc.model.structure)
@@ -218,6 +220,11 @@ def test_compiled_revisions_keep_only_their_own_state():
             assert not np.array_equal(r3.w_e, _weights(T.MIX_SETS_E, 6))
             start = T.MIX_F_INIT[6]
             assert (w_f[5::7] != start[5]).any() and (w_f[6::7] != start[6]).any()
+        assert (r3.set_counts.size > 0) == r3.prev_word2.any() == (revision >= 7)
+        assert enc.model.st.w_a.size == T.mix_sets_a(revision) * T.n_inputs(revision)
+        if revision >= 7:  # every mixer counted its sets' updates, mixer A used sets past c0's 256
+            assert (r3.set_counts.sum(axis=1) > 0).all() and r3.set_counts.max() <= T.SET_COUNT_CAP
+            assert r3.set_counts[0, T.MIX_SETS_A:].sum() > 0
 
 
 def test_revision_6_shape_sees_classes_not_values():
@@ -305,6 +312,52 @@ def test_revision_6_learning_rate_falls_at_its_edges():
     assert [T.mix_rate(n) for n in at] == [32, 32, 24, 24, 18, 18, 14, 14]
 
 
+def test_revision_7_word3_and_shape_word_contexts():
+    """word3 is the word so far with the two words before it: a change three words back
+    (counting the current one) changes it, four back does not; shape_word is the word so
+    far after the shape's last 4 runs, whatever their digits."""
+    from tzip.cm import tables as T
+
+    def hashes_after(text: bytes) -> list[int]:
+        hist = layout(text + b".", [len(text) + 1])
+        enc = Encoder([len(text) + 1], hist, 7, implementation="reference")
+        for t in range(len(text)):
+            enc.encode(t, np.ones((1, 1, 256), dtype=np.float32))
+        return enc.model.contexts(0, len(text))[1]
+
+    def word3(text: bytes) -> int:
+        return hashes_after(text)[T.CTX_WORD3]
+
+    def shape_word(text: bytes) -> int:
+        return hashes_after(text)[T.CTX_SHAPE_WORD]
+    assert word3(b"red fox ran o") != word3(b"red cat ran o")
+    assert word3(b"one red fox ran o") == word3(b"two red fox ran o") != word3(b"red fox ran a")
+    assert hashes_after(b"red fox ran o")[T.CTX_WORD2] == hashes_after(b"red cat ran o")[T.CTX_WORD2]
+    assert shape_word(b"x 12:05 ok") == shape_word(b"y 7:59 ok") != shape_word(b"x 12:05 no")
+    assert shape_word(b"x 12:05 ok") != shape_word(b"x 12.05 ok")
+    assert len(hashes_after(b"ab")) == len(T.CONTEXTS) == T.N_CONTEXTS[7]
+
+
+def test_revision_7_mixers_learn_by_class_and_by_set():
+    """Mixer A's sets by the previous byte's class (digit, letter, space or tab, other),
+    and each set's own rate: three times the block's while new, falling with its updates
+    (counted up to SET_COUNT_CAP) towards it."""
+    from tzip.cm import tables as T
+    from tzip.cm.reference import Mixer
+    assert [T.mix_class(ord(c)) for c in "05aZ \t,\n"] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert T.mix_class(0xC3) == 1 and T.mix_sets_a(7) == 4 * T.mix_sets_a(6) == 1024
+    assert [T.set_rate(24, n) for n in (0, 64, 1023)] == [72, 48, 26] and T.set_rate(14, 1023) == 15
+    plain, counted = Mixer([0, 0] * 2, 2, 24), Mixer([0, 0] * 2, 2, 24, [0, 0])
+    plain.update(1, [1000, -500], 1, 1024)
+    counted.update(1, [1000, -500], 1, 1024)
+    step = [(x * (4096 - 1024) * 24 + 32768) >> 16 for x in (1000, -500)]
+    assert plain.w[2:] == step and counted.w[2:] == [(x * (4096 - 1024) * 72 + 32768) >> 16 for x in (1000, -500)]
+    assert abs(counted.w[2] - 3 * step[0]) <= 1 and counted.counts == [0, 1]
+    for _ in range(T.SET_COUNT_CAP + 10):
+        counted.update(0, [1000, -500], 0, 2048)
+    assert counted.counts == [T.SET_COUNT_CAP, 1]
+
+
 def log_table(n: int) -> bytes:
     """About n bytes of comma-separated records, fields of varying widths, one line in 50
     with more than FIELDS fields: deterministic."""
@@ -323,28 +376,31 @@ def log_table(n: int) -> bytes:
     return b"".join(out)
 
 
-R6_LONG_PINNED = "84e59f3924786071c03bf322b3d0446d08ec4a730f03db221ae28d53e2f13616"  # test_revision_6_is_pinned_past_its_learning_rate_edges
+R6_LONG_PINNED = "84e59f3924786071c03bf322b3d0446d08ec4a730f03db221ae28d53e2f13616"  # test_revisions_6_and_7_are_pinned_past_...
+R7_LONG_PINNED = "64150d9736e0c2625f223d1263c188b79b8320145b40de45f0214777d55687e6"
 
 
 @needs_numba
 @pytest.mark.slow
-def test_revision_6_is_pinned_past_its_learning_rate_edges():
+@pytest.mark.parametrize("revision,pinned", [(6, R6_LONG_PINNED), (7, R7_LONG_PINNED)])
+def test_revisions_6_and_7_are_pinned_past_the_learning_rate_edges(revision, pinned):
     """A block of records longer than the learning rate's last edge (4 streams of 150 KB:
-    600 K coded bytes), with lines of more than FIELDS fields: revision 6's payload,
-    pinned as format 11 was made (the compiled loop; the reference equals it on the
-    shorter cases), and it decodes."""
+    600 K coded bytes), with lines of more than FIELDS fields, where (revision 7) many
+    weight sets reach their count's cap: the revision's payload, pinned as its format
+    (11, 12) was made (the compiled loop; the reference equals it on the shorter cases),
+    and it decodes."""
     data = log_table(600_000)
     lengths = cut(len(data), 4)
     hist = layout(data, lengths)
     flat = np.ones((4, 1024, 256), dtype=np.float32)
-    enc = Encoder(lengths, hist, 6, implementation="compiled")
+    enc = Encoder(lengths, hist, revision, implementation="compiled")
     for t0 in range(0, max(lengths), 1024):
         enc.encode(t0, flat[:, :min(1024, max(lengths) - t0)])
     payload = enc.finish()
     import hashlib
-    assert hashlib.sha256(payload).hexdigest() == R6_LONG_PINNED
+    assert hashlib.sha256(payload).hexdigest() == pinned
     out = np.zeros_like(hist)
-    dec = Decoder(payload, lengths, out, 6, implementation="compiled")
+    dec = Decoder(payload, lengths, out, revision, implementation="compiled")
     for t in range(max(lengths)):
         dec.decode(t, flat[:, 0])
     dec.finish()
@@ -382,24 +438,25 @@ def test_revisions_differ_and_do_not_decode_each_other():
     """A block coded with one revision is not silently decoded by another."""
     hist = layout(TEXT, [len(TEXT)])
     freqs = random_freqs(np.random.default_rng(5), hist)
-    r1, r2, r3, r4, r5, r6 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4, 5, 6))
-    assert len({r1, r2, r3, r4, r5, r6}) == 6
-    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3), (r5, 4), (r6, 5)):
+    r1, r2, r3, r4, r5, r6, r7 = (encode(hist, [len(TEXT)], freqs, revision=r) for r in (1, 2, 3, 4, 5, 6, 7))
+    assert len({r1, r2, r3, r4, r5, r6, r7}) == 7
+    for payload, other in ((r1, 2), (r2, 3), (r3, 2), (r4, 3), (r5, 4), (r6, 5), (r7, 6)):
         with pytest.raises((CorruptPayload, AssertionError)):
             assert np.array_equal(decode(payload, [len(TEXT)], freqs, revision=other), hist)
 
 
 def test_latest_is_the_default_formats_revision():
     """Every default of the stage (Encoder, Decoder, the codec) is revision 2, format 5's:
-    revision 3 is format 8's, 4 format 9's, 5 format 10's, 6 format 11's, which level -8
-    alone writes."""
+    revision 3 is format 8's, 4 format 9's, 5 format 10's, 6 format 11's, 7 format 12's,
+    which level -8 alone writes."""
     from tzip import cm, container
     from tzip.cm import tables as T
     assert cm.LATEST == 2 == container.PROFILES[container.VERSION].revision
     assert 3 == container.PROFILES[container.CM3_VERSION].revision
     assert 4 == container.PROFILES[container.CM4_VERSION].revision
     assert 5 == container.PROFILES[container.CM5_VERSION].revision
-    assert T.REVISIONS[-1] == 6 == container.PROFILES[container.CM6_VERSION].revision
+    assert 6 == container.PROFILES[container.CM6_VERSION].revision
+    assert T.REVISIONS[-1] == 7 == container.PROFILES[container.CM7_VERSION].revision
 
 
 def test_unknown_revision_is_refused():
@@ -561,16 +618,18 @@ def test_input_layout_is_derived_from_the_table():
     state's mixer weights are sized from them, and the layout is the one archives use."""
     from tzip.cm import tables as T
     from tzip.cm.state import SC3_SLOT, SC_X, new_state
-    widths = dict(T.INPUTS_R6)
+    widths = dict(T.INPUTS_R7)
     assert T.N_INPUTS == sum(dict(T.INPUTS).values()) == 29  # revisions 1 and 2 mix these
     assert T.N_INPUTS_R3 == sum(dict(T.INPUTS_R3).values()) == 37 and T.INPUTS_R3[:len(T.INPUTS)] == T.INPUTS
     assert T.N_INPUTS_R4 == sum(dict(T.INPUTS_R4).values()) == 41 and T.INPUTS_R4[:len(T.INPUTS_R3)] == T.INPUTS_R3
     assert T.N_INPUTS_R5 == sum(dict(T.INPUTS_R5).values()) == 58 and T.INPUTS_R5[:len(T.INPUTS_R4)] == T.INPUTS_R4
-    assert T.N_INPUTS_R6 == sum(widths.values()) == 64 and T.INPUTS_R6[:len(T.INPUTS_R5)] == T.INPUTS_R5
+    assert T.N_INPUTS_R6 == sum(dict(T.INPUTS_R6).values()) == 64 and T.INPUTS_R6[:len(T.INPUTS_R5)] == T.INPUTS_R5
+    assert T.N_INPUTS_R7 == sum(widths.values()) == 70 and T.INPUTS_R7[:len(T.INPUTS_R6)] == T.INPUTS_R6
     assert widths["run"] == T.CONTEXTS_R4 == T.N_CONTEXTS[5] and T.IN_RUN == T.N_INPUTS_R4
-    assert widths["ctx6"] == widths["cmap6"] == widths["run6"] == len(T.CONTEXTS) - T.N_CONTEXTS[5]
+    assert widths["ctx6"] == widths["cmap6"] == widths["run6"] == T.N_CONTEXTS[6] - T.N_CONTEXTS[5]
+    assert widths["ctx7"] == widths["cmap7"] == widths["run7"] == len(T.CONTEXTS) - T.N_CONTEXTS[6]
     at = 0
-    for name, width in T.INPUTS_R6:
+    for name, width in T.INPUTS_R7:
         assert getattr(T, f"IN_{name.upper()}") == at, name
         at += width
     assert widths["ctx"] == widths["cmap"] == T.CONTEXTS_R2 == T.N_CONTEXTS[2]
@@ -578,20 +637,23 @@ def test_input_layout_is_derived_from_the_table():
     assert widths["ctx4"] == widths["cmap4"] == T.N_CONTEXTS[4] - T.N_CONTEXTS[3] == T.CONTEXTS_R4 - T.CONTEXTS_R3
     assert sorted(T.ctx_input(i) for i in range(len(T.CONTEXTS))) == \
         list(range(T.IN_CTX, T.IN_CMAP)) + list(range(T.IN_CTX3, T.IN_CMAP3)) + list(range(T.IN_CTX4, T.IN_CMAP4)) \
-        + list(range(T.IN_CTX6, T.IN_CMAP6))
+        + list(range(T.IN_CTX6, T.IN_CMAP6)) + list(range(T.IN_CTX7, T.IN_CMAP7))
     assert sorted(T.cmap_input(i) for i in range(len(T.CONTEXTS))) == \
         list(range(T.IN_CMAP, T.IN_MATCH)) + list(range(T.IN_CMAP3, T.IN_CTX4)) + list(range(T.IN_CMAP4, T.N_INPUTS_R4)) \
-        + list(range(T.IN_CMAP6, T.IN_RUN6))
+        + list(range(T.IN_CMAP6, T.IN_RUN6)) + list(range(T.IN_CMAP7, T.IN_RUN7))
     assert sorted(T.run_input(i) for i in range(len(T.CONTEXTS))) == \
-        list(range(T.IN_RUN, T.N_INPUTS_R5)) + list(range(T.IN_RUN6, T.N_INPUTS_R6))
+        list(range(T.IN_RUN, T.N_INPUTS_R5)) + list(range(T.IN_RUN6, T.N_INPUTS_R6)) \
+        + list(range(T.IN_RUN7, T.N_INPUTS_R7))
     for rev in T.REVISIONS:
         st, _, _ = new_state(np.array([5]), np.zeros((1, 5), np.int64), np.zeros(1, np.uint8), rev)
         n = T.n_inputs(rev)
         assert n == {1: T.N_INPUTS, 2: T.N_INPUTS, 3: T.N_INPUTS_R3, 4: T.N_INPUTS_R4, 5: T.N_INPUTS_R5,
-                     6: T.N_INPUTS_R6}[rev]
+                     6: T.N_INPUTS_R6, 7: T.N_INPUTS_R7}[rev]
         assert st.w_f.size == T.MIX_SETS_F * T.n_final(rev) == T.MIX_SETS_F * len(T.MIX_F_INIT[rev])
         assert SC3_SLOT - SC_X >= n  # the compiled loop's inputs fit their scratch
-        assert st.w_a.size == T.MIX_SETS_A * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
+        sets_a = T.MIX_SETS_A * (T.MIX_A_CLASSES if rev >= 7 else 1)  # revision 7: also by c1's class
+        assert T.mix_sets_a(rev) == sets_a
+        assert st.w_a.size == sets_a * n and st.w_c.size == (T.MIX_SETS_C * n if rev > 1 else 0)
         assert st.ctx_map.size == T.N_CONTEXTS[rev] * T.CMAP_SIZE * (T.RUN_ROWS if rev >= 5 else 1) == T.cmap_size(rev)
         sets_b = T.MIX_SETS_B * (T.SEEN_SETS if rev >= 5 else 1)  # revision 5: also by the orders seen
         assert T.mix_sets_b(rev) == sets_b
@@ -603,7 +665,7 @@ def test_input_layout_is_derived_from_the_table():
 
 
 @needs_numba
-@pytest.mark.parametrize("revision", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("revision", [1, 2, 3, 4, 5, 6, 7])
 def test_both_implementations_start_from_one_state(revision):
     """The reference's lists hold exactly the compiled arrays' initial values."""
     from tzip.cm import tables as T
@@ -630,6 +692,11 @@ def test_both_implementations_start_from_one_state(revision):
         assert ref.streams[1].shape == r3.shape[1].tolist()
         assert ref.mixer_d.w == r3.w_d.tolist() and ref.mixer_e.w == r3.w_e.tolist()
         assert ref.mix_d == (r3.w_d.size > 0) == (revision >= 6)
+        assert ref.streams[1].prev_word2 == r3.prev_word2[1]
+        counts = [m.counts for m in (ref.mixer_a, ref.mixer_b, ref.mixer_c, ref.mixer_d, ref.mixer_e)]
+        assert counts == (r3.set_counts.tolist() if revision >= 7 else [None] * 5)
+        assert ref.word3 == (r3.set_counts.size > 0) == (revision >= 7)
+        assert ref.mixer_f.lr == T.lr_final(revision) == (T.LR_F7 if revision >= 7 else T.LR_F)
         assert (fast.rbits > 0) == ref.run == (revision >= 5)
         if ref.run:
             assert len(ref.run_table) == 1 << fast.rbits == 1 << ref.run_bits
@@ -658,7 +725,7 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     context that is not an order) its hash in the `contexts` pair. Shown on the reference
     (numba freezes the table when it compiles) with an order-6 context, which needs no
     code at all: the input count, buckets, weights and learning follow from the table,
-    the widened layout codes revisions 1 to 6 exactly as before, and a revision 7 that uses
+    the widened layout codes revisions 1 to 7 exactly as before, and a revision 8 that uses
     it differs and round-trips."""
     from tzip.cm import tables as T
     lengths = [120, 80]
@@ -668,19 +735,19 @@ def test_a_new_order_context_is_one_entry_in_the_table(monkeypatch):
     new = old[-1] + 1
     before = {rev: encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) for rev in old}
 
-    contexts = T.CONTEXTS + ("o6",)  # after revision 6's: in the ctx6, cmap6 and run6 rows
-    inputs_r6 = tuple((name, w + 1 if name in ("ctx6", "cmap6", "run6") else w) for name, w in T.INPUTS_R6)
+    contexts = T.CONTEXTS + ("o6",)  # after revision 7's: in the ctx7, cmap7 and run7 rows
+    inputs_r7 = tuple((name, w + 1 if name in ("ctx7", "cmap7", "run7") else w) for name, w in T.INPUTS_R7)
     monkeypatch.setattr(T, "CONTEXTS", contexts)
     monkeypatch.setattr(T, "ORDER_CONTEXTS", {**T.ORDER_CONTEXTS, "o6": 6})
     monkeypatch.setattr(T, "ORDER_SLOTS", T.ORDER_SLOTS + (len(contexts) - 1,))  # revision 5's "seen" counts it
-    monkeypatch.setattr(T, "INPUTS_R6", inputs_r6)
-    for name, at in T._offsets(inputs_r6).items():
-        monkeypatch.setattr(T, "N_INPUTS_R6" if name == "_n" else f"IN_{name.upper()}", at)
+    monkeypatch.setattr(T, "INPUTS_R7", inputs_r7)
+    for name, at in T._offsets(inputs_r7).items():
+        monkeypatch.setattr(T, "N_INPUTS_R7" if name == "_n" else f"IN_{name.upper()}", at)
     monkeypatch.setattr(T, "REVISIONS", old + (new,))
     monkeypatch.setattr(T, "N_CONTEXTS", T.N_CONTEXTS + (len(contexts),))
     monkeypatch.setattr(T, "MIX_F_INIT", {**T.MIX_F_INIT, new: T.MIX_F_INIT[old[-1]]})
-    assert T.N_INPUTS_R6 == 67 and T.run_input(len(contexts) - 1) == T.N_INPUTS_R6 - 1
-    assert T.cmap_input(len(contexts) - 1) == T.IN_RUN6 - 1
+    assert T.N_INPUTS_R7 == 73 and T.run_input(len(contexts) - 1) == T.N_INPUTS_R7 - 1
+    assert T.cmap_input(len(contexts) - 1) == T.IN_RUN7 - 1
 
     for rev in old:
         assert encode(hist, lengths, freqs, passes=[50], compiled=False, revision=rev) == before[rev]

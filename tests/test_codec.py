@@ -37,7 +37,7 @@ def test_split_streams_depends_on_size_only():
 
 @pytest.mark.parametrize("version", [8, 9, 10, 11])
 def test_level_8_cuts_fewer_longer_streams(version):
-    """Level -8 (formats 8 to 11) takes ratio over decoding speed: at most 4 streams, none
+    """Level -8 of 0.4 to 0.7 (formats 8 to 11) takes ratio over decoding speed: at most 4 streams, none
     shorter than 16 contexts (4 KiB for tzip-small), where format 5 cuts small blocks into
     up to 8."""
     def count(n: int) -> int:
@@ -45,6 +45,16 @@ def test_level_8_cuts_fewer_longer_streams(version):
     assert count(10_000_000) == 4
     assert count(3721) == count(8191) == 1 and count(8192) == 2 and count(16384) == 4
     assert codec.split_streams(10_000, 256, 3, version=version) == [3334, 3334, 3332]  # asked for: as asked
+
+
+def test_level_8_of_format_12_cuts_two_streams():
+    """Format 12 (level -8 from 0.8) cuts a block into at most 2 streams, none shorter than
+    16 contexts: half the cuts of format 11 for its ratio, one-third more decoding time."""
+    def count(n: int) -> int:
+        return len(codec.split_streams(n, 256, version=12))
+    assert count(10_000_000) == 2
+    assert count(8191) == 1 and count(8192) == count(16384) == 2
+    assert codec.split_streams(10_000, 256, 3, version=12) == [3334, 3334, 3332]  # asked for: as asked
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -125,13 +135,13 @@ def test_compiled_coding_in_a_forked_child(text, monkeypatch):
 
 # ---- one block decoded in parts: the model steps a part while the parts before it decode --
 @needs_numba
-@pytest.mark.parametrize("revision", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize("revision", [2, 3, 4, 5, 6, 7])
 @pytest.mark.parametrize("mixer", ["compiled", "reference"])
 @pytest.mark.parametrize("threads", [2, 7])
 def test_a_block_decodes_the_same_in_parts(tiny, text, monkeypatch, mixer, threads, revision):
     """Seven streams in two parts, or in seven of one stream (the last, shorter, ends
     while the others step on): the bytes of the one-part loop, every byte counted once;
-    with the mixer's revision 2 (format 5) and 3 to 6 (formats 8 to 11, a compiled loop of
+    with the mixer's revision 2 (format 5) and 3 to 7 (formats 8 to 12, a compiled loop of
     their own)."""
     from tzip.engine.compiled.parts import Parts
     monkeypatch.setenv("TZIP_BACKEND", "numba")

@@ -406,7 +406,8 @@ WRITERS = tuple(n for n in vars(Kit) if n.startswith("w_"))
 READERS = tuple(n for n in vars(Kit) if n.startswith("r_"))
 METHOD_KIND = {"stored": "stored", "lzma": "lzma", "model": "model", "model+cm": "model",
                "model+cm2": "model", "model+cm3": "model", "model+cm4": "model",
-               "model+cm5": "model", "model+cm6": "model"}
+               "model+cm5": "model", "model+cm6": "model",
+               "model+cm7": "model"}
 
 
 def item_1_case(blob: bytes, data: bytes) -> bool:

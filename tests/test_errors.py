@@ -7,7 +7,7 @@ import tzip
 from tzip.container import MAGIC
 
 
-@pytest.fixture(scope="module", params=[5, 8, 9, 10, 11])
+@pytest.fixture(scope="module", params=[5, 8, 9, 10, 11, 12])
 def archive(request, small, text):
     """An archive with a model block, so payload corruption reaches the range decoder: of
     the default format (5) and of level -8's (11, the context mixer's revision 6; 10, 9 and
@@ -34,7 +34,7 @@ def test_truncated(archive, small, cut):
 def test_flipped_payload_byte(archive, small):
     i = tzip.info(archive)
     assert i.blocks[0].method == {5: "model+cm2", 8: "model+cm3", 9: "model+cm4", 10: "model+cm5",
-                                  11: "model+cm6"}[i.version]
+                                  11: "model+cm6", 12: "model+cm7"}[i.version]
     for pos in (len(archive) - 200, len(archive) // 2, 100):
         bad = bytearray(archive)
         bad[pos] ^= 0x10

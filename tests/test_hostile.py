@@ -28,7 +28,7 @@ import pytest
 import tzip
 from tzip import codec, limits, modelpath
 from tzip.container import (CRLF, LZMA, MAX_STREAMS, MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6,
-                            MODEL_METHOD, MODEL_METHODS, NO_TRANSFORM, READ_CHUNK, STORED, TAG_BLOCK, Block,
+                            MODEL_CM7, MODEL_METHOD, MODEL_METHODS, NO_TRANSFORM, READ_CHUNK, STORED, TAG_BLOCK, Block,
                             Header, LimitExceeded, Trailer, put_varint)
 from tzip.engine import Engine
 from tzip.legacy import linear
@@ -658,11 +658,11 @@ def test_shipped_models_pass_the_file_checks():
 
 
 # ---- mutation fuzz ------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=[3, 4, 5, 7, 8, 9, 10, 11])
+@pytest.fixture(scope="module", params=[3, 4, 5, 7, 8, 9, 10, 11, 12])
 def fuzz_archive(request, tiny, sample) -> tuple[bytes, bytes]:
     """Three blocks (model, LZMA, stored) and their original bytes; the model block is
     small (most mutations leave it intact, and it is decoded in full each time). Format 7
-    over a window of 8; formats 8 to 11 with the mixer's revisions 3 to 6."""
+    over a window of 8; formats 8 to 12 with the mixer's revisions 3 to 7."""
     sample = sample[:400]
     version = request.param
     method = MODEL_METHOD[version]
@@ -807,7 +807,7 @@ def cm_payload(model, data: bytes, streams: int, revision: int,
     return codec.encode_cm(Engine(model, window=window), data, lengths, None, revision), lengths
 
 
-@pytest.mark.parametrize("version", [4, 5, 8, 9, 10, 11])
+@pytest.mark.parametrize("version", [4, 5, 8, 9, 10, 11, 12])
 def test_cm_model_block_roundtrips_and_refuses_hostile_claims(tiny, sample, version):
     method = MODEL_METHOD[version]
     payload, lengths = cm_payload(tiny, sample, 4, codec.CM_REVISION[method])
@@ -833,7 +833,8 @@ def test_model_blocks_of_another_format_are_refused(tiny, sample):
     payload, lengths = cm_payload(tiny, sample, 4, 2)
     for method, version in ((MODEL, 4), (MODEL_CM, 3), (MODEL_CM, 5), (MODEL_CM2, 4), (MODEL, 5),
                             (MODEL_CM3, 5), (MODEL_CM3, 6), (MODEL_CM2, 8), (MODEL_CM3, 9), (MODEL_CM4, 8),
-                            (MODEL_CM4, 10), (MODEL_CM5, 9), (MODEL_CM5, 11), (MODEL_CM6, 10)):
+                            (MODEL_CM4, 10), (MODEL_CM5, 9), (MODEL_CM5, 11), (MODEL_CM6, 10),
+                            (MODEL_CM6, 12), (MODEL_CM7, 11)):
         blob = archive(tiny, block_bytes(method, len(sample), payload, lengths), version=version)
         bounded_reject(blob, tiny, err=tzip.CorruptArchive, match="unsupported block")
 

@@ -127,7 +127,7 @@ def test_cold_is_true_both_ways(fresh, monkeypatch, tmp_path, job):
 
 @needs_numba
 def test_level_8_is_cold_until_revision_3s_loop_is_compiled(fresh, monkeypatch, tmp_path):
-    """-8 (format 11) runs the mixer loop of revisions 3 to 6 (cm/jit3.py) besides the compression
+    """-8 (format 12) runs the mixer loop of revisions 3 to 7 (cm/jit3.py) besides the compression
     loops: warm compression loops do not make it warm."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(fresh, "_host_has_vnni", lambda: False)

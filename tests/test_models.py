@@ -6,8 +6,9 @@ already have, and must come with a new format version instead. Archives of earli
 formats are kept in tests/data and must keep decoding: format 3 as the tzip of 8150c8c
 wrote it, format 4 as the tzip of 51f9654 did, format 5 as the tzip of ae02ea1 did,
 format 7 (a window: levels -2..-5), format 8 (the context mixer's revision 3: 0.4's -8),
-format 9 (its revision 4: 0.5's -8), format 10 (its revision 5: 0.6's -8) and format 11
-(its revision 6: level -8) as the tzips that introduced them did."""
+format 9 (its revision 4: 0.5's -8), format 10 (its revision 5: 0.6's -8), format 11 (its
+revision 6: 0.7's -8) and format 12 (its revision 7: level -8) as the tzips that
+introduced them did."""
 from __future__ import annotations
 
 import hashlib
@@ -33,11 +34,12 @@ PINNED = {  # sha256 of compress(SAMPLE, name, streams=4, format=F)
 PINNED_WINDOW = "767acac335b85df45d7f49ccc9a15d44614decba8278112521c7a080567d9ca0"
 # sha256 of compress(SAMPLE, "tzip-small", streams=4, format=F): level -8's format, by F
 # (8: tzip 0.4's -8, the context mixer's revision 3; 9: 0.5's, revision 4; 10: 0.6's,
-# revision 5; 11: revision 6)
+# revision 5; 11: 0.7's, revision 6; 12: revision 7)
 PINNED_CM = {8: ("model+cm3", "2348f77a57baaf821f1164cc0f465ccddda78f9f99c69668200c59a8170069ee"),
              9: ("model+cm4", "13f90a68e9a3d6b2d0e62c1a40272f12834d6d3062c75c3dd8b0c51b71e2ab61"),
              10: ("model+cm5", "1e1a302521b0285eb038f5c652e8fb873c7e4e2a94d012c59b9a4453ba911270"),
-             11: ("model+cm6", "4ac2abb16448d72f90f2003e6a3e122a8e316d768a43aa8e4adaf0d18750782d")}
+             11: ("model+cm6", "4ac2abb16448d72f90f2003e6a3e122a8e316d768a43aa8e4adaf0d18750782d"),
+             12: ("model+cm7", "bc35037a27c5cb62e7533df7c973a26557cbe0386c347b4d9d918f89e423dafd")}
 METHOD = {3: "model", 4: "model+cm", 5: "model+cm2"}
 NAMES = ["tzip-small", pytest.param("tzip-large", marks=pytest.mark.slow)]
 DEVICES = ["cpu", pytest.param("cuda", marks=[
@@ -85,8 +87,8 @@ def test_windowed_archive_is_pinned_and_decodes(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("version", sorted(PINNED_CM))
 def test_level_8_archives_are_pinned_and_decode(device, version):
-    """Formats 8 to 11: tzip-small and the context mixer's revision 3 to 6 (level -8 of
-    tzip 0.4 to 0.7), the same bytes on every device; the archive the tzip that
+    """Formats 8 to 12: tzip-small and the context mixer's revision 3 to 7 (level -8 of
+    tzip 0.4 to 0.8), the same bytes on every device; the archive the tzip that
     introduced the format wrote decodes to the text."""
     data = SAMPLE.read_bytes()
     blob = tzip.compress(data, "tzip-small", device=device, streams=4, format=version)

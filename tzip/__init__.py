@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .errors import CorruptArchive, LimitExceeded, ModelError, TzipError, WrongModel
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 __all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "compress_file",
            "decompress_file", "info", "open", "TzipFile", "TzipCompressor", "TzipDecompressor",
            "Compressor", "Decompressor", "ArchiveInfo", "BlockInfo", "set_threads",

@@ -42,7 +42,7 @@ from .archive import CountingReader as _Counting  # noqa: F401 (tzip/cli.py coun
 from .container import (ALONE_VERSION, CM_ALONE, DIGEST_LEN, MAX_BLOCK, MAX_STREAMS, PROFILES, READABLE,
                         VERSION, WINDOW_VERSION, Block, FormatError, Header, Reader)
 from .container import MAGIC  # noqa: F401 (tzip/cli.py: what tzip -dcf takes for an archive)
-from .container import CM3_VERSION, CM4_VERSION, CM5_VERSION, CM6_VERSION  # noqa: F401 (tzip/cli.py: what -8 writes, wrote)
+from .container import CM3_VERSION, CM4_VERSION, CM5_VERSION, CM6_VERSION, CM7_VERSION  # noqa: F401 (tzip/cli.py: what -8 writes, wrote)
 from .errors import CorruptArchive, TzipError, WrongModel
 from .limits import OutputLimit, Progress
 from .output import atomic_write  # noqa: F401 - tzip.api.atomic_write, as before

@@ -280,7 +280,8 @@ class ArchiveReader:
 @dataclass
 class BlockInfo:
     method: str  # "stored", "lzma", "model" (format 3), "model+cm" (4), "model+cm2" (5-7), "cm2"
-    # (the mixer alone: 6, 7), "model+cm3" (8), "model+cm4" (9), "model+cm5" (10) or "model+cm6" (11)
+    # (the mixer alone: 6, 7), "model+cm3" (8), "model+cm4" (9), "model+cm5" (10), "model+cm6"
+    # (11) or "model+cm7" (12)
     crlf: bool  # coded with LF line endings
     original: int
     coded: int

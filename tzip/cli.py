@@ -42,12 +42,12 @@ LARGE = "tzip-large"  # what -9 / --best picks
 # ratio): -1 the context mixer alone; -2/-3 and -4/-5 the default model with each position
 # attending to its last 64 or 128 positions (format 7), cheaper than its whole context;
 # -6/-7 (the default) the default model over its whole context; -8 the same with the
-# context mixer's revision 6 (format 11, whose blocks are cut into fewer streams: smaller,
+# context mixer's revision 7 (format 12, whose blocks are cut into fewer streams: smaller,
 # slower); -9 the larger model. None: the default model, its whole context, the format these give
 # (api.format_for).
 LEVELS: dict[int, tuple[str | None, int | None, int | None]] = {
     1: (api.NO_MODEL, None, None), 2: (None, 64, None), 3: (None, 64, None), 4: (None, 128, None),
-    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM6_VERSION),
+    5: (None, 128, None), 6: (None, None, None), 7: (None, None, None), 8: (None, None, api.CM7_VERSION),
     9: (LARGE, None, None)}
 LEVEL_MODELS = {n: m for n, (m, _, _) in LEVELS.items() if m is not None}  # the levels that name a model
 
@@ -330,7 +330,7 @@ class Job:
 
             verb = {"compress": "compressing", "decompress": "decompressing", "test": "testing"}[self.mode]
             job = ("compress" if self.mode == "compress" else "decompress") + (
-                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION, api.CM5_VERSION, api.CM6_VERSION) else "")
+                " level 8" if version in (api.CM3_VERSION, api.CM4_VERSION, api.CM5_VERSION, api.CM6_VERSION, api.CM7_VERSION) else "")
             with _progress(total, self.quiet, f"{verb} {_shown(name)}", job) as tick:
                 if self.mode == "test":
                     n_out = work(_Sink(), tick)

@@ -83,7 +83,7 @@ def encode_cm(engine: Engine, data: bytes, lengths: list[int], progress: Progres
               revision: int = cm.LATEST) -> bytes:
     """Code data (already split into streams of the given lengths) with the model and the
     context mixer of this revision (2: format 5; 3: format 8; 4: format 9; 5: format 10; 6: format 11;
-    1: format 4)."""
+    7: format 12; 1: format 4)."""
     return encode_cm_group(engine, [(data, lengths, revision)], progress)[0]
 
 
@@ -287,7 +287,7 @@ def _decode_in_parts(stepper, dec: cm.Decoder, lengths: list[int], cuts: tuple[i
 def encode_block(raw: bytes, engine: Engine | None, streams: int | None, progress: Progress,
                  version: int = VERSION) -> Block:
     """The smallest of stored, LZMA and (with an engine) model coding of raw, as archive
-    format `version` codes it (5; 11: the context mixer's revision 6; 10: its revision 5; 9:
+    format `version` codes it (5; 12: the context mixer's revision 7; 11: its revision 6; 10: its revision 5; 9:
     its revision 4; 8: its revision 3; 4: its revision 1; 3: linear mixing and the CRLF transform only)."""
     return encode_blocks([raw], engine, streams, progress, version)[0]
 

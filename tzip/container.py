@@ -25,11 +25,12 @@ MAX_STREAMS = 4096
 MAX_BLOCK = 1 << 30  # longest original block: decoders size arrays by the stated length
 READ_CHUNK = 1 << 20  # a long field is read in pieces, so memory follows the bytes present
 
-STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6 = range(10)
+STORED, LZMA, MODEL, MODEL_CM, MODEL_CM2, CM_ALONE, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6, MODEL_CM7 = range(11)
 METHODS = {STORED: "stored", LZMA: "lzma", MODEL: "model", MODEL_CM: "model+cm", MODEL_CM2: "model+cm2",
            CM_ALONE: "cm2", MODEL_CM3: "model+cm3", MODEL_CM4: "model+cm4",
-           MODEL_CM5: "model+cm5", MODEL_CM6: "model+cm6"}
-MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6)  # the methods that need the archive's model
+           MODEL_CM5: "model+cm5", MODEL_CM6: "model+cm6", MODEL_CM7: "model+cm7"}
+MODEL_METHODS = (MODEL, MODEL_CM, MODEL_CM2, MODEL_CM3, MODEL_CM4, MODEL_CM5, MODEL_CM6,
+                 MODEL_CM7)  # the methods that need the archive's model
 STREAM_METHODS = MODEL_METHODS + (CM_ALONE,)  # the methods whose block header lists streams
 # The transform byte: bit 0, CRLF -> LF; bits 1-2, UTF-16 -> UTF-8 (1 little-endian, 2
 # big-endian), applied first (tzip/transform.py). Version 3 knows 0 and 1 only.
@@ -52,7 +53,7 @@ class Profile:
     # count). Every cut hides bytes from the adaptive models (those of the streams before
     # it, past the current step): format 5's 16 against 128 saved 1.2-4.2% on the
     # structured group's larger files; formats 8 to 11 (level -8) trade decoding speed for
-    # ratio at 4 (docs/levels.md).
+    # ratio at 4, format 12 at 2 (docs/levels.md).
     max_streams: int
     alone_revision: int | None = None  # the context mixer's revision of its CM_ALONE blocks
     # archive: its header carries the window its model blocks were coded with (each
@@ -60,7 +61,7 @@ class Profile:
     windowed: bool = False
     # archive: the most streams split_streams gives a block too short for max_streams
     # streams of 16 contexts (streams of at least 2 contexts): a small file then decodes in
-    # fewer steps, for a larger archive; formats 8 to 11 (level -8) take the ratio (docs/levels.md)
+    # fewer steps, for a larger archive; formats 8 to 12 (level -8) take the ratio (docs/levels.md)
     small_streams: int = 8
 
     @property
@@ -79,7 +80,9 @@ class Profile:
 # 10: 9's, with revision 5 (each context's run, mixer B's sets by the order contexts seen;
 #    level -8 of 0.6);
 # 11: 10's, with revision 6 (two shape contexts, mixers by the place in the record and by
-#    the shape, a falling learning rate; level -8)
+#    the shape, a falling learning rate; level -8 of 0.7);
+# 12: 11's, with revision 7 (word3 and shape_word contexts, mixer A's sets by the previous
+#    byte's class, each weight set's own learning boost); at most 2 streams a block (level -8)
 PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             4: Profile((STORED, LZMA, MODEL_CM), _ALL_TRANSFORMS, MODEL_CM, 1, 128),
             5: Profile((STORED, LZMA, MODEL_CM2), _ALL_TRANSFORMS, MODEL_CM2, 2, 16),
@@ -88,14 +91,16 @@ PROFILES = {3: Profile((STORED, LZMA, MODEL), (0, 1), MODEL, None, 128),
             8: Profile((STORED, LZMA, MODEL_CM3), _ALL_TRANSFORMS, MODEL_CM3, 3, 4, small_streams=1),
             9: Profile((STORED, LZMA, MODEL_CM4), _ALL_TRANSFORMS, MODEL_CM4, 4, 4, small_streams=1),
             10: Profile((STORED, LZMA, MODEL_CM5), _ALL_TRANSFORMS, MODEL_CM5, 5, 4, small_streams=1),
-            11: Profile((STORED, LZMA, MODEL_CM6), _ALL_TRANSFORMS, MODEL_CM6, 6, 4, small_streams=1)}
+            11: Profile((STORED, LZMA, MODEL_CM6), _ALL_TRANSFORMS, MODEL_CM6, 6, 4, small_streams=1),
+            12: Profile((STORED, LZMA, MODEL_CM7), _ALL_TRANSFORMS, MODEL_CM7, 7, 2, small_streams=1)}
 READABLE = tuple(PROFILES)
 ALONE_VERSION = 6  # the version of archives coded by the mixer alone
 WINDOW_VERSION = 7  # the version of archives coded with a window
 CM3_VERSION = 8  # the version of archives coded with the context mixer's revision 3
 CM4_VERSION = 9  # and with its revision 4 (level -8 of 0.5)
 CM5_VERSION = 10  # and with its revision 5 (level -8 of 0.6)
-CM6_VERSION = 11  # and with its revision 6 (level -8 from 0.7.0)
+CM6_VERSION = 11  # and with its revision 6 (level -8 of 0.7)
+CM7_VERSION = 12  # and with its revision 7 (level -8 from 0.8.0)
 MAX_WINDOW = 1 << 16  # no header's window is larger (a model's context is checked when it is known)
 # the model method of each format version (a version's blocks are stored, LZMA or this)
 MODEL_METHOD = {v: p.model_method for v, p in PROFILES.items()}

@@ -46,7 +46,7 @@ JOBS = {
     "compress": _CM + (_ENGINE / "kernels.py", _ENGINE / "score.py"),
     "decompress": _CM + (_ENGINE / "kernels.py", _ENGINE / "step.py"),
 }
-# formats 8 to 11 (level -8) code with the loop of revisions 3 to 6 as well
+# formats 8 to 12 (level -8) code with the loop of revisions 3 to 7 as well
 JOBS["compress level 8"] = JOBS["compress"] + (PACKAGE / "cm" / "jit3.py",)
 JOBS["decompress level 8"] = JOBS["decompress"] + (PACKAGE / "cm" / "jit3.py",)
 

@@ -1,4 +1,4 @@
-"""Context-mixing (CM) stage of tzip's archive formats 4 to 10: the transformer's integer
+"""Context-mixing (CM) stage of tzip's archive formats 4 to 12: the transformer's integer
 frequencies are one input of a bitwise context mixer (lpaq/paq8 style) whose binary
 arithmetic coder writes the payload.
 
@@ -10,10 +10,11 @@ revision 1 codes format 4's model blocks, revision 2 (a field context and a thir
 format 5's (and 6's and 7's), revision 3 (contexts for structured text and two more APMs)
 format 8's, written by 0.4's level -8, revision 4 (a new match rule, two more contexts)
 format 9's, written by 0.5's level -8, revision 5 (each context's run, mixer B's sets
-by the order contexts seen) format 10's, written by 0.6's level -8, and revision 6 (the
+by the order contexts seen) format 10's, written by 0.6's level -8, revision 6 (the
 shape contexts, mixers by the place in the record and by the shape, a falling learning
-rate) format 11's,
-written by level -8. LATEST, every default here, is the revision of the
+rate) format 11's, written by 0.7's level -8, and revision 7 (word3 and shape_word
+contexts, mixer A's sets by the previous byte's class, each weight set's own learning
+boost) format 12's, written by level -8. LATEST, every default here, is the revision of the
 default format, 5.
 
 A block of bytes is cut into S contiguous streams (stream i is the i-th slice, lengths
@@ -23,7 +24,7 @@ exact integers 1..65536) for each stream and step. Every probability is computed
 integers (tzip/cm/tables.py), so encoder and decoder agree on any machine.
 
 Two implementations produce identical payloads: tzip/cm/reference.py (readable, slow:
-the normative definition) and tzip/cm/jit.py (numba; the loop of revisions 3 to 6: jit3.py), both
+the normative definition) and tzip/cm/jit.py (numba; the loop of revisions 3 to 7: jit3.py), both
 coding a byte in the same named phases (tables.PHASES) from the same constants (tables.py)
 and initial state (state.py).
 The caller picks one with `implementation` ("reference" or "compiled", IMPLEMENTATIONS):
@@ -41,7 +42,7 @@ from . import tables
 __all__ = ["CorruptPayload", "Encoder", "Decoder", "IMPLEMENTATIONS", "default_implementation",
            "numba_available", "max_bytes", "memory"]
 
-LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 11's
+LATEST = 2  # the revision of the default format (5); tables.REVISIONS[-1] is format 12's
 IMPLEMENTATIONS = ("reference", "compiled")
 FLUSH_READ_AHEAD = 3  # a complete decode has read exactly len(payload) + 3 bytes
 
@@ -200,4 +201,6 @@ def memory(n: int, revision: int = LATEST) -> int:
         + apms * tables.APM_BINS * 8 + tables.MIX_SETS_C * tables.n_inputs(revision) * 8 + (1 << 22) \
         + ((1 << tables.run_bits(n)) * 4 if revision >= tables.RUN_FROM else 0) \
         + ((tables.MIX_SETS_D + tables.MIX_SETS_E) * tables.n_inputs(revision) * 8
-           if revision >= tables.SHAPE_FROM else 0)
+           if revision >= tables.SHAPE_FROM else 0) \
+        + ((tables.mix_sets_a(revision) * tables.n_inputs(revision) + 5 * tables.MIX_SETS_E) * 8
+           if revision >= tables.WORD3_FROM else 0)

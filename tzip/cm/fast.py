@@ -1,6 +1,6 @@
 """The compiled model: owns a state.CMState (and, from revision 3, state.Structure) and
 drives the compiled loop of its revision: tzip/cm/jit.py's for revisions 1 and 2, jit3.py's
-for 3 to 6."""
+for 3 to 7."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +18,7 @@ class FastCM:
         self.revision = revision
         self.nctx = tables.N_CONTEXTS[revision]
         self.use_c = revision >= tables.MIXER_C_FROM
-        self.structure = None  # the part of revisions 3 to 6, as jit3.code_steps takes it
+        self.structure = None  # the part of revisions 3 to 7, as jit3.code_steps takes it
         self.rbits = 0  # log2 of revision 5's run table (state.new_structure sized it), 0: no runs
         if revision >= tables.STRUCTURE_FROM:
             r3 = new_structure(len(lengths), int(np.sum(lengths)), revision)

@@ -1,4 +1,4 @@
-"""The CM stage's revisions 3 to 6 (formats 8 to 11) compiled with numba: the same
+"""The CM stage's revisions 3 to 7 (formats 8 to 12) compiled with numba: the same
 integers as tzip/cm/reference.py, fast.
 
 A loop of its own, beside tzip/cm/jit.py's for revisions 1 and 2: revision 3 mixes more
@@ -14,8 +14,10 @@ inlined into its own loop. Revision 4 differs from 3 in its match rule
 context map's rows by what they expect and mixer B's sets by the order contexts seen,
 all of them only where its run table's size (the argument rbits) is not 0; revision 6 the
 shape contexts (a context count, as revision 4's), mixers D and E and the learning rate
-schedule, where the state has mixer D's weights. The state is state.CMState (as jit.py's) and
-state.Structure, the part of revisions 3 to 6.
+schedule, where the state has mixer D's weights; revision 7 two more contexts (a context
+count again), mixer A's sets by the previous byte's class, each weight set's learning
+boost and the final mixer's rate, where the state counts the sets' updates. The state is state.CMState (as jit.py's) and
+state.Structure, the part of revisions 3 to 7.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
 or jit.py, delete tzip/cm/__pycache__ (or touch this file).
@@ -36,6 +38,8 @@ is_opener = _phase(T.is_opener)
 shape_class = _phase(T.shape_class)
 mix_set_d = _phase(T.mix_set_d)
 mix_rate = _phase(T.mix_rate)
+mix_class = _phase(T.mix_class)
+set_rate = _phase(T.set_rate)
 run_expects = _phase(T.run_expects)
 is_closer = _phase(T.is_closer)
 apm_match_context = _phase(T.apm_match_context)
@@ -43,6 +47,7 @@ apm_match_context = _phase(T.apm_match_context)
 R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, inputs as in jit.py
 R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revision 4's after,
 R4 = T.CONTEXTS_R4  # up to R4 - 1 (inputs ctx4 and cmap4); revision 6's from R4 (ctx6, cmap6)
+R6 = T.CONTEXTS_R6  # up to R6 - 1; revision 7's from R6 (ctx7, cmap7)
 
 
 @_phase
@@ -76,6 +81,9 @@ def contexts(st, r3, s, t, c, ctxh, nctx, rbits):
         for i in range(T.SHAPE_WORDS):
             h = hmix(h, sh[s, i])
         ctxh[T.CTX_SHAPE_LONG] = h
+    if nctx > T.CTX_WORD3:  # revision 7's two
+        ctxh[T.CTX_WORD3] = hmix(hmix(hmix(T.SEED_WORD3, st.word[s]), r3.prev_word[s]), r3.prev_word2[s])
+        ctxh[T.CTX_SHAPE_WORD] = hmix(hmix(T.SEED_SHAPE_WORD, r3.shape[s, 0]), st.word[s])
     if rbits > 0:
         run = r3.scratch[SC3_RUN:SC3_RUN_SM]
         for i in range(nctx):
@@ -142,11 +150,16 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         x[T.IN_CTX4 + i - R3] = stretch(e >> 20)
         cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP4 + i - R3] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R4, nctx):  # revision 6's: after revision 5's runs
+    for i in range(R4, min(nctx, R6)):  # revision 6's: after revision 5's runs
         e = np.int64(table[slot[i] + node])
         x[T.IN_CTX6 + i - R4] = stretch(e >> 20)
         cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
         x[T.IN_CMAP6 + i - R4] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+    for i in range(R6, nctx):  # revision 7's: after revision 6's runs
+        e = np.int64(table[slot[i] + node])
+        x[T.IN_CTX7 + i - R6] = stretch(e >> 20)
+        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
+        x[T.IN_CMAP7 + i - R6] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     expect = -1  # the match's bit, while its byte agrees with the bits so far
     if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
         expect = (m.byte >> (7 - j)) & 1
@@ -168,7 +181,7 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         rsm = r3.scratch[SC3_RUN_SM:SC3_ROWS]
         for i in range(nctx):
             rsm[i] = -1
-            at = T.IN_RUN + i if i < R4 else T.IN_RUN6 + i - R4
+            at = T.IN_RUN + i if i < R4 else T.IN_RUN6 + i - R4 if i < R6 else T.IN_RUN7 + i - R6
             x[at] = 0
             if rows[i] > 0:
                 ri = (i * (T.RUN_SM_LEN + 1) + min(run[4 * i + 3], T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
@@ -178,11 +191,12 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
 
 
 @_phase
-def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place, kind):
+def mix(st, r3, j, c0, c, x, expect, len_bucket, parity, m, n_in, rbits, place, kind, base_a):
     """Mixers A, B, C, (revision 6, place >= 0: their sets at bit 0, place and kind) D and
-    E, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined)."""
+    E, the final mixer and four APMs -> (Mixed, p: the bit's P(1); Refined). base_a: mixer
+    A's first set for this byte (revision 7: by the previous byte's class, else 0)."""
     lim = T.ST_LIMIT
-    set_a = c0
+    set_a = base_a + c0
     tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
     set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
     if rbits > 0:  # revision 5: and by the order contexts seen
@@ -244,17 +258,30 @@ def train(w, sel, n_in, x, err):
 
 
 @_phase
-def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr):
+def rate_of(counts, row, sel, lr):
+    """The learning rate of weight set sel of mixer `row` (0-4: A to E): lr, or in
+    revision 7 (counts has columns) tables.set_rate by its updates so far, which it counts."""
+    if counts.shape[1] == 0:
+        return lr
+    n = counts[row, sel]
+    if n < T.SET_COUNT_CAP:
+        counts[row, sel] = n + 1
+    return set_rate(lr, n)
+
+
+@_phase
+def learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr, lr_f):
     """Every component learns the coded bit y (k: what inputs read, mx and rf: what mix
-    did; lr: the learning rate of mixers A to E)."""
-    train(st.w_a, mx.set_a, n_in, x, ((y << 12) - mx.p_a) * lr)
-    train(st.w_b, mx.set_b, n_in, x, ((y << 12) - mx.p_b) * lr)
-    train(st.w_c, mx.set_c, n_in, x, ((y << 12) - mx.p_c) * lr)
-    err_f = ((y << 12) - mx.p_f) * T.LR_F
+    did; lr: the learning rate of mixers A to E, lr_f the final mixer's)."""
+    counts = r3.set_counts
+    train(st.w_a, mx.set_a, n_in, x, ((y << 12) - mx.p_a) * rate_of(counts, 0, mx.set_a, lr))
+    train(st.w_b, mx.set_b, n_in, x, ((y << 12) - mx.p_b) * rate_of(counts, 1, mx.set_b, lr))
+    train(st.w_c, mx.set_c, n_in, x, ((y << 12) - mx.p_c) * rate_of(counts, 2, mx.set_c, lr))
+    err_f = ((y << 12) - mx.p_f) * lr_f
     sf = mx.set_f * (T.N_FINAL + 2 if rf.set_d >= 0 else T.N_FINAL)
     if rf.set_d >= 0:  # revision 6
-        train(r3.w_d, rf.set_d, n_in, x, ((y << 12) - rf.p_d) * lr)
-        train(r3.w_e, rf.set_e, n_in, x, ((y << 12) - rf.p_e) * lr)
+        train(r3.w_d, rf.set_d, n_in, x, ((y << 12) - rf.p_d) * rate_of(counts, 3, rf.set_d, lr))
+        train(r3.w_e, rf.set_e, n_in, x, ((y << 12) - rf.p_e) * rate_of(counts, 4, rf.set_e, lr))
         st.w_f[sf + 5] += (rf.st_d * err_f + 32768) >> 16
         st.w_f[sf + 6] += (rf.st_e * err_f + 32768) >> 16
     st.w_f[sf] += (mx.st_a * err_f + 32768) >> 16
@@ -313,6 +340,8 @@ def advance(st, r3, s, t, byte, m, recover, nctx, rbits):
         elif is_closer(byte) and nest[s, 0] > 0:
             nest[s, 0] -= 1
     if not is_letter(byte) and byte != 0 and st.word[s] != 0:
+        if nctx > T.CTX_WORD3:  # revision 7
+            r3.prev_word2[s] = r3.prev_word[s]
         r3.prev_word[s] = st.word[s]
     if byte == 10 or is_separator(byte):
         f = st.field[s]
@@ -373,12 +402,17 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, matc
         place = mix_set_d(f, t - st.field_start[s, f] if f <= T.FIELDS else -1, 0)
         kind = (hmix(r3.shape[s, 0] & T.MIX_E_MASK, T.MIX_E_SEED) >> (32 - T.MIX_E_BITS)) * 8
         lr = mix_rate(t * st.lengths.shape[0] + s)
+    base_a = 0  # revision 7 (where the state counts the mixers' updates): mixer A's sets by the
+    lr_f = T.LR_F  # previous byte's class; the final mixer's learning rate
+    if r3.set_counts.shape[1] > 0:
+        base_a = mix_class(c[1]) * T.MIX_SETS_A
+        lr_f = T.LR_F7
     c0 = 1
     for j in range(8):
         k = inputs(st, r3, j, c0, c[1], cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits)
-        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits, place, kind)
+        mx, rf = mix(st, r3, j, c0, c, x, k.expect, len_bucket, parity, m, n_in, rbits, place, kind, base_a)
         y = code(st, mx.p, (byte >> (7 - j)) & 1, decoding)
-        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr)
+        learn(st, r3, x, y, slot, cmi, k, mx, rf, nctx, n_in, rbits, lr, lr_f)
         c0 = (c0 << 1) | y
         if decoding and st.coder[ERR]:
             return 0

@@ -115,6 +115,19 @@ before the byte (t * S + s), from 32 down to 14. What it tracks per stream:
 the shape (the classes of the last SHAPE_LONG_RUNS runs, 4 to a word, the last class,
 its run's length).
 
+Revision 7 (format 12; measured in bench/published/cm/rev7-candidates.md) is revision 6
+with two more contexts and three changes to the mixers' learning. The contexts
+(tables.CONTEXTS' last two, their inputs and runs after revision 6's: tables.INPUTS_R7):
+word3, the word so far with the two words before it; shape_word, the classes of the
+shape's last 4 runs with the word so far (a word wherever it follows the same kind of
+bytes, whatever their digits). Mixer A's weight set is chosen by the previous byte's class
+(tables.mix_class: digit, letter, space or tab, other) as well as c0. Each weight set of
+mixers A to E counts its updates and learns at tables.set_rate of the block's rate: up to
+three times as fast while it is new, so a set chosen seldom learns in fewer bits. The
+final mixer learns at LR_F7 (5, not 8). What it tracks per stream: the word before the
+word before (state.Structure.prev_word2); and the sets' update counts
+(state.Structure.set_counts).
+
 The arithmetic coder (carry-less, 32-bit, as in lpaq1): the range [x1, x2] is split at
 xmid = x1 + ((x2 - x1) >> 12) * p; bit 1 keeps [x1, xmid], bit 0 [xmid + 1, x2]; while
 the top bytes of x1 and x2 agree, that byte is output and both shift left by 8. The
@@ -205,10 +218,11 @@ class APM:
 class Mixer:
     """Weight sets of n inputs (16.16 fixed point) in one list; one set is chosen per bit."""
 
-    def __init__(self, weights: list[int], n: int, lr: int):
+    def __init__(self, weights: list[int], n: int, lr: int, counts: list[int] | None = None):
         self.w = weights
         self.n = n
         self.lr = lr
+        self.counts = counts  # revision 7: each set's updates so far (tables.set_rate), else None
 
     def mix(self, sel: int, x: list[int]) -> int:
         """-> the stretched output st of weight set sel, clamped to +-ST_LIMIT."""
@@ -217,10 +231,16 @@ class Mixer:
 
     def update(self, sel: int, x: list[int], y: int, p: int) -> None:
         """Train set sel on its error: its output said p (squash of its st), the bit was y."""
-        err = ((y << 12) - p) * self.lr
+        rate = self.lr
+        if self.counts is not None:  # revision 7: faster while the set is new
+            n = self.counts[sel]
+            self.counts[sel] = min(n + 1, T.SET_COUNT_CAP)
+            rate = T.set_rate(self.lr, n)
+        err = ((y << 12) - p) * rate
         base = sel * self.n
         # unbounded: a step moves w by < 4100 at rate 32 (revision 6, for its first 32 Ki
-        # bytes at most), < 3100 at 24, so 2^33 bits keep |w| < 2^45 (no int64 overflow)
+        # bytes at most), < 3100 at 24, so 2^33 bits keep |w| < 2^45 (no int64 overflow);
+        # revision 7's boost of a new set adds less than 2^21 to that
         for i, xi in enumerate(x):
             self.w[base + i] += (xi * err + 32768) >> 16
 
@@ -251,6 +271,7 @@ class StreamState:
             # revision 6: the byte-class runs (SHAPE_WORDS words of 4, the latest first),
             # the last byte's class and how many bytes of it in a row
             self.shape = r3.shape[s].tolist()
+            self.prev_word2 = int(r3.prev_word2[s])  # revision 7: the word before prev_word
 
 
 class CMModel:
@@ -279,11 +300,14 @@ class CMModel:
         self.match_table = st.match_table.tolist()
         self.match2_table = st.match2_table.tolist()
         self.streams = [StreamState(st, s, r3) for s in range(self.S)]
-        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R6
-        self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A)
-        self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B)
-        self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C)
-        self.mixer_f = Mixer(st.w_f.tolist(), T.n_final(revision), T.LR_F)
+        self.n_in = T.n_inputs(revision)  # the first n_in of tables.INPUTS_R7
+        # revision 7: each weight set of mixers A to E counts its updates (rows 0-4), else None
+        self.word3 = revision >= T.WORD3_FROM
+        counts = r3.set_counts.tolist() if self.word3 else [None] * 5
+        self.mixer_a = Mixer(st.w_a.tolist(), self.n_in, T.LR_A, counts[0])
+        self.mixer_b = Mixer(st.w_b.tolist(), self.n_in, T.LR_B, counts[1])
+        self.mixer_c = Mixer(st.w_c.tolist(), self.n_in, T.LR_C, counts[2])
+        self.mixer_f = Mixer(st.w_f.tolist(), T.n_final(revision), T.lr_final(revision))
         self.apm_tf, self.apm1, self.apm2 = APM(st.apm_tf.tolist()), APM(st.apm1.tolist()), APM(st.apm2.tolist())
         if r3 is not None:
             self.apm_o1, self.apm_match = APM(r3.apm_o1.tolist()), APM(r3.apm_match.tolist())
@@ -291,8 +315,8 @@ class CMModel:
             self.run_table = r3.run_table.tolist()  # revision 5: each context's run
             self.run_bits = len(self.run_table).bit_length() - 1  # as state.new_structure sized it
             self.run_sm = Counters(r3.run_sm.tolist())
-            self.mixer_d = Mixer(r3.w_d.tolist(), self.n_in, T.LR_C)  # revision 6
-            self.mixer_e = Mixer(r3.w_e.tolist(), self.n_in, T.LR_C)
+            self.mixer_d = Mixer(r3.w_d.tolist(), self.n_in, T.LR_C, counts[3])  # revision 6
+            self.mixer_e = Mixer(r3.w_e.tolist(), self.n_in, T.LR_C, counts[4])
         self.mix_d = revision >= T.SHAPE_FROM
         self.seen = 0  # revision 5: the order contexts seen before (set at each nibble's lookup)
         # coder
@@ -371,10 +395,12 @@ class CMModel:
         len_bucket = match_length_bucket(m.length)
         parity = (self.start[s] + t) & 1  # of the byte's offset in the block
         # revision 6: mixers D's and E's sets for bit 0 (-1: no such mixers)
-        sets_de = (self.place(s, t), self.kind(s)) if self.mix_d else (-1, -1)
+        place, kind = (self.place(s, t), self.kind(s)) if self.mix_d else (-1, -1)
         if self.mix_d:  # and the mixers' learning rate, by how much of the block was coded before
             rate = T.mix_rate(t * self.S + s)
             self.mixer_a.lr = self.mixer_b.lr = self.mixer_c.lr = self.mixer_d.lr = self.mixer_e.lr = rate
+        base_a = T.mix_class(c[1]) * T.MIX_SETS_A if self.word3 else 0  # revision 7: mixer A's sets by c1's class
+        byte_sets = (place, kind, base_a)
         x = [0] * self.n_in
         slots = [0] * self.nctx  # each context's bucket
         cmap_index = [0] * self.nctx  # each context's counter in the context map
@@ -382,7 +408,7 @@ class CMModel:
         c0 = 1
         for j in range(8):
             k = self.inputs(j, c0, c[1], cum, x, slots, ctx_hashes, cmap_index, m, runs, run_index)
-            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, sets_de)
+            mx, rf = self.mix(j, c0, c, x, k.expect, len_bucket, parity, m, byte_sets)
             y = self.code(mx.p, (byte >> (7 - j)) & 1)
             self.learn(x, y, slots, cmap_index, k, mx, rf, run_index)
             c0 = (c0 << 1) | y
@@ -460,6 +486,9 @@ class CMModel:
             for w in runs:  # the last SHAPE_LONG_RUNS runs
                 h = hmix(h, w)
             ctx["shape_long"] = h
+        if self.nctx > T.CTX_WORD3:  # revision 7's two
+            ctx["word3"] = hmix(hmix(hmix(T.SEED_WORD3, ss.word), ss.prev_word), ss.prev_word2)
+            ctx["shape_word"] = hmix(hmix(T.SEED_SHAPE_WORD, ss.shape[0]), ss.word)
         hashes = [ctx[name] for name in T.CONTEXTS[:self.nctx]]
         runs = []
         if self.run:  # revision 5: each context's run, looked up once per byte
@@ -531,7 +560,7 @@ class CMModel:
     def inputs(self, j: int, c0: int, c1: int, cum: list[int], x: list[int], slots: list[int],
                ctx_hashes: list[int], cmap_index: list[int], m: Match, runs: list[list[int]],
                run_index: list[int]) -> Picked:
-        """Fill the mixers' inputs x (tables.INPUTS_R6) for bit j; c0 is 1 followed by the
+        """Fill the mixers' inputs x (tables.INPUTS_R7) for bit j; c0 is 1 followed by the
         bits so far. At a nibble boundary the contexts' buckets are looked up (slots), and
         (revision 5) the order contexts seen before with this nibble are counted."""
         if j in (0, 4):
@@ -589,12 +618,14 @@ class CMModel:
         return Picked(node, apm_index, o1_index, match_index, match2_index, expect)
 
     def mix(self, j: int, c0: int, c: list[int], x: list[int], expect: int, len_bucket: int,
-            parity: int, m: Match, sets_de: tuple[int, int]) -> tuple[Mixed, Refined]:
-        """Mixers A, B, (revision 2) C and (revision 6: sets_de, their sets at bit 0, not
-        -1) D and E, the final mixer and two APMs (four in revision 3) -> (Mixed, whose
-        p is the bit's probability; Refined)."""
-        place, kind = sets_de
-        set_a = c0
+            parity: int, m: Match, byte_sets: tuple[int, int, int]) -> tuple[Mixed, Refined]:
+        """Mixers A, B, (revision 2) C and (revision 6: their sets at bit 0, place and kind,
+        not -1) D and E, the final mixer and two APMs (four in revision 3) -> (Mixed, whose
+        p is the bit's probability; Refined). byte_sets: (place, kind, base_a), the sets
+        chosen once per byte; mixer A's set is base_a + c0 (revision 7: base_a by the
+        previous byte's class, tables.mix_class; else 0)."""
+        place, kind, base_a = byte_sets
+        set_a = base_a + c0
         tf_conf = min(abs(x[T.IN_TF]) >> T.TF_CONF_SHIFT, T.TF_CONF_MAX)
         set_b = ((len_bucket if expect >= 0 else 0) * 4 + tf_conf) * 2 + parity
         if self.run:  # revision 5: and by the order contexts seen
@@ -769,6 +800,8 @@ class CMModel:
             elif is_closer(byte) and ss.depth > 0:
                 ss.depth -= 1
         if not is_letter(byte) and byte != 0 and ss.word != 0:
+            if self.nctx > T.CTX_WORD3:  # revision 7
+                ss.prev_word2 = ss.prev_word
             ss.prev_word = ss.word
         if byte == 10 or is_separator(byte):
             if ss.field <= T.FIELDS:

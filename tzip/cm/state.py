@@ -41,7 +41,7 @@ class CMState(NamedTuple):
     field_hash: np.ndarray  # (S,) int64: hash of the field's bytes so far (revision 2)
     field_start: np.ndarray  # (S, FIELDS + 1) int64: where this line's fields start (-1: not yet)
     prev_field_start: np.ndarray  # (S, FIELDS + 1) int64: the same for the line before
-    w_a: np.ndarray  # (MIX_SETS_A * n_inputs(revision),) int64 mixer A weights
+    w_a: np.ndarray  # (mix_sets_a(revision) * n_inputs(revision),) int64 mixer A weights
     w_b: np.ndarray  # (mix_sets_b(revision) * n_inputs(revision),) int64 mixer B weights
     w_c: np.ndarray  # (MIX_SETS_C * n_inputs(revision),) int64 mixer C weights (empty before MIXER_C_FROM)
     w_f: np.ndarray  # (MIX_SETS_F * n_final(revision),) int64 final mixer weights
@@ -54,7 +54,7 @@ class CMState(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """What revisions 3 to 6 remember beyond CMState (sizes from tables.py)."""
+    """What revisions 3 to 7 remember beyond CMState (sizes from tables.py)."""
     nest: np.ndarray  # (S, 3) int64: bracket depth, inside a "string" (1), after a backslash in one (1)
     nest_stack: np.ndarray  # (S, NEST_MAX) int64: the open brackets, the innermost at depth - 1
     prev_word: np.ndarray  # (S,) int64: hash of the word before the current one
@@ -74,6 +74,10 @@ class Structure(NamedTuple):
     shape: np.ndarray  # (S, SHAPE_WORDS + 2) int64
     w_d: np.ndarray  # (MIX_SETS_D * n_inputs(revision), or 0 before revision 6,) int64 mixer D weights
     w_e: np.ndarray  # (MIX_SETS_E * n_inputs(revision), or 0 before revision 6,) int64 mixer E weights
+    # revision 7: per stream the hash of the word before prev_word; per weight set of mixers
+    # A to E (rows 0-4) its updates so far, capped at SET_COUNT_CAP (tables.set_rate)
+    prev_word2: np.ndarray  # (S,) int64
+    set_counts: np.ndarray  # (5, MIX_SETS_E, or 0 before revision 7) int64
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -136,7 +140,7 @@ X1, X2, X, POS, ERR, NPAY = 0, 1, 2, 3, 4, 5
 # scratch[] layout (revisions 1 and 2): the transformer's prefix sums, the inputs x, and
 # per context its bucket, its hash and its context-map index; then the previous bytes
 # c[0..HISTORY]. Structure.scratch[] is the same for the inputs and contexts of revisions
-# 3 to 6 (room for the latest revision's inputs), then revision 5's runs.
+# 3 to 7 (room for the latest revision's inputs), then revision 5's runs.
 SC_CUM = 0
 SC_X = SC_CUM + 257
 SC_SLOT = SC_X + T.N_INPUTS
@@ -169,7 +173,7 @@ def _aligned_zeros(n: int, dtype, align: int = 64) -> np.ndarray:
 
 def _weights(sets: int, revision: int) -> np.ndarray:
     """A mixer's weight sets over the revision's inputs (tables.n_inputs); the inputs of
-    revisions 3 to 6 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
+    revisions 3 to 7 start at 0 (the quiet start: they move the mix only once they have learnt to)."""
     w = np.full((sets, T.n_inputs(revision)), T.W_INIT, dtype=np.int64)
     w[:, T.N_INPUTS:] = 0
     w[:, T.IN_TF] = T.W_INIT_TF
@@ -204,7 +208,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
         word=per_stream(), line_start=per_stream(), prev_line=per_stream(),
         field=per_stream(), field_hash=per_stream(),
         field_start=field_start, prev_field_start=fields,
-        w_a=_weights(T.MIX_SETS_A, revision), w_b=_weights(T.mix_sets_b(revision), revision),
+        w_a=_weights(T.mix_sets_a(revision), revision), w_b=_weights(T.mix_sets_b(revision), revision),
         w_c=_weights(T.MIX_SETS_C if revision >= T.MIXER_C_FROM else 0, revision),
         w_f=np.tile(np.array(T.MIX_F_INIT[revision], dtype=np.int64), T.MIX_SETS_F),  # n_final(revision) each
         apm_tf=T.apm_init(T.APM_TF_SIZE).astype(np.int32),
@@ -215,7 +219,7 @@ def new_state(lengths: np.ndarray, hist: np.ndarray, buf: np.ndarray,
 
 
 def new_structure(S: int, n: int, revision: int) -> Structure:
-    """The part of a block's fresh state of revisions 3 to 6, for S streams of n bytes in all."""
+    """The part of a block's fresh state of revisions 3 to 7, for S streams of n bytes in all."""
     fields = np.zeros((S, T.FIELDS + 1), dtype=np.int64)
     return Structure(
         nest=np.zeros((S, 3), dtype=np.int64), nest_stack=np.zeros((S, T.NEST_MAX), dtype=np.int64),
@@ -228,4 +232,6 @@ def new_structure(S: int, n: int, revision: int) -> Structure:
         shape=np.zeros((S, T.SHAPE_WORDS + 2), dtype=np.int64),
         w_d=_weights(T.MIX_SETS_D if revision >= T.SHAPE_FROM else 0, revision),
         w_e=_weights(T.MIX_SETS_E if revision >= T.SHAPE_FROM else 0, revision),
+        prev_word2=np.zeros(S, dtype=np.int64),
+        set_counts=np.zeros((5, T.MIX_SETS_E if revision >= T.WORD3_FROM else 0), dtype=np.int64),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))

@@ -170,11 +170,13 @@ PROBES = 3  # buckets tried per lookup (idx, idx ^ 1, idx ^ 2)
 CHECKSUM_SEED = 0x5BD1E995  # mixed into a bucket's hash to give its 16-bit checksum
 SLACK = 4  # zero bytes the decoder may read past the payload's end (its 4-byte window)
 
-REVISIONS = (1, 2, 3, 4, 5, 6)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's,
-# 4 format 9's, 5 format 10's, 6 format 11's
+REVISIONS = (1, 2, 3, 4, 5, 6, 7)  # of the CM stage: 1 codes format 4's blocks, 2 format 5's, 3 format 8's,
+# 4 format 9's, 5 format 10's, 6 format 11's, 7 format 12's
 STRUCTURE_FROM = 3  # the first revision with the structure contexts, the quiet start and two more APMs
 RUN_FROM = 5  # the first revision with each context's run (the byte it saw last, how often in a row)
 SHAPE_FROM = 6  # the first revision with the shape contexts (and mixers D and E, the falling learning rate)
+WORD3_FROM = 7  # the first revision with the word3 and shape_word contexts (and mixer A's sets by the
+# previous byte's class, each weight set's own learning boost, the final mixer's slower rate)
 # How a byte is coded, in both implementations (functions of these names in jit.py, methods
 # of reference.CMModel): contexts and match once per byte; inputs, mix, code and learn
 # for each of its 8 bits; advance after it.
@@ -213,11 +215,17 @@ PHASES = ("contexts", "match", "inputs", "mix", "code", "learn", "advance")
 # shape_long, the last SHAPE_LONG_RUNS runs. Measured on the structured group at 4
 # streams (bench/published/cm/rev6-candidates.md): shape alone -1.4% (its 6-run form),
 # every file gains; shape_long -0.35% more on top of revision 6's other parts.
+# Revision 7 (format 12) adds two: word3, the word so far with the two words before it (a
+# log message's or a sentence's three-word phrase); shape_word, the shape's last 4 runs
+# with the word so far (a word wherever it follows the same kind of bytes, whatever their
+# digits: a log's program name after any timestamp). Measured alone on the structured
+# group at 4 streams (bench/published/cm/rev7-candidates.md): -0.16% and -0.20%.
 CONTEXTS = ("o2", "o3", "o4", "word", "column", "even", "o8", "o12", "o24", "field", "field_above",
-            "nest", "record", "field_prev", "word2", "indirect", "line_head", "shape", "shape_long")
-CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4 = 9, 11, 15, 17
+            "nest", "record", "field_prev", "word2", "indirect", "line_head", "shape", "shape_long",
+            "word3", "shape_word")
+CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4, CONTEXTS_R6 = 9, 11, 15, 17, 19
 N_CONTEXTS = (0, CONTEXTS_R1, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4, CONTEXTS_R4,
-              len(CONTEXTS))  # by revision: a prefix of CONTEXTS
+              CONTEXTS_R6, len(CONTEXTS))  # by revision: a prefix of CONTEXTS
 MIXER_C_FROM = 2  # the first revision with mixer C (and the final mixer's fifth input)
 ORDER_CONTEXTS = {"o2": 2, "o3": 3, "o4": 4, "o8": 8, "o12": 12, "o24": 24}
 MAX_ORDER = max(ORDER_CONTEXTS.values())
@@ -234,10 +242,12 @@ CTX_NEST, CTX_RECORD = CONTEXTS.index("nest"), CONTEXTS.index("record")
 CTX_FIELD_PREV, CTX_WORD2 = CONTEXTS.index("field_prev"), CONTEXTS.index("word2")
 CTX_INDIRECT, CTX_LINE_HEAD = CONTEXTS.index("indirect"), CONTEXTS.index("line_head")
 CTX_SHAPE, CTX_SHAPE_LONG = CONTEXTS.index("shape"), CONTEXTS.index("shape_long")
+CTX_WORD3, CTX_SHAPE_WORD = CONTEXTS.index("word3"), CONTEXTS.index("shape_word")
 # seeds that keep the non-order contexts' hashes apart
 SEED_ORDER, SEED_WORD, SEED_COLUMN, SEED_EVEN, SEED_FIELD, SEED_FIELD_ABOVE = 1, 5, 7, 8, 11, 12
 SEED_NEST, SEED_RECORD, SEED_FIELD_PREV, SEED_WORD2 = 13, 14, 15, 16
 SEED_INDIRECT, SEED_LINE_HEAD, SEED_SHAPE, SEED_SHAPE_LONG = 42, 44, 144, 149
+SEED_WORD3, SEED_SHAPE_WORD = 201, 204
 LINE_HEAD = 6  # bytes of a line that make its head
 OPENERS, CLOSERS = (40, 91, 123, 60), (41, 93, 125, 62)  # ( [ { <  and  ) ] } >
 QUOTE, BACKSLASH = 34, 92
@@ -259,7 +269,7 @@ DIGIT, CAPITAL, SMALL = 48, 65, 97  # the shape classes of letters and digits ("
 # first N_INPUTS mean the same in every revision; revision 4 INPUTS_R4, revision 3's and
 # then its two contexts' two inputs each; revision 5 INPUTS_R5, revision 4's and then
 # every context's run; revision 6 INPUTS_R6, revision 5's and then its two contexts'
-# three inputs each (counter, map, run).
+# three inputs each (counter, map, run); revision 7 INPUTS_R7, the same for its two.
 INPUTS = (
     ("tf", 1),  # the transformer's P(bit | c0), stretched
     ("tf_apm", 1),  # the same through an APM by (previous byte, c0)
@@ -283,9 +293,14 @@ INPUTS_R5 = INPUTS_R4 + (
     ("run", CONTEXTS_R4),  # each context's run: st(p) by (context, run length, expected bit)
 )
 INPUTS_R6 = INPUTS_R5 + (
-    ("ctx6", len(CONTEXTS) - CONTEXTS_R4),  # revision 6's contexts' counters,
-    ("cmap6", len(CONTEXTS) - CONTEXTS_R4),  # the same through the map,
-    ("run6", len(CONTEXTS) - CONTEXTS_R4),  # and their runs
+    ("ctx6", CONTEXTS_R6 - CONTEXTS_R4),  # revision 6's contexts' counters,
+    ("cmap6", CONTEXTS_R6 - CONTEXTS_R4),  # the same through the map,
+    ("run6", CONTEXTS_R6 - CONTEXTS_R4),  # and their runs
+)
+INPUTS_R7 = INPUTS_R6 + (
+    ("ctx7", len(CONTEXTS) - CONTEXTS_R6),  # revision 7's contexts' counters,
+    ("cmap7", len(CONTEXTS) - CONTEXTS_R6),  # the same through the map,
+    ("run7", len(CONTEXTS) - CONTEXTS_R6),  # and their runs
 )
 
 
@@ -298,22 +313,26 @@ def _offsets(rows) -> dict:
     return out
 
 
-_IN = _offsets(INPUTS_R6)
+_IN = _offsets(INPUTS_R7)
 IN_TF, IN_TF_APM, IN_O1 = _IN["tf"], _IN["tf_apm"], _IN["o1"]
 IN_CTX, IN_CMAP = _IN["ctx"], _IN["cmap"]
 IN_MATCH, IN_MATCH_LEN, IN_MATCH2, IN_BIAS = _IN["match"], _IN["match_len"], _IN["match2"], _IN["bias"]
 IN_CTX3, IN_CMAP3, IN_CTX4, IN_CMAP4 = _IN["ctx3"], _IN["cmap3"], _IN["ctx4"], _IN["cmap4"]
 IN_RUN = _IN["run"]
 IN_CTX6, IN_CMAP6, IN_RUN6 = _IN["ctx6"], _IN["cmap6"], _IN["run6"]
+IN_CTX7, IN_CMAP7, IN_RUN7 = _IN["ctx7"], _IN["cmap7"], _IN["run7"]
 N_INPUTS = _offsets(INPUTS)["_n"]
 N_INPUTS_R3 = _offsets(INPUTS_R3)["_n"]
 N_INPUTS_R4 = _offsets(INPUTS_R4)["_n"]
 N_INPUTS_R5 = _offsets(INPUTS_R5)["_n"]
-N_INPUTS_R6 = _IN["_n"]
+N_INPUTS_R6 = _offsets(INPUTS_R6)["_n"]
+N_INPUTS_R7 = _IN["_n"]
 
 
 def n_inputs(revision: int) -> int:
-    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R6."""
+    """The mixers' inputs (weights per set) of a revision: the first n of INPUTS_R7."""
+    if revision >= WORD3_FROM:
+        return N_INPUTS_R7
     if revision >= SHAPE_FROM:
         return N_INPUTS_R6
     if revision >= RUN_FROM:
@@ -323,12 +342,14 @@ def n_inputs(revision: int) -> int:
 
 def ctx_input(i: int) -> int:
     """The input of context slot i's counter: revision 2's contexts first, then revision
-    3's, then revision 4's, then revision 6's."""
+    3's, then revision 4's, then revision 6's, then revision 7's."""
     if i < CONTEXTS_R2:
         return IN_CTX + i
     if i < CONTEXTS_R3:
         return IN_CTX3 + i - CONTEXTS_R2
-    return IN_CTX4 + i - CONTEXTS_R3 if i < CONTEXTS_R4 else IN_CTX6 + i - CONTEXTS_R4
+    if i < CONTEXTS_R4:
+        return IN_CTX4 + i - CONTEXTS_R3
+    return IN_CTX6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_CTX7 + i - CONTEXTS_R6
 
 
 def cmap_input(i: int) -> int:
@@ -337,12 +358,16 @@ def cmap_input(i: int) -> int:
         return IN_CMAP + i
     if i < CONTEXTS_R3:
         return IN_CMAP3 + i - CONTEXTS_R2
-    return IN_CMAP4 + i - CONTEXTS_R3 if i < CONTEXTS_R4 else IN_CMAP6 + i - CONTEXTS_R4
+    if i < CONTEXTS_R4:
+        return IN_CMAP4 + i - CONTEXTS_R3
+    return IN_CMAP6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_CMAP7 + i - CONTEXTS_R6
 
 
 def run_input(i: int) -> int:
-    """The input of context slot i's run (revision 5's contexts, then revision 6's)."""
-    return IN_RUN + i if i < CONTEXTS_R4 else IN_RUN6 + i - CONTEXTS_R4
+    """The input of context slot i's run (revision 5's contexts, then revision 6's, then 7's)."""
+    if i < CONTEXTS_R4:
+        return IN_RUN + i
+    return IN_RUN6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_RUN7 + i - CONTEXTS_R6
 
 
 BIAS = 256  # the bias input's value (and the final mixer's)
@@ -377,7 +402,8 @@ COUNTER_LIMIT_O1 = 1023
 COUNTER_LIMIT_MATCH = 1023
 COUNTER_LIMIT_CMAP = 1023
 
-MIX_SETS_A = 256  # mixer A: weight set by the partial byte c0
+MIX_SETS_A = 256  # mixer A: weight set by the partial byte c0, and from revision 7 by the
+MIX_A_CLASSES = 4  # previous byte's class (mix_class), so 4 times as many sets (mix_sets_a)
 MIX_SETS_B = 64  # mixer B: by (match length bucket 0..7, transformer confidence 0..3, parity)
 # and from revision 5 by the order contexts seen before (0..6: those whose bucket's first
 # counter has a count, for this nibble), so 8 times as many sets (mix_sets_b)
@@ -391,7 +417,7 @@ MIX_SETS_F = 16  # final mixer (A, B, transformer, bias, C (, D, E) -> p): by (b
 N_FINAL = 5
 MIX_F_INIT = {1: (1 << 15, 1 << 15, 0, 0, 0), 2: (22000, 22000, 0, 0, 22000),  # by revision
               3: (22000, 22000, 0, 0, 22000), 4: (22000, 22000, 0, 0, 22000), 5: (22000, 22000, 0, 0, 22000),
-              6: (22000, 22000, 0, 0, 22000, 16384, 16384)}
+              6: (22000, 22000, 0, 0, 22000, 16384, 16384), 7: (22000, 22000, 0, 0, 22000, 16384, 16384)}
 # Revision 6's mixer D: a weight set per (field number capped at MIX_D_FIELDS - 1, bytes
 # into the field capped at MIX_D_OFFSETS - 1, bit position): where in a record the byte
 # is, which no other mixer's sets see (A: the byte's bits so far; B: how much history;
@@ -406,6 +432,21 @@ MIX_SETS_D = MIX_D_FIELDS * MIX_D_OFFSETS * 8
 MIX_E_RUNS, MIX_E_BITS, MIX_E_SEED = 3, 10, 5
 MIX_E_MASK = (1 << 8 * MIX_E_RUNS) - 1  # of the shape's first word (its last 4 runs)
 MIX_SETS_E = (1 << MIX_E_BITS) * 8
+
+
+def mix_class(c: int) -> int:
+    """Revision 7: the class of the previous byte c that picks mixer A's sets with c0: 0 a
+    digit, 1 a letter (is_letter), 2 a space or tab, 3 any other byte."""
+    if 48 <= c <= 57:
+        return 0
+    if (65 <= c <= 90) or (97 <= c <= 122) or c >= 128:  # (is_letter, which numba cannot call here)
+        return 1
+    return 2 if c == 32 or c == 9 else 3
+
+
+def mix_sets_a(revision: int) -> int:
+    """Mixer A's weight sets in a revision (from revision 7, also by the previous byte's class)."""
+    return MIX_SETS_A * MIX_A_CLASSES if revision >= WORD3_FROM else MIX_SETS_A
 
 
 def n_final(revision: int) -> int:
@@ -431,6 +472,24 @@ assert LR_A == LR_B == LR_C  # (jit3.py hands its mixers one rate)
 # on the structured group.
 MIX_RATE_EDGES = (32768, 131072, 524288)
 MIX_RATES = (32, 24, 18, 14)
+# Revision 7: each weight set of mixers A to E also counts its updates n (capped at
+# SET_COUNT_CAP) and learns at set_rate(rate, n), up to 1 + SET_RATE_BOOST times the
+# rate while it is new: a set chosen seldom (a rare field, shape or byte pair) learns its
+# weights in fewer bits than the block-wide schedule gives it. And the final mixer learns
+# at LR_F7. Measured with the CM stage alone at 4 streams (bench/published/cm/
+# rev7-candidates.md): -0.16% and -0.11% on the structured group.
+SET_RATE_BOOST, SET_RATE_K, SET_COUNT_CAP = 2, 64, 1023
+LR_F7 = 5
+
+
+def set_rate(rate: int, n: int) -> int:
+    """Revision 7's learning rate of a weight set updated n times before (at `rate`)."""
+    return rate + rate * SET_RATE_BOOST * SET_RATE_K // (n + SET_RATE_K)
+
+
+def lr_final(revision: int) -> int:
+    """The final mixer's learning rate in a revision."""
+    return LR_F7 if revision >= WORD3_FROM else LR_F
 ST_LIMIT = 2047  # a mixer's output st is clamped to +-ST_LIMIT
 W_INIT_TF = 1 << 14  # initial weights (1.0 = 2^16): the transformer 0.25, the others 1/16;
 W_INIT = 1 << 12  # from 1.0 / 0.125: -0.9% on 7 files, -1.2% where the transformer is bad
@@ -462,7 +521,7 @@ def table_bits(n: int, revision: int) -> int:
     buckets per byte, from 2^12 (256 KiB) to 2^20 (64 MiB) in revision 1, up to 2^21
     (128 MiB) in revision 2: each byte looks up two buckets per context, and twice the
     table for blocks of 512 KiB and more saved 0.4% on the structured group (smaller
-    blocks gain nothing from it, and lose speed to cache misses); revisions 3 to 6 as 2."""
+    blocks gain nothing from it, and lose speed to cache misses); revisions 3 to 7 as 2."""
     if revision == 1:
         return min(20, max(12, n.bit_length() + 2))
     return min(21, max(12, n.bit_length() + 2))
