@@ -6,7 +6,7 @@ that cost (compression only: sizes do not depend on the device or on decoding):
 
     python -m bench.streams --model tzip-small --files paper1 alice29.txt --factors 1,2,4
     python -m bench.streams --model tzip-large --files alice29.txt --counts 9,37,74
-    python -m bench.streams --format 11 --files corpora/structured/*.* --counts 1,2,4,8,16
+    python -m bench.streams --format 12 --files corpora/structured/*.* --counts 1,2,4,8,16
 """
 from __future__ import annotations
 

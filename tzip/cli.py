@@ -529,9 +529,9 @@ LEVEL_HELP = {
     4: "-4/-5: the default model over its last 128 bytes: about 1.2x faster than -6, "
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
-    8: "-8: as -6 with the context mixer's revision 6 (format 11) and fewer, longer streams: "
-       "about 7.5% smaller on structured text (logs, JSON, CSV, XML, code), 3% on prose, "
-       "decodes about 2.7x slower; tzip before 0.7 cannot read it",
+    8: "-8: as -6 with the context mixer's revision 7 (format 12) and at most 2 streams: "
+       "about 9% smaller on structured text (logs, JSON, CSV, XML, code), 3.5% on prose, "
+       "decodes about 4x slower; tzip before 0.8 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 
 
@@ -627,7 +627,7 @@ gzip-style options (for tzip FILE... and the commands):
   -1 fastest: no model, the context mixer alone
   -2/-3, -4/-5: the default model (tzip-small on a CPU) over its last 64, 128 bytes
   -6/-7 (default): the default model over its whole context   -9 best: tzip-large
-  -8: as -6 with the context mixer's revision 6 (format 11): smaller, decodes 2.7x slower
+  -8: as -6 with the context mixer's revision 7 (format 12): smaller, decodes 4x slower
   --model NAME|PATH  --device auto|cpu|cuda  --streams N  -V, --version
 
 Archives written one after another (cat a.tz b.tz) decompress to both contents.

@@ -16,8 +16,8 @@ all of them only where its run table's size (the argument rbits) is not 0; revis
 shape contexts (a context count, as revision 4's), mixers D and E and the learning rate
 schedule, where the state has mixer D's weights; revision 7 two more contexts (a context
 count again), mixer A's sets by the previous byte's class, each weight set's learning
-boost and the final mixer's rate, where the state counts the sets' updates. The state is state.CMState (as jit.py's) and
-state.Structure, the part of revisions 3 to 7.
+boost and the final mixer's rate, where the state counts the sets' updates. The state is
+state.CMState (as jit.py's) and state.Structure, the part of revisions 3 to 7.
 
 numba's on-disk cache is keyed on this file only (see jit.py): after changing tables.py
 or jit.py, delete tzip/cm/__pycache__ (or touch this file).
