@@ -238,7 +238,7 @@ def test_levels_name_a_model_a_window_and_a_format():
     assert [cli._window_for(n) for n in range(1, 10)] == [None, 64, 64, 128, 128, None, None, None, None]
     assert cli._window_for(None) is None and cli._model_for(None, 3) is None
     assert cli._model_for("m", 2) == "m" and cli._window_for(2) == 64  # --model keeps the window
-    assert [cli._format_for(n) for n in range(1, 10)] == [None] * 7 + [11, None]  # only -8 names one
+    assert [cli._format_for(n) for n in range(1, 10)] == [None] * 7 + [12, None]  # only -8 names one
     assert cli._format_for(None) is None
 
 
@@ -294,7 +294,7 @@ def test_a_window_level_with_the_mixer_alone_is_level_1(txt):
     assert out == run("-1", "-c", txt)[1] and tzip.info(out).version == 6
 
 
-def test_level_8_writes_format_11_and_the_mixer_alone_keeps_its_own(txt, tiny_path):
+def test_level_8_writes_format_12_and_the_mixer_alone_keeps_its_own(txt, tiny_path):
     """-8 with any model writes format 12 (in worker processes too, the same bytes);
     -8 --model none is the mixer alone, format 6, as -1."""
     one = run("-8", "-c", "-T", "1", "--model", tiny_path, txt)

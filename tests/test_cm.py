@@ -222,9 +222,13 @@ def test_compiled_revisions_keep_only_their_own_state():
             assert (w_f[5::7] != start[5]).any() and (w_f[6::7] != start[6]).any()
         assert (r3.set_counts.size > 0) == r3.prev_word2.any() == (revision >= 7)
         assert enc.model.st.w_a.size == T.mix_sets_a(revision) * T.n_inputs(revision)
-        if revision >= 7:  # every mixer counted its sets' updates, mixer A used sets past c0's 256
+        if revision >= 7:  # every mixer counted its sets' updates, mixer A used each class's sets
             assert (r3.set_counts.sum(axis=1) > 0).all() and r3.set_counts.max() <= T.SET_COUNT_CAP
-            assert r3.set_counts[0, T.MIX_SETS_A:].sum() > 0
+            by_class = r3.set_counts[0, :T.mix_sets_a(7)].reshape(T.MIX_A_CLASSES, T.MIX_SETS_A).sum(axis=1)
+            assert (by_class > 0).all()
+            big = Encoder([5 * len(data)], layout(data * 5, [5 * len(data)]), 7, implementation="compiled")
+            big.encode(0, np.ones((1, 5 * len(data), 256), dtype=np.float32))
+            assert Structure(*big.model.structure).set_counts.max() == T.SET_COUNT_CAP  # some set reaches the cap
 
 
 def test_revision_6_shape_sees_classes_not_values():
@@ -305,8 +309,9 @@ def test_revision_6_mixer_e_knows_the_kind_of_bytes_before():
 
 def test_revision_6_learning_rate_falls_at_its_edges():
     """Revision 6's mixers learn at 32 for the block's first 32 Ki coded bytes (step times
-    streams plus stream), then 24 to 128 Ki, 18 to 512 Ki and 14 after: format 11's
-    archives depend on each edge (a block past them all is pinned below)."""
+    streams plus stream), then 24 to 128 Ki, 18 to 512 Ki and 14 after (revision 7 too):
+    format 11's and 12's archives depend on each edge (a block past them all is pinned
+    below)."""
     from tzip.cm import tables as T
     at = [0, 32767, 32768, 131071, 131072, 524287, 524288, 1 << 30]
     assert [T.mix_rate(n) for n in at] == [32, 32, 24, 24, 18, 18, 14, 14]
@@ -346,6 +351,8 @@ def test_revision_7_mixers_learn_by_class_and_by_set():
     from tzip.cm.reference import Mixer
     assert [T.mix_class(ord(c)) for c in "05aZ \t,\n"] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert T.mix_class(0xC3) == 1 and T.mix_sets_a(7) == 4 * T.mix_sets_a(6) == 1024
+    # the counts have room for every set of every mixer (the compiled loop checks no bounds)
+    assert T.SET_COUNT_WIDTH >= max(T.mix_sets_a(7), T.mix_sets_b(7), T.MIX_SETS_C, T.MIX_SETS_D, T.MIX_SETS_E)
     assert [T.set_rate(24, n) for n in (0, 64, 1023)] == [72, 48, 26] and T.set_rate(14, 1023) == 15
     plain, counted = Mixer([0, 0] * 2, 2, 24), Mixer([0, 0] * 2, 2, 24, [0, 0])
     plain.update(1, [1000, -500], 1, 1024)

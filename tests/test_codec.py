@@ -57,6 +57,17 @@ def test_level_8_of_format_12_cuts_two_streams():
     assert codec.split_streams(10_000, 256, 3, version=12) == [3334, 3334, 3332]  # asked for: as asked
 
 
+def test_level_8_archives_of_format_12_have_two_streams(small, text):
+    """What -8 writes: a 20 KB block at format 12 is 2 streams (format 11: 4), and decodes."""
+    import tzip
+    data = (text * 8)[:20_000]
+    assert len(data) == 20_000
+    for version, streams in ((12, 2), (11, 4)):
+        blob = tzip.compress(data, small, format=version)
+        assert [b.streams for b in tzip.info(blob).blocks] == [streams]
+        assert tzip.decompress(blob, small) == data
+
+
 @pytest.mark.parametrize("version", [4, 5])
 def test_small_blocks_get_up_to_eight_streams_of_two_contexts(version):
     """Fewer sequential decoding steps for small files; long streams for large ones."""

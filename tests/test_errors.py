@@ -10,8 +10,8 @@ from tzip.container import MAGIC
 @pytest.fixture(scope="module", params=[5, 8, 9, 10, 11, 12])
 def archive(request, small, text):
     """An archive with a model block, so payload corruption reaches the range decoder: of
-    the default format (5) and of level -8's (11, the context mixer's revision 6; 10, 9 and
-    8, 0.6's, 0.5's and 0.4's)."""
+    the default format (5) and of level -8's (12, the context mixer's revision 7; 11, 10, 9
+    and 8, 0.7's, 0.6's, 0.5's and 0.4's)."""
     return tzip.compress(text[:3000], small, streams=8, format=request.param)
 
 

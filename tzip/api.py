@@ -135,10 +135,10 @@ class Compressor:
         device's default model), or "none": no transformer, the context mixer alone
         (tzip/cm/alone.py; the fastest level, -1). streams: model streams per block (1 to
         MAX_STREAMS; default: from the block size); format: the archive format to write
-        (default: 5, 6 for model "none", 7 with a window; 11, the context mixer's revision
-        6: smaller on structured text, slower (level -8); 10 (revision 5, 0.6's -8), 9
-        (revision 4, 0.5's -8), 8 (revision 3, 0.4's -8), 4 or 3 for decoders of tzip
-        before them). window: each position attends to itself and the window-1 positions
+        (default: 5, 6 for model "none", 7 with a window; 12, the context mixer's revision
+        7: smaller on structured text, slower (level -8); 11 (revision 6, 0.7's -8), 10
+        (revision 5, 0.6's -8), 9 (revision 4, 0.5's -8), 8 (revision 3, 0.4's -8), 4 or 3
+        for decoders of tzip before them). window: each position attends to itself and the window-1 positions
         before it (None, or one at least the model's context: the whole context, as
         formats 3-6 code): a shorter window is cheaper and codes a little larger (the
         middle levels, docs/levels.md); it needs format 7, which records it."""

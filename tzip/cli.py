@@ -530,7 +530,7 @@ LEVEL_HELP = {
        "archives under 1% larger",
     6: "-6/-7 (default): the default model over its whole context (256 bytes for tzip-small)",
     8: "-8: as -6 with the context mixer's revision 7 (format 12) and at most 2 streams: "
-       "about 9% smaller on structured text (logs, JSON, CSV, XML, code), 3.5% on prose, "
+       "about 9% smaller on structured text (logs, JSON, CSV, XML, code), 3.7% on prose, "
        "decodes about 4x slower; tzip before 0.8 cannot read it",
     9: f"-9/--best: {LARGE}: smaller archives, far slower without a GPU (docs/levels.md)"}
 

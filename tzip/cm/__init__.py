@@ -202,5 +202,5 @@ def memory(n: int, revision: int = LATEST) -> int:
         + ((1 << tables.run_bits(n)) * 4 if revision >= tables.RUN_FROM else 0) \
         + ((tables.MIX_SETS_D + tables.MIX_SETS_E) * tables.n_inputs(revision) * 8
            if revision >= tables.SHAPE_FROM else 0) \
-        + ((tables.mix_sets_a(revision) * tables.n_inputs(revision) + 5 * tables.MIX_SETS_E) * 8
+        + ((tables.mix_sets_a(revision) * tables.n_inputs(revision) + 5 * tables.SET_COUNT_WIDTH) * 8
            if revision >= tables.WORD3_FROM else 0)

@@ -378,8 +378,9 @@ def code_byte(st, r3, s, t, freq, byte, decoding, tbits, mbits, nctx, n_in, matc
               rbits):
     """Code (or decode, returning it) the byte of stream s at step t with the revision's
     first nctx contexts, n_in inputs, match rule (tables.match_rule), (revision 5) a run
-    table of 2^rbits entries (0: none) and (revision 6, where the state has mixer D) the
-    rest of revision 6."""
+    table of 2^rbits entries (0: none), (revision 6, where the state has mixer D) the
+    rest of revision 6 and (revision 7, where the state counts the sets' updates) the rest
+    of revision 7."""
     sc = r3.scratch
     cum = sc[SC_CUM:SC_X]  # prefix sums of the transformer's frequencies
     x = sc[SC_X:SC3_SLOT]

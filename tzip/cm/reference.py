@@ -238,9 +238,12 @@ class Mixer:
             rate = T.set_rate(self.lr, n)
         err = ((y << 12) - p) * rate
         base = sel * self.n
-        # unbounded: a step moves w by < 4100 at rate 32 (revision 6, for its first 32 Ki
-        # bytes at most), < 3100 at 24, so 2^33 bits keep |w| < 2^45 (no int64 overflow);
-        # revision 7's boost of a new set adds less than 2^21 to that
+        # unbounded: a step moves w by < 128 * rate (|x * err| < 2^23): < 4100 at rate 32
+        # (revision 6, for its first 32 Ki bytes at most), < 3100 at 24, so 2^33 bits keep
+        # |w| < 2^45; revision 7's sets learn at up to 3 times that while new (less than
+        # 2^21 more in all) and at set_rate(24, 1023) = 26 at most after 128 Ki bytes
+        # (< 2^44.7 over 2^33 bits), so a dot product of 70 inputs stays below
+        # 70 * 2^45 * 2047 < 2^63 (no int64 overflow)
         for i, xi in enumerate(x):
             self.w[base + i] += (xi * err + 32768) >> 16
 

@@ -3,7 +3,8 @@
 them into Python lists), so they cannot disagree about a table's size or initial value.
 Revision 3 adds a second part, `Structure` (new_structure): the stream's nesting, words
 and fields, and its two APMs (revision 4's indirect bytes and line heads, revision 5's
-runs, revision 6's shapes and mixers D and E), kept apart so that CMState, and the
+runs, revision 6's shapes and mixers D and E, revision 7's word before the word before
+and the mixers' update counts), kept apart so that CMState, and the
 compiled loop of revisions 1 and 2 that takes it, stay what they were before revision 3
 (tzip/cm/jit3.py takes both).
 
@@ -77,7 +78,7 @@ class Structure(NamedTuple):
     # revision 7: per stream the hash of the word before prev_word; per weight set of mixers
     # A to E (rows 0-4) its updates so far, capped at SET_COUNT_CAP (tables.set_rate)
     prev_word2: np.ndarray  # (S,) int64
-    set_counts: np.ndarray  # (5, MIX_SETS_E, or 0 before revision 7) int64
+    set_counts: np.ndarray  # (5, SET_COUNT_WIDTH, or 0 before revision 7) int64
     scratch: np.ndarray  # (SCRATCH3,) int64 work space of jit3 (layout below)
 
 
@@ -233,5 +234,5 @@ def new_structure(S: int, n: int, revision: int) -> Structure:
         w_d=_weights(T.MIX_SETS_D if revision >= T.SHAPE_FROM else 0, revision),
         w_e=_weights(T.MIX_SETS_E if revision >= T.SHAPE_FROM else 0, revision),
         prev_word2=np.zeros(S, dtype=np.int64),
-        set_counts=np.zeros((5, T.MIX_SETS_E if revision >= T.WORD3_FROM else 0), dtype=np.int64),
+        set_counts=np.zeros((5, T.SET_COUNT_WIDTH if revision >= T.WORD3_FROM else 0), dtype=np.int64),
         scratch=np.zeros(SCRATCH3, dtype=np.int64))

@@ -432,6 +432,8 @@ MIX_SETS_D = MIX_D_FIELDS * MIX_D_OFFSETS * 8
 MIX_E_RUNS, MIX_E_BITS, MIX_E_SEED = 3, 10, 5
 MIX_E_MASK = (1 << 8 * MIX_E_RUNS) - 1  # of the shape's first word (its last 4 runs)
 MIX_SETS_E = (1 << MIX_E_BITS) * 8
+SET_COUNT_WIDTH = max(MIX_SETS_A * MIX_A_CLASSES, MIX_SETS_B * SEEN_SETS, MIX_SETS_C, MIX_SETS_D,
+                      MIX_SETS_E)  # revision 7's update counts per mixer: room for its most sets
 
 
 def mix_class(c: int) -> int:
