@@ -340,34 +340,31 @@ def n_inputs(revision: int) -> int:
     return N_INPUTS_R4 if revision >= 4 else N_INPUTS_R3 if revision >= STRUCTURE_FROM else N_INPUTS
 
 
+def _slot_input(i: int, firsts: tuple[int, ...]) -> int:
+    """The input of context slot i in a kind of input whose rows start at `firsts`: one
+    row per group of slots (revision 2's, 3's, 4's, 6's and 7's contexts), in order."""
+    starts = (0, CONTEXTS_R2, CONTEXTS_R3, CONTEXTS_R4, CONTEXTS_R6)
+    k = len(starts) - 1
+    while starts[k] > i:
+        k -= 1
+    return firsts[k] + i - starts[k]
+
+
 def ctx_input(i: int) -> int:
     """The input of context slot i's counter: revision 2's contexts first, then revision
     3's, then revision 4's, then revision 6's, then revision 7's."""
-    if i < CONTEXTS_R2:
-        return IN_CTX + i
-    if i < CONTEXTS_R3:
-        return IN_CTX3 + i - CONTEXTS_R2
-    if i < CONTEXTS_R4:
-        return IN_CTX4 + i - CONTEXTS_R3
-    return IN_CTX6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_CTX7 + i - CONTEXTS_R6
+    return _slot_input(i, (IN_CTX, IN_CTX3, IN_CTX4, IN_CTX6, IN_CTX7))
 
 
 def cmap_input(i: int) -> int:
     """The input of context slot i's counter through the context map."""
-    if i < CONTEXTS_R2:
-        return IN_CMAP + i
-    if i < CONTEXTS_R3:
-        return IN_CMAP3 + i - CONTEXTS_R2
-    if i < CONTEXTS_R4:
-        return IN_CMAP4 + i - CONTEXTS_R3
-    return IN_CMAP6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_CMAP7 + i - CONTEXTS_R6
+    return _slot_input(i, (IN_CMAP, IN_CMAP3, IN_CMAP4, IN_CMAP6, IN_CMAP7))
 
 
 def run_input(i: int) -> int:
-    """The input of context slot i's run (revision 5's contexts, then revision 6's, then 7's)."""
-    if i < CONTEXTS_R4:
-        return IN_RUN + i
-    return IN_RUN6 + i - CONTEXTS_R4 if i < CONTEXTS_R6 else IN_RUN7 + i - CONTEXTS_R6
+    """The input of context slot i's run (revision 5's contexts in one row, then revision
+    6's, then 7's)."""
+    return _slot_input(i, (IN_RUN, IN_RUN + CONTEXTS_R2, IN_RUN + CONTEXTS_R3, IN_RUN6, IN_RUN7))
 
 
 BIAS = 256  # the bias input's value (and the final mixer's)
