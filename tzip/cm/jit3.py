@@ -44,10 +44,12 @@ run_expects = _phase(T.run_expects)
 is_closer = _phase(T.is_closer)
 apm_match_context = _phase(T.apm_match_context)
 
-R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, inputs as in jit.py
-R3 = T.CONTEXTS_R3  # revision 3's: slots R2..R3-1, inputs ctx3 and cmap3; revision 4's after,
-R4 = T.CONTEXTS_R4  # up to R4 - 1 (inputs ctx4 and cmap4); revision 6's from R4 (ctx6, cmap6)
-R6 = T.CONTEXTS_R6  # up to R6 - 1; revision 7's from R6 (ctx7, cmap7)
+R2 = T.CONTEXTS_R2  # revision 2's contexts: slots 0..R2-1, hashed as in jit.py
+# each context slot's inputs (counter, the counter through the map, run), by the table's
+# rule (tables.ctx_input, cmap_input, run_input), frozen at compile time
+CTX_AT = np.array([T.ctx_input(i) for i in range(len(T.CONTEXTS))], dtype=np.int64)
+CMAP_AT = np.array([T.cmap_input(i) for i in range(len(T.CONTEXTS))], dtype=np.int64)
+RUN_AT = np.array([T.run_input(i) for i in range(len(T.CONTEXTS))], dtype=np.int64)
 
 
 @_phase
@@ -135,31 +137,11 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
     if rbits > 0:  # (earlier revisions: 0, as the scratch started)
         for i in range(nctx):
             rows[i] = run_expects(run[4 * i + 3], run[4 * i + 2], j, c0)
-    for i in range(R2):
+    for i in range(nctx):  # each context's counter, and the same through the map
         e = np.int64(table[slot[i] + node])
-        x[T.IN_CTX + i] = stretch(e >> 20)
+        x[CTX_AT[i]] = stretch(e >> 20)
         cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-        x[T.IN_CMAP + i] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R2, R3):  # revision 3's contexts: their inputs after revision 2's
-        e = np.int64(table[slot[i] + node])
-        x[T.IN_CTX3 + i - R2] = stretch(e >> 20)
-        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-        x[T.IN_CMAP3 + i - R2] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R3, min(nctx, R4)):  # revision 4's: after revision 3's
-        e = np.int64(table[slot[i] + node])
-        x[T.IN_CTX4 + i - R3] = stretch(e >> 20)
-        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-        x[T.IN_CMAP4 + i - R3] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R4, min(nctx, R6)):  # revision 6's: after revision 5's runs
-        e = np.int64(table[slot[i] + node])
-        x[T.IN_CTX6 + i - R4] = stretch(e >> 20)
-        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-        x[T.IN_CMAP6 + i - R4] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
-    for i in range(R6, nctx):  # revision 7's: after revision 6's runs
-        e = np.int64(table[slot[i] + node])
-        x[T.IN_CTX7 + i - R6] = stretch(e >> 20)
-        cmi[i] = (rows[i] * nctx + i) * T.CMAP_SIZE + min(e & 1023, T.CMAP_COUNT_CAP) * 64 + (e >> 26)
-        x[T.IN_CMAP7 + i - R6] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
+        x[CMAP_AT[i]] = stretch(np.int64(st.ctx_map[cmi[i]]) >> 20)
     expect = -1  # the match's bit, while its byte agrees with the bits so far
     if m.byte >= 0 and ((m.byte + 256) >> (8 - j)) == c0:
         expect = (m.byte >> (7 - j)) & 1
@@ -181,7 +163,7 @@ def inputs(st, r3, j, c0, c1, cum, x, slot, ctxh, cmi, m, tbits, nctx, rbits):
         rsm = r3.scratch[SC3_RUN_SM:SC3_ROWS]
         for i in range(nctx):
             rsm[i] = -1
-            at = T.IN_RUN + i if i < R4 else T.IN_RUN6 + i - R4 if i < R6 else T.IN_RUN7 + i - R6
+            at = RUN_AT[i]
             x[at] = 0
             if rows[i] > 0:
                 ri = (i * (T.RUN_SM_LEN + 1) + min(run[4 * i + 3], T.RUN_SM_LEN)) * 2 + ((rows[i] - 1) & 1)
